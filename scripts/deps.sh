@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# deps.sh installs the packages luafw's kernel tests and demo need, when they
+# are missing and we are root. Without root it only reports what is missing.
+set -euo pipefail
+need=()
+command -v iptables  >/dev/null 2>&1 || need+=(iptables)
+command -v nft       >/dev/null 2>&1 || need+=(nftables)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
+command -v ip        >/dev/null 2>&1 || need+=(iproute2)
+command -v iperf3    >/dev/null 2>&1 || need+=(iperf3)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing ${need[*]} (not root: kernel tests will skip)" >&2
+  exit 0
+fi
+echo "deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
