@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/luafw/luafw/config"
+	"github.com/luafw/luafw/host"
+)
+
+// loadSpecs reads a plugin list from a Lua file (one plugin) or a YAML
+// configuration.
+func loadSpecs(path string) ([]host.PluginSpec, *config.File, error) {
+	if strings.HasSuffix(path, ".lua") {
+		return []host.PluginSpec{{File: path}}, nil, nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	specs, err := cfg.PluginSpecs()
+	return specs, cfg, err
+}
+
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: luafw check FILE.lua|CONFIG.yaml") }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	log, _ := newLogger(stderr, "text", "warn")
+	specs, _, err := loadSpecs(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw check: %v\n", err)
+		return 1
+	}
+	eng := host.New(host.Options{Logger: log})
+	defer eng.Close()
+	if err := eng.Load(specs); err != nil {
+		fmt.Fprintf(stderr, "luafw check: %v\n", err)
+		return 1
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOOK\tPRIORITY\tPLUGIN\tCALLBACK\tFILE")
+	for _, c := range eng.Chains() {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", c.Hook, c.Priority, c.Plugin, c.Name, c.File)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))
+	return 0
+}

@@ -1,0 +1,285 @@
+// Package config reads luafw's YAML configuration file: the plugins to
+// load and how the daemon diverts, queues and reports. Unknown keys are
+// errors (a typo must not silently change what the firewall does), and
+// every error names the file and line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/luafw/luafw/host"
+)
+
+// File is a whole configuration file.
+type File struct {
+	// Path is the file the configuration came from; plugin files are
+	// relative to its directory.
+	Path string `yaml:"-"`
+
+	Plugins   []Plugin          `yaml:"plugins"`
+	Queue     Queue             `yaml:"queue"`
+	Divert    map[string]Filter `yaml:"divert"`
+	Conntrack *bool             `yaml:"conntrack"`
+	Marks     Marks             `yaml:"marks"`
+	Offload   Offload           `yaml:"offload"`
+	Log       Log               `yaml:"log"`
+	Metrics   string            `yaml:"metrics"`
+	Table     string            `yaml:"table"`
+}
+
+// Plugin is one entry of the plugins list.
+type Plugin struct {
+	File            string         `yaml:"file"`
+	Name            string         `yaml:"name"`
+	Options         map[string]any `yaml:"options"`
+	OnError         string         `yaml:"on_error"`
+	Budget          Duration       `yaml:"budget"`
+	QuarantineAfter int            `yaml:"quarantine_after"`
+	QuarantineFor   Duration       `yaml:"quarantine_for"`
+	Disabled        bool           `yaml:"disabled"`
+
+	line int
+}
+
+// Queue configures the NFQUEUE side.
+type Queue struct {
+	Base     uint16 `yaml:"base"`      // first queue number luafw uses (default 1000)
+	Balance  int    `yaml:"balance"`   // queues (and workers) per diversion (default 1)
+	MaxLen   uint32 `yaml:"max_len"`   // kernel queue length (default 4096)
+	FailOpen *bool  `yaml:"fail_open"` // accept instead of drop when the queue is full (default true)
+	GSO      *bool  `yaml:"gso"`       // receive GSO packets unsegmented (default true)
+	Burst    int    `yaml:"burst"`     // packets per receive (default 64)
+}
+
+// Filter narrows what one hook diverts; empty fields match anything.
+type Filter struct {
+	Protos []string `yaml:"protos"`
+	DPorts []uint16 `yaml:"dports"`
+	SPorts []uint16 `yaml:"sports"`
+	In     []string `yaml:"in"`
+	Out    []string `yaml:"out"`
+	Src    []string `yaml:"src"`
+	Dst    []string `yaml:"dst"`
+}
+
+// Marks are the packet mark bits luafw reserves for itself.
+type Marks struct {
+	Skip   *Hex `yaml:"skip"`   // a repeated packet carries it and skips our queues (default 0x80000000)
+	Reject *Hex `yaml:"reject"` // with skip: the kernel rejects the packet (default 0x40000000)
+}
+
+// Offload lets settled flows bypass the queues: packets whose conntrack
+// mark has any of Mask's bits set are not diverted.
+type Offload struct {
+	Mask Hex `yaml:"mask"`
+}
+
+// Log configures the daemon's logs.
+type Log struct {
+	Format string `yaml:"format"` // text (default) or json
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+}
+
+// Duration is a time.Duration written as "2ms", "1.5s".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: bad duration %q (want e.g. 2ms, 1s)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Hex is a 32-bit value written in decimal or 0x hex.
+type Hex uint32
+
+// UnmarshalYAML parses 123 or 0x7b.
+func (h *Hex) UnmarshalYAML(n *yaml.Node) error {
+	v, err := strconv.ParseUint(n.Value, 0, 32)
+	if err != nil {
+		return fmt.Errorf("line %d: bad 32-bit value %q", n.Line, n.Value)
+	}
+	*h = Hex(v)
+	return nil
+}
+
+// Load reads and checks a configuration file.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, path)
+}
+
+// Parse reads a configuration from b; path names it in errors and anchors
+// relative plugin files.
+func Parse(b []byte, path string) (*File, error) {
+	f := &File{Path: path}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	// Record each plugin's line for later errors.
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err == nil {
+		if list := findKey(&root, "plugins"); list != nil {
+			for i, item := range list.Content {
+				if i < len(f.Plugins) {
+					f.Plugins[i].line = item.Line
+				}
+			}
+		}
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func findKey(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func (f *File) errorf(line int, format string, args ...any) error {
+	return fmt.Errorf("%s:%d: %s", f.Path, line, fmt.Sprintf(format, args...))
+}
+
+func (f *File) check() error {
+	for i, p := range f.Plugins {
+		if p.File == "" {
+			return f.errorf(p.line, "plugin %d: file is missing", i+1)
+		}
+		if p.OnError != "" {
+			if _, err := host.ParseVerdict(p.OnError); err != nil {
+				return f.errorf(p.line, "plugin %s: on_error: %v", p.File, err)
+			}
+		}
+	}
+	for hook, flt := range f.Divert {
+		if _, err := host.ParseHook(hook); err != nil {
+			return fmt.Errorf("%s: divert: %w", f.Path, err)
+		}
+		if _, _, err := flt.Prefixes(); err != nil {
+			return fmt.Errorf("%s: divert.%s: %w", f.Path, hook, err)
+		}
+		if _, err := flt.ProtoNumbers(); err != nil {
+			return fmt.Errorf("%s: divert.%s: %w", f.Path, hook, err)
+		}
+	}
+	switch f.Log.Format {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("%s: log.format must be text or json, not %q", f.Path, f.Log.Format)
+	}
+	return nil
+}
+
+// PluginSpecs returns the enabled plugins as engine specs, files resolved
+// against the configuration's directory.
+func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
+	dir := filepath.Dir(f.Path)
+	var specs []host.PluginSpec
+	for _, p := range f.Plugins {
+		if p.Disabled {
+			continue
+		}
+		file := p.File
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(dir, file)
+		}
+		spec := host.PluginSpec{Name: p.Name, File: file, Options: p.Options,
+			Budget: time.Duration(p.Budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor)}
+		if p.OnError != "" {
+			v, err := host.ParseVerdict(p.OnError)
+			if err != nil {
+				return nil, f.errorf(p.line, "plugin %s: on_error: %v", p.File, err)
+			}
+			spec.OnError = v
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
+
+// ConntrackEnabled reports whether ct state and ct updates are on
+// (default true).
+func (f *File) ConntrackEnabled() bool { return f.Conntrack == nil || *f.Conntrack }
+
+// Prefixes parses Src and Dst.
+func (flt Filter) Prefixes() (src, dst []netip.Prefix, err error) {
+	parse := func(list []string) ([]netip.Prefix, error) {
+		var out []netip.Prefix
+		for _, s := range list {
+			if !strings.Contains(s, "/") {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return nil, fmt.Errorf("bad address %q", s)
+				}
+				out = append(out, netip.PrefixFrom(a, a.BitLen()))
+				continue
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("bad prefix %q", s)
+			}
+			out = append(out, p.Masked())
+		}
+		return out, nil
+	}
+	if src, err = parse(flt.Src); err != nil {
+		return nil, nil, err
+	}
+	dst, err = parse(flt.Dst)
+	return src, dst, err
+}
+
+// ProtoNumbers parses Protos ("tcp", "udp", "icmp", "icmpv6" or numbers).
+func (flt Filter) ProtoNumbers() ([]uint8, error) {
+	var out []uint8
+	for _, s := range flt.Protos {
+		switch strings.ToLower(s) {
+		case "tcp":
+			out = append(out, 6)
+		case "udp":
+			out = append(out, 17)
+		case "icmp":
+			out = append(out, 1)
+		case "icmpv6":
+			out = append(out, 58)
+		default:
+			n, err := strconv.ParseUint(s, 10, 8)
+			if err != nil {
+				return nil, fmt.Errorf("unknown protocol %q", s)
+			}
+			out = append(out, uint8(n))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,374 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/luafw/luafw/host/netset"
+	"github.com/luafw/luafw/host/state"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Logger receives the engine's and the scripts' log lines; default
+	// slog.Default().
+	Logger *slog.Logger
+	// Clock is what scripts see as time.now() and what state TTLs and token
+	// buckets use; default time.Now. Tests and `luafw test` advance it.
+	Clock func() time.Time
+	// Modules are Lua modules of the embedding program, set as globals in
+	// every plugin's state.
+	Modules []Module
+	// StateLimits bound the shared state (see host/state).
+	StateLimits state.Limits
+	// WatchdogInterval is how often running callbacks are checked against
+	// their budget; default 250µs.
+	WatchdogInterval time.Duration
+}
+
+// Module is a Lua module an embedding program gives scripts: Open builds
+// the value (usually a table of functions) that scripts see as the global
+// Name. Open runs once per Lua state.
+type Module struct {
+	Name string
+	Open func(L *lua.LState) lua.LValue
+}
+
+// GoFunc is a native callback in a chain. It returns a verdict like a Lua
+// callback and may use the Ctx's actions (marks, tags, conntrack).
+type GoFunc func(c *Ctx) Verdict
+
+type goCallback struct {
+	hook     Hook
+	priority int
+	name     string
+	fn       GoFunc
+}
+
+// entry is one callback in a chain.
+type entry struct {
+	priority int
+	seq      int // tie-breaker: load order
+	plugin   int // index in generation.plugins; -1 for a Go callback
+	reg      int // registration index within the plugin
+	goFn     GoFunc
+	name     string
+	owner    string // plugin name, or "go" for Go callbacks
+	stats    *cbStats
+}
+
+// generation is one loaded set of plugins and the chains built from them.
+// It never changes once published; a reload publishes a new one.
+type generation struct {
+	id      uint64
+	plugins []*plugin
+	chains  [NumHooks][]entry
+}
+
+// Engine owns the loaded plugins and their chains. It is safe for
+// concurrent use; packets are run by Workers.
+type Engine struct {
+	opts  Options
+	log   *slog.Logger
+	start time.Time
+	store *state.Store
+
+	// coarse is the engine clock as of the watchdog's last tick: cheap to
+	// read on the packet path (reading the real clock costs ~70ns on VMs).
+	coarse atomic.Int64
+
+	gen     atomic.Pointer[generation]
+	loadMu  sync.Mutex // serializes Load and RegisterFunc
+	goFuncs []goCallback
+	genSeq  uint64
+
+	statsMu sync.Mutex
+	stats   map[statsKey]*cbStats
+
+	workersMu sync.Mutex
+	workers   map[*Worker]struct{}
+	nextID    int
+
+	pool chan *Worker
+
+	numbers []lua.LValue // LNumber values 0..65535, boxed once
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns an engine with no plugins loaded: every packet is accepted
+// until Load. Close stops its background goroutine.
+func New(opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.WatchdogInterval <= 0 {
+		opts.WatchdogInterval = 250 * time.Microsecond
+	}
+	e := &Engine{
+		opts:    opts,
+		log:     opts.Logger,
+		start:   time.Now(),
+		store:   state.NewStore(state.Clock(opts.Clock), opts.StateLimits),
+		stats:   map[statsKey]*cbStats{},
+		workers: map[*Worker]struct{}{},
+		pool:    make(chan *Worker, 64),
+		numbers: make([]lua.LValue, 65536),
+		done:    make(chan struct{}),
+	}
+	for i := range e.numbers {
+		e.numbers[i] = lua.LNumber(i)
+	}
+	e.gen.Store(&generation{})
+	e.coarse.Store(e.nanos())
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go e.background(ctx)
+	return e
+}
+
+// Close stops the engine's background work and closes pooled workers.
+// Workers made by NewWorker are closed by their owners.
+func (e *Engine) Close() {
+	e.cancel()
+	<-e.done
+	for {
+		select {
+		case w := <-e.pool:
+			w.Close()
+		default:
+			return
+		}
+	}
+}
+
+// State returns the shared state store scripts use.
+func (e *Engine) State() *state.Store { return e.store }
+
+// nanos is the engine's monotonic clock for budgets and quarantine.
+func (e *Engine) nanos() int64 { return int64(time.Since(e.start)) }
+
+// Load compiles the plugins and runs each one's top level once to collect
+// its registrations, then replaces the running set atomically. If anything
+// fails, the running set is left as it was and the error (a *LoadError for
+// script problems) names the file and line.
+func (e *Engine) Load(specs []PluginSpec) error {
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	plugins := make([]*plugin, 0, len(specs))
+	seen := map[string]string{}
+	for i, spec := range specs {
+		spec = spec.normalize()
+		if prev, dup := seen[spec.Name]; dup {
+			return &LoadError{Plugin: spec.Name, File: spec.File,
+				Reason: fmt.Sprintf("plugin name %q is already used by %s (set a distinct name)", spec.Name, prev)}
+		}
+		seen[spec.Name] = spec.File
+		if spec.OnError != Accept && spec.OnError != Drop && spec.OnError != Reject {
+			return &LoadError{Plugin: spec.Name, File: spec.File, Reason: fmt.Sprintf("on_error must be accept, drop or reject, not %s", spec.OnError)}
+		}
+		proto, err := compile(spec)
+		if err != nil {
+			return err
+		}
+		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}}
+		if err := e.probe(p); err != nil {
+			return err
+		}
+		plugins = append(plugins, p)
+	}
+	g := e.build(plugins)
+	e.gen.Store(g)
+	e.log.Info("plugins loaded", "generation", g.id, "plugins", len(plugins), "callbacks", g.callbacks())
+	return nil
+}
+
+// probe runs a plugin's top level in a throwaway state to learn and check
+// its registrations.
+func (e *Engine) probe(p *plugin) error {
+	ps, err := e.newPluginState(p, nil)
+	if err != nil {
+		return err
+	}
+	defer ps.L.Close()
+	if len(ps.regs) == 0 {
+		e.log.Warn("plugin registers no callbacks", "plugin", p.name(), "file", p.spec.File)
+	}
+	p.regs = ps.regs
+	return nil
+}
+
+// RegisterFunc adds a Go callback to hook's chain at priority. At equal
+// priority, Go callbacks run before Lua ones, in registration order. It
+// takes effect at once for every worker.
+func (e *Engine) RegisterFunc(hook Hook, priority int, name string, fn GoFunc) error {
+	if int(hook) >= NumHooks {
+		return fmt.Errorf("register %q: unknown hook %d", name, hook)
+	}
+	if fn == nil {
+		return fmt.Errorf("register %q: nil function", name)
+	}
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	e.goFuncs = append(e.goFuncs, goCallback{hook: hook, priority: priority, name: name, fn: fn})
+	e.gen.Store(e.build(e.gen.Load().plugins))
+	return nil
+}
+
+// build makes a generation's chains: each hook's callbacks sorted by
+// priority, ties in load order (Go callbacks first). Called with loadMu.
+func (e *Engine) build(plugins []*plugin) *generation {
+	e.genSeq++
+	g := &generation{id: e.genSeq, plugins: plugins}
+	for i, gf := range e.goFuncs {
+		g.chains[gf.hook] = append(g.chains[gf.hook], entry{
+			priority: gf.priority, seq: i, plugin: -1, goFn: gf.fn, name: gf.name, owner: "go",
+			stats: e.statsFor("go", gf.name, gf.hook, gf.priority),
+		})
+	}
+	for pi, p := range plugins {
+		for ri, r := range p.regs {
+			for _, h := range r.hooks {
+				g.chains[h] = append(g.chains[h], entry{
+					priority: r.priority, seq: 1<<30 + pi<<12 + ri, plugin: pi, reg: ri,
+					name: r.name, owner: p.name(), stats: e.statsFor(p.name(), r.name, h, r.priority),
+				})
+			}
+		}
+	}
+	for h := range g.chains {
+		slices.SortStableFunc(g.chains[h], func(a, b entry) int {
+			if a.priority != b.priority {
+				return compareInt(a.priority, b.priority)
+			}
+			return compareInt(a.seq, b.seq)
+		})
+	}
+	return g
+}
+
+func compareInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (g *generation) callbacks() int {
+	n := 0
+	for _, c := range g.chains {
+		n += len(c)
+	}
+	return n
+}
+
+// CallbackInfo describes one callback of the running chains.
+type CallbackInfo struct {
+	Hook     Hook
+	Priority int
+	Plugin   string // "go" for Go callbacks
+	Name     string
+	File     string
+}
+
+// Chains lists the running callbacks hook by hook, each chain in the order
+// it runs.
+func (e *Engine) Chains() []CallbackInfo {
+	g := e.gen.Load()
+	var out []CallbackInfo
+	for h, chain := range g.chains {
+		for _, en := range chain {
+			ci := CallbackInfo{Hook: Hook(h), Priority: en.priority, Plugin: en.owner, Name: en.name}
+			if en.plugin >= 0 {
+				ci.File = g.plugins[en.plugin].spec.File
+			}
+			out = append(out, ci)
+		}
+	}
+	return out
+}
+
+// HookPriorities returns, per hook, the sorted distinct priorities that
+// have callbacks: what the kernel side needs to divert.
+func (e *Engine) HookPriorities() map[Hook][]int {
+	g := e.gen.Load()
+	out := map[Hook][]int{}
+	for h, chain := range g.chains {
+		for _, en := range chain {
+			ps := out[Hook(h)]
+			if len(ps) == 0 || ps[len(ps)-1] != en.priority {
+				out[Hook(h)] = append(ps, en.priority)
+			}
+		}
+	}
+	return out
+}
+
+// Generation returns the id of the running set; it changes on every
+// successful Load or RegisterFunc.
+func (e *Engine) Generation() uint64 { return e.gen.Load().id }
+
+// Process runs one packet with a pooled worker, for callers that do not
+// keep workers of their own. The decision's Tags are copied.
+func (e *Engine) Process(p *Packet) Decision {
+	var w *Worker
+	select {
+	case w = <-e.pool:
+	default:
+		w = e.NewWorker()
+	}
+	d := w.Run(p)
+	d.Tags = slices.Clone(d.Tags)
+	select {
+	case e.pool <- w:
+	default:
+		w.Close()
+	}
+	return d
+}
+
+// background checks running callbacks against their budget and sweeps
+// expired shared state.
+func (e *Engine) background(ctx context.Context) {
+	defer close(e.done)
+	tick := time.NewTicker(e.opts.WatchdogInterval)
+	defer tick.Stop()
+	lastSweep := time.Now()
+	var ws []*Worker
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := e.nanos()
+		e.coarse.Store(now)
+		e.workersMu.Lock()
+		ws = ws[:0]
+		for w := range e.workers {
+			ws = append(ws, w)
+		}
+		e.workersMu.Unlock()
+		for _, w := range ws {
+			w.checkBudget(now)
+		}
+		if time.Since(lastSweep) > time.Second {
+			e.store.Sweep()
+			lastSweep = time.Now()
+		}
+	}
+}

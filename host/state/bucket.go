@@ -1,0 +1,128 @@
+package state
+
+import "sync"
+
+// Bucket is a family of token buckets, one per key, all with the same
+// rate and burst: a key's bucket holds up to burst tokens and refills at
+// rate tokens per second. A key seen for the first time starts full.
+//
+// A bucket that has refilled to full is the same as an absent one, so
+// Store.Sweep drops those. When the family holds Limits.MaxKeys keys, a new
+// key first triggers that cleanup (at most once per second of clock time)
+// and is refused (Take reports false) if it frees no room: under a flood
+// of new keys the limit is enforced rather than lifted.
+type Bucket struct {
+	name        string
+	rate, burst float64
+	clock       Clock
+	lim         limiter
+	shards      [numShards]bucketShard
+}
+
+type tokens struct {
+	n    float64 // tokens at last
+	last int64   // unix ns of the last refill
+}
+
+// refill brings t up to now.
+func (t *tokens) refill(now int64, rate, burst float64) {
+	if el := now - t.last; el > 0 { // a clock stepping back refills nothing
+		t.n = min(burst, t.n+float64(el)*rate/1e9)
+		t.last = now
+	}
+}
+
+type bucketShard struct {
+	mu sync.Mutex
+	m  map[string]tokens
+	_  [64 - 16]byte // one shard per cache line
+}
+
+func newBucket(name string, rate, burst float64, clock Clock, maxKeys int) *Bucket {
+	b := &Bucket{name: name, rate: rate, burst: burst, clock: clock}
+	b.lim.max = int64(maxKeys)
+	for i := range b.shards {
+		b.shards[i].m = make(map[string]tokens)
+	}
+	return b
+}
+
+// Take takes one token from key's bucket and reports whether there was one.
+func (b *Bucket) Take(key string) bool { return b.TakeN(key, 1) }
+
+// TakeN takes n tokens from key's bucket if it holds at least n, and
+// reports whether it did. n above the burst never succeeds; n <= 0 always
+// does and changes nothing; NaN never does.
+func (b *Bucket) TakeN(key string, n float64) bool {
+	switch {
+	case !(n <= b.burst): // also NaN
+		return false
+	case n <= 0:
+		return true
+	}
+	now := b.clock().UnixNano()
+	sh := &b.shards[shardOf(key)]
+	sh.mu.Lock()
+	t, ok := sh.m[key]
+	if !ok && !b.lim.reserve() {
+		// Full. Other shards must not be locked while holding this one,
+		// so drop idle keys unlocked and try once more.
+		sh.mu.Unlock()
+		if !b.evict(now) {
+			return false
+		}
+		sh.mu.Lock()
+		if t, ok = sh.m[key]; !ok && !b.lim.reserve() {
+			sh.mu.Unlock()
+			return false
+		}
+	}
+	if ok {
+		t.refill(now, b.rate, b.burst)
+	} else {
+		t = tokens{n: b.burst, last: now}
+	}
+	took := t.n >= n
+	if took {
+		t.n -= n
+	}
+	sh.m[key] = t
+	sh.mu.Unlock()
+	return took
+}
+
+// evict drops idle keys from a full family unless that ran in the last
+// evictInterval; it reports whether it scanned.
+func (b *Bucket) evict(now int64) bool {
+	if !b.lim.mayEvict(now) {
+		return false
+	}
+	b.sweep(now)
+	return true
+}
+
+// sweep drops keys whose bucket is full at now.
+func (b *Bucket) sweep(now int64) {
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		for k, t := range sh.m {
+			t.refill(now, b.rate, b.burst)
+			if t.n >= b.burst {
+				delete(sh.m, k)
+				b.lim.count.Add(-1)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Len returns the number of stored keys; buckets that have refilled to
+// full count until Sweep drops them.
+func (b *Bucket) Len() int { return int(b.lim.count.Load()) }
+
+// Rate returns the refill rate in tokens per second.
+func (b *Bucket) Rate() float64 { return b.rate }
+
+// Burst returns the bucket size in tokens.
+func (b *Bucket) Burst() float64 { return b.burst }

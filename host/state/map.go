@@ -1,0 +1,281 @@
+package state
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kind is the type of a Value.
+type Kind uint8
+
+// The kinds of Value, matching the Lua types a map stores.
+const (
+	Nil Kind = iota
+	Number
+	String
+	Bool
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Nil:
+		return "nil"
+	case Number:
+		return "number"
+	case String:
+		return "string"
+	case Bool:
+		return "boolean"
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Value is a value stored in a Map; the field that Kind names holds it.
+type Value struct {
+	Kind Kind
+	Num  float64
+	Str  string
+	Bool bool
+}
+
+// NumberValue returns a Number value.
+func NumberValue(f float64) Value { return Value{Kind: Number, Num: f} }
+
+// StringValue returns a String value.
+func StringValue(s string) Value { return Value{Kind: String, Str: s} }
+
+// BoolValue returns a Bool value.
+func BoolValue(b bool) Value { return Value{Kind: Bool, Bool: b} }
+
+type entry struct {
+	v   Value
+	exp int64 // unix ns at which the entry expires; 0: never
+}
+
+func (e *entry) expired(now *lazyNow) bool {
+	return e.exp != 0 && now.get() >= e.exp
+}
+
+// lazyNow reads the clock at most once, and only when asked: most entries
+// have no TTL and need no clock at all.
+type lazyNow struct {
+	clock Clock
+	ns    int64
+	read  bool
+}
+
+func (l *lazyNow) get() int64 {
+	if !l.read {
+		l.ns = l.clock().UnixNano()
+		l.read = true
+	}
+	return l.ns
+}
+
+// expiry returns the expiry time of an entry written at now with ttl > 0.
+func expiry(now int64, ttl time.Duration) int64 {
+	exp := now + int64(ttl)
+	if exp < now { // overflow: as good as never
+		return math.MaxInt64
+	}
+	if exp == 0 { // 0 means no expiry; a clock before 1970 could hit it
+		return 1
+	}
+	return exp
+}
+
+// Map is a string-keyed map of Values with optional per-key expiry, shared
+// by all workers. Expired entries read as absent; they are dropped when
+// next touched, by Store.Sweep, or when a full map needs room.
+type Map struct {
+	name  string
+	clock Clock
+	lim   limiter
+	// earliest is a lower bound on the expiry of every entry with a TTL
+	// (math.MaxInt64 when there is none): a full map need not be scanned
+	// for expired entries before then.
+	earliest atomic.Int64
+	shards   [numShards]mapShard
+}
+
+type mapShard struct {
+	mu sync.Mutex
+	m  map[string]entry
+	_  [64 - 16]byte // one shard per cache line
+}
+
+func newMap(name string, clock Clock, maxKeys int) *Map {
+	m := &Map{name: name, clock: clock}
+	m.lim.max = int64(maxKeys)
+	m.earliest.Store(math.MaxInt64)
+	for i := range m.shards {
+		m.shards[i].m = make(map[string]entry)
+	}
+	return m
+}
+
+func (m *Map) noteExpiry(exp int64) {
+	for {
+		cur := m.earliest.Load()
+		if exp >= cur || m.earliest.CompareAndSwap(cur, exp) {
+			return
+		}
+	}
+}
+
+// Get returns the value stored under key; ok is false when there is none
+// or it has expired.
+func (m *Map) Get(key string) (v Value, ok bool) {
+	now := lazyNow{clock: m.clock}
+	sh := &m.shards[shardOf(key)]
+	sh.mu.Lock()
+	e, ok := sh.m[key]
+	if ok && e.expired(&now) {
+		delete(sh.m, key)
+		m.lim.count.Add(-1)
+		ok = false
+	}
+	sh.mu.Unlock()
+	if !ok {
+		return Value{}, false
+	}
+	return e.v, true
+}
+
+// Set stores v under key, expiring after ttl (never when ttl <= 0). Setting
+// a Nil value deletes the key. When key is new and the map holds
+// Limits.MaxKeys keys, Set first drops expired entries (at most one such
+// scan per second of clock time) and fails with ErrFull if that frees no
+// room.
+func (m *Map) Set(key string, v Value, ttl time.Duration) error {
+	switch v.Kind {
+	case Nil:
+		m.Delete(key)
+		return nil
+	case Number, String, Bool:
+	default:
+		return fmt.Errorf("state: map %q key %q: invalid value kind %v", m.name, key, v.Kind)
+	}
+	now := lazyNow{clock: m.clock}
+	e := entry{v: v}
+	if ttl > 0 {
+		e.exp = expiry(now.get(), ttl)
+	}
+	sh := &m.shards[shardOf(key)]
+	if _, _, err := m.lockSlot(sh, key, &now); err != nil {
+		return err
+	}
+	sh.m[key] = e
+	sh.mu.Unlock()
+	if e.exp != 0 {
+		m.noteExpiry(e.exp)
+	}
+	return nil
+}
+
+// Incr adds delta to the number stored under key and returns the result.
+// A missing or expired key is created as init+delta, expiring after ttl
+// (never when ttl <= 0); an existing key keeps its expiry. A key holding
+// a value other than a number is left alone and the error wraps
+// ErrNotNumber. Creating a key in a full map fails as Set does.
+func (m *Map) Incr(key string, delta, init float64, ttl time.Duration) (float64, error) {
+	now := lazyNow{clock: m.clock}
+	sh := &m.shards[shardOf(key)]
+	e, live, err := m.lockSlot(sh, key, &now)
+	if err != nil {
+		return 0, err
+	}
+	if live {
+		if e.v.Kind != Number {
+			sh.mu.Unlock()
+			return 0, fmt.Errorf("%w: map %q key %q holds a %v", ErrNotNumber, m.name, key, e.v.Kind)
+		}
+		e.v.Num += delta
+	} else {
+		e = entry{v: Value{Kind: Number, Num: init + delta}}
+		if ttl > 0 {
+			e.exp = expiry(now.get(), ttl)
+		}
+	}
+	sh.m[key] = e
+	sh.mu.Unlock()
+	if !live && e.exp != 0 {
+		m.noteExpiry(e.exp)
+	}
+	return e.v.Num, nil
+}
+
+// lockSlot locks sh and makes sure key may be written: either it is stored
+// already (live reports whether it has not expired, e is its entry) or room
+// for a new key has been reserved. On error sh is unlocked.
+func (m *Map) lockSlot(sh *mapShard, key string, now *lazyNow) (e entry, live bool, err error) {
+	for attempt := 0; ; attempt++ {
+		sh.mu.Lock()
+		e, ok := sh.m[key]
+		if ok {
+			return e, !e.expired(now), nil
+		}
+		if m.lim.reserve() {
+			return entry{}, false, nil
+		}
+		sh.mu.Unlock()
+		// Full. Other shards must not be locked while holding this one,
+		// so drop expired entries unlocked and try once more.
+		if attempt > 0 || !m.evict(now.get()) {
+			return entry{}, false, fmt.Errorf("%w (map %q, limit %d keys)", ErrFull, m.name, m.lim.max)
+		}
+	}
+}
+
+// evict drops expired entries from a full map if any may have expired and
+// no scan ran in the last evictInterval; it reports whether it scanned.
+func (m *Map) evict(now int64) bool {
+	if now < m.earliest.Load() || !m.lim.mayEvict(now) {
+		return false
+	}
+	m.sweep(now)
+	return true
+}
+
+// sweep drops entries expired at now and recomputes earliest.
+func (m *Map) sweep(now int64) {
+	// Reset first: entries written during the scan lower it again
+	// themselves, so the result stays a lower bound.
+	m.earliest.Store(math.MaxInt64)
+	for i := range m.shards {
+		sh := &m.shards[i]
+		earliest := int64(math.MaxInt64)
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if e.exp == 0 {
+				continue
+			}
+			if now >= e.exp {
+				delete(sh.m, k)
+				m.lim.count.Add(-1)
+			} else {
+				earliest = min(earliest, e.exp)
+			}
+		}
+		sh.mu.Unlock()
+		m.noteExpiry(earliest)
+	}
+}
+
+// Delete removes key.
+func (m *Map) Delete(key string) {
+	sh := &m.shards[shardOf(key)]
+	sh.mu.Lock()
+	if _, ok := sh.m[key]; ok {
+		delete(sh.m, key)
+		m.lim.count.Add(-1)
+	}
+	sh.mu.Unlock()
+}
+
+// Len returns the number of stored keys, including expired ones not yet
+// dropped.
+func (m *Map) Len() int { return int(m.lim.count.Load()) }

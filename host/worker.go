@@ -1,0 +1,333 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// interrupted marks a worker's deadline once the watchdog cut a call off.
+const interrupted = -1
+
+// Worker runs packets through the chains. Each worker owns one Lua state per
+// plugin and must be used by one goroutine at a time; make one per
+// goroutine (per queue reader). Compiled code is shared by all workers.
+type Worker struct {
+	eng  *Engine
+	id   int
+	gen  *generation
+	ps   []*pluginState // by plugin index of gen
+	ctx   Ctx
+	tags  []string
+	calls uint64 // callbacks run, for latency sampling
+
+	// budget enforcement: deadline is the engine-clock time the running
+	// Lua call must end by, 0 when idle, interrupted once cut off.
+	deadline atomic.Int64
+	cancel   atomic.Pointer[context.CancelFunc]
+	luaCtx   context.Context
+
+	ct CTSource
+}
+
+// CTSource looks up a connection's mark when a script reads pkt.ct.mark and
+// the packet did not carry it (the kernel side sets one per worker).
+type CTSource interface {
+	CTMark(c *Ctx) (mark uint32, ok bool)
+}
+
+// NewWorker returns a worker for the engine's running plugins; it follows
+// reloads by itself. Close it when done.
+func (e *Engine) NewWorker() *Worker {
+	w := &Worker{eng: e}
+	w.ctx.w = w
+	w.newContext()
+	e.workersMu.Lock()
+	e.nextID++
+	w.id = e.nextID
+	e.workers[w] = struct{}{}
+	e.workersMu.Unlock()
+	return w
+}
+
+// SetCTSource sets where the worker looks up conntrack marks.
+func (w *Worker) SetCTSource(src CTSource) { w.ct = src }
+
+// Close releases the worker's Lua states.
+func (w *Worker) Close() {
+	w.eng.workersMu.Lock()
+	delete(w.eng.workers, w)
+	w.eng.workersMu.Unlock()
+	for _, ps := range w.ps {
+		if ps != nil {
+			ps.L.Close()
+		}
+	}
+	w.ps = nil
+	w.gen = nil
+	if c := w.cancel.Load(); c != nil {
+		(*c)()
+	}
+}
+
+func (w *Worker) newContext() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w.luaCtx = ctx
+	w.cancel.Store(&cancel)
+	for _, ps := range w.ps {
+		if ps != nil {
+			ps.L.SetContext(ctx)
+		}
+	}
+}
+
+// checkBudget is called by the watchdog: it cuts off a call that is past
+// its deadline.
+func (w *Worker) checkBudget(now int64) {
+	c := w.cancel.Load()
+	d := w.deadline.Load()
+	if d > 0 && now > d && w.deadline.CompareAndSwap(d, interrupted) {
+		(*c)()
+	}
+}
+
+// sync brings the worker's Lua states in line with the running generation,
+// keeping the states of plugins that are unchanged.
+func (w *Worker) sync(g *generation) {
+	old := map[*plugin]*pluginState{}
+	for _, ps := range w.ps {
+		if ps != nil {
+			old[ps.p] = ps
+		}
+	}
+	next := make([]*pluginState, len(g.plugins))
+	for i, p := range g.plugins {
+		if ps, ok := old[p]; ok {
+			next[i] = ps
+			delete(old, p)
+			continue
+		}
+		ps, err := w.eng.newPluginState(p, w)
+		if err != nil {
+			// The probe ran the same code; a failure here is the script
+			// behaving differently per run. Its callbacks fail over to
+			// on_error until it loads.
+			w.eng.log.Error("plugin failed to start in worker", "plugin", p.name(), "err", err)
+			continue
+		}
+		next[i] = ps
+	}
+	for _, ps := range old {
+		ps.L.Close()
+	}
+	w.ps = next
+	w.gen = g
+}
+
+// Run runs the packet through its hook's whole chain.
+func (w *Worker) Run(p *Packet) Decision {
+	return w.RunRange(p, math.MinInt, math.MaxInt)
+}
+
+// RunRange runs only the callbacks of the packet's hook whose priority is
+// in [lo, hi): the part of the chain one kernel diversion covers.
+func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
+	if g := w.eng.gen.Load(); g != w.gen {
+		w.sync(g)
+	}
+	c := &w.ctx
+	c.reset(p)
+	d := Decision{Verdict: Accept, Hook: p.Hook}
+	if int(p.Hook) >= NumHooks {
+		return d
+	}
+	chain := w.gen.chains[p.Hook]
+	for i := range chain {
+		en := &chain[i]
+		if en.priority < lo {
+			continue
+		}
+		if en.priority >= hi {
+			break
+		}
+		v, failed := w.call(en, c)
+		if failed {
+			d.Errors++
+		}
+		if v != Accept {
+			d.Verdict = v
+			d.By, d.ByName = en.owner, en.name
+			break
+		}
+	}
+	d.Mark, d.MarkSet = c.mark, c.markSet
+	d.CT = c.ctUpd
+	d.Tags = c.tags
+	return d
+}
+
+// call runs one callback and returns its verdict; failed is true when the
+// plugin's on_error verdict was used instead. One call in latencySample is
+// timed for the latency histogram.
+func (w *Worker) call(en *entry, c *Ctx) (v Verdict, failed bool) {
+	slot := en.stats.slot(w.id)
+	w.calls++
+	timed := w.calls%latencySample == 0
+	var t0 int64
+	if timed {
+		t0 = w.eng.nanos()
+	}
+	if en.plugin < 0 {
+		v, failed = w.callGo(en, c)
+	} else {
+		v, failed = w.callLua(en, c)
+	}
+	slot.verdicts[v].Add(1)
+	if timed {
+		slot.observe(w.eng.nanos() - t0)
+	}
+	return v, failed
+}
+
+func (w *Worker) callGo(en *entry, c *Ctx) (v Verdict, failed bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.eng.log.Error("go callback panicked", "callback", en.name, "panic", r, "stack", string(debug.Stack()))
+			en.stats.slot(w.id).errors.Add(1)
+			v, failed = Accept, true
+		}
+	}()
+	c.cur = en.owner
+	v = en.goFn(c)
+	if v >= numVerdicts {
+		w.eng.log.Error("go callback returned an unknown verdict", "callback", en.name, "verdict", uint8(v))
+		return Accept, true
+	}
+	return v, false
+}
+
+func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
+	// The deadline counts from the coarse clock, which lags by up to one
+	// watchdog tick: a call is cut off after its budget plus at most two
+	// ticks.
+	start := w.eng.coarse.Load()
+	p := w.gen.plugins[en.plugin]
+	ps := w.ps[en.plugin]
+	if ps == nil {
+		return w.fail(en, p, "plugin is not running in this worker", false), true
+	}
+	if p.quarantinedAt(start) {
+		en.stats.slot(w.id).skipped.Add(1)
+		return p.spec.OnError, true
+	}
+	c.cur = p.name()
+	L := ps.L
+	w.deadline.Store(start + int64(p.spec.Budget) + int64(w.eng.opts.WatchdogInterval))
+	L.Push(ps.fns[en.reg])
+	L.Push(ps.pkt)
+	err := L.PCall(1, 1, nil)
+	cut := w.deadline.Swap(0) == interrupted
+	if cut {
+		w.newContext()
+	}
+	var ret lua.LValue = lua.LNil
+	if err == nil {
+		ret = L.Get(-1)
+		L.Pop(1)
+	}
+	if cut {
+		// Even a script that caught the interruption with pcall has
+		// overrun: the packet gets the failure verdict.
+		return w.fail(en, p, fmt.Sprintf("callback %q exceeded its budget of %v", en.name, p.spec.Budget), true), true
+	}
+	if err != nil {
+		return w.fail(en, p, errorText(err), false), true
+	}
+	v, ok := verdictOf(ret)
+	if !ok {
+		return w.fail(en, p, fmt.Sprintf("callback %q returned %s %q, not a verdict (fw.ACCEPT, fw.DROP, ...)", en.name, ret.Type(), ret.String()), false), true
+	}
+	if p.consecFails.Load() != 0 {
+		p.consecFails.Store(0)
+		if q := p.quarantined.Load(); q != 0 && p.quarantined.CompareAndSwap(q, 0) {
+			w.eng.log.Info("plugin released from quarantine", "plugin", p.name())
+		}
+	}
+	return v, false
+}
+
+// verdictOf reads a callback's return value.
+func verdictOf(v lua.LValue) (Verdict, bool) {
+	switch x := v.(type) {
+	case *lua.LNilType:
+		return Accept, true
+	case lua.LNumber:
+		switch int(x) {
+		case luaAccept:
+			return Accept, true
+		case luaDrop:
+			return Drop, true
+		case luaStop:
+			return Stop, true
+		case luaReject:
+			return Reject, true
+		case luaRepeat:
+			return Repeat, true
+		}
+	case lua.LString:
+		if vd, err := ParseVerdict(string(x)); err == nil {
+			return vd, true
+		}
+	case lua.LBool:
+		// true reads as "pass", false as drop: handy for predicates.
+		if x {
+			return Accept, true
+		}
+		return Drop, true
+	}
+	return Accept, false
+}
+
+// fail counts a failed callback, quarantines the plugin after too many in a
+// row, and returns the plugin's on_error verdict.
+func (w *Worker) fail(en *entry, p *plugin, reason string, timeout bool) Verdict {
+	slot := en.stats.slot(w.id)
+	if timeout {
+		slot.timeouts.Add(1)
+	} else {
+		slot.errors.Add(1)
+	}
+	now := w.eng.coarse.Load()
+	n := p.consecFails.Add(1)
+	if ok, suppressed := p.logLimiter.allow(now); ok {
+		w.eng.log.Warn("callback failed", "plugin", p.name(), "callback", en.name, "hook", w.ctx.pkt.Hook.String(),
+			"reason", reason, "on_error", p.spec.OnError.String(), "suppressed", suppressed)
+	}
+	if n >= int64(p.spec.QuarantineAfter) {
+		q := p.quarantined.Load()
+		if !p.quarantinedAt(now) && p.quarantined.CompareAndSwap(q, now+int64(p.spec.QuarantineFor)) {
+			w.eng.log.Error("plugin quarantined", "plugin", p.name(), "consecutive_failures", n,
+				"for", p.spec.QuarantineFor.String(), "on_error", p.spec.OnError.String(), "last_reason", reason)
+		}
+	}
+	return p.spec.OnError
+}
+
+// errorText is a Lua error's message without gopher-lua's stack traceback.
+func errorText(err error) string {
+	var msg string
+	if aerr, ok := err.(*lua.ApiError); ok {
+		msg = aerr.Object.String()
+	} else {
+		msg = err.Error()
+	}
+	if i := strings.Index(msg, "\nstack traceback:"); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}

@@ -1,0 +1,230 @@
+// Package replay runs the packets of a capture file through the engine's
+// chains offline, along the path the kernel would take them (prerouting,
+// forward, postrouting for transit traffic), with a small conntrack of its
+// own, and reports what was decided for each packet. It is what
+// `luafw replay` prints and what operators use to try scripts on real
+// traffic before they go live.
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/pcap"
+)
+
+// Paths are the kernel paths a packet can take, by name.
+func Paths() map[string][]host.Hook {
+	return map[string][]host.Hook{
+		"forward": {host.Prerouting, host.Forward, host.Postrouting},
+		"in":      {host.Prerouting, host.Input},
+		"out":     {host.Output, host.Postrouting},
+	}
+}
+
+// ParsePath returns the hooks of a named path.
+func ParsePath(name string) ([]host.Hook, error) {
+	p, ok := Paths()[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown path %q (want forward, in or out)", name)
+	}
+	return p, nil
+}
+
+// Result is what happened to one packet (one JSON line of luafw replay).
+type Result struct {
+	N       int      `json:"n"`
+	Verdict string   `json:"verdict,omitempty"` // accept, drop or reject
+	Hook    string   `json:"hook,omitempty"`    // where the walk ended
+	By      *string  `json:"by"`                // plugin of the deciding verdict, or null
+	Mark    uint32   `json:"mark"`
+	CTMark  uint32   `json:"ct_mark"`
+	CTState string   `json:"ct_state,omitempty"`
+	Tags    []string `json:"tags"`
+	Errors  int      `json:"errors,omitempty"` // callbacks that failed on this packet
+}
+
+// skipped is the line for a record that is not an IP packet.
+type skipped struct {
+	N       int    `json:"n"`
+	Skipped string `json:"skipped"`
+}
+
+// Summary counts what a replay did.
+type Summary struct {
+	Packets  int
+	Skipped  int
+	Verdicts map[string]int
+	Errors   int
+	Elapsed  time.Duration
+}
+
+func (s Summary) String() string {
+	keys := make([]string, 0, len(s.Verdicts))
+	for k := range s.Verdicts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, s.Verdicts[k]))
+	}
+	pps := 0.0
+	if s.Elapsed > 0 {
+		pps = float64(s.Packets) / s.Elapsed.Seconds()
+	}
+	return fmt.Sprintf("replay: %d packets (%s), %d skipped, %d callback errors, %v (%.0f packets/s)",
+		s.Packets, strings.Join(parts, ", "), s.Skipped, s.Errors, s.Elapsed.Round(time.Microsecond), pps)
+}
+
+// Replayer runs packets along a path with its own flow table, so that
+// pkt.ct.state and conntrack marks behave as they would in the kernel.
+type Replayer struct {
+	w     *host.Worker
+	path  []host.Hook
+	flows *pcap.Flows
+}
+
+// New returns a replayer for the engine's running plugins. hooks, when not
+// empty, limits the path to those hooks. Close it when done.
+func New(eng *host.Engine, path []host.Hook, hooks []host.Hook) *Replayer {
+	if len(hooks) > 0 {
+		path = slices.DeleteFunc(slices.Clone(path), func(h host.Hook) bool { return !slices.Contains(hooks, h) })
+	}
+	return &Replayer{w: eng.NewWorker(), path: path, flows: pcap.NewFlows()}
+}
+
+// Close releases the replayer's worker.
+func (r *Replayer) Close() { r.w.Close() }
+
+// Packet runs one IP packet along the path. n numbers it in the result.
+func (r *Replayer) Packet(n int, data []byte) Result {
+	var p packet.Parsed
+	p.Decode(data)
+	res := Result{N: n, Verdict: "accept", Tags: []string{}}
+	flow, state := r.track(&p, data)
+	res.CTState = state
+	ctState, _ := host.ParseCTState(state)
+	var mark uint32
+	var tags []string
+	for _, hook := range r.path {
+		pk := host.Packet{Hook: hook, Data: data, Mark: mark, CTState: ctState, Tags: tags}
+		if flow != nil {
+			pk.CTMark, pk.CTMarkKnown = flow.Mark, true
+		}
+		d := r.w.Run(&pk)
+		res.Hook = hook.String()
+		res.Errors += d.Errors
+		mark = d.Mark
+		tags = append(tags[:0:0], d.Tags...)
+		if flow != nil && d.CT.Any() {
+			apply(flow, d.CT)
+		}
+		if d.Verdict != host.Accept {
+			by := d.By
+			res.By = &by
+		}
+		if d.Verdict == host.Drop || d.Verdict == host.Reject {
+			res.Verdict = d.Verdict.String()
+			break
+		}
+		// Stop accepts the packet at this hook; Repeat re-runs the hook
+		// with luafw's diversions skipped. Either way it goes on.
+	}
+	res.Mark = mark
+	if flow != nil {
+		res.CTMark = flow.Mark
+	}
+	if tags != nil {
+		res.Tags = tags
+	}
+	return res
+}
+
+// track finds the packet's flow and its conntrack state.
+func (r *Replayer) track(p *packet.Parsed, data []byte) (*pcap.Flow, string) {
+	if p.Family == 0 {
+		return nil, pcap.StateInvalid
+	}
+	isErr := (p.Proto == packet.ProtoICMP && (p.ICMPType == 3 || p.ICMPType == 11 || p.ICMPType == 12)) ||
+		(p.Proto == packet.ProtoICMPv6 && p.ICMPType >= 1 && p.ICMPType <= 4)
+	if isErr {
+		var inner packet.Parsed
+		inner.Decode(p.Payload(data))
+		if inner.Family == 0 {
+			return nil, pcap.StateInvalid
+		}
+		return r.flows.ObserveICMPError(inner.Proto, inner.Src, inner.Dst, inner.SrcPort, inner.DstPort)
+	}
+	sport, dport := p.SrcPort, p.DstPort
+	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
+		// Echo request and reply share a flow by their identifier.
+		if p.L4Off >= 0 && len(data) >= p.L4Off+6 {
+			id := uint16(data[p.L4Off+4])<<8 | uint16(data[p.L4Off+5])
+			sport, dport = id, id
+		}
+	}
+	return r.flows.Observe(p.Proto, p.Src, p.Dst, sport, dport, p.TCPFlags)
+}
+
+func apply(f *pcap.Flow, u host.CTUpdate) {
+	if u.SetMark {
+		f.Mark = f.Mark&^u.MarkMask | u.Mark&u.MarkMask
+	}
+	if u.SetLabels {
+		f.Labels[0] |= u.Labels[0]
+		f.Labels[1] |= u.Labels[1]
+	}
+	if u.SetTimeout {
+		f.Timeout = time.Duration(u.Timeout) * time.Second
+	}
+}
+
+// Run replays every record of a capture and writes one JSON object per
+// line to out.
+func Run(ctx context.Context, eng *host.Engine, capture io.Reader, path, hooks []host.Hook, out io.Writer) (Summary, error) {
+	rd, err := pcap.NewReader(capture)
+	if err != nil {
+		return Summary{}, err
+	}
+	r := New(eng, path, hooks)
+	defer r.Close()
+	enc := json.NewEncoder(out)
+	sum := Summary{Verdicts: map[string]int{}}
+	start := time.Now()
+	for {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		pk, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return sum, err
+		}
+		var line any
+		if pk.Data == nil {
+			line = skipped{N: pk.N, Skipped: pk.Skipped}
+			sum.Skipped++
+		} else {
+			res := r.Packet(pk.N, pk.Data)
+			sum.Packets++
+			sum.Verdicts[res.Verdict]++
+			sum.Errors += res.Errors
+			line = res
+		}
+		if err := enc.Encode(line); err != nil {
+			return sum, fmt.Errorf("replay: writing results: %w", err)
+		}
+	}
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}

@@ -1,0 +1,194 @@
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/pcap"
+)
+
+type pk struct {
+	src, dst     string
+	sport, dport uint16
+	proto        uint8
+	flags        uint8
+}
+
+func capture(t *testing.T, pkts []pk) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := pcap.NewWriter(&buf, pcap.LinkTypeRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Unix(1700000000, 0)
+	for i, p := range pkts {
+		b, err := packet.Build(packet.Spec{Src: netip.MustParseAddr(p.src), Dst: netip.MustParseAddr(p.dst),
+			Proto: p.proto, SrcPort: p.sport, DstPort: p.dport, TCPFlags: p.flags})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WritePacket(ts.Add(time.Duration(i)*time.Millisecond), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &buf
+}
+
+func engine(t *testing.T, plugins ...string) *host.Engine {
+	t.Helper()
+	e := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(e.Close)
+	var specs []host.PluginSpec
+	for i, code := range plugins {
+		name := string(rune('a' + i))
+		specs = append(specs, host.PluginSpec{Name: name, File: name + ".lua", Source: []byte(code), Budget: time.Second})
+	}
+	if err := e.Load(specs); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func results(t *testing.T, out *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var res []map[string]any
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		res = append(res, m)
+	}
+	return res
+}
+
+const (
+	tcp = packet.ProtoTCP
+	udp = packet.ProtoUDP
+	syn = packet.TCPSyn
+	ack = packet.TCPAck
+)
+
+func TestReplayConntrackAndMarks(t *testing.T) {
+	e := engine(t,
+		// prerouting: remember the state and tag ssh
+		`fw.register{hook="prerouting", priority="mangle", fn=function(pkt)
+			pkt:tag(pkt.ct.state)
+			if pkt.dport == 22 or pkt.sport == 22 then pkt:tag("ssh") end
+		end}`,
+		// forward: classify new ssh connections with a ct mark, drop telnet
+		`fw.register{hook="forward", fn=function(pkt)
+			if pkt.dport == 23 then return fw.DROP end
+			if pkt:tagged("ssh") and pkt.ct.state == "new" then pkt.ct:set_mark(0x22) end
+			if pkt.ct.mark == 0x22 then pkt:set_mark(7) end
+		end}`,
+		// postrouting: reject udp to 9
+		`fw.register{hook="postrouting", fn=function(pkt) if pkt.proto == "udp" and pkt.dport == 9 then return fw.REJECT end end}`,
+	)
+	in := capture(t, []pk{
+		{"10.0.0.1", "10.0.1.1", 40000, 22, tcp, syn},       // 1 new ssh
+		{"10.0.1.1", "10.0.0.1", 22, 40000, tcp, syn | ack}, // 2 reply: established
+		{"10.0.0.1", "10.0.1.1", 40000, 22, tcp, ack},       // 3 established
+		{"10.0.0.1", "10.0.1.1", 40001, 23, tcp, syn},       // 4 telnet: drop
+		{"10.0.0.1", "10.0.1.1", 5000, 9, udp, 0},           // 5 reject at postrouting
+		{"10.0.0.1", "10.0.1.1", 5000, 53, udp, 0},          // 6 plain accept
+	})
+	var out bytes.Buffer
+	sum, err := Run(context.Background(), e, in, Paths()["forward"], nil, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := results(t, &out)
+	if len(r) != 6 {
+		t.Fatalf("%d lines, want 6:\n%s", len(r), out.String())
+	}
+	check := func(i int, field string, want any) {
+		t.Helper()
+		if got := r[i][field]; got != want {
+			t.Errorf("packet %d: %s = %v, want %v", i+1, field, got, want)
+		}
+	}
+	check(0, "n", 1.0)
+	check(0, "verdict", "accept")
+	check(0, "ct_state", "new")
+	check(0, "ct_mark", float64(0x22))
+	check(0, "mark", 7.0)
+	check(0, "by", nil)
+	check(0, "hook", "postrouting")
+	if tags := r[0]["tags"].([]any); len(tags) != 2 || tags[0] != "new" || tags[1] != "ssh" {
+		t.Errorf("packet 1 tags = %v", tags)
+	}
+	check(1, "ct_state", "established")
+	check(1, "ct_mark", float64(0x22)) // the mark persisted on the flow
+	check(1, "mark", 7.0)
+	check(2, "ct_state", "established")
+	check(3, "verdict", "drop")
+	check(3, "hook", "forward")
+	check(3, "by", "b")
+	check(4, "verdict", "reject")
+	check(4, "hook", "postrouting")
+	check(4, "by", "c")
+	check(5, "verdict", "accept")
+	check(5, "ct_mark", 0.0)
+	if sum.Packets != 6 || sum.Verdicts["accept"] != 4 || sum.Verdicts["drop"] != 1 || sum.Verdicts["reject"] != 1 {
+		t.Errorf("summary %+v", sum)
+	}
+	if !strings.Contains(sum.String(), "6 packets") {
+		t.Errorf("summary text %q", sum.String())
+	}
+}
+
+func TestReplayPathsAndHooks(t *testing.T) {
+	e := engine(t,
+		`fw.register{hook={"prerouting","input","forward","output","postrouting"}, fn=function(pkt) pkt:tag(pkt.hook) end}`)
+	in := []pk{{"2001:db8::1", "2001:db8::2", 1, 2, udp, 0}}
+	for path, want := range map[string]string{"forward": "prerouting,forward,postrouting", "in": "prerouting,input", "out": "output,postrouting"} {
+		var out bytes.Buffer
+		if _, err := Run(context.Background(), e, capture(t, in), Paths()[path], nil, &out); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, tg := range results(t, &out)[0]["tags"].([]any) {
+			got = append(got, tg.(string))
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("path %s ran %v, want %s", path, got, want)
+		}
+	}
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), e, capture(t, in), Paths()["forward"], []host.Hook{host.Forward}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if tags := results(t, &out)[0]["tags"].([]any); len(tags) != 1 || tags[0] != "forward" {
+		t.Errorf("--hooks forward ran %v", tags)
+	}
+}
+
+func TestReplaySkipsNonIPAndRejectsGarbage(t *testing.T) {
+	e := engine(t, `fw.register{hook="forward", fn=function(pkt) end}`)
+	var buf bytes.Buffer
+	w, _ := pcap.NewWriter(&buf, pcap.LinkTypeEthernet)
+	arp := make([]byte, 42)
+	arp[12], arp[13] = 0x08, 0x06
+	w.WritePacket(time.Unix(1, 0), arp)
+	var out bytes.Buffer
+	sum, err := Run(context.Background(), e, &buf, Paths()["forward"], nil, &out)
+	if err != nil || sum.Skipped != 1 || !strings.Contains(out.String(), `"skipped"`) {
+		t.Fatalf("err %v skipped %d out %s", err, sum.Skipped, out.String())
+	}
+	if _, err := Run(context.Background(), e, strings.NewReader("not a capture at all"), Paths()["forward"], nil, &out); err == nil {
+		t.Fatal("garbage accepted")
+	}
+}
