@@ -590,6 +590,27 @@ func TestSandboxEscapesRefused(t *testing.T) {
 		fw.register{hook="input", fn=function() end}`))
 }
 
+func TestBitModule(t *testing.T) {
+	e, _ := newTestEngine(t)
+	mustLoad(t, e, src("bits", `
+		assert(bit.band(0xff0f, 0x0ff0) == 0x0f00)
+		assert(bit.bor(1, 2, 4) == 7)
+		assert(bit.bxor(0xff, 0x0f) == 0xf0)
+		assert(bit.bnot(0) == 0xffffffff)
+		assert(bit.lshift(1, 31) == 0x80000000)
+		assert(bit.rshift(0x80000000, 31) == 1)
+		assert(bit.btest(0x300, 0x100) and not bit.btest(0x300, 0x400))
+		assert(bit.tohex(255) == "0x000000ff")
+		assert(bit.band(-1, 0xff) == 0xff)
+		fw.register{hook="input", fn=function(pkt) if bit.btest(pkt.mark, 0x100) then return fw.DROP end end}`))
+	if d := e.Process(&Packet{Hook: Input, Mark: 0x300, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)}); d.Verdict != Drop {
+		t.Fatalf("bit test on the mark: %v", d.Verdict)
+	}
+	if err := e.Load([]PluginSpec{src("bad", "bit.band(1.5, 1)")}); err == nil || !strings.Contains(err.Error(), "fits 32 bits") {
+		t.Fatalf("fractional argument: %v", err)
+	}
+}
+
 func TestPluginsHaveSeparateGlobals(t *testing.T) {
 	e, _ := newTestEngine(t)
 	mustLoad(t, e,

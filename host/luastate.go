@@ -48,6 +48,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	set("state", e.stateModule(ps))
 	set("log", e.logModule(ps))
 	set("time", e.timeModule(ps))
+	set("bit", bitModule(L))
 	g.RawSetString("print", L.NewFunction(func(L *lua.LState) int {
 		e.scriptLog(ps, slog.LevelInfo, L, 1)
 		return 0

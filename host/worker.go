@@ -11,7 +11,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// interrupted marks a worker's deadline once the watchdog cut a call off.
+// interrupted marks a worker's budget once the watchdog cut a call off.
 const interrupted = -1
 
 // Worker runs packets through the chains. Each worker owns one Lua state per
@@ -26,11 +26,18 @@ type Worker struct {
 	tags  []string
 	calls uint64 // callbacks run, for latency sampling
 
-	// budget enforcement: deadline is the engine-clock time the running
-	// Lua call must end by, 0 when idle, interrupted once cut off.
-	deadline atomic.Int64
-	cancel   atomic.Pointer[context.CancelFunc]
-	luaCtx   context.Context
+	// Budget enforcement without reading the clock per call: the worker
+	// publishes the running call's sequence number and budget (0 when
+	// idle, interrupted once cut off); the watchdog notes when it first
+	// saw a call running and cuts it off once it has seen it run for the
+	// whole budget, by its own clock. wdSeq and wdFirst belong to the
+	// watchdog goroutine.
+	callSeq atomic.Uint64
+	budget  atomic.Int64
+	cancel  atomic.Pointer[context.CancelFunc]
+	luaCtx  context.Context
+	wdSeq   uint64
+	wdFirst int64
 
 	ct CTSource
 }
@@ -86,13 +93,24 @@ func (w *Worker) newContext() {
 	}
 }
 
-// checkBudget is called by the watchdog: it cuts off a call that is past
-// its deadline.
+// checkBudget is called by the watchdog at time now: it cuts off a call it
+// has seen running for longer than its budget.
 func (w *Worker) checkBudget(now int64) {
-	c := w.cancel.Load()
-	d := w.deadline.Load()
-	if d > 0 && now > d && w.deadline.CompareAndSwap(d, interrupted) {
-		(*c)()
+	b := w.budget.Load()
+	if b <= 0 {
+		w.wdSeq = 0
+		return
+	}
+	seq := w.callSeq.Load()
+	if seq != w.wdSeq {
+		w.wdSeq, w.wdFirst = seq, now
+		return
+	}
+	if now-w.wdFirst >= b {
+		c := w.cancel.Load()
+		if w.budget.CompareAndSwap(b, interrupted) {
+			(*c)()
+		}
 	}
 }
 
@@ -212,9 +230,6 @@ func (w *Worker) callGo(en *entry, c *Ctx) (v Verdict, failed bool) {
 }
 
 func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
-	// The deadline counts from the coarse clock, which lags by up to one
-	// watchdog tick: a call is cut off after its budget plus at most two
-	// ticks.
 	start := w.eng.coarse.Load()
 	p := w.gen.plugins[en.plugin]
 	ps := w.ps[en.plugin]
@@ -227,11 +242,12 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	}
 	c.cur = p.name()
 	L := ps.L
-	w.deadline.Store(start + int64(p.spec.Budget) + int64(w.eng.opts.WatchdogInterval))
+	w.callSeq.Store(w.callSeq.Load() + 1)
+	w.budget.Store(int64(p.spec.Budget))
 	L.Push(ps.fns[en.reg])
 	L.Push(ps.pkt)
 	err := L.PCall(1, 1, nil)
-	cut := w.deadline.Swap(0) == interrupted
+	cut := w.budget.Swap(0) == interrupted
 	if cut {
 		w.newContext()
 	}

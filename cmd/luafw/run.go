@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/luafw/luafw/config"
+	"github.com/luafw/luafw/daemon"
+)
+
+const defaultPidfile = "/run/luafw.pid"
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	dryRun := fs.Bool("dry-run", false, "print the rules luafw would install and exit")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9153); off when empty")
+	logFormat := fs.String("log-format", "", "text or json (default: the config's log.format, else text)")
+	logLevel := fs.String("log-level", "", "debug, info, warn, error (default: the config's log.level, else info)")
+	pidfile := fs.String("pidfile", defaultPidfile, "write the daemon's pid here for `luafw reload`; empty for none")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "usage: luafw run --config CONFIG.yaml [--dry-run] [--metrics ADDR]")
+		return 2
+	}
+	// The log settings come from the flags, else the config file.
+	if cfg, err := config.Load(*cfgPath); err == nil {
+		if *logFormat == "" {
+			*logFormat = cfg.Log.Format
+		}
+		if *logLevel == "" {
+			*logLevel = cfg.Log.Level
+		}
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw run: %v\n", err)
+		return 2
+	}
+	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw run: %v\n", err)
+		return 1
+	}
+	if *dryRun {
+		fmt.Fprint(stdout, d.DryRun())
+		d.Engine().Close()
+		return 0
+	}
+	if *pidfile != "" {
+		if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			fmt.Fprintf(stderr, "luafw run: pidfile: %v\n", err)
+			return 1
+		}
+		defer os.Remove(*pidfile)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading")
+				d.Reload()
+			}
+		}
+	}()
+	if *metrics != "" {
+		go func() {
+			if err := d.ServeMetrics(ctx, *metrics); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	}
+	if err := d.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "luafw run: %v\n", err)
+		return 1
+	}
+	log.Info("luafw stopped")
+	return 0
+}
+
+func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pidfile := fs.String("pidfile", defaultPidfile, "the running daemon's pidfile")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	b, err := os.ReadFile(*pidfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw reload: %v (is luafw run running with --pidfile %s?)\n", err, *pidfile)
+		return 1
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		fmt.Fprintf(stderr, "luafw reload: %s does not hold a pid\n", *pidfile)
+		return 1
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			fmt.Fprintf(stderr, "luafw reload: no process %d (stale pidfile %s)\n", pid, *pidfile)
+		} else {
+			fmt.Fprintf(stderr, "luafw reload: %v\n", err)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "sent SIGHUP to luafw (pid %d); its log says whether the reload succeeded\n", pid)
+	return 0
+}

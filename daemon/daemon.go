@@ -1,0 +1,287 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/luafw/luafw/config"
+	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/nfq"
+)
+
+// Defaults of the daemon's settings.
+const (
+	DefaultQueueBase = 1000
+	drainQuiet       = 50 * time.Millisecond // a draining queue closes after this long without packets
+	drainMax         = 2 * time.Second       // ... or after this long at most
+)
+
+// Options configure a Daemon.
+type Options struct {
+	ConfigPath string
+	Logger     *slog.Logger
+}
+
+// Daemon serves luafw's queues for one configuration, in the network
+// namespace it was started in.
+type Daemon struct {
+	log     *slog.Logger
+	cfgPath string
+	eng     *host.Engine
+
+	mu      sync.Mutex // guards what follows; held by Reload
+	cfg     *config.File
+	rules   nfq.RuleSet
+	plan    []Segment
+	runners map[string]*segRunner // by Segment.Key
+	blocks  map[string]int        // queue block per segment key
+	ct      *nfq.Conntrack
+	updater *nfq.CTUpdater
+	marks   *markCache
+
+	segStats map[string]*segStats // by segment key, kept across reloads
+
+	ctx     context.Context
+	wg      sync.WaitGroup
+	reloads atomic.Uint64
+	failed  atomic.Uint64
+}
+
+// New loads the configuration and its plugins. It touches no kernel state:
+// Run does.
+func New(opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := cfg.PluginSpecs()
+	if err != nil {
+		return nil, err
+	}
+	eng := host.New(host.Options{Logger: opts.Logger})
+	if err := eng.Load(specs); err != nil {
+		eng.Close()
+		return nil, err
+	}
+	d := &Daemon{log: opts.Logger, cfgPath: opts.ConfigPath, eng: eng, cfg: cfg,
+		runners: map[string]*segRunner{}, blocks: map[string]int{}, marks: newMarkCache(),
+		segStats: map[string]*segStats{}}
+	d.plan = Plan(eng.HookPriorities())
+	d.rules = d.ruleSet(cfg, d.plan)
+	return d, nil
+}
+
+// Engine returns the daemon's engine.
+func (d *Daemon) Engine() *host.Engine { return d.eng }
+
+// DryRun describes what Run would install.
+func (d *Daemon) DryRun() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return "# segments (hook, chain priority, callbacks)\n" + Describe(d.plan) + "\n" + d.rules.String()
+}
+
+// Run installs the rules, serves the queues until ctx is done, then removes
+// every rule it installed and drains the queues.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := CheckKernel(d.cfg.ConntrackEnabled()); err != nil {
+		return err
+	}
+	// A crashed run may have left our tables: Install replaces them, but
+	// clean first so a failure below leaves nothing of ours behind.
+	if err := nfq.Remove(ctx, d.rules.Table); err != nil {
+		return fmt.Errorf("removing stale rules: %w", err)
+	}
+	d.ctx = ctx
+	if d.cfg.ConntrackEnabled() {
+		ct, err := nfq.OpenConntrack()
+		if err != nil {
+			return fmt.Errorf("conntrack: %w", err)
+		}
+		d.ct = ct
+		d.updater = nfq.NewCTUpdater(ct, 4096, d.log)
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := d.updater.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Error("conntrack updater stopped", "err", err)
+			}
+		}()
+	}
+	d.mu.Lock()
+	err := d.apply(d.plan, d.rules)
+	d.mu.Unlock()
+	if err != nil {
+		d.shutdown()
+		return err
+	}
+	d.log.Info("luafw running", "segments", len(d.plan), "queues", d.queueCount(), "table", d.rules.Table,
+		"conntrack", d.cfg.ConntrackEnabled(), "generation", d.eng.Generation())
+	<-ctx.Done()
+	d.shutdown()
+	return nil
+}
+
+// shutdown removes our rules first (with --queue-bypass traffic then flows
+// without us), then lets the queues drain and closes them.
+func (d *Daemon) shutdown() {
+	rmCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := nfq.Remove(rmCtx, d.rules.Table); err != nil {
+		d.log.Error("removing rules", "table", d.rules.Table, "err", err)
+	} else {
+		d.log.Info("rules removed", "table", d.rules.Table)
+	}
+	d.mu.Lock()
+	runners := make([]*segRunner, 0, len(d.runners))
+	for _, r := range d.runners {
+		runners = append(runners, r)
+	}
+	d.runners = map[string]*segRunner{}
+	d.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.drainAndStop()
+		}()
+	}
+	wg.Wait()
+	d.wg.Wait()
+	if d.ct != nil {
+		d.ct.Close()
+	}
+	d.eng.Close()
+}
+
+// Reload reads the configuration again and swaps plugins and rules. On any
+// error the running set stays as it was.
+func (d *Daemon) Reload() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.reload()
+	if err != nil {
+		d.failed.Add(1)
+		d.log.Error("reload failed; the running set is kept", "err", err)
+		return err
+	}
+	d.reloads.Add(1)
+	return nil
+}
+
+func (d *Daemon) reload() error {
+	cfg, err := config.Load(d.cfgPath)
+	if err != nil {
+		return err
+	}
+	specs, err := cfg.PluginSpecs()
+	if err != nil {
+		return err
+	}
+	if cfg.Queue != d.cfg.Queue || cfg.ConntrackEnabled() != d.cfg.ConntrackEnabled() {
+		d.log.Warn("queue and conntrack settings change only on restart; keeping the running ones")
+		cfg.Queue, cfg.Conntrack = d.cfg.Queue, d.cfg.Conntrack
+	}
+	// The engine swaps atomically; rules follow. If the rules fail, the
+	// old plugins are restored so chains and diversions stay consistent.
+	oldSpecs, _ := d.cfg.PluginSpecs()
+	if err := d.eng.Load(specs); err != nil {
+		return err
+	}
+	plan := Plan(d.eng.HookPriorities())
+	rules := d.ruleSet(cfg, plan)
+	if err := d.apply(plan, rules); err != nil {
+		if rerr := d.eng.Load(oldSpecs); rerr != nil {
+			d.log.Error("restoring the old plugins failed", "err", rerr)
+		}
+		return err
+	}
+	d.cfg, d.plan, d.rules = cfg, plan, rules
+	d.log.Info("reloaded", "generation", d.eng.Generation(), "segments", len(plan))
+	return nil
+}
+
+// apply starts the queues the plan needs, installs the rules atomically and
+// stops the queues no longer diverted to. Called with mu held.
+func (d *Daemon) apply(plan []Segment, rules nfq.RuleSet) error {
+	want := map[string]bool{}
+	var started []*segRunner
+	for _, seg := range plan {
+		want[seg.Key()] = true
+		if r, ok := d.runners[seg.Key()]; ok {
+			r.seg.Store(&seg) // Last may have changed
+			continue
+		}
+		r, err := d.startRunner(seg)
+		if err != nil {
+			for _, s := range started {
+				s.stop()
+				delete(d.runners, s.key)
+			}
+			return err
+		}
+		started = append(started, r)
+	}
+	if err := nfq.Install(d.ctx, rules); err != nil {
+		for _, s := range started {
+			s.stop()
+			delete(d.runners, s.key)
+		}
+		return fmt.Errorf("installing rules: %w", err)
+	}
+	for key, r := range d.runners {
+		if !want[key] {
+			delete(d.runners, key)
+			delete(d.blocks, key)
+			go r.drainAndStop()
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) queueCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, r := range d.runners {
+		n += len(r.socks)
+	}
+	return n
+}
+
+// statsFor returns a segment's counters. Called with mu held.
+func (d *Daemon) statsFor(key string) *segStats {
+	s, ok := d.segStats[key]
+	if !ok {
+		s = &segStats{}
+		d.segStats[key] = s
+	}
+	return s
+}
+
+// CheckKernel verifies what luafw needs from the kernel and says clearly
+// what is missing.
+func CheckKernel(conntrack bool) error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (or CAP_NET_ADMIN): luafw run installs nftables rules and binds NFQUEUE")
+	}
+	if _, err := os.Stat("/proc/net/netfilter/nfnetlink_queue"); err != nil {
+		missing = append(missing, "NFQUEUE support (nfnetlink_queue): /proc/net/netfilter/nfnetlink_queue is missing")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("luafw run cannot start:\n  - %s", strings.Join(missing, "\n  - "))
+	}
+	return nil
+}

@@ -1,0 +1,401 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/luafw/luafw/config"
+	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/nfq"
+)
+
+// ctStates maps the nfq per-state queue index to the engine's state.
+var ctStates = [nfq.CTStates]host.CTState{host.CTNew, host.CTEstablished, host.CTRelated, host.CTInvalid, host.CTUntracked}
+
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+func (d *Daemon) balance() int { return max(1, d.cfg.Queue.Balance) }
+
+func (d *Daemon) blockSize() int {
+	if d.cfg.ConntrackEnabled() {
+		return nfq.CTStates * d.balance()
+	}
+	return d.balance()
+}
+
+// allocBlock gives a segment its block of queue numbers, the same one for
+// as long as the segment exists.
+func (d *Daemon) allocBlock(key string) int {
+	if b, ok := d.blocks[key]; ok {
+		return b
+	}
+	used := map[int]bool{}
+	for _, b := range d.blocks {
+		used[b] = true
+	}
+	b := 0
+	for used[b] {
+		b++
+	}
+	d.blocks[key] = b
+	return b
+}
+
+// queueFirst is the first queue number of a segment's block for ct state
+// index s (0 without conntrack).
+func (d *Daemon) queueFirst(block, s int) uint16 {
+	base := int(d.cfg.Queue.Base)
+	if base == 0 {
+		base = DefaultQueueBase
+	}
+	return uint16(base + block*d.blockSize() + s*d.balance())
+}
+
+// ruleSet builds the diversion rules for a plan.
+func (d *Daemon) ruleSet(cfg *config.File, plan []Segment) nfq.RuleSet {
+	rs := nfq.RuleSet{Table: cfg.Table, CTLabels: cfg.ConntrackEnabled(), ConnMarkOffload: uint32(cfg.Offload.Mask)}
+	if cfg.Marks.Skip != nil {
+		rs.SkipMark = uint32(*cfg.Marks.Skip)
+	}
+	if cfg.Marks.Reject != nil {
+		rs.RejectMark = uint32(*cfg.Marks.Reject)
+	}
+	if rs.Table == "" {
+		rs.Table = nfq.DefaultTable
+	}
+	if rs.SkipMark == 0 {
+		rs.SkipMark = nfq.DefaultSkipMark
+	}
+	if rs.RejectMark == 0 {
+		rs.RejectMark = nfq.DefaultRejectMark
+	}
+	for _, seg := range plan {
+		block := d.allocBlock(seg.Key())
+		div := nfq.Diversion{Hook: seg.Hook.String(), Priority: seg.ChainPriority, Filter: filterFor(cfg, seg.Hook)}
+		if cfg.ConntrackEnabled() {
+			div.ByState = true
+			for s := range div.Queues {
+				div.Queues[s] = nfq.QueueSet{First: d.queueFirst(block, s), Count: uint16(d.balance())}
+			}
+		} else {
+			div.Queues[0] = nfq.QueueSet{First: d.queueFirst(block, 0), Count: uint16(d.balance())}
+		}
+		rs.Diversions = append(rs.Diversions, div)
+	}
+	return rs
+}
+
+// filterFor converts the divert section of a hook (checked at load).
+func filterFor(cfg *config.File, h host.Hook) nfq.Filter {
+	f, ok := cfg.Divert[h.String()]
+	if !ok {
+		return nfq.Filter{}
+	}
+	protos, _ := f.ProtoNumbers()
+	src, dst, _ := f.Prefixes()
+	return nfq.Filter{Protos: protos, DPorts: f.DPorts, SPorts: f.SPorts, InIfaces: f.In, OutIfaces: f.Out, Src: src, Dst: dst}
+}
+
+// segRunner serves one segment's queues: one socket and one engine worker
+// per balanced queue.
+type segRunner struct {
+	d      *Daemon
+	key    string
+	seg    atomic.Pointer[Segment]
+	socks  []*nfq.Socket
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	last   atomic.Int64 // unix nanos of the last packet
+	stats  *segStats
+}
+
+// segStats count what the segment decided.
+type segStats struct {
+	verdicts [5]atomic.Uint64 // by host.Verdict
+	ctSubmit atomic.Uint64
+	ctDrop   atomic.Uint64
+}
+
+func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
+	block := d.allocBlock(seg.Key())
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &segRunner{d: d, key: seg.Key(), cancel: cancel, stats: d.statsFor(seg.Key())}
+	r.seg.Store(&seg)
+	states := 1
+	if d.cfg.ConntrackEnabled() {
+		states = nfq.CTStates
+	}
+	for i := 0; i < d.balance(); i++ {
+		qcfg := nfq.QueueConfig{
+			MaxLen:   d.cfg.Queue.MaxLen,
+			FailOpen: boolOr(d.cfg.Queue.FailOpen, true),
+			GSO:      boolOr(d.cfg.Queue.GSO, true),
+			UIDGID:   seg.Hook == host.Output || seg.Hook == host.Postrouting,
+			Burst:    d.cfg.Queue.Burst,
+			Logger:   d.log.With("segment", seg.Key()),
+		}
+		stateOf := map[uint16]host.CTState{}
+		for s := 0; s < states; s++ {
+			q := d.queueFirst(block, s) + uint16(i)
+			qcfg.Queues = append(qcfg.Queues, q)
+			if states > 1 {
+				stateOf[q] = ctStates[s]
+			}
+		}
+		sock, err := nfq.OpenQueue(qcfg)
+		if err != nil {
+			r.stop()
+			return nil, fmt.Errorf("segment %s: queues %v: %w", seg.Key(), qcfg.Queues, err)
+		}
+		r.socks = append(r.socks, sock)
+		r.wg.Add(1)
+		go r.serve(ctx, sock, stateOf)
+	}
+	d.runners[seg.Key()] = r
+	d.log.Info("serving segment", "segment", seg.String(), "queues", len(r.socks)*states)
+	return r, nil
+}
+
+func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, stateOf map[uint16]host.CTState) {
+	defer r.wg.Done()
+	w := r.d.eng.NewWorker()
+	defer w.Close()
+	if r.d.ct != nil {
+		// Each worker looks up with a socket of its own: the shared one is
+		// busy with the updater's retries. The socket is opened here, in
+		// the daemon's namespace.
+		ct, err := nfq.OpenConntrack()
+		if err != nil {
+			r.d.log.Error("conntrack lookups disabled for this queue", "segment", r.key, "err", err)
+		} else {
+			defer ct.Close()
+			w.SetCTSource(&ctSource{ct: ct, marks: r.d.marks, log: r.d.log})
+		}
+	}
+	names := ifNames{}
+	skip, reject := r.d.rules.SkipMark, r.d.rules.RejectMark
+	reserved := skip | reject
+	err := sock.Serve(ctx, func(msgs []nfq.Msg, out []nfq.Verdict) {
+		seg := r.seg.Load()
+		r.last.Store(time.Now().UnixNano())
+		for i := range msgs {
+			m := &msgs[i]
+			p := host.Packet{Hook: seg.Hook, Data: m.Payload, Mark: m.Mark &^ reserved,
+				InDev: names.name(m.InDev), OutDev: names.name(m.OutDev),
+				UID: m.UID, GID: m.GID, HasUID: m.HasUID, CTState: stateOf[m.Queue]}
+			dec := w.RunRange(&p, seg.Lo, seg.Hi)
+			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
+			r.stats.verdicts[dec.Verdict].Add(1)
+			if dec.CT.Any() && r.d.updater != nil {
+				r.submitCT(m.Payload, dec.CT)
+			}
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		r.d.log.Error("queue reader stopped", "segment", r.key, "err", err)
+	}
+}
+
+// verdict turns the engine's decision into the kernel's. The packet's own
+// reserved bits are kept out of what scripts see and set.
+func verdict(d *host.Decision, kernelMark uint32, last bool, skip, reject uint32) nfq.Verdict {
+	reserved := skip | reject
+	v := nfq.Verdict{Verdict: nfq.VerdictAccept}
+	mark := kernelMark
+	if d.MarkSet {
+		mark = kernelMark&reserved | d.Mark&^reserved
+		v.SetMark = true
+	}
+	switch d.Verdict {
+	case host.Drop:
+		return nfq.Verdict{Verdict: nfq.VerdictDrop}
+	case host.Reject:
+		v.Verdict, v.SetMark = nfq.VerdictRepeat, true
+		mark |= skip | reject
+	case host.Repeat:
+		v.Verdict, v.SetMark = nfq.VerdictRepeat, true
+		mark |= skip
+	case host.Stop:
+		// Skip luafw's later segments of this hook; the tail chain clears
+		// the bit before the next hook.
+		if !last {
+			v.SetMark = true
+			mark |= skip
+		}
+	}
+	v.Mark = mark
+	return v
+}
+
+// submitCT hands a conntrack update to the updater and remembers the new
+// mark so later packets read it before the kernel has it.
+func (r *segRunner) submitCT(data []byte, u host.CTUpdate) {
+	var p packet.Parsed
+	p.Decode(data)
+	t, ok := tupleOf(&p, data)
+	if !ok {
+		return
+	}
+	up := nfq.CTUpdate{Mark: u.Mark, MarkMask: u.MarkMask, SetMark: u.SetMark, Timeout: u.Timeout,
+		SetTimeout: u.SetTimeout, Labels: u.Labels, SetLabels: u.SetLabels}
+	if u.SetMark {
+		r.d.marks.update(t, u.Mark, u.MarkMask)
+	}
+	if r.d.updater.Submit(t, up) {
+		r.stats.ctSubmit.Add(1)
+	} else {
+		r.stats.ctDrop.Add(1)
+	}
+}
+
+// tupleOf is the conntrack tuple of a packet (either direction finds the
+// entry).
+func tupleOf(p *packet.Parsed, data []byte) (nfq.CTTuple, bool) {
+	if p.Family == 0 {
+		return nfq.CTTuple{}, false
+	}
+	t := nfq.CTTuple{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SPort: p.SrcPort, DPort: p.DstPort}
+	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
+		t.SPort, t.DPort = 0, uint16(p.ICMPType)<<8|uint16(p.ICMPCode)
+		if p.L4Off >= 0 && len(data) >= p.L4Off+6 {
+			t.SPort = uint16(data[p.L4Off+4])<<8 | uint16(data[p.L4Off+5])
+		}
+	}
+	return t, true
+}
+
+// stop ends serving at once.
+func (r *segRunner) stop() {
+	r.cancel()
+	r.wg.Wait()
+	for _, s := range r.socks {
+		s.Close()
+	}
+}
+
+// drainAndStop keeps serving until the queues have been quiet for a moment
+// (the rules diverting to them are gone), so no queued packet is left
+// without a verdict, then stops.
+func (r *segRunner) drainAndStop() {
+	deadline := time.Now().Add(drainMax)
+	for time.Now().Before(deadline) {
+		if time.Since(time.Unix(0, r.last.Load())) > drainQuiet {
+			break
+		}
+		time.Sleep(drainQuiet / 2)
+	}
+	r.stop()
+}
+
+// ifNames caches interface names by index (one per worker).
+type ifNames map[uint32]string
+
+func (n ifNames) name(idx uint32) string {
+	if idx == 0 {
+		return ""
+	}
+	if s, ok := n[idx]; ok {
+		return s
+	}
+	s := fmt.Sprintf("if%d", idx)
+	if ifc, err := net.InterfaceByIndex(int(idx)); err == nil {
+		s = ifc.Name
+	}
+	n[idx] = s
+	return s
+}
+
+// ctSource answers pkt.ct.mark: first from marks luafw set itself (which the
+// kernel may not have applied yet), else through ctnetlink.
+type ctSource struct {
+	ct    *nfq.Conntrack
+	marks *markCache
+	log   *slog.Logger
+}
+
+func (s *ctSource) CTMark(c *host.Ctx) (uint32, bool) {
+	p := c.Parsed()
+	t, ok := tupleOf(p, c.Packet().Data)
+	if !ok {
+		return 0, false
+	}
+	if m, ok := s.marks.get(t); ok {
+		return m, true
+	}
+	e, found, err := s.ct.Get(t)
+	if err != nil || !found {
+		s.log.Debug("conntrack lookup found nothing", "tuple", fmt.Sprint(t), "found", found, "err", err)
+		return 0, false
+	}
+	return e.Mark, true
+}
+
+// markCache remembers conntrack marks luafw set in the last few seconds,
+// keyed by the flow (both directions).
+type markCache struct {
+	mu sync.Mutex
+	m  map[flowKey]markEntry
+}
+
+type flowKey struct {
+	proto uint8
+	a, b  netip.AddrPort
+}
+
+type markEntry struct {
+	mark uint32
+	at   time.Time
+}
+
+const markCacheTTL = 5 * time.Second
+
+func newMarkCache() *markCache { return &markCache{m: map[flowKey]markEntry{}} }
+
+func keyOf(t nfq.CTTuple) flowKey {
+	a, b := netip.AddrPortFrom(t.Src, t.SPort), netip.AddrPortFrom(t.Dst, t.DPort)
+	if b.Addr().Less(a.Addr()) || (a.Addr() == b.Addr() && b.Port() < a.Port()) {
+		a, b = b, a
+	}
+	return flowKey{t.Proto, a, b}
+}
+
+func (c *markCache) update(t nfq.CTTuple, mark, mask uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if len(c.m) > 65536 {
+		for k, e := range c.m {
+			if now.Sub(e.at) > markCacheTTL {
+				delete(c.m, k)
+			}
+		}
+	}
+	k := keyOf(t)
+	old, known := c.m[k]
+	if !known && mask != 0xffffffff {
+		return // the other bits are the kernel's: not known here
+	}
+	c.m[k] = markEntry{mark: old.mark&^mask | mark&mask, at: now}
+}
+
+func (c *markCache) get(t nfq.CTTuple) (uint32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[keyOf(t)]
+	if !ok || time.Since(e.at) > markCacheTTL {
+		return 0, false
+	}
+	return e.mark, true
+}

@@ -1,0 +1,603 @@
+package nfq
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+)
+
+// The rule set is first built into this small program, from which Install
+// emits netlink messages and String emits text, so both always agree.
+
+type nftProgram struct {
+	name   string
+	tables []*nftTableIR
+}
+
+type nftTableIR struct {
+	family  nftables.TableFamily
+	famName string // "ip" or "ip6"
+	chains  []*nftChainIR
+}
+
+type nftChainIR struct {
+	name    string
+	base    bool
+	hook    string
+	hooknum nftables.ChainHook
+	prio    int32
+	rules   []*nftRuleIR
+}
+
+type nftRuleIR struct {
+	exprs   []expr.Any
+	sets    []*nftSetIR
+	text    []string
+	comment string
+}
+
+// nftSetIR is an anonymous constant set a lookup in its rule refers to.
+type nftSetIR struct {
+	keyType  nftables.SetDatatype
+	interval bool
+	elems    []nftables.SetElement
+	lookup   *expr.Lookup // filled in with the set's name and id at install
+}
+
+func (r *nftRuleIR) add(text string, e ...expr.Any) *nftRuleIR {
+	if text != "" {
+		r.text = append(r.text, text)
+	}
+	r.exprs = append(r.exprs, e...)
+	return r
+}
+
+// NFQUEUE target (xt_NFQ_info_v3) flags.
+const (
+	nfqFlagBypass = 0x01
+	nftReg        = 1 // NFT_REG_1, the 16-byte register every match uses
+)
+
+// Protocols with ports at transport header offsets 0 (source) and 2
+// (destination).
+var rulePortProtos = []uint8{unix.IPPROTO_TCP, unix.IPPROTO_UDP, unix.IPPROTO_DCCP, unix.IPPROTO_SCTP, unix.IPPROTO_UDPLITE}
+
+var ruleProtoNames = map[uint8]string{
+	unix.IPPROTO_ICMP: "icmp", unix.IPPROTO_IGMP: "igmp", unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp",
+	unix.IPPROTO_DCCP: "dccp", unix.IPPROTO_GRE: "gre", unix.IPPROTO_ESP: "esp", unix.IPPROTO_AH: "ah",
+	unix.IPPROTO_ICMPV6: "ipv6-icmp", unix.IPPROTO_SCTP: "sctp", unix.IPPROTO_UDPLITE: "udplite",
+}
+
+func ruleProtoName(p uint8) string {
+	if n, ok := ruleProtoNames[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
+// withDefaults fills in defaults and validates everything but the filters.
+func (rs RuleSet) withDefaults() (RuleSet, error) {
+	rs.Table = ruleTableName(rs.Table)
+	if err := ruleCheckTable(rs.Table); err != nil {
+		return rs, err
+	}
+	if rs.SkipMark == 0 {
+		rs.SkipMark = DefaultSkipMark
+	}
+	if rs.RejectMark == 0 {
+		rs.RejectMark = DefaultRejectMark
+	}
+	if rs.SkipMark&rs.RejectMark != 0 {
+		return rs, fmt.Errorf("SkipMark %#x and RejectMark %#x share bits", rs.SkipMark, rs.RejectMark)
+	}
+	if len(rs.Families) == 0 {
+		rs.Families = []int{4, 6}
+	}
+	seen := map[int]bool{}
+	for _, f := range rs.Families {
+		if f != 4 && f != 6 {
+			return rs, fmt.Errorf("family %d: want 4 or 6", f)
+		}
+		if seen[f] {
+			return rs, fmt.Errorf("family %d listed twice", f)
+		}
+		seen[f] = true
+	}
+	for i, d := range rs.Diversions {
+		if _, ok := ruleHooks[d.Hook]; !ok {
+			return rs, fmt.Errorf("diversion %d: hook %q: want prerouting, input, forward, output or postrouting", i, d.Hook)
+		}
+		if d.Priority >= TailPriority {
+			return rs, fmt.Errorf("diversion %d: priority %d: must be below %d (the tail chains)", i, d.Priority, TailPriority)
+		}
+		used := 0
+		for s, q := range d.Queues {
+			if q.Count == 0 {
+				continue
+			}
+			if !d.ByState && s > 0 {
+				return rs, fmt.Errorf("diversion %d: Queues[%d] set without ByState (only Queues[0] is used)", i, s)
+			}
+			if int(q.First)+int(q.Count)-1 > 0xffff {
+				return rs, fmt.Errorf("diversion %d: queues %d..%d: beyond 65535", i, q.First, int(q.First)+int(q.Count)-1)
+			}
+			used++
+		}
+		if used == 0 {
+			return rs, fmt.Errorf("diversion %d: no queues (Queues[0].Count is 0)", i)
+		}
+		if err := d.Filter.check(); err != nil {
+			return rs, fmt.Errorf("diversion %d: %w", i, err)
+		}
+	}
+	return rs, nil
+}
+
+func (f Filter) check() error {
+	if len(f.DPorts)+len(f.SPorts) > 0 {
+		for _, p := range f.Protos {
+			if !slices.Contains(rulePortProtos, p) {
+				return fmt.Errorf("filter: ports with protocol %s, which has no ports", ruleProtoName(p))
+			}
+		}
+	}
+	for _, n := range slices.Concat(f.InIfaces, f.OutIfaces) {
+		name, _ := strings.CutSuffix(n, "*")
+		if name == "" && n != "*" || len(name) >= unix.IFNAMSIZ || strings.ContainsAny(name, "*\"\x00 /") {
+			return fmt.Errorf("filter: interface %q: want a name of at most 15 characters, optionally ending in *", n)
+		}
+	}
+	for _, p := range slices.Concat(f.Src, f.Dst) {
+		if !p.IsValid() {
+			return fmt.Errorf("filter: invalid prefix %v", p)
+		}
+	}
+	v4, v6 := false, false
+	for _, fam := range []int{4, 6} {
+		if f.familyOK(fam) {
+			v4 = v4 || fam == 4
+			v6 = v6 || fam == 6
+		}
+	}
+	if !v4 && !v6 {
+		return fmt.Errorf("filter: matches no packet of either family")
+	}
+	return nil
+}
+
+// familyOK tells whether the filter can match packets of the family.
+func (f Filter) familyOK(fam int) bool {
+	has := func(ps []netip.Prefix) bool {
+		if len(ps) == 0 {
+			return true
+		}
+		for _, p := range ps {
+			if ruleNormPrefix(p).Addr().Is4() == (fam == 4) {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(f.Src) || !has(f.Dst) {
+		return false
+	}
+	if len(f.Protos) == 0 {
+		return true
+	}
+	for _, p := range f.Protos {
+		if (p != unix.IPPROTO_ICMP || fam == 4) && (p != unix.IPPROTO_ICMPV6 || fam == 6) {
+			return true
+		}
+	}
+	return false
+}
+
+// build validates rs and turns it into tables, chains and rules.
+func (rs RuleSet) build() (*nftProgram, error) {
+	rs, err := rs.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	prog := &nftProgram{name: rs.Table}
+	fams := slices.Clone(rs.Families)
+	slices.Sort(fams)
+	for i, d := range rs.Diversions {
+		if !slices.ContainsFunc(fams, d.Filter.familyOK) {
+			return nil, fmt.Errorf("diversion %d: filter matches no packet of families %v", i, fams)
+		}
+	}
+	for _, fam := range fams {
+		tb := &nftTableIR{family: nftables.TableFamilyIPv4, famName: "ip"}
+		if fam == 6 {
+			tb.family, tb.famName = nftables.TableFamilyIPv6, "ip6"
+		}
+		hooks := map[string]bool{}
+		for i, d := range rs.Diversions {
+			if !d.Filter.familyOK(fam) {
+				continue
+			}
+			hooks[d.Hook] = true
+			tb.chains = append(tb.chains, rs.diversionChains(fam, i, d)...)
+		}
+		for _, h := range ruleHookOrder {
+			if !hooks[h] {
+				continue
+			}
+			keep := ^(rs.SkipMark | rs.RejectMark)
+			r := (&nftRuleIR{}).add("meta mark set meta mark & "+ruleHex(keep),
+				&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg},
+				ruleAndMask(keep),
+				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: nftReg})
+			tb.chains = append(tb.chains, &nftChainIR{
+				name: "tail_" + h, base: true, hook: h, hooknum: nftables.ChainHook(ruleHooks[h]),
+				prio: TailPriority, rules: []*nftRuleIR{r},
+			})
+		}
+		if rs.CTLabels {
+			// Never jumped to: its only purpose is that loading a `ct label
+			// set` makes the kernel give new connections label storage.
+			r := (&nftRuleIR{}).add("ct label set 0",
+				&expr.Immediate{Register: nftReg, Data: make([]byte, 16)},
+				&expr.Ct{Key: expr.CtKeyLABELS, Register: nftReg, SourceRegister: true})
+			tb.chains = append(tb.chains, &nftChainIR{name: "ct_labels", rules: []*nftRuleIR{r}})
+		}
+		prog.tables = append(prog.tables, tb)
+	}
+	return prog, nil
+}
+
+// diversionChains builds the base chain of diversion i (and its state
+// dispatch chain) for one family.
+func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
+	base := &nftChainIR{
+		name: fmt.Sprintf("div%d_%s", i, d.Hook), base: true, hook: d.Hook,
+		hooknum: nftables.ChainHook(ruleHooks[d.Hook]), prio: d.Priority,
+	}
+	both := rs.SkipMark | rs.RejectMark
+	if d.Hook == "postrouting" {
+		// The kernel refuses reject in postrouting.
+		base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, both).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
+	} else {
+		r := ruleMarkBits(&nftRuleIR{}, both)
+		ruleL4Proto(r, []uint8{unix.IPPROTO_TCP})
+		r.add("reject with tcp reset", &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
+		base.rules = append(base.rules, r)
+		r = ruleMarkBits(&nftRuleIR{}, both)
+		if fam == 4 {
+			r.add("reject with icmp type port-unreachable", &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3})
+		} else {
+			r.add("reject with icmpv6 type port-unreachable", &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 4})
+		}
+		base.rules = append(base.rules, r)
+	}
+	base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, rs.SkipMark).add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	if rs.ConnMarkOffload != 0 {
+		m := rs.ConnMarkOffload
+		r := (&nftRuleIR{}).add(fmt.Sprintf("ct mark & %s == %s", ruleHex(m), ruleHex(m)),
+			&expr.Ct{Key: expr.CtKeyMARK, Register: nftReg}, ruleAndMask(m),
+			&expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: binaryutil.NativeEndian.PutUint32(m)})
+		base.rules = append(base.rules, r.add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	}
+
+	filter := d.Filter.rule(fam)
+	if !d.ByState {
+		r := filter.add("counter", &expr.Counter{})
+		ruleQueue(r, d.Queues[0])
+		r.comment = ruleComment(i, -1)
+		base.rules = append(base.rules, r)
+		return []*nftChainIR{base}
+	}
+	states := base
+	out := []*nftChainIR{base}
+	if len(filter.exprs) > 0 {
+		states = &nftChainIR{name: base.name + "_ct"}
+		base.rules = append(base.rules, filter.add("jump "+states.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: states.name}))
+		out = append(out, states)
+	}
+	bits := [CTStates]uint32{expr.CtStateBitNEW, expr.CtStateBitESTABLISHED, expr.CtStateBitRELATED, expr.CtStateBitINVALID, expr.CtStateBitUNTRACKED}
+	for s, q := range d.Queues {
+		if q.Count == 0 {
+			continue
+		}
+		r := (&nftRuleIR{}).add("ct state "+ruleStateNames[s],
+			&expr.Ct{Key: expr.CtKeySTATE, Register: nftReg}, ruleAndMask(bits[s]),
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: nftReg, Data: make([]byte, 4)})
+		r.add("counter", &expr.Counter{})
+		ruleQueue(r, q)
+		r.comment = ruleComment(i, s)
+		states.rules = append(states.rules, r)
+	}
+	return out
+}
+
+// rule returns the filter's matches for one family (callers append to it).
+func (f Filter) rule(fam int) *nftRuleIR {
+	r := &nftRuleIR{}
+	protos := f.Protos
+	if len(f.DPorts)+len(f.SPorts) > 0 && len(protos) == 0 {
+		protos = rulePortProtos
+	}
+	var famProtos []uint8
+	for _, p := range protos {
+		if (p == unix.IPPROTO_ICMP && fam == 6) || (p == unix.IPPROTO_ICMPV6 && fam == 4) {
+			continue
+		}
+		famProtos = append(famProtos, p)
+	}
+	if len(famProtos) > 0 {
+		ruleL4Proto(r, famProtos)
+	}
+	rulePorts(r, "sport", 0, f.SPorts)
+	rulePorts(r, "dport", 2, f.DPorts)
+	ruleIfaces(r, "iifname", expr.MetaKeyIIFNAME, f.InIfaces)
+	ruleIfaces(r, "oifname", expr.MetaKeyOIFNAME, f.OutIfaces)
+	ruleAddrs(r, fam, "saddr", f.Src)
+	ruleAddrs(r, fam, "daddr", f.Dst)
+	return r
+}
+
+func ruleHex(v uint32) string { return fmt.Sprintf("0x%08x", v) }
+
+func ruleAndMask(m uint32) *expr.Bitwise {
+	return &expr.Bitwise{SourceRegister: nftReg, DestRegister: nftReg, Len: 4,
+		Mask: binaryutil.NativeEndian.PutUint32(m), Xor: make([]byte, 4)}
+}
+
+// ruleMarkBits matches packets whose mark has all bits of m.
+func ruleMarkBits(r *nftRuleIR, m uint32) *nftRuleIR {
+	return r.add(fmt.Sprintf("meta mark & %s == %s", ruleHex(m), ruleHex(m)),
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg}, ruleAndMask(m),
+		&expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: binaryutil.NativeEndian.PutUint32(m)})
+}
+
+// ruleQueue appends the NFQUEUE compat target (the native `queue` statement
+// is not available on every kernel): xt_NFQ_info_v3 {u16 queuenum, u16
+// queues_total, u16 flags}, padded to 8 bytes.
+func ruleQueue(r *nftRuleIR, q QueueSet) {
+	info := make([]byte, 8)
+	binary.NativeEndian.PutUint16(info[0:], q.First)
+	binary.NativeEndian.PutUint16(info[2:], q.Count)
+	binary.NativeEndian.PutUint16(info[4:], nfqFlagBypass)
+	text := fmt.Sprintf("xt target NFQUEUE --queue-num %d --queue-bypass", q.First)
+	if q.Count > 1 {
+		text = fmt.Sprintf("xt target NFQUEUE --queue-balance %d:%d --queue-bypass", q.First, int(q.First)+int(q.Count)-1)
+	}
+	unknown := xt.Unknown(info)
+	r.add(text, &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &unknown})
+}
+
+// ruleLookup appends "<text> { elems }" matching register 1 against a set.
+func ruleLookup(r *nftRuleIR, text string, keyType nftables.SetDatatype, interval bool, elems []nftables.SetElement, names []string) {
+	l := &expr.Lookup{SourceRegister: nftReg}
+	r.sets = append(r.sets, &nftSetIR{keyType: keyType, interval: interval, elems: elems, lookup: l})
+	r.add(text+" { "+strings.Join(names, ", ")+" }", l)
+}
+
+func ruleL4Proto(r *nftRuleIR, protos []uint8) {
+	protos = slices.Compact(slices.Sorted(slices.Values(protos)))
+	load := &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: nftReg}
+	if len(protos) == 1 {
+		r.add("meta l4proto "+ruleProtoName(protos[0]), load, &expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: []byte{protos[0]}})
+		return
+	}
+	r.add("", load)
+	var names []string
+	var elems []nftables.SetElement
+	for _, p := range protos {
+		names = append(names, ruleProtoName(p))
+		elems = append(elems, nftables.SetElement{Key: []byte{p}})
+	}
+	ruleLookup(r, "meta l4proto", nftables.TypeInetProto, false, elems, names)
+}
+
+func rulePorts(r *nftRuleIR, field string, offset uint32, ports []uint16) {
+	if len(ports) == 0 {
+		return
+	}
+	ports = slices.Compact(slices.Sorted(slices.Values(ports)))
+	load := &expr.Payload{DestRegister: nftReg, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2}
+	if len(ports) == 1 {
+		r.add(fmt.Sprintf("th %s %d", field, ports[0]), load,
+			&expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: binaryutil.BigEndian.PutUint16(ports[0])})
+		return
+	}
+	r.add("", load)
+	var names []string
+	var elems []nftables.SetElement
+	for _, p := range ports {
+		names = append(names, strconv.Itoa(int(p)))
+		elems = append(elems, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+	}
+	ruleLookup(r, "th "+field, nftables.TypeInetService, false, elems, names)
+}
+
+func ruleIfaces(r *nftRuleIR, field string, key expr.MetaKey, names []string) {
+	if len(names) == 0 || slices.Contains(names, "*") {
+		return
+	}
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	load := &expr.Meta{Key: key, Register: nftReg}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	if len(names) == 1 {
+		data := []byte(strings.TrimSuffix(names[0], "*"))
+		if !strings.HasSuffix(names[0], "*") {
+			data = ruleIfnameKey(names[0])
+		}
+		r.add(field+" "+quoted[0], load, &expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: data})
+		return
+	}
+	r.add("", load)
+	var ivs []ruleInterval
+	for _, n := range names {
+		prefix, wild := strings.CutSuffix(n, "*")
+		lo := ruleIfnameKey(prefix)
+		var hi []byte
+		if wild {
+			hi = ruleIncrement([]byte(prefix))
+			if hi != nil {
+				hi = append(hi, make([]byte, unix.IFNAMSIZ-len(hi))...)
+			}
+		} else {
+			hi = ruleIncrement(lo)
+		}
+		ivs = append(ivs, ruleInterval{lo, hi})
+	}
+	ruleLookup(r, field, nftables.TypeIFName, true, ruleIntervalElems(ivs, unix.IFNAMSIZ), quoted)
+}
+
+func ruleIfnameKey(name string) []byte {
+	k := make([]byte, unix.IFNAMSIZ)
+	copy(k, name)
+	return k
+}
+
+func ruleAddrs(r *nftRuleIR, fam int, field string, prefixes []netip.Prefix) {
+	var ps []netip.Prefix
+	for _, p := range prefixes {
+		p = ruleNormPrefix(p)
+		if p.Addr().Is4() == (fam == 4) {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return
+	}
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	ps = slices.Compact(ps)
+	// Drop prefixes inside others (the set would merge them anyway).
+	all := slices.Clone(ps)
+	ps = slices.DeleteFunc(ps, func(p netip.Prefix) bool {
+		for _, q := range all {
+			if q.Bits() < p.Bits() && q.Contains(p.Addr()) {
+				return true
+			}
+		}
+		return false
+	})
+	if len(ps) == 1 && ps[0].Bits() == 0 {
+		return // matches every address
+	}
+	size := uint32(4)
+	offset := map[string]uint32{"saddr": 12, "daddr": 16}[field]
+	name, keyType := "ip", nftables.TypeIPAddr
+	if fam == 6 {
+		size, offset, name, keyType = 16, map[string]uint32{"saddr": 8, "daddr": 24}[field], "ip6", nftables.TypeIP6Addr
+	}
+	load := &expr.Payload{DestRegister: nftReg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: size}
+	if len(ps) == 1 {
+		p := ps[0]
+		r.add(name+" "+field+" "+rulePrefixText(p), load)
+		if p.Bits() < int(size*8) {
+			r.add("", &expr.Bitwise{SourceRegister: nftReg, DestRegister: nftReg, Len: size,
+				Mask: rulePrefixMask(p.Bits(), int(size)), Xor: make([]byte, size)})
+		}
+		r.add("", &expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: p.Addr().AsSlice()})
+		return
+	}
+	r.add("", load)
+	var ivs []ruleInterval
+	var names []string
+	for _, p := range ps {
+		lo := p.Addr().AsSlice()
+		hi := ruleIncrement(ruleLastAddr(p))
+		ivs = append(ivs, ruleInterval{lo, hi})
+		names = append(names, rulePrefixText(p))
+	}
+	ruleLookup(r, name+" "+field, keyType, true, ruleIntervalElems(ivs, int(size)), names)
+}
+
+// ruleNormPrefix masks p and turns an IPv4-mapped IPv6 prefix into IPv4.
+func ruleNormPrefix(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked()
+}
+
+func rulePrefixText(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+func rulePrefixMask(bits, size int) []byte {
+	m := make([]byte, size)
+	for i := 0; i < bits; i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	return m
+}
+
+func ruleLastAddr(p netip.Prefix) []byte {
+	a := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(a)*8; i++ {
+		a[i/8] |= 0x80 >> (i % 8)
+	}
+	return a
+}
+
+// ruleIncrement returns b+1 as a big-endian number, nil on overflow.
+func ruleIncrement(b []byte) []byte {
+	out := slices.Clone(b)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			return out
+		}
+	}
+	return nil
+}
+
+// ruleInterval is [lo, hi) over big-endian keys; hi nil means to the end.
+type ruleInterval struct{ lo, hi []byte }
+
+// ruleIntervalElems merges overlapping intervals and encodes them the way
+// nft does: a leading interval end at zero, then each start and its
+// exclusive end flagged IntervalEnd.
+func ruleIntervalElems(ivs []ruleInterval, size int) []nftables.SetElement {
+	slices.SortFunc(ivs, func(a, b ruleInterval) int { return bytes.Compare(a.lo, b.lo) })
+	var merged []ruleInterval
+	for _, iv := range ivs {
+		if n := len(merged); n > 0 {
+			last := &merged[n-1]
+			if last.hi == nil || bytes.Compare(iv.lo, last.hi) <= 0 {
+				if last.hi != nil && (iv.hi == nil || bytes.Compare(iv.hi, last.hi) > 0) {
+					last.hi = iv.hi
+				}
+				continue
+			}
+		}
+		merged = append(merged, iv)
+	}
+	var elems []nftables.SetElement
+	zero := make([]byte, size)
+	if !bytes.Equal(merged[0].lo, zero) {
+		elems = append(elems, nftables.SetElement{Key: zero, IntervalEnd: true})
+	}
+	for _, iv := range merged {
+		elems = append(elems, nftables.SetElement{Key: iv.lo})
+		if iv.hi != nil {
+			elems = append(elems, nftables.SetElement{Key: iv.hi, IntervalEnd: true})
+		}
+	}
+	return elems
+}

@@ -1,0 +1,541 @@
+package nfq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"github.com/luafw/luafw/tests/lab"
+)
+
+// Root-only tests of the diversion rules in a lab (client, router, server
+// namespaces); lab.New skips them when not root.
+
+func ruleTestCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ruleInstall installs rs inside ns and removes it at cleanup.
+func ruleInstall(t *testing.T, ctx context.Context, ns *lab.NS, rs RuleSet) {
+	t.Helper()
+	if err := ns.Do(func() error { return Install(ctx, rs) }); err != nil {
+		t.Fatalf("Install in %s: %v", ns, err)
+	}
+	t.Cleanup(func() {
+		if err := ns.Do(func() error { return Remove(context.Background(), rs.Table) }); err != nil && !errors.Is(err, lab.ErrWrongNamespace) {
+			t.Logf("Remove in %s: %v", ns, err)
+		}
+	})
+}
+
+// ruleCounters reads DiversionCounters inside ns, keyed "fam/div/state".
+func ruleCounters(t *testing.T, ctx context.Context, ns *lab.NS, table string) map[string]uint64 {
+	t.Helper()
+	var cs []DiversionCounter
+	if err := ns.Do(func() (err error) { cs, err = DiversionCounters(ctx, table); return err }); err != nil {
+		t.Fatalf("DiversionCounters: %v", err)
+	}
+	m := map[string]uint64{}
+	for _, c := range cs {
+		st := "-"
+		if c.State >= 0 {
+			st = ruleStateNames[c.State]
+		}
+		m[fmt.Sprintf("%d/%d/%s", c.Family, c.Diversion, st)] = c.Packets
+	}
+	return m
+}
+
+// ruleReader serves queue q inside ns with go-nfqueue: decide returns the
+// verdict and the mark to set (if setMark) for each packet.
+func ruleReader(t *testing.T, ns *lab.NS, q uint16, decide func(a nfqueue.Attribute) (verdict int, mark uint32, setMark bool)) {
+	t.Helper()
+	var nf *nfqueue.Nfqueue
+	err := ns.Do(func() (err error) {
+		nf, err = nfqueue.Open(&nfqueue.Config{NfQueue: q, MaxPacketLen: 0xffff, MaxQueueLen: 1024, Copymode: nfqueue.NfQnlCopyPacket})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("nfqueue open %d: %v", q, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); nf.Close() })
+	err = nf.RegisterWithErrorFunc(ctx, func(a nfqueue.Attribute) int {
+		v, mark, set := decide(a)
+		var err error
+		if set {
+			err = nf.SetVerdictWithOption(*a.PacketID, v, nfqueue.WithMark(mark))
+		} else {
+			err = nf.SetVerdict(*a.PacketID, v)
+		}
+		if err != nil {
+			t.Logf("queue %d verdict: %v", q, err)
+		}
+		return 0
+	}, func(err error) int {
+		if ctx.Err() != nil {
+			return 1
+		}
+		t.Logf("queue %d: %v", q, err)
+		return 0
+	})
+	if err != nil {
+		t.Fatalf("nfqueue register %d: %v", q, err)
+	}
+}
+
+func rulePacketMark(a nfqueue.Attribute) uint32 {
+	if a.Mark == nil {
+		return 0
+	}
+	return *a.Mark
+}
+
+var ruleCountersRE = regexp.MustCompile(`\[\d+:\d+\]`)
+
+// ruleSnapshot captures everything in ns's netfilter configuration as text,
+// without counters: nft tables by header, and iptables-save output.
+func ruleSnapshot(t *testing.T, ctx context.Context, ns *lab.NS) (map[string]string, string) {
+	t.Helper()
+	out, err := ns.Run(ctx, "nft", "-s", "list", "ruleset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]string{}
+	var cur string
+	for _, line := range strings.SplitAfter(out, "\n") {
+		if strings.HasPrefix(line, "table ") {
+			cur = strings.TrimSuffix(strings.TrimSpace(line), " {")
+		}
+		if cur != "" && !strings.HasPrefix(line, "# Warning") {
+			tables[cur] += line
+		}
+		if line == "}\n" {
+			cur = ""
+		}
+	}
+	var xt strings.Builder
+	for _, cmd := range []string{"iptables-save", "ip6tables-save", "iptables-legacy-save"} {
+		out, err := ns.Run(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if !strings.HasPrefix(line, "#") {
+				xt.WriteString(ruleCountersRE.ReplaceAllString(line, "") + "\n")
+			}
+		}
+	}
+	return tables, xt.String()
+}
+
+func TestRulesInstallCoexistRemove(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := ruleTestCtx(t)
+	r := l.Router
+	// The operator's own rules: iptables (nft and legacy), an nft table with
+	// our name in another family, and another table.
+	if _, err := r.Shell(ctx, `
+iptables -A INPUT -p tcp --dport 2222 -j ACCEPT
+iptables -t mangle -A FORWARD -p udp --dport 5353 -j MARK --set-mark 0x5
+ip6tables -A FORWARD -p udp --dport 5353 -j DROP
+iptables-legacy -A OUTPUT -p icmp -j ACCEPT
+nft add table inet luafw
+nft add chain inet luafw c '{ type filter hook forward priority 0; }'
+nft add rule inet luafw c tcp dport 1234 counter
+nft add table ip other
+nft add chain ip other c '{ type filter hook input priority 10; }'
+nft add rule ip other c ct state new counter
+`); err != nil {
+		t.Fatal(err)
+	}
+	before, xtBefore := ruleSnapshot(t, ctx, r)
+
+	first := RuleSet{Diversions: []Diversion{
+		{Hook: "forward", Priority: 1, ByState: true, Queues: [CTStates]QueueSet{{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}}},
+		{Hook: "input", Priority: -149, Queues: [CTStates]QueueSet{{5, 2}}, Filter: Filter{Protos: []uint8{17}}},
+	}}
+	second := RuleSet{Families: []int{4}, Diversions: []Diversion{
+		{Hook: "output", Priority: 0, Queues: [CTStates]QueueSet{{7, 1}}, Filter: Filter{Protos: []uint8{6}}},
+	}}
+	var installed bool
+	check := func(want bool) {
+		t.Helper()
+		if err := r.Do(func() (err error) { installed, err = Installed(ctx, ""); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if installed != want {
+			t.Fatalf("Installed = %v, want %v", installed, want)
+		}
+	}
+	check(false)
+	ruleInstall(t, ctx, r, first)
+	check(true)
+	// A second Install replaces the first run's tables (as after a crash).
+	if err := r.Do(func() error { return Install(ctx, second) }); err != nil {
+		t.Fatalf("Install over existing tables: %v", err)
+	}
+	tables, xtAfter := ruleSnapshot(t, ctx, r)
+	ours := tables["table ip luafw"]
+	if !strings.Contains(ours, "chain div0_output") || !strings.Contains(ours, "queue num 7 bypass") || !strings.Contains(ours, "chain tail_output") {
+		t.Errorf("table ip luafw lacks the second rule set:\n%s", ours)
+	}
+	if strings.Contains(ours, "div0_forward") || strings.Contains(ours, "div1_input") {
+		t.Errorf("table ip luafw keeps chains of the first install:\n%s", ours)
+	}
+	if stale, ok := tables["table ip6 luafw"]; ok {
+		t.Errorf("IPv4-only install left the first install's ip6 table:\n%s", stale)
+	}
+	delete(tables, "table ip luafw")
+	if !mapsEqual(tables, before) {
+		t.Errorf("other tables changed by Install:\nbefore %q\nafter  %q", before, tables)
+	}
+	if xtAfter != xtBefore {
+		t.Errorf("iptables changed by Install:\nbefore:\n%s\nafter:\n%s", xtBefore, xtAfter)
+	}
+
+	for range 2 { // idempotent
+		if err := r.Do(func() error { return Remove(ctx, "") }); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+	}
+	check(false)
+	after, xtRemoved := ruleSnapshot(t, ctx, r)
+	if !mapsEqual(after, before) {
+		t.Errorf("tables after Remove differ from before Install:\nbefore %q\nafter  %q", before, after)
+	}
+	if xtRemoved != xtBefore {
+		t.Errorf("iptables changed by Remove:\nbefore:\n%s\nafter:\n%s", xtBefore, xtRemoved)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// With no reader bound, bypass lets every diverted packet through.
+func TestRulesBypassWithoutReader(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := ruleTestCtx(t)
+	ruleInstall(t, ctx, l.Router, RuleSet{Diversions: []Diversion{
+		{Hook: "forward", Priority: 1, ByState: true, Queues: [CTStates]QueueSet{{0, 2}, {2, 1}, {3, 1}, {4, 1}, {5, 1}}},
+	}})
+	srv, err := l.Server.ServeTCP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{l.Server.Addr4, l.Server.Addr6} {
+		addr := netip.AddrPortFrom(a, srv.Port()).String()
+		if res := l.Client.TCPConnect(ctx, addr, 5*time.Second); res.Outcome != lab.Connected {
+			t.Fatalf("connect %s through unread queues: %v", addr, res)
+		}
+	}
+	c := ruleCounters(t, ctx, l.Router, "")
+	for _, k := range []string{"4/0/new", "4/0/established", "6/0/new", "6/0/established"} {
+		if c[k] == 0 {
+			t.Errorf("counter %s = 0, want packets diverted (and bypassed); all: %v", k, c)
+		}
+	}
+}
+
+// Packets that do not match a diversion's filter are never queued.
+func TestRulesFilter(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := ruleTestCtx(t)
+	srvA, err := l.Server.ServeTCP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvB, err := l.Server.ServeTCP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := l.Server.ServeUDP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server4 := netip.PrefixFrom(l.Server.Addr4, 32)
+	ruleInstall(t, ctx, l.Router, RuleSet{Diversions: []Diversion{
+		// 0: TCP to srvA's port only.
+		{Hook: "forward", Priority: 1, Queues: [CTStates]QueueSet{{0, 1}}, Filter: Filter{Protos: []uint8{6}, DPorts: []uint16{srvA.Port()}}},
+		// 1: packets entering on r1 (the server side) only, by state.
+		{Hook: "forward", Priority: 2, ByState: true, Queues: [CTStates]QueueSet{{1, 1}, {2, 1}}, Filter: Filter{InIfaces: []string{"r1"}}},
+		// 2: from the server's IPv4 address only (no IPv6 chain at all).
+		{Hook: "forward", Priority: 3, Queues: [CTStates]QueueSet{{3, 1}}, Filter: Filter{Src: []netip.Prefix{server4}}},
+		// 3: to a set of destinations, leaving through a set of interfaces
+		// with a wildcard, to a set of ports.
+		{Hook: "postrouting", Priority: 4, Queues: [CTStates]QueueSet{{4, 1}}, Filter: Filter{
+			Dst:       []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16"), server4, netip.MustParsePrefix("fd00:99::/32")},
+			OutIfaces: []string{"x*", "r1"}, DPorts: []uint16{srvB.Port(), 9}}},
+	}})
+
+	// Traffic that diversions 0 and 3 do not match: UDP to the sink, TCP to
+	// srvB over IPv6 (diversion 3 has no IPv6 destination for it).
+	if _, err := l.Client.UDPFlood(ctx, netip.AddrPortFrom(l.Server.Addr4, sink.Port()).String(), 10, 16, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.WaitCount(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	if res := l.Client.TCPConnect(ctx, netip.AddrPortFrom(l.Server.Addr6, srvB.Port()).String(), 5*time.Second); res.Outcome != lab.Connected {
+		t.Fatalf("connect: %v", res)
+	}
+	c := ruleCounters(t, ctx, l.Router, "")
+	for _, k := range []string{"4/0/-", "6/0/-", "4/3/-", "6/3/-", "4/1/new", "6/1/new"} {
+		if c[k] != 0 {
+			t.Errorf("counter %s = %d, want 0 (no matching traffic yet); all %v", k, c[k], c)
+		}
+	}
+	if _, ok := c["6/2/-"]; ok {
+		t.Errorf("diversion 2 (IPv4 sources only) has an IPv6 rule: %v", c)
+	}
+
+	// Now matching traffic.
+	for _, p := range []uint16{srvA.Port(), srvB.Port()} {
+		if res := l.Client.TCPConnect(ctx, netip.AddrPortFrom(l.Server.Addr4, p).String(), 5*time.Second); res.Outcome != lab.Connected {
+			t.Fatalf("connect: %v", res)
+		}
+	}
+	c = ruleCounters(t, ctx, l.Router, "")
+	for _, k := range []string{"4/0/-", "4/1/established", "6/1/established", "4/2/-", "4/3/-"} {
+		if c[k] == 0 {
+			t.Errorf("counter %s = 0, want matching packets; all %v", k, c)
+		}
+	}
+	// Nothing new entered on r1 (the server never opens connections).
+	for _, k := range []string{"4/1/new", "6/1/new", "6/0/-", "6/3/-"} {
+		if c[k] != 0 {
+			t.Errorf("counter %s = %d, want 0; all %v", k, c[k], c)
+		}
+	}
+}
+
+// NF_REPEAT re-runs only the diversion chain that queued the packet; with
+// the skip mark the chain lets it through, later diversions in the same
+// hook skip it, and the tail chain clears the mark so the next hook diverts
+// it again.
+func TestRulesRepeatSkipsAndTailClears(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := ruleTestCtx(t)
+	r := l.Router
+	sink, err := l.Server.ServeUDP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := sink.Port()
+	// Probes of our own, around our chains.
+	if _, err := r.Shell(ctx, fmt.Sprintf(`
+nft add table ip probe
+nft add chain ip probe fwd_before '{ type filter hook forward priority -10; }'
+nft add chain ip probe fwd_after '{ type filter hook forward priority 10; }'
+nft add chain ip probe post_before '{ type filter hook postrouting priority -10; }'
+nft add rule ip probe fwd_before udp dport %[1]d counter
+nft add rule ip probe fwd_after udp dport %[1]d meta mark '&' 0x80000000 == 0x80000000 counter
+nft add rule ip probe post_before udp dport %[1]d meta mark '&' 0xc0000000 == 0 counter
+`, port)); err != nil {
+		t.Fatal(err)
+	}
+	ruleInstall(t, ctx, r, RuleSet{Families: []int{4}, Diversions: []Diversion{
+		{Hook: "forward", Priority: 0, Queues: [CTStates]QueueSet{{10, 1}}, Filter: Filter{Protos: []uint8{17}}},
+		{Hook: "forward", Priority: 5, Queues: [CTStates]QueueSet{{12, 1}}, Filter: Filter{Protos: []uint8{17}}},
+		{Hook: "postrouting", Priority: 0, Queues: [CTStates]QueueSet{{11, 1}}, Filter: Filter{Protos: []uint8{17}}},
+	}})
+	var fwd, fwdLater, post, postMarked atomic.Int64
+	ruleReader(t, r, 10, func(a nfqueue.Attribute) (int, uint32, bool) {
+		fwd.Add(1)
+		return nfqueue.NfRepeat, rulePacketMark(a) | DefaultSkipMark, true
+	})
+	ruleReader(t, r, 12, func(a nfqueue.Attribute) (int, uint32, bool) {
+		fwdLater.Add(1)
+		return nfqueue.NfAccept, 0, false
+	})
+	ruleReader(t, r, 11, func(a nfqueue.Attribute) (int, uint32, bool) {
+		post.Add(1)
+		if rulePacketMark(a)&DefaultSkipMark != 0 {
+			postMarked.Add(1)
+		}
+		return nfqueue.NfAccept, 0, false
+	})
+	const n = 20
+	if _, err := l.Client.UDPFlood(ctx, netip.AddrPortFrom(l.Server.Addr4, port).String(), n, 16, 200); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.WaitCount(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if got := fwd.Load(); got != n {
+		t.Errorf("forward queue saw %d packets, want %d (each once: the repeat must not loop)", got, n)
+	}
+	if got := fwdLater.Load(); got != 0 {
+		t.Errorf("the later forward diversion saw %d packets, want 0 (skip mark)", got)
+	}
+	if got := post.Load(); got != n {
+		t.Errorf("postrouting queue saw %d packets, want %d (diverted again after the tail)", got, n)
+	}
+	if got := postMarked.Load(); got != 0 {
+		t.Errorf("postrouting queue saw the skip mark on %d packets, want 0 (the tail clears it)", got)
+	}
+	for _, p := range []struct {
+		chain string
+		want  uint64
+	}{{"fwd_before", n}, {"fwd_after", n}, {"post_before", n}} {
+		got, _, err := r.NftCounter(ctx, "ip", "probe", p.chain, "counter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != p.want {
+			t.Errorf("probe %s counted %d, want %d", p.chain, got, p.want)
+		}
+	}
+}
+
+// A packet repeated with SkipMark|RejectMark is rejected: TCP with a reset,
+// UDP with ICMP port unreachable, in both families.
+func TestRulesRejectMark(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := ruleTestCtx(t)
+	srv, err := l.Server.ServeTCP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := l.Server.ServeUDP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ruleInstall(t, ctx, l.Router, RuleSet{Diversions: []Diversion{
+		{Hook: "forward", Priority: 0, Queues: [CTStates]QueueSet{{20, 1}}},
+	}})
+	var mu sync.Mutex
+	seen := map[uint8]int{}
+	ruleReader(t, l.Router, 20, func(a nfqueue.Attribute) (int, uint32, bool) {
+		if a.Payload != nil && len(*a.Payload) > 9 {
+			proto := (*a.Payload)[9] // IPv4 protocol
+			if (*a.Payload)[0]>>4 == 6 {
+				proto = (*a.Payload)[6] // IPv6 next header
+			}
+			mu.Lock()
+			seen[proto]++
+			mu.Unlock()
+		}
+		return nfqueue.NfRepeat, rulePacketMark(a) | DefaultSkipMark | DefaultRejectMark, true
+	})
+	for _, a := range []netip.Addr{l.Server.Addr4, l.Server.Addr6} {
+		addr := netip.AddrPortFrom(a, srv.Port()).String()
+		res := l.Client.TCPConnect(ctx, addr, 5*time.Second)
+		if res.Outcome != lab.Refused || !errors.Is(res.Err, syscall.ECONNREFUSED) {
+			t.Errorf("TCP connect to %s: %v (%v), want refused by a reset", addr, res, res.Err)
+		}
+		uaddr := netip.AddrPortFrom(a, sink.Port()).String()
+		c, err := l.Client.Dial(ctx, "udp", uaddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Read(make([]byte, 10))
+		c.Close()
+		var ne net.Error
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("UDP to %s: read error %v (timeout %v), want ECONNREFUSED from an ICMP port unreachable", uaddr, err, errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+	if got := sink.Count(); got != 0 {
+		t.Errorf("UDP sink received %d datagrams, want 0", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[6] == 0 || seen[17] == 0 {
+		t.Errorf("queue saw protocols %v, want TCP and UDP", seen)
+	}
+}
+
+// A packet repeated with the reject mark in postrouting is dropped (the
+// kernel cannot reject there); the next packets of the flow are unaffected.
+func TestRulesRejectMarkPostroutingDrops(t *testing.T) {
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	ctx := ruleTestCtx(t)
+	sink, err := l.Server.ServeUDP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ruleInstall(t, ctx, l.Router, RuleSet{Families: []int{4}, Diversions: []Diversion{
+		{Hook: "postrouting", Priority: 0, Queues: [CTStates]QueueSet{{21, 1}}, Filter: Filter{Protos: []uint8{17}}},
+	}})
+	var n atomic.Int64
+	ruleReader(t, l.Router, 21, func(a nfqueue.Attribute) (int, uint32, bool) {
+		if n.Add(1)%2 == 1 { // reject every other datagram
+			return nfqueue.NfRepeat, rulePacketMark(a) | DefaultSkipMark | DefaultRejectMark, true
+		}
+		return nfqueue.NfAccept, 0, false
+	})
+	if _, err := l.Client.UDPFlood(ctx, netip.AddrPortFrom(l.Server.Addr4, sink.Port()).String(), 10, 16, 200); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.WaitCount(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	// All ten were queued before the fifth could arrive; the five rejected
+	// ones were dropped for good.
+	if got := n.Load(); got != 10 {
+		t.Errorf("queue saw %d datagrams, want 10", got)
+	}
+	pkts, _, err := l.Router.NftCounter(ctx, "ip", "luafw", "div0_postrouting", "luafw div 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pkts != 10 {
+		t.Errorf("queue rule counted %d, want 10", pkts)
+	}
+	if got := sink.Count(); got != 5 {
+		t.Errorf("sink received %d datagrams, want 5", got)
+	}
+}
+
+// The kernel takes every expression shape the builder makes, and nft reads
+// the sets back as the values given.
+func TestRulesGoldenSetInstalls(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := ruleTestCtx(t)
+	rs := ruleGoldenSet()
+	rs.CTLabels = true
+	ruleInstall(t, ctx, l.Router, rs)
+	out, err := l.Router.Run(ctx, "nft", "list", "ruleset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div1_forward_ct`,
+		`meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div1_forward_ct`,
+		`meta l4proto icmp iifname "eth0" counter packets 0 bytes 0 queue num 0 bypass comment "luafw div 0"`,
+		`meta l4proto ipv6-icmp iifname "eth0" counter packets 0 bytes 0 queue num 0 bypass comment "luafw div 0"`,
+		`ct state new counter packets 0 bytes 0 queue num 1-2 bypass comment "luafw div 1 new"`,
+		`counter packets 0 bytes 0 queue num 8-11 bypass comment "luafw div 3"`,
+		`type filter hook postrouting priority 2147483646; policy accept;`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nft list ruleset lacks %q:\n%s", want, out)
+		}
+	}
+}

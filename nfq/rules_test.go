@@ -1,0 +1,286 @@
+package nfq
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+)
+
+// ruleGoldenSet exercises every feature of the rule builder.
+func ruleGoldenSet() RuleSet {
+	return RuleSet{
+		Table:           "lfw",
+		ConnMarkOffload: 0x1,
+		Diversions: []Diversion{
+			{Hook: "prerouting", Priority: -299, Queues: [CTStates]QueueSet{{0, 1}},
+				Filter: Filter{Protos: []uint8{1, 58}, InIfaces: []string{"eth0"}}},
+			{Hook: "forward", Priority: 1, ByState: true, Queues: [CTStates]QueueSet{{1, 2}, {3, 1}, {4, 1}, {5, 1}},
+				Filter: Filter{Protos: []uint8{17, 6, 6}, DPorts: []uint16{80, 53}, SPorts: []uint16{1024},
+					InIfaces: []string{"veth*", "lan0"}, OutIfaces: []string{"wan*"},
+					Src: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("fd00::/8")},
+					Dst: []netip.Prefix{netip.MustParsePrefix("::ffff:203.0.113.7/128"), netip.MustParsePrefix("2001:db8::1/128")}}},
+			{Hook: "input", Priority: 1, ByState: true, Queues: [CTStates]QueueSet{{6, 1}, {7, 1}, {7, 1}, {7, 1}, {7, 1}}},
+			{Hook: "postrouting", Priority: 101, Queues: [CTStates]QueueSet{{8, 4}}, Filter: Filter{Dst: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}},
+		},
+	}
+}
+
+const ruleGoldenText = `table ip lfw {
+	chain div0_prerouting {
+		type filter hook prerouting priority -299; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		meta l4proto icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
+	}
+
+	chain div1_forward {
+		type filter hook forward priority 1; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div1_forward_ct
+	}
+
+	chain div1_forward_ct {
+		ct state new counter xt target NFQUEUE --queue-balance 1:2 --queue-bypass comment "luafw div 1 new"
+		ct state established counter xt target NFQUEUE --queue-num 3 --queue-bypass comment "luafw div 1 established"
+		ct state related counter xt target NFQUEUE --queue-num 4 --queue-bypass comment "luafw div 1 related"
+		ct state invalid counter xt target NFQUEUE --queue-num 5 --queue-bypass comment "luafw div 1 invalid"
+	}
+
+	chain div2_input {
+		type filter hook input priority 1; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		ct state new counter xt target NFQUEUE --queue-num 6 --queue-bypass comment "luafw div 2 new"
+		ct state established counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 established"
+		ct state related counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 related"
+		ct state invalid counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 invalid"
+		ct state untracked counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 untracked"
+	}
+
+	chain div3_postrouting {
+		type filter hook postrouting priority 101; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 drop
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		counter xt target NFQUEUE --queue-balance 8:11 --queue-bypass comment "luafw div 3"
+	}
+
+	chain tail_prerouting {
+		type filter hook prerouting priority 2147483646; policy accept;
+		meta mark set meta mark & 0x3fffffff
+	}
+
+	chain tail_input {
+		type filter hook input priority 2147483646; policy accept;
+		meta mark set meta mark & 0x3fffffff
+	}
+
+	chain tail_forward {
+		type filter hook forward priority 2147483646; policy accept;
+		meta mark set meta mark & 0x3fffffff
+	}
+
+	chain tail_postrouting {
+		type filter hook postrouting priority 2147483646; policy accept;
+		meta mark set meta mark & 0x3fffffff
+	}
+}
+
+table ip6 lfw {
+	chain div0_prerouting {
+		type filter hook prerouting priority -299; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		meta l4proto ipv6-icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
+	}
+
+	chain div1_forward {
+		type filter hook forward priority 1; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div1_forward_ct
+	}
+
+	chain div1_forward_ct {
+		ct state new counter xt target NFQUEUE --queue-balance 1:2 --queue-bypass comment "luafw div 1 new"
+		ct state established counter xt target NFQUEUE --queue-num 3 --queue-bypass comment "luafw div 1 established"
+		ct state related counter xt target NFQUEUE --queue-num 4 --queue-bypass comment "luafw div 1 related"
+		ct state invalid counter xt target NFQUEUE --queue-num 5 --queue-bypass comment "luafw div 1 invalid"
+	}
+
+	chain div2_input {
+		type filter hook input priority 1; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		ct state new counter xt target NFQUEUE --queue-num 6 --queue-bypass comment "luafw div 2 new"
+		ct state established counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 established"
+		ct state related counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 related"
+		ct state invalid counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 invalid"
+		ct state untracked counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 untracked"
+	}
+
+	chain tail_prerouting {
+		type filter hook prerouting priority 2147483646; policy accept;
+		meta mark set meta mark & 0x3fffffff
+	}
+
+	chain tail_input {
+		type filter hook input priority 2147483646; policy accept;
+		meta mark set meta mark & 0x3fffffff
+	}
+
+	chain tail_forward {
+		type filter hook forward priority 2147483646; policy accept;
+		meta mark set meta mark & 0x3fffffff
+	}
+}
+`
+
+func TestRuleSetStringGolden(t *testing.T) {
+	got := ruleGoldenSet().String()
+	if got != ruleGoldenText {
+		t.Errorf("RuleSet.String changed:\n%s", got)
+	}
+	if again := ruleGoldenSet().String(); again != got {
+		t.Errorf("RuleSet.String is not stable:\n%s", again)
+	}
+}
+
+func TestRuleSetDefaults(t *testing.T) {
+	s := RuleSet{Diversions: []Diversion{{Hook: "output", Queues: [CTStates]QueueSet{{0, 1}}}}}.String()
+	for _, want := range []string{"table ip luafw {", "table ip6 luafw {", "meta mark & 0x80000000 == 0x80000000 accept",
+		"meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset", "meta mark set meta mark & 0x3fffffff"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("default rule set lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s, "ct state") || strings.Contains(s, "ct mark") || strings.Contains(s, "ct label") {
+		t.Errorf("rule set without ByState, offload or labels uses conntrack:\n%s", s)
+	}
+}
+
+func TestRuleSetInvalid(t *testing.T) {
+	q := [CTStates]QueueSet{{0, 1}}
+	ok := Diversion{Hook: "input", Queues: q}
+	cases := map[string]RuleSet{
+		"hook":            {Diversions: []Diversion{{Hook: "ingress", Queues: q}}},
+		"priority":        {Diversions: []Diversion{{Hook: "input", Priority: TailPriority, Queues: q}}},
+		"marks overlap":   {SkipMark: 0x3, RejectMark: 0x2, Diversions: []Diversion{ok}},
+		"family":          {Families: []int{5}, Diversions: []Diversion{ok}},
+		"family twice":    {Families: []int{4, 4}, Diversions: []Diversion{ok}},
+		"table":           {Table: "bad name", Diversions: []Diversion{ok}},
+		"no queues":       {Diversions: []Diversion{{Hook: "input"}}},
+		"state w/o flag":  {Diversions: []Diversion{{Hook: "input", Queues: [CTStates]QueueSet{{0, 1}, {1, 1}}}}},
+		"queue range":     {Diversions: []Diversion{{Hook: "input", Queues: [CTStates]QueueSet{{65535, 2}}}}},
+		"ports icmp":      {Diversions: []Diversion{{Hook: "input", Queues: q, Filter: Filter{Protos: []uint8{1}, DPorts: []uint16{1}}}}},
+		"iface long":      {Diversions: []Diversion{{Hook: "input", Queues: q, Filter: Filter{InIfaces: []string{"sixteen-chars-xx"}}}}},
+		"iface star":      {Diversions: []Diversion{{Hook: "input", Queues: q, Filter: Filter{InIfaces: []string{"a*b"}}}}},
+		"iface empty":     {Diversions: []Diversion{{Hook: "input", Queues: q, Filter: Filter{OutIfaces: []string{""}}}}},
+		"prefix":          {Diversions: []Diversion{{Hook: "input", Queues: q, Filter: Filter{Src: []netip.Prefix{{}}}}}},
+		"matches nothing": {Diversions: []Diversion{{Hook: "input", Queues: q, Filter: Filter{Src: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Dst: []netip.Prefix{netip.MustParsePrefix("fd00::/8")}}}}},
+		"icmp in v6 only": {Families: []int{6}, Diversions: []Diversion{{Hook: "input", Queues: q, Filter: Filter{Protos: []uint8{1}}}}},
+	}
+	for name, rs := range cases {
+		if _, err := rs.build(); err == nil {
+			t.Errorf("%s: build accepted %+v", name, rs)
+		} else if s := rs.String(); !strings.HasPrefix(s, "# invalid rule set: ") {
+			t.Errorf("%s: String = %q, want the error", name, s)
+		}
+	}
+}
+
+// A diversion whose filter cannot match a family has no chain there.
+func TestRuleSetFamilySplit(t *testing.T) {
+	q := [CTStates]QueueSet{{0, 1}}
+	rs := RuleSet{Diversions: []Diversion{
+		{Hook: "input", Queues: q, Filter: Filter{Protos: []uint8{58}}},
+		{Hook: "output", Queues: q, Filter: Filter{Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}},
+	}}
+	prog, err := rs.build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names [2][]string
+	for i, tb := range prog.tables {
+		for _, ch := range tb.chains {
+			names[i] = append(names[i], ch.name)
+		}
+	}
+	if got := strings.Join(names[0], " "); got != "div1_output tail_output" {
+		t.Errorf("ip chains %q", got)
+	}
+	if got := strings.Join(names[1], " "); got != "div0_input tail_input" {
+		t.Errorf("ip6 chains %q", got)
+	}
+}
+
+func TestRuleIntervalElems(t *testing.T) {
+	key := func(s string) []byte { return ruleIfnameKey(s) }
+	// The same elements nft 1.0.6 sends for iifname { "lo", "eth*" }.
+	r := &nftRuleIR{}
+	ruleIfaces(r, "iifname", 0, []string{"lo", "eth*"})
+	want := []nftables.SetElement{
+		{Key: key(""), IntervalEnd: true},
+		{Key: key("eth")}, {Key: key("eti"), IntervalEnd: true},
+		{Key: key("lo")}, {Key: append(key("lo")[:15:15], 1), IntervalEnd: true},
+	}
+	ruleCheckElems(t, r.sets[0].elems, want)
+
+	// Overlapping and adjacent prefixes merge; one reaching the top has no end.
+	r = &nftRuleIR{}
+	ruleAddrs(r, 4, "saddr", []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16"),
+		netip.MustParsePrefix("11.0.0.0/8"), netip.MustParsePrefix("255.255.255.0/24"),
+	})
+	want = []nftables.SetElement{
+		{Key: []byte{0, 0, 0, 0}, IntervalEnd: true},
+		{Key: []byte{10, 0, 0, 0}}, {Key: []byte{12, 0, 0, 0}, IntervalEnd: true},
+		{Key: []byte{255, 255, 255, 0}},
+	}
+	ruleCheckElems(t, r.sets[0].elems, want)
+	if got := strings.Join(r.text, " "); got != "ip saddr { 10.0.0.0/8, 11.0.0.0/8, 255.255.255.0/24 }" {
+		t.Errorf("text %q", got)
+	}
+}
+
+func ruleCheckElems(t *testing.T, got, want []nftables.SetElement) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d elements %v, want %d %v", len(got), got, len(want), want)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i].Key, want[i].Key) || got[i].IntervalEnd != want[i].IntervalEnd {
+			t.Errorf("element %d = %x end %v, want %x end %v", i, got[i].Key, got[i].IntervalEnd, want[i].Key, want[i].IntervalEnd)
+		}
+	}
+}
+
+func TestRuleComment(t *testing.T) {
+	for _, c := range []struct{ div, state int }{{0, -1}, {3, CTNew}, {12, CTUntracked}} {
+		d, s, ok := ruleParseComment(ruleComment(c.div, c.state))
+		if !ok || d != c.div || s != c.state {
+			t.Errorf("comment %q parsed as %d %d %v", ruleComment(c.div, c.state), d, s, ok)
+		}
+	}
+	for _, bad := range []string{"", "luafw div x", "luafw div 1 sleepy", "other"} {
+		if _, _, ok := ruleParseComment(bad); ok {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
