@@ -74,6 +74,7 @@ type daemon struct {
 	err     error
 	dir     string
 	pidfile string
+	ns      *lab.NS
 }
 
 // writeFiles writes name -> content into dir.
@@ -101,7 +102,7 @@ func startDaemon(t *testing.T, ns *lab.NS, files map[string]string, extra ...str
 
 func startDaemonIn(t *testing.T, ns *lab.NS, dir string, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, logs: &syncBuf{}, done: make(chan struct{}), dir: dir, pidfile: filepath.Join(dir, "luafw.pid")}
+	d := &daemon{t: t, logs: &syncBuf{}, done: make(chan struct{}), dir: dir, pidfile: filepath.Join(dir, "luafw.pid"), ns: ns}
 	args := append([]string{"run", "--config", filepath.Join(dir, "luafw.yaml"), "--log-level", "debug", "--pidfile", d.pidfile}, extra...)
 	cmd, err := ns.Command(context.Background(), luafwBinary(t), args...)
 	if err != nil {
