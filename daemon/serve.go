@@ -35,6 +35,14 @@ func (d *Daemon) blockSize() int {
 	return d.balance()
 }
 
+// byState reports whether a segment's packets are dispatched by conntrack
+// state. Before the conntrack stage a packet has no entry yet (an nft
+// ct state match would call every packet invalid): scripts there see no
+// state.
+func (d *Daemon) byState(seg Segment) bool {
+	return d.cfg.ConntrackEnabled() && int(seg.ChainPriority) > host.PriorityConntrack
+}
+
 // allocBlock gives a segment its block of queue numbers, the same one for
 // as long as the segment exists.
 func (d *Daemon) allocBlock(key string) int {
@@ -84,7 +92,7 @@ func (d *Daemon) ruleSet(cfg *config.File, plan []Segment) nfq.RuleSet {
 	for _, seg := range plan {
 		block := d.allocBlock(seg.Key())
 		div := nfq.Diversion{Hook: seg.Hook.String(), Priority: seg.ChainPriority, Filter: filterFor(cfg, seg.Hook)}
-		if cfg.ConntrackEnabled() {
+		if d.byState(seg) {
 			div.ByState = true
 			for s := range div.Queues {
 				div.Queues[s] = nfq.QueueSet{First: d.queueFirst(block, s), Count: uint16(d.balance())}
@@ -134,7 +142,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 	r := &segRunner{d: d, key: seg.Key(), cancel: cancel, stats: d.statsFor(seg.Key())}
 	r.seg.Store(&seg)
 	states := 1
-	if d.cfg.ConntrackEnabled() {
+	if d.byState(seg) {
 		states = nfq.CTStates
 	}
 	for i := 0; i < d.balance(); i++ {

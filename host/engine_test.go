@@ -590,6 +590,19 @@ func TestSandboxEscapesRefused(t *testing.T) {
 		fw.register{hook="input", fn=function() end}`))
 }
 
+func TestConstantTablesIterate(t *testing.T) {
+	e, _ := newTestEngine(t)
+	mustLoad(t, e, src("consts", `
+		assert(#fw.hooks == 5)
+		local n = 0
+		for name, v in pairs(fw.priority) do n = n + 1 end
+		assert(n == 7 and fw.priority.raw == -300)
+		fw.register{hook = fw.hooks, fn = function(pkt) pkt:tag(pkt.hook) end}`))
+	if got := len(e.Chains()); got != 5 {
+		t.Fatalf("hook = fw.hooks registered on %d hooks, want 5", got)
+	}
+}
+
 func TestBitModule(t *testing.T) {
 	e, _ := newTestEngine(t)
 	mustLoad(t, e, src("bits", `

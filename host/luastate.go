@@ -99,12 +99,14 @@ func (e *Engine) fwModule(ps *pluginState) *lua.LTable {
 	for name, v := range PriorityNames() {
 		prio.RawSetString(name, lua.LNumber(v))
 	}
-	fw.RawSetString("priority", readOnly(L, prio, "fw.priority"))
+	// Plain tables (pairs, ipairs and # work on them); each state has its
+	// own copy, so a script that writes to one changes only its own view.
+	fw.RawSetString("priority", prio)
 	hooks := L.NewTable()
 	for _, h := range Hooks() {
 		hooks.Append(lua.LString(h.String()))
 	}
-	fw.RawSetString("hooks", readOnly(L, hooks, "fw.hooks"))
+	fw.RawSetString("hooks", hooks)
 	fw.RawSetString("plugin", lua.LString(ps.p.name()))
 	opts := L.NewTable()
 	for k, v := range ps.p.spec.Options {

@@ -18,10 +18,10 @@ const interrupted = -1
 // plugin and must be used by one goroutine at a time; make one per
 // goroutine (per queue reader). Compiled code is shared by all workers.
 type Worker struct {
-	eng  *Engine
-	id   int
-	gen  *generation
-	ps   []*pluginState // by plugin index of gen
+	eng   *Engine
+	id    int
+	gen   *generation
+	ps    []*pluginState // by plugin index of gen
 	ctx   Ctx
 	tags  []string
 	calls uint64 // callbacks run, for latency sampling

@@ -214,11 +214,12 @@ iptables -t mangle -A POSTROUTING -p tcp --dport 6000 -m mark --mark 0x300/0x300
 		"luafw.yaml": fmt.Sprintf("plugins:\n  - file: order.lua\n    options: {router: %q, server: %q}\n", ra, srv),
 		"order.lua": `
 fw.register{name="raw", hook="prerouting", priority=fw.priority.raw, fn=function(pkt)
-	if pkt.dport == 6000 and pkt.dst == fw.options.router then pkt:set_mark(0x100, 0x100) end
+	-- before conntrack: no connection state yet
+	if pkt.dport == 6000 and pkt.dst == fw.options.router and pkt.ct.state == nil then pkt:set_mark(0x100, 0x100) end
 end}
 fw.register{name="filter", hook="prerouting", priority=fw.priority.filter, fn=function(pkt)
 	-- runs after DNAT, and after the raw callback (whose mark it sees)
-	if pkt.dport == 6000 and pkt.dst == fw.options.server and bit.btest(pkt.mark, 0x100) then
+	if pkt.dport == 6000 and pkt.dst == fw.options.server and bit.btest(pkt.mark, 0x100) and pkt.ct.state ~= nil then
 		pkt:set_mark(0x200, 0x200)
 	end
 end}`,

@@ -1,0 +1,154 @@
+-- dnsfilter: block DNS queries for listed names and their subdomains.
+--
+-- Reads the first question of DNS queries sent to port 53 (UDP, and TCP
+-- unless tcp = false) with dns.parse, and blocks the query when its name
+-- is a listed name or any subdomain of one: "example.com" blocks
+-- example.com, www.example.com and a.b.example.com, not badexample.com.
+-- Names compare case-insensitively. `allow` lists exceptions, matched the
+-- same way, that win over `names`. Every blocked query is logged
+-- (log.info, rate-limited) with its name, type, rule and client.
+--
+-- "reject" (the default) answers the client with an ICMP port unreachable
+-- (a TCP reset over TCP), so resolvers fail over at once instead of
+-- waiting for a timeout. Packets on port 53 that do not parse as a DNS
+-- query (truncated, not DNS) pass unless malformed = "drop" (UDP only: a
+-- TCP segment may hold the middle of a message); responses are never
+-- touched. Over TCP only a segment that starts with a message (its 2-byte
+-- length, then the message) is read, and only its first message.
+--
+-- Options (defaults):
+--   names     = {}                    blocked names (each also blocks its subdomains)
+--   allow     = {}                    exceptions (each also allows its subdomains)
+--   action    = "reject"              "reject" or "drop"
+--   malformed = "accept"              what unparsable UDP port-53 payloads get: "accept" or "drop"
+--   ports     = {53}                  DNS ports (a number or a list)
+--   tcp       = true                  also read DNS over TCP
+--   log       = true                  log blocked queries
+--   hooks     = {"input", "forward"}  add "output" for this host's own queries
+--   priority  = "filter"
+--
+-- Example (luafw config):
+--   plugins:
+--     - file: plugins/dnsfilter.lua
+--       options:
+--         names: [doubleclick.net, tracker.example, "*.ads.example.org"]
+--         allow: [safe.tracker.example]
+--         action: reject
+
+local O = fw.options
+
+local function opt(name, default, kinds)
+	local v = O[name]
+	if v == nil then
+		return default
+	end
+	if kinds and not kinds:find(type(v), 1, true) then
+		error(string.format("%s: option %s must be a %s, not a %s", fw.plugin, name, kinds, type(v)), 0)
+	end
+	return v
+end
+
+local function list(v)
+	if type(v) ~= "table" then
+		return { v }
+	end
+	return v
+end
+
+-- name_set reads a list of names: lowercased, without a leading "*." or
+-- "." and without a trailing dot.
+local function name_set(v, what)
+	local set = {}
+	local n = 0
+	for i, name in ipairs(list(v)) do
+		if type(name) ~= "string" then
+			error(string.format("%s: option %s: entry %d is not a name", fw.plugin, what, i), 0)
+		end
+		name = name:lower():gsub("^%*%.", ""):gsub("^%.", ""):gsub("%.$", "")
+		if name == "" then
+			error(string.format("%s: option %s: entry %d is empty", fw.plugin, what, i), 0)
+		end
+		set[name] = true
+		n = n + 1
+	end
+	return set, n
+end
+
+local names, count = name_set(opt("names", {}, "table string"), "names")
+local allow = name_set(opt("allow", {}, "table string"), "allow")
+local actions = { drop = fw.DROP, reject = fw.REJECT }
+local verdict = actions[opt("action", "reject", "string")]
+if not verdict then
+	error(fw.plugin .. ": option action must be drop or reject", 0)
+end
+local malformed = opt("malformed", "accept", "string")
+if malformed ~= "accept" and malformed ~= "drop" then
+	error(fw.plugin .. ": option malformed must be accept or drop", 0)
+end
+local ports = {}
+for _, p in ipairs(list(opt("ports", { 53 }, "number table"))) do
+	ports[tonumber(p)] = true
+end
+local tcp = opt("tcp", true, "boolean")
+local log_blocked = opt("log", true, "boolean")
+local blocked_total = state.counter("dnsfilter:" .. fw.plugin .. ":blocked")
+
+if count == 0 and state.counter("dnsfilter:" .. fw.plugin .. ":warned"):incr() == 1 then
+	log.warn("dnsfilter has no names to block: set options.names")
+end
+
+-- lookup returns the entry of set that name is, or is a subdomain of:
+-- it tries the name, then drops one label at a time. (A plain find: Lua
+-- patterns are much slower here.)
+local function lookup(set, name)
+	while true do
+		if set[name] ~= nil then
+			return name
+		end
+		local dot = name:find(".", 1, true)
+		if not dot then
+			return nil
+		end
+		name = name:sub(dot + 1)
+	end
+end
+
+fw.register{
+	name = "dnsfilter",
+	hook = opt("hooks", { "input", "forward" }, "string table"),
+	priority = opt("priority", "filter", "number string"),
+	fn = function(pkt)
+		local proto = pkt.proto
+		if not ports[pkt.dport] or not (proto == "udp" or (tcp and proto == "tcp")) then
+			return
+		end
+		local payload = pkt.payload
+		if proto == "tcp" then
+			if #payload <= 2 then
+				return -- handshake, ACKs, or a length sent on its own
+			end
+			payload = payload:sub(3) -- DNS over TCP: a 2-byte length, then the message
+		end
+		local msg = dns.parse(payload)
+		if not msg then
+			-- Over TCP a message may start mid-segment: never drop there.
+			if malformed == "drop" and proto == "udp" then
+				return fw.DROP
+			end
+			return
+		end
+		if msg.qr or not msg.qname then
+			return -- a response, or a message without a question: not ours to judge
+		end
+		local qname = msg.qname
+		local rule = lookup(names, qname)
+		if not rule or lookup(allow, qname) then
+			return
+		end
+		blocked_total:incr()
+		if log_blocked then
+			log.info("dns query blocked", { qname = qname, qtype = msg.qtype, rule = rule, src = pkt.src, dst = pkt.dst })
+		end
+		return verdict
+	end,
+}

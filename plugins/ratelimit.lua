@@ -1,0 +1,225 @@
+-- ratelimit: per-source rate limits for new connections, with temporary bans.
+--
+-- Each source gets a token bucket: every new connection (conntrack state
+-- "new"; without conntrack, a TCP SYN without ACK) to one of the limited
+-- ports takes a token, and tokens come back at `rate`. A source that finds
+-- its bucket empty is banned for `ban` seconds: its new connections to the
+-- limited ports are dropped (scope = "ports") or every packet it sends on
+-- the plugin's hooks is (scope = "all"). Connections already established
+-- are never touched, so an admin's open session survives a ban. The classic
+-- use is SSH brute force: 5 attempts at once, then 1 every 20 s.
+--
+-- IPv6 sources are limited per prefix (v6_prefix, default /64): one
+-- attacker usually holds a whole /64 and would otherwise get a bucket per
+-- address. Sources in `allow` are never limited.
+--
+-- Options (defaults):
+--   ports     = {22}       destination ports limited (a number or a list)
+--   proto     = "tcp"      "tcp", "udp" or "any"
+--   rate      = "3/min"    refill: tokens per second (a number), or "N/s", "N/min", "N/h"
+--   burst     = 5          new connections allowed at once (bucket size)
+--   ban       = 600        seconds a source stays banned; 0 = no ban, only over-limit attempts are dropped
+--   scope     = "ports"    what a ban blocks: "ports" or "all"
+--   action    = "drop"     "drop" or "reject"
+--   allow     = {}         addresses or CIDRs never limited
+--   v6_prefix = 64         IPv6 sources share a bucket per prefix of this length (a multiple of 4, up to 128)
+--   hooks     = {"input"}  add "forward" to protect hosts behind a router
+--   priority  = "filter"
+--   log       = true       log a line when a source gets banned
+--
+-- Without conntrack, UDP has no "new" state: every UDP packet to a limited
+-- port takes a token. The bucket and ban state is shared by all workers.
+--
+-- Example (luafw config):
+--   plugins:
+--     - file: plugins/ratelimit.lua
+--       options:
+--         ports: [22, 2222]
+--         rate: 3/min
+--         burst: 5
+--         ban: 900
+--         allow: [192.0.2.0/24]
+--         hooks: [input, forward]
+
+local O = fw.options
+
+local function opt(name, default, kinds)
+	local v = O[name]
+	if v == nil then
+		return default
+	end
+	if kinds and not kinds:find(type(v), 1, true) then
+		error(string.format("%s: option %s must be a %s, not a %s", fw.plugin, name, kinds, type(v)), 0)
+	end
+	return v
+end
+
+local function list(v)
+	if type(v) ~= "table" then
+		return { v }
+	end
+	return v
+end
+
+-- parse_rate reads a number (tokens per second) or "N/s", "N/min", "N/h".
+local function parse_rate(v)
+	if type(v) == "number" then
+		return v
+	end
+	local n, unit = tostring(v):match("^%s*([%d%.]+)%s*/%s*(%a+)%s*$")
+	local per = { s = 1, sec = 1, second = 1, m = 60, min = 60, minute = 60, h = 3600, hour = 3600 }
+	if n and tonumber(n) and per[unit] then
+		return tonumber(n) / per[unit]
+	end
+	error(fw.plugin .. ": option rate must be a number (per second) or like \"3/min\", not " .. tostring(v), 0)
+end
+
+local ports = {}
+for _, p in ipairs(list(opt("ports", { 22 }, "number table"))) do
+	ports[tonumber(p)] = true
+end
+local proto = opt("proto", "tcp", "string")
+if proto ~= "tcp" and proto ~= "udp" and proto ~= "any" then
+	error(fw.plugin .. ": option proto must be tcp, udp or any", 0)
+end
+local rate = parse_rate(opt("rate", "3/min", "number string"))
+local burst = opt("burst", 5, "number")
+local ban = opt("ban", 600, "number")
+local scope = opt("scope", "ports", "string")
+if scope ~= "ports" and scope ~= "all" then
+	error(fw.plugin .. ": option scope must be ports or all", 0)
+end
+local actions = { drop = fw.DROP, reject = fw.REJECT }
+local verdict = actions[opt("action", "drop", "string")]
+if not verdict then
+	error(fw.plugin .. ": option action must be drop or reject", 0)
+end
+local v6_prefix = opt("v6_prefix", 64, "number")
+if v6_prefix % 4 ~= 0 or v6_prefix < 4 or v6_prefix > 128 then
+	error(fw.plugin .. ": option v6_prefix must be a multiple of 4 from 4 to 128", 0)
+end
+local allow = nil
+if O.allow then
+	allow = net.set(list(O.allow))
+end
+local log_bans = opt("log", true, "boolean")
+
+local bucket = state.bucket("ratelimit:" .. fw.plugin, { rate = rate, burst = burst })
+local bans = state.map("ratelimit:" .. fw.plugin .. ":bans")
+local banned_total = state.counter("ratelimit:" .. fw.plugin .. ":banned")
+
+-- v6key returns the first v6_prefix bits of an IPv6 address as hex
+-- digits, so that every address of one prefix shares a key.
+local function v6key(addr)
+	if v6_prefix == 128 or addr:find(".", 1, true) then
+		return addr
+	end
+	local head, tail = addr:match("^(.-)::(.*)$")
+	local groups = {}
+	local function add(part)
+		for g in part:gmatch("[^:]+") do
+			groups[#groups + 1] = g
+		end
+	end
+	if head then
+		add(head)
+		local after = {}
+		for g in tail:gmatch("[^:]+") do
+			after[#after + 1] = g
+		end
+		for _ = 1, 8 - #groups - #after do
+			groups[#groups + 1] = "0"
+		end
+		for _, g in ipairs(after) do
+			groups[#groups + 1] = g
+		end
+	else
+		add(addr)
+	end
+	local hex = {}
+	for i, g in ipairs(groups) do
+		hex[i] = string.rep("0", 4 - #g) .. g
+	end
+	-- Keep the prefix's hex digits, zero the rest of their last group, and
+	-- write it as a prefix: 2001:db8:66:0::/64.
+	local digits = table.concat(hex):sub(1, v6_prefix / 4)
+	digits = digits .. string.rep("0", (4 - #digits % 4) % 4)
+	local out = {}
+	for i = 1, #digits, 4 do
+		out[#out + 1] = (digits:sub(i, i + 3):gsub("^0+(%x)", "%1"))
+	end
+	local key = table.concat(out, ":")
+	if #out < 8 then
+		key = key .. "::"
+	end
+	return key .. "/" .. v6_prefix
+end
+
+local function source_key(pkt)
+	local src = pkt.src
+	if pkt.family == 6 then
+		return v6key(src)
+	end
+	return src
+end
+
+local function is_new(pkt)
+	local st = pkt.ct.state
+	if st then
+		return st == "new"
+	end
+	if pkt.proto == "tcp" then
+		return pkt.tcp.syn and not pkt.tcp.ack
+	end
+	return true
+end
+
+local function limited(pkt)
+	local p = pkt.proto
+	if proto == "any" then
+		if p ~= "tcp" and p ~= "udp" then
+			return false
+		end
+	elseif p ~= proto then
+		return false
+	end
+	return ports[pkt.dport] == true
+end
+
+fw.register{
+	name = "ratelimit",
+	hook = opt("hooks", { "input" }, "string table"),
+	priority = opt("priority", "filter", "number string"),
+	fn = function(pkt)
+		local src = pkt.src
+		if not src then
+			return -- not an IP packet we can read
+		end
+		if scope == "all" then
+			if bans:get(source_key(pkt)) then
+				return verdict
+			end
+		end
+		if not limited(pkt) or not is_new(pkt) then
+			return
+		end
+		if allow and allow:contains(src) then
+			return
+		end
+		local key = source_key(pkt)
+		if bans:get(key) then
+			return verdict
+		end
+		if bucket:take(key) then
+			return
+		end
+		if ban > 0 then
+			bans:set(key, true, ban)
+			banned_total:incr()
+			if log_bans then
+				log.warn("source banned", { src = src, key = key, dport = pkt.dport, proto = pkt.proto, seconds = ban })
+			end
+		end
+		return verdict
+	end,
+}

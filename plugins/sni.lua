@@ -1,0 +1,205 @@
+-- sni: block or mark TLS connections by the server name they ask for.
+--
+-- Reads the server name (SNI) of the TLS ClientHello a client sends first
+-- on TCP port 443 (tls.sni) and matches it against name lists the same way
+-- dnsfilter does: "example.com" covers example.com and every subdomain,
+-- case-insensitively. A name in `names` (and not in `allow`) blocks the
+-- connection: "reject" (the default) resets it, so the client fails at
+-- once; "drop" leaves it hanging. A name in `marks` sets that mark on the
+-- packet and on the connection (ct mark), for policy routing, QoS or later
+-- rules; `mask` says which mark bits the plugin owns (default: the bits of
+-- all mark values together).
+--
+-- A large ClientHello (post-quantum key shares make them ~1.8 KB) spans two
+-- TCP segments and the name may sit in the second. With reassemble on, the
+-- plugin keeps the first segment (up to max_hello bytes, for 5 seconds) and
+-- reads the name once the next one arrives. Segments that are not a TLS
+-- handshake, hellos without a name and garbage pass untouched. With
+-- Encrypted Client Hello the name seen is the outer, public one.
+--
+-- QUIC (HTTP/3 on UDP 443) encrypts its hello; block_quic drops UDP to the
+-- ports so that browsers fall back to TCP, where the name is visible.
+--
+-- Options (defaults):
+--   names      = {}                     names to block (and their subdomains)
+--   allow      = {}                     exceptions to names
+--   action     = "reject"               "reject" or "drop"
+--   marks      = {}                     name -> mark, e.g. {["video.example"] = 0x10}
+--   mask       = all marks' bits        mark bits this plugin sets or clears
+--   ports      = {443}                  TLS ports (a number or a list)
+--   reassemble = true                   read names split over two segments
+--   max_hello  = 16384                  bytes kept per connection for that
+--   block_quic = false                  apply `action` to UDP packets to the ports
+--   log        = true                   log blocked connections
+--   hooks      = {"forward", "output"}  where client traffic passes
+--   priority   = "filter"
+--
+-- Example (luafw config):
+--   plugins:
+--     - file: plugins/sni.lua
+--       options:
+--         names: [blocked.example, "*.tracker.example"]
+--         marks: {video.example: 0x10, backup.example: 0x20}
+--         mask: 0xf0
+--         block_quic: true
+
+local O = fw.options
+
+local function opt(name, default, kinds)
+	local v = O[name]
+	if v == nil then
+		return default
+	end
+	if kinds and not kinds:find(type(v), 1, true) then
+		error(string.format("%s: option %s must be a %s, not a %s", fw.plugin, name, kinds, type(v)), 0)
+	end
+	return v
+end
+
+local function list(v)
+	if type(v) ~= "table" then
+		return { v }
+	end
+	return v
+end
+
+local function clean_name(name, what)
+	if type(name) ~= "string" then
+		error(string.format("%s: option %s: %s is not a name", fw.plugin, what, tostring(name)), 0)
+	end
+	name = name:lower():gsub("^%*%.", ""):gsub("^%.", ""):gsub("%.$", "")
+	if name == "" then
+		error(string.format("%s: option %s: empty name", fw.plugin, what), 0)
+	end
+	return name
+end
+
+local function name_set(v, what)
+	local set = {}
+	for _, name in ipairs(list(v)) do
+		set[clean_name(name, what)] = true
+	end
+	return set
+end
+
+-- bor is a bitwise or of two 32-bit values (Lua 5.1 has no bit operators).
+local function bor(a, b)
+	local r, bit = 0, 1
+	for _ = 1, 32 do
+		if a % 2 == 1 or b % 2 == 1 then
+			r = r + bit
+		end
+		-- (separate statements: gopher-lua miscompiles a multiple
+		-- assignment of calls that read the assigned variables)
+		a = math.floor(a / 2)
+		b = math.floor(b / 2)
+		bit = bit * 2
+	end
+	return r
+end
+
+local names = name_set(opt("names", {}, "table string"), "names")
+local allow = name_set(opt("allow", {}, "table string"), "allow")
+local actions = { drop = fw.DROP, reject = fw.REJECT }
+local verdict = actions[opt("action", "reject", "string")]
+if not verdict then
+	error(fw.plugin .. ": option action must be drop or reject", 0)
+end
+local marks = {}
+local all_bits = 0
+for name, mark in pairs(opt("marks", {}, "table")) do
+	if type(mark) ~= "number" or mark < 0 or mark > 0xffffffff or mark % 1 ~= 0 then
+		error(string.format("%s: option marks: the mark of %s must be a 32-bit number", fw.plugin, tostring(name)), 0)
+	end
+	marks[clean_name(name, "marks")] = mark
+	all_bits = bor(all_bits, mark)
+end
+local mask = opt("mask", all_bits, "number")
+local ports = {}
+for _, p in ipairs(list(opt("ports", { 443 }, "number table"))) do
+	ports[tonumber(p)] = true
+end
+local reassemble = opt("reassemble", true, "boolean")
+local max_hello = opt("max_hello", 16384, "number")
+local block_quic = opt("block_quic", false, "boolean")
+local log_blocked = opt("log", true, "boolean")
+local pending = state.map("sni:" .. fw.plugin .. ":pending") -- flow -> first segment(s) of a cut hello
+local blocked_total = state.counter("sni:" .. fw.plugin .. ":blocked")
+
+-- lookup returns the entry of set that name is, or is a subdomain of:
+-- it tries the name, then drops one label at a time. (A plain find: Lua
+-- patterns are much slower here.)
+local function lookup(set, name)
+	while true do
+		if set[name] ~= nil then
+			return name
+		end
+		local dot = name:find(".", 1, true)
+		if not dot then
+			return nil
+		end
+		name = name:sub(dot + 1)
+	end
+end
+
+local function flow_key(pkt)
+	return pkt.src .. " " .. pkt.sport .. " " .. pkt.dst .. " " .. pkt.dport
+end
+
+-- decide applies the lists to a name.
+local function decide(pkt, name)
+	local rule = lookup(names, name)
+	if rule and not lookup(allow, name) then
+		blocked_total:incr()
+		if log_blocked then
+			log.info("tls connection blocked", { sni = name, rule = rule, src = pkt.src, dst = pkt.dst, dport = pkt.dport })
+		end
+		return verdict
+	end
+	local m = lookup(marks, name)
+	if m then
+		pkt:set_mark(marks[m], mask)
+		pkt.ct:set_mark(marks[m], mask)
+	end
+end
+
+fw.register{
+	name = "sni",
+	hook = opt("hooks", { "forward", "output" }, "string table"),
+	priority = opt("priority", "filter", "number string"),
+	fn = function(pkt)
+		if not ports[pkt.dport] then
+			return
+		end
+		local proto = pkt.proto
+		if proto == "udp" and block_quic then
+			return verdict
+		end
+		if proto ~= "tcp" then
+			return
+		end
+		local data = pkt.payload
+		if #data == 0 then
+			return
+		end
+		local key
+		if reassemble and pending:len() > 0 then
+			key = flow_key(pkt)
+			local first = pending:get(key)
+			if first then
+				pending:delete(key)
+				data = first .. data
+			end
+		end
+		if data:byte(1) ~= 0x16 then
+			return -- not a handshake record: application data, or not TLS
+		end
+		local name, why = tls.sni(data)
+		if name then
+			return decide(pkt, name)
+		end
+		if why == "truncated" and reassemble and #data < max_hello then
+			pending:set(key or flow_key(pkt), data, 5)
+		end
+	end,
+}

@@ -1,0 +1,144 @@
+-- Tests of sni.lua (and the tls module): luafw test plugins/sni_test.lua
+
+local opts = { names = { "blocked.example", "*.Ads.Example." }, allow = { "ok.blocked.example" } }
+
+local function hello(name, extra)
+	local f = { src = "192.0.2.10", dst = "198.51.100.80", sport = 50000, dport = 443, flags = "PA",
+		payload = packet.tls_client_hello(name), ct = { state = "established" } }
+	for k, v in pairs(extra or {}) do
+		f[k] = v
+	end
+	return packet.tcp(f)
+end
+
+test("listed names and subdomains are rejected, others pass", function()
+	local h = harness("sni.lua", opts)
+	for _, name in ipairs({ "blocked.example", "www.blocked.example", "WWW.Blocked.Example", "ads.example", "x.y.ads.example" }) do
+		local d = h:run(hello(name), "forward")
+		expect_verdict(d, "reject", name)
+		expect_eq(d.by, "sni", name)
+	end
+	for _, name in ipairs({ "example", "notblocked.example", "blocked.example.org", "ok.blocked.example", "a.ok.blocked.example" }) do
+		expect_verdict(h:run(hello(name), "forward"), "accept", name)
+	end
+	local logs = h:logs()
+	expect_eq(#logs, 5)
+	expect_eq(logs[3].sni, "www.blocked.example")
+	expect_eq(logs[3].rule, "blocked.example")
+end)
+
+test("drop action, output hook, other ports", function()
+	local h = harness("sni.lua", { names = { "blocked.example" }, action = "drop", ports = { 443, 8443 } })
+	expect_verdict(h:run(hello("blocked.example"), "output"), "drop")
+	expect_verdict(h:run(hello("blocked.example", { dport = 8443 }), "forward"), "drop", "port 8443")
+	expect_verdict(h:run(hello("blocked.example", { dport = 9443 }), "forward"), "accept", "port 9443 not listed")
+	expect_verdict(h:run(hello("blocked.example"), "input"), "accept", "input is not a default hook")
+end)
+
+test("marks set the packet and connection mark within the mask", function()
+	local h = harness("sni.lua", { marks = { ["video.example"] = 0x10, ["backup.example"] = 0x20 } })
+	local d = h:run(hello("cdn.video.example", { mark = 0x3, ct = { state = "established", mark = 0x103 } }), "forward")
+	expect_verdict(d, "accept")
+	expect_eq(d.mark, 0x13, "packet mark: 0x10 added, other bits kept")
+	expect_eq(d.ct_mark, 0x113, "ct mark: 0x10 added, other bits kept")
+	d = h:run(hello("backup.example", { mark = 0x10, ct = { state = "established", mark = 0x10 } }), "forward")
+	expect_eq(d.mark, 0x20, "0x10 cleared: the default mask covers every mark's bits")
+	expect_eq(d.ct_mark, 0x20)
+	d = h:run(hello("other.example", { mark = 0x10 }), "forward")
+	expect_eq(d.mark, 0x10, "no match, no change")
+	local m = harness("sni.lua", { marks = { ["video.example"] = 0x10 }, mask = 0xf0 }, { name = "masked" })
+	d = m:run(hello("video.example", { mark = 0xff }), "forward")
+	expect_eq(d.mark, 0x1f)
+end)
+
+test("a blocked name wins over a mark", function()
+	local h = harness("sni.lua", { names = { "x.example" }, marks = { ["x.example"] = 1 } })
+	expect_verdict(h:run(hello("x.example"), "forward"), "reject")
+end)
+
+test("a hello split over two segments is read once complete", function()
+	local h = harness("sni.lua", opts)
+	local full = packet.tls_client_hello("www.blocked.example")
+	local first = hello("", { payload = full:sub(1, 60) })
+	local second = hello("", { payload = full:sub(61) })
+	expect_verdict(h:run(first, "forward"), "accept", "first segment: the name is not in it")
+	expect_verdict(h:run(second, "forward"), "reject", "second segment completes it")
+	-- Another connection's segment does not complete it.
+	expect_verdict(h:run(first, "forward"), "accept")
+	expect_verdict(h:run(second:with{ sport = 50001 }, "forward"), "accept", "other connection")
+	-- The kept first segment expires.
+	local h2 = harness("sni.lua", opts, { name = "slow" })
+	expect_verdict(h2:run(first, "forward"), "accept")
+	clock.advance(6)
+	expect_verdict(h2:run(second, "forward"), "accept", "second segment after 6 s")
+	-- reassemble = false
+	local h3 = harness("sni.lua", { names = { "blocked.example" }, reassemble = false }, { name = "noreasm" })
+	expect_verdict(h3:run(first, "forward"), "accept")
+	expect_verdict(h3:run(second, "forward"), "accept", "not reassembled")
+	-- In three segments.
+	local h4 = harness("sni.lua", opts, { name = "three" })
+	expect_verdict(h4:run(hello("", { payload = full:sub(1, 20) }), "forward"), "accept")
+	expect_verdict(h4:run(hello("", { payload = full:sub(21, 60) }), "forward"), "accept")
+	expect_verdict(h4:run(hello("", { payload = full:sub(61) }), "forward"), "reject", "third segment")
+end)
+
+test("IPv6", function()
+	local h = harness("sni.lua", opts)
+	local p = packet.tcp{ src = "2001:db8::10", dst = "2001:db8::443", sport = 50000, dport = 443, flags = "PA",
+		payload = packet.tls_client_hello("blocked.example"), ct = { state = "established" } }
+	expect_verdict(h:run(p, "forward"), "reject")
+end)
+
+test("QUIC passes unless block_quic", function()
+	local quic = packet.udp{ src = "192.0.2.10", dst = "198.51.100.80", dport = 443, payload = "\192\0\0\0\1" }
+	expect_verdict(harness("sni.lua", opts):run(quic, "forward"), "accept")
+	expect_verdict(harness("sni.lua", { names = { "x.example" }, block_quic = true }, { name = "noquic" }):run(quic, "forward"), "reject")
+end)
+
+test("no name, not TLS, cut short, garbage: all pass without errors", function()
+	local h = harness("sni.lua", opts)
+	local full = packet.tls_client_hello("blocked.example")
+	local cases = {
+		{ "no sni", packet.tls_client_hello("") },
+		{ "empty", "" },
+		{ "http", "GET / HTTP/1.1\r\nHost: blocked.example\r\n\r\n" },
+		{ "application data", "\23\3\3\0\5hello" },
+		{ "cut in the middle", full:sub(1, 70) },
+		{ "handshake byte then garbage", "\22" .. string.rep("\255", 200) },
+		{ "server hello", "\22\3\3\0\4\2\0\0\0" },
+		{ "record header only", "\22\3\1" },
+		{ "huge lengths", "\22\3\1\255\255\1\255\255\255" .. string.rep("A", 100) },
+	}
+	for _, c in ipairs(cases) do
+		local d = h:run(hello("", { payload = c[2], sport = 51000 + _ }), "forward")
+		expect_verdict(d, "accept", c[1])
+		expect_eq(d.errors, 0, c[1])
+	end
+end)
+
+test("the tls module: what scripts see", function()
+	local sni = harness("testdata/protoprobe.lua", { mode = "sni" })
+	local parse = harness("testdata/protoprobe.lua", { mode = "tls" }, { name = "probe-tls" })
+	local function tag(h, payload)
+		return h:run(packet.tcp{ dport = 443, flags = "PA", payload = payload }, "input").tags[1]
+	end
+	local full = packet.tls_client_hello("WWW.Example.COM", { alpn = { "h2", "http/1.1" } })
+	expect_eq(tag(sni, full), "www.example.com")
+	expect_eq(tag(parse, full), "{alpn={h2,http/1.1},legacy_version=771,sni=www.example.com,truncated=false,version=772,version_name=TLS 1.3}")
+	expect_eq(tag(sni, full:sub(1, 50)), "nil:truncated")
+	expect_eq(tag(parse, full:sub(1, 50)), "nil:truncated")
+	local name_end = select(2, full:find("WWW.Example.COM", 1, true))
+	expect_eq(tag(sni, full:sub(1, name_end)), "www.example.com", "cut right after the name")
+	expect_eq(tag(parse, full:sub(1, name_end)):match("truncated=(%a+)"), "true")
+	expect_eq(tag(sni, packet.tls_client_hello("")), "nil:no sni")
+	expect_eq(tag(sni, "GET /"), "nil:not a handshake record")
+	expect_eq(tag(sni, "\22\2\0\0\0"), "nil:not tls")
+	expect_eq(tag(sni, "\22\3\3\0\4\2\0\0\0"), "nil:not a client hello")
+	expect_eq(tag(sni, ""), "nil:truncated")
+end)
+
+test("bad options are load errors", function()
+	expect_error(function() harness("sni.lua", { names = { "" } }) end, "empty name")
+	expect_error(function() harness("sni.lua", { marks = { ["x.example"] = -1 } }) end, "32%-bit")
+	expect_error(function() harness("sni.lua", { action = "mark" }) end, "action")
+end)

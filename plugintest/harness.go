@@ -1,0 +1,504 @@
+package plugintest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/luafw/luafw/config"
+	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/pcap"
+	"github.com/luafw/luafw/replay"
+)
+
+// harness is what harness() and harness_config() return: one engine with
+// plugins loaded, a worker to run packets, and a flow table for h:send.
+type harness struct {
+	fr    *fileRun
+	specs []host.PluginSpec
+	eng   *host.Engine
+	w     *host.Worker
+	flows *pcap.Flows
+
+	mu   sync.Mutex
+	logs []slog.Record // not yet returned by h:logs()
+}
+
+// newHarness starts an engine with the plugins loaded. The error is a
+// *host.LoadError for script problems.
+func (fr *fileRun) newHarness(specs []host.PluginSpec) (*harness, error) {
+	for i := range specs {
+		if specs[i].Budget <= 0 {
+			specs[i].Budget = fr.opts.budget()
+		}
+	}
+	h := &harness{fr: fr, specs: specs}
+	if err := h.start(); err != nil {
+		return nil, err
+	}
+	fr.harnesses = append(fr.harnesses, h)
+	return h, nil
+}
+
+// start makes a fresh engine, worker and flow table.
+func (h *harness) start() error {
+	eng := host.New(host.Options{
+		Logger: slog.New(&logHandler{h: h}),
+		Clock:  h.fr.clock.Now,
+	})
+	if err := eng.Load(h.specs); err != nil {
+		eng.Close()
+		return err
+	}
+	h.eng, h.w, h.flows = eng, eng.NewWorker(), pcap.NewFlows()
+	return nil
+}
+
+// close stops the harness' engine.
+func (h *harness) close() {
+	if h.eng != nil {
+		h.w.Close()
+		h.eng.Close()
+		h.eng, h.w = nil, nil
+	}
+}
+
+// pluginSpec reads the arguments of harness(path [, options [, spec]]).
+func (fr *fileRun) pluginSpec(L *lua.LState) host.PluginSpec {
+	file := fr.resolve(L.CheckString(1))
+	spec := host.PluginSpec{File: file}
+	if t, ok := L.Get(2).(*lua.LTable); ok {
+		opts, err := luaToGo(t)
+		if err != nil {
+			L.ArgError(2, err.Error())
+		}
+		if m, ok := opts.(map[string]any); ok {
+			spec.Options = m
+		} else {
+			L.ArgError(2, "options must be a table of named values, not a list")
+		}
+	} else if L.Get(2) != lua.LNil {
+		L.ArgError(2, fmt.Sprintf("options must be a table, not %s", L.Get(2).Type()))
+	}
+	if t, ok := L.Get(3).(*lua.LTable); ok {
+		f := tableFields(t)
+		for _, k := range sortedKeys(f) {
+			v := f[k]
+			num := func() float64 {
+				n, ok := v.(lua.LNumber)
+				if !ok || n < 0 {
+					L.ArgError(3, fmt.Sprintf("%s must be a number >= 0, not %s", k, v.String()))
+				}
+				return float64(n)
+			}
+			switch k {
+			case "name":
+				spec.Name = lua.LVAsString(v)
+			case "on_error":
+				vd, err := host.ParseVerdict(lua.LVAsString(v))
+				if err != nil {
+					L.ArgError(3, "on_error: "+err.Error())
+				}
+				spec.OnError = vd
+			case "budget":
+				spec.Budget = seconds(num())
+			case "quarantine_after":
+				spec.QuarantineAfter = int(num())
+			case "quarantine_for":
+				spec.QuarantineFor = seconds(num())
+			default:
+				L.ArgError(3, fmt.Sprintf("unknown field %q (want name, on_error, budget, quarantine_after, quarantine_for)", k))
+			}
+		}
+	} else if L.Get(3) != lua.LNil {
+		L.ArgError(3, fmt.Sprintf("want a table such as {on_error = \"drop\"}, not %s", L.Get(3).Type()))
+	}
+	return spec
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+// resolve makes a path in a test file relative to the test file.
+func (fr *fileRun) resolve(path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(fr.path), path)
+}
+
+// luaHarness is harness(path [, options [, spec]]).
+func (fr *fileRun) luaHarness(L *lua.LState) int {
+	spec := fr.pluginSpec(L)
+	h, err := fr.newHarness([]host.PluginSpec{spec})
+	if err != nil {
+		L.RaiseError("harness: %v", err)
+	}
+	L.Push(fr.wrapHarness(L, h))
+	return 1
+}
+
+// luaHarnessConfig is harness_config(path).
+func (fr *fileRun) luaHarnessConfig(L *lua.LState) int {
+	cfg, err := config.Load(fr.resolve(L.CheckString(1)))
+	if err != nil {
+		L.RaiseError("harness_config: %v", err)
+	}
+	specs, err := cfg.PluginSpecs()
+	if err != nil {
+		L.RaiseError("harness_config: %v", err)
+	}
+	h, err := fr.newHarness(specs)
+	if err != nil {
+		L.RaiseError("harness_config: %v", err)
+	}
+	L.Push(fr.wrapHarness(L, h))
+	return 1
+}
+
+func (fr *fileRun) wrapHarness(L *lua.LState, h *harness) *lua.LUserData {
+	ud := L.NewUserData()
+	ud.Value = h
+	ud.Metatable = L.GetTypeMetatable("plugintest.harness")
+	return ud
+}
+
+// harnessMetatable sets up the methods of harness objects.
+func (fr *fileRun) harnessMetatable(L *lua.LState) {
+	mt := L.NewTypeMetatable("plugintest.harness")
+	check := func(L *lua.LState) *harness {
+		ud, ok := L.Get(1).(*lua.LUserData)
+		if ok {
+			if h, ok := ud.Value.(*harness); ok {
+				if h.eng == nil {
+					L.RaiseError("harness is closed (its last reset failed)")
+				}
+				return h
+			}
+		}
+		L.RaiseError("want a harness as the receiver: call h:run(...), not h.run(...)")
+		return nil
+	}
+	methods := map[string]lua.LGFunction{
+		"run": func(L *lua.LState) int {
+			h := check(L)
+			p := argPacket(L, 2)
+			var hook host.Hook
+			switch v := L.Get(3).(type) {
+			case lua.LString:
+				hk, err := host.ParseHook(string(v))
+				if err != nil {
+					L.ArgError(3, err.Error())
+				}
+				hook = hk
+			case *lua.LNilType:
+				if !p.ctx.hasHook {
+					L.ArgError(3, "no hook: give one, as in h:run(p, \"input\"), or set hook= in the packet")
+				}
+				hook = p.ctx.hook
+			default:
+				L.ArgError(3, fmt.Sprintf("hook must be a string, not %s", v.Type()))
+			}
+			L.Push(h.run(L, p, hook))
+			return 1
+		},
+		"send": func(L *lua.LState) int {
+			h := check(L)
+			p := argPacket(L, 2)
+			name := L.OptString(3, "forward")
+			path, err := replay.ParsePath(name)
+			if err != nil {
+				L.ArgError(3, err.Error())
+			}
+			L.Push(h.send(L, p, name, path))
+			return 1
+		},
+		"reset": func(L *lua.LState) int {
+			h := check(L)
+			h.close()
+			h.mu.Lock()
+			h.logs = nil
+			h.mu.Unlock()
+			if err := h.start(); err != nil {
+				L.RaiseError("reset: %v", err)
+			}
+			return 0
+		},
+		"chains": func(L *lua.LState) int {
+			h := check(L)
+			out := L.NewTable()
+			for _, c := range h.eng.Chains() {
+				t := L.NewTable()
+				t.RawSetString("hook", lua.LString(c.Hook.String()))
+				t.RawSetString("priority", lua.LNumber(c.Priority))
+				t.RawSetString("plugin", lua.LString(c.Plugin))
+				t.RawSetString("name", lua.LString(c.Name))
+				out.Append(t)
+			}
+			L.Push(out)
+			return 1
+		},
+		"logs": func(L *lua.LState) int {
+			h := check(L)
+			h.mu.Lock()
+			recs := h.logs
+			h.logs = nil
+			h.mu.Unlock()
+			out := L.NewTable()
+			for _, r := range recs {
+				t := L.NewTable()
+				r.Attrs(func(a slog.Attr) bool {
+					t.RawSetString(a.Key, attrValue(a.Value))
+					return true
+				})
+				t.RawSetString("level", lua.LString(strings.ToLower(r.Level.String())))
+				t.RawSetString("msg", lua.LString(r.Message))
+				out.Append(t)
+			}
+			L.Push(out)
+			return 1
+		},
+	}
+	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), methods))
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		h := check(L)
+		names := make([]string, len(h.specs))
+		for i, s := range h.specs {
+			names[i] = s.File
+		}
+		L.Push(lua.LString("harness(" + strings.Join(names, ", ") + ")"))
+		return 1
+	}))
+}
+
+func attrValue(v slog.Value) lua.LValue {
+	switch v.Kind() {
+	case slog.KindInt64:
+		return lua.LNumber(v.Int64())
+	case slog.KindUint64:
+		return lua.LNumber(v.Uint64())
+	case slog.KindFloat64:
+		return lua.LNumber(v.Float64())
+	case slog.KindBool:
+		return lua.LBool(v.Bool())
+	}
+	return lua.LString(v.String())
+}
+
+// argPacket reads a packet argument: a packet object or raw bytes.
+func argPacket(L *lua.LState, n int) *testPacket {
+	if s, ok := L.Get(n).(lua.LString); ok {
+		return &testPacket{kind: "raw", fields: map[string]lua.LValue{"data": s}, data: []byte(s)}
+	}
+	return checkPacket(L, n)
+}
+
+// run runs the packet through one hook's chain.
+func (h *harness) run(L *lua.LState, p *testPacket, hook host.Hook) *lua.LTable {
+	d := h.w.Run(p.hostPacket(hook))
+	t := decisionTable(L, d)
+	ctMark := uint32(0)
+	if p.ctx.ctKnown {
+		ctMark = p.ctx.ctMark
+	}
+	if d.CT.SetMark {
+		ctMark = ctMark&^d.CT.MarkMask | d.CT.Mark&d.CT.MarkMask
+	}
+	t.RawSetString("ct_mark", lua.LNumber(ctMark))
+	if p.ctx.ctState != host.CTUnknown {
+		t.RawSetString("ct_state", lua.LString(p.ctx.ctState.String()))
+	}
+	if d.CT.SetTimeout {
+		t.RawSetString("ct_timeout", lua.LNumber(d.CT.Timeout))
+	}
+	t.RawSetString("ct_labels", labelList(L, d.CT.Labels))
+	return t
+}
+
+// decisionTable is the part of a decision table both run and send fill.
+func decisionTable(L *lua.LState, d host.Decision) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("verdict", lua.LString(d.Verdict.String()))
+	t.RawSetString("hook", lua.LString(d.Hook.String()))
+	if d.By != "" {
+		t.RawSetString("by", lua.LString(d.By))
+		t.RawSetString("callback", lua.LString(d.ByName))
+	}
+	t.RawSetString("mark", lua.LNumber(d.Mark))
+	t.RawSetString("tags", stringList(L, d.Tags))
+	t.RawSetString("errors", lua.LNumber(d.Errors))
+	return t
+}
+
+func stringList(L *lua.LState, list []string) *lua.LTable {
+	t := L.CreateTable(len(list), 0)
+	for _, s := range list {
+		t.Append(lua.LString(s))
+	}
+	return t
+}
+
+func labelList(L *lua.LState, labels [2]uint64) *lua.LTable {
+	t := L.NewTable()
+	for bit := range 128 {
+		if labels[bit/64]&(1<<(bit%64)) != 0 {
+			t.Append(lua.LNumber(bit))
+		}
+	}
+	return t
+}
+
+// send runs the packet along a path (its hooks in kernel order) with the
+// harness' flow table, the way luafw replay does: the walk ends at a drop
+// or reject; stop and repeat accept the packet at their hook and it goes
+// on. Interfaces are given at the hooks where the kernel knows them, the
+// owner only on the out path.
+func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Hook) *lua.LTable {
+	var pp packet.Parsed
+	pp.Decode(p.data)
+	flow, state := track(h.flows, &pp, p.data)
+	ctState, _ := host.ParseCTState(state)
+	mark, tags := p.ctx.mark, slices.Clone(p.ctx.tags)
+	var last host.Decision
+	verdict, by, callback, errors := host.Accept, "", "", 0
+	hooks := L.NewTable()
+	for _, hook := range path {
+		hp := p.hostPacket(hook)
+		hp.Mark, hp.Tags, hp.CTState = mark, tags, ctState
+		hp.CTMark, hp.CTMarkKnown = 0, false
+		if flow != nil {
+			hp.CTMark, hp.CTMarkKnown = flow.Mark, true
+		}
+		if hook != host.Prerouting && hook != host.Input && hook != host.Forward {
+			hp.InDev = ""
+		}
+		if hook != host.Forward && hook != host.Output && hook != host.Postrouting {
+			hp.OutDev = ""
+		}
+		if name != "out" {
+			hp.UID, hp.GID, hp.HasUID = 0, 0, false
+		}
+		d := h.w.Run(hp)
+		hooks.Append(lua.LString(hook.String()))
+		last = d
+		errors += d.Errors
+		mark = d.Mark
+		tags = slices.Clone(d.Tags)
+		if flow != nil && d.CT.Any() {
+			applyCT(flow, d.CT)
+		}
+		if d.Verdict != host.Accept {
+			by, callback = d.By, d.ByName
+		}
+		if d.Verdict == host.Drop || d.Verdict == host.Reject {
+			verdict = d.Verdict
+			break
+		}
+	}
+	last.Verdict, last.By, last.ByName, last.Mark, last.Tags, last.Errors = verdict, by, callback, mark, tags, errors
+	t := decisionTable(L, last)
+	t.RawSetString("hooks", hooks)
+	t.RawSetString("path", lua.LString(name))
+	if state != "" {
+		t.RawSetString("ct_state", lua.LString(state))
+	}
+	var labels [2]uint64
+	ctMark := uint32(0)
+	if flow != nil {
+		ctMark, labels = flow.Mark, flow.Labels
+		if flow.Timeout > 0 {
+			t.RawSetString("ct_timeout", lua.LNumber(flow.Timeout.Seconds()))
+		}
+	}
+	t.RawSetString("ct_mark", lua.LNumber(ctMark))
+	t.RawSetString("ct_labels", labelList(L, labels))
+	return t
+}
+
+// track finds the packet's flow and its conntrack state, as replay does.
+func track(flows *pcap.Flows, p *packet.Parsed, data []byte) (*pcap.Flow, string) {
+	if p.Family == 0 {
+		return nil, pcap.StateInvalid
+	}
+	isErr := (p.Proto == packet.ProtoICMP && (p.ICMPType == 3 || p.ICMPType == 11 || p.ICMPType == 12)) ||
+		(p.Proto == packet.ProtoICMPv6 && p.ICMPType >= 1 && p.ICMPType <= 4)
+	if isErr {
+		var inner packet.Parsed
+		inner.Decode(p.Payload(data))
+		if inner.Family == 0 {
+			return nil, pcap.StateInvalid
+		}
+		return flows.ObserveICMPError(inner.Proto, inner.Src, inner.Dst, inner.SrcPort, inner.DstPort)
+	}
+	sport, dport := p.SrcPort, p.DstPort
+	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
+		if p.L4Off >= 0 && len(data) >= p.L4Off+6 {
+			id := uint16(data[p.L4Off+4])<<8 | uint16(data[p.L4Off+5])
+			sport, dport = id, id
+		}
+	}
+	return flows.Observe(p.Proto, p.Src, p.Dst, sport, dport, p.TCPFlags)
+}
+
+func applyCT(f *pcap.Flow, u host.CTUpdate) {
+	if u.SetMark {
+		f.Mark = f.Mark&^u.MarkMask | u.Mark&u.MarkMask
+	}
+	if u.SetLabels {
+		f.Labels[0] |= u.Labels[0]
+		f.Labels[1] |= u.Labels[1]
+	}
+	if u.SetTimeout {
+		f.Timeout = time.Duration(u.Timeout) * time.Second
+	}
+}
+
+// logHandler sends an engine's log lines to the running test's output and
+// keeps those about a plugin (the scripts' own lines, callback failures,
+// quarantine) for h:logs().
+type logHandler struct {
+	h     *harness
+	attrs []slog.Attr
+}
+
+func (l *logHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *logHandler) Handle(_ context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(l.attrs...)
+	var b strings.Builder
+	fmt.Fprintf(&b, "log: %s %s", r.Level, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		v := a.Value.String()
+		if strings.ContainsAny(v, " \t\"=") || v == "" {
+			v = fmt.Sprintf("%q", v)
+		}
+		fmt.Fprintf(&b, " %s=%s", a.Key, v)
+		return true
+	})
+	l.h.fr.output(b.String())
+	aboutPlugin := false
+	r.Attrs(func(a slog.Attr) bool {
+		aboutPlugin = a.Key == "plugin"
+		return !aboutPlugin
+	})
+	if aboutPlugin {
+		l.h.mu.Lock()
+		l.h.logs = append(l.h.logs, r)
+		l.h.mu.Unlock()
+	}
+	return nil
+}
+
+func (l *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &logHandler{h: l.h, attrs: append(slices.Clone(l.attrs), attrs...)}
+}
+
+func (l *logHandler) WithGroup(string) slog.Handler { return l }

@@ -1,0 +1,3 @@
+fw.register{hook = "input", fn = function(pkt)
+  return fw.DROP
+end

@@ -1,0 +1,2 @@
+local h = harness("bad.lua")
+test("never runs", function() end)

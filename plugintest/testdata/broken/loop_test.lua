@@ -1,0 +1,4 @@
+test("spins", function()
+  while true do end
+end)
+test("after", function() end)

@@ -1,0 +1,3 @@
+test("x", function()
+  expect_eq(1, 1
+end)

@@ -1,0 +1,2 @@
+test("declared", function() end)
+error("top level broke")
