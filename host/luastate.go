@@ -525,7 +525,17 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 	} else {
 		msg = L.ToStringMeta(L.Get(1)).String()
 		if t, ok := L.Get(2).(*lua.LTable); ok {
-			t.ForEach(func(k, v lua.LValue) { attrs = append(attrs, k.String(), luaToAttr(v)) })
+			// Sorted: a Lua table's order changes from run to run.
+			var keys []string
+			vals := map[string]lua.LValue{}
+			t.ForEach(func(k, v lua.LValue) {
+				keys = append(keys, k.String())
+				vals[k.String()] = v
+			})
+			sort.Strings(keys)
+			for _, k := range keys {
+				attrs = append(attrs, k, luaToAttr(vals[k]))
+			}
 		}
 	}
 	if suppressed > 0 {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/luafw/luafw/host"
@@ -82,6 +83,22 @@ func (s Summary) String() string {
 	}
 	return fmt.Sprintf("replay: %d packets (%s), %d skipped, %d callback errors, %v (%.0f packets/s)",
 		s.Packets, strings.Join(parts, ", "), s.Skipped, s.Errors, s.Elapsed.Round(time.Microsecond), pps)
+}
+
+// Clock is the time scripts see during a replay: the timestamp of the
+// packet being replayed, so that rate limits and TTLs behave as they did
+// when the capture was taken. Give its Now to host.Options.Clock.
+type Clock struct{ ns atomic.Int64 }
+
+// Now returns the current packet's time (the Unix epoch before the first).
+func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Set moves the clock to t; a zero t (a record without a timestamp) leaves
+// it where it was.
+func (c *Clock) Set(t time.Time) {
+	if !t.IsZero() {
+		c.ns.Store(t.UnixNano())
+	}
 }
 
 // Replayer runs packets along a path with its own flow table, so that
@@ -187,9 +204,17 @@ func apply(f *pcap.Flow, u host.CTUpdate) {
 	}
 }
 
+// Options say how Run replays.
+type Options struct {
+	Path  []host.Hook // the hooks each packet walks (see Paths)
+	Hooks []host.Hook // when set, only these hooks of the path
+	Clock *Clock      // when set, moved to each packet's timestamp before it runs
+}
+
 // Run replays every record of a capture and writes one JSON object per
 // line to out.
-func Run(ctx context.Context, eng *host.Engine, capture io.Reader, path, hooks []host.Hook, out io.Writer) (Summary, error) {
+func Run(ctx context.Context, eng *host.Engine, capture io.Reader, opts Options, out io.Writer) (Summary, error) {
+	path, hooks := opts.Path, opts.Hooks
 	rd, err := pcap.NewReader(capture)
 	if err != nil {
 		return Summary{}, err
@@ -209,6 +234,9 @@ func Run(ctx context.Context, eng *host.Engine, capture io.Reader, path, hooks [
 		}
 		if err != nil {
 			return sum, err
+		}
+		if opts.Clock != nil {
+			opts.Clock.Set(pk.Time)
 		}
 		var line any
 		if pk.Data == nil {

@@ -106,7 +106,7 @@ func TestReplayConntrackAndMarks(t *testing.T) {
 		{"10.0.0.1", "10.0.1.1", 5000, 53, udp, 0},          // 6 plain accept
 	})
 	var out bytes.Buffer
-	sum, err := Run(context.Background(), e, in, Paths()["forward"], nil, &out)
+	sum, err := Run(context.Background(), e, in, Options{Path: Paths()["forward"]}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestReplayPathsAndHooks(t *testing.T) {
 	in := []pk{{"2001:db8::1", "2001:db8::2", 1, 2, udp, 0}}
 	for path, want := range map[string]string{"forward": "prerouting,forward,postrouting", "in": "prerouting,input", "out": "output,postrouting"} {
 		var out bytes.Buffer
-		if _, err := Run(context.Background(), e, capture(t, in), Paths()[path], nil, &out); err != nil {
+		if _, err := Run(context.Background(), e, capture(t, in), Options{Path: Paths()[path]}, &out); err != nil {
 			t.Fatal(err)
 		}
 		var got []string
@@ -168,7 +168,7 @@ func TestReplayPathsAndHooks(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if _, err := Run(context.Background(), e, capture(t, in), Paths()["forward"], []host.Hook{host.Forward}, &out); err != nil {
+	if _, err := Run(context.Background(), e, capture(t, in), Options{Path: Paths()["forward"], Hooks: []host.Hook{host.Forward}}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if tags := results(t, &out)[0]["tags"].([]any); len(tags) != 1 || tags[0] != "forward" {
@@ -184,11 +184,39 @@ func TestReplaySkipsNonIPAndRejectsGarbage(t *testing.T) {
 	arp[12], arp[13] = 0x08, 0x06
 	w.WritePacket(time.Unix(1, 0), arp)
 	var out bytes.Buffer
-	sum, err := Run(context.Background(), e, &buf, Paths()["forward"], nil, &out)
+	sum, err := Run(context.Background(), e, &buf, Options{Path: Paths()["forward"]}, &out)
 	if err != nil || sum.Skipped != 1 || !strings.Contains(out.String(), `"skipped"`) {
 		t.Fatalf("err %v skipped %d out %s", err, sum.Skipped, out.String())
 	}
-	if _, err := Run(context.Background(), e, strings.NewReader("not a capture at all"), Paths()["forward"], nil, &out); err == nil {
+	if _, err := Run(context.Background(), e, strings.NewReader("not a capture at all"), Options{Path: Paths()["forward"]}, &out); err == nil {
 		t.Fatal("garbage accepted")
+	}
+}
+
+func TestReplayClockFollowsCapture(t *testing.T) {
+	clk := &Clock{}
+	e := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk.Now})
+	t.Cleanup(e.Close)
+	// One new connection per second is allowed; the capture's packets are
+	// 1 ms apart, so the second is over the limit — whatever the wall clock.
+	if err := e.Load([]host.PluginSpec{{Name: "rl", File: "rl.lua", Budget: time.Second, Source: []byte(`
+		local b = state.bucket("rl", {rate = 1, burst = 1})
+		fw.register{hook = "forward", fn = function(pkt)
+			if not b:take(pkt.src) then return fw.DROP end
+			pkt:tag(tostring(math.floor(time.now())))
+		end}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	in := capture(t, []pk{{"10.0.0.1", "10.0.1.1", 1, 2, udp, 0}, {"10.0.0.1", "10.0.1.1", 1, 2, udp, 0}})
+	if _, err := Run(context.Background(), e, in, Options{Path: Paths()["forward"], Clock: clk}, &out); err != nil {
+		t.Fatal(err)
+	}
+	r := results(t, &out)
+	if r[0]["verdict"] != "accept" || r[1]["verdict"] != "drop" {
+		t.Fatalf("verdicts %v, %v: the bucket did not follow the capture's clock", r[0]["verdict"], r[1]["verdict"])
+	}
+	if tags := r[0]["tags"].([]any); len(tags) != 1 || tags[0] != "1700000000" {
+		t.Fatalf("time.now() in the script = %v, want the capture's 1700000000", tags)
 	}
 }

@@ -53,7 +53,8 @@ func replayAll(t *testing.T) (out, logs string) {
 		specs[i].Budget = time.Second
 	}
 	var logBuf bytes.Buffer
-	eng := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	clk := &replay.Clock{}
+	eng := host.New(host.Options{Clock: clk.Now, Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	defer eng.Close()
 	if err := eng.Load(specs); err != nil {
 		t.Fatalf("loading %s: %v", goldenConfig, err)
@@ -68,7 +69,7 @@ func replayAll(t *testing.T) (out, logs string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := replay.Run(context.Background(), eng, f, path, nil, &outBuf)
+	sum, err := replay.Run(context.Background(), eng, f, replay.Options{Path: path, Clock: clk}, &outBuf)
 	if err != nil {
 		t.Fatalf("replay: %v", err)
 	}

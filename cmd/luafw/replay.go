@@ -20,6 +20,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	pathName := fs.String("path", "forward", "kernel path: forward (prerouting, forward, postrouting), in (prerouting, input), out (output, postrouting)")
 	hooksFlag := fs.String("hooks", "", "only these hooks of the path, comma-separated")
 	logLevel := fs.String("log-level", "info", "log level of the scripts' log lines (stderr)")
+	budget := fs.Duration("budget", 0, "time budget per callback for every plugin, instead of the configuration's (e.g. 1s for results that do not depend on how busy the machine is)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -53,7 +54,15 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 1
 	}
-	eng := host.New(host.Options{Logger: log})
+	if *budget > 0 {
+		for i := range specs {
+			specs[i].Budget = *budget
+		}
+	}
+	// Scripts see the capture's time: rate limits and TTLs behave as they
+	// would have when it was taken.
+	clk := &replay.Clock{}
+	eng := host.New(host.Options{Logger: log, Clock: clk.Now})
 	defer eng.Close()
 	if err := eng.Load(specs); err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
@@ -65,7 +74,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	defer f.Close()
-	sum, err := replay.Run(ctx, eng, f, path, hooks, stdout)
+	sum, err := replay.Run(ctx, eng, f, replay.Options{Path: path, Hooks: hooks, Clock: clk}, stdout)
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %s: %v\n", *pcapPath, err)
