@@ -4,7 +4,7 @@ GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION ?= 2026.1
 BIN       := bin/luafw
 
-.PHONY: all build test unit e2e lint bench bench-engine demo deps clean
+.PHONY: all build test fmt-check lint bench bench-engine demo deps clean
 
 all: build
 
@@ -17,13 +17,16 @@ deps:
 
 # test runs everything: unit tests, plugin tests, and (as root) the end-to-end
 # tests on real network namespaces.
-test: deps build
+test: deps build fmt-check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
-	./$(BIN) test plugins/
+	./$(BIN) test plugins/ docs/examples
 
-lint:
+fmt-check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+
+
+lint: fmt-check
 	$(GO) vet ./...
 	@test -x $(GOBIN)/staticcheck || GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...

@@ -36,6 +36,9 @@ type File struct {
 	Log       Log               `yaml:"log"`
 	Metrics   string            `yaml:"metrics"`
 	Table     string            `yaml:"table"`
+	// Budget is the time budget of every plugin that sets none (default
+	// host.DefaultBudget).
+	Budget Duration `yaml:"budget"`
 }
 
 // Plugin is one entry of the plugins list.
@@ -214,8 +217,12 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 		if !filepath.IsAbs(file) {
 			file = filepath.Join(dir, file)
 		}
+		budget := p.Budget
+		if budget == 0 {
+			budget = f.Budget
+		}
 		spec := host.PluginSpec{Name: p.Name, File: file, Options: p.Options,
-			Budget: time.Duration(p.Budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor)}
+			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor)}
 		if p.OnError != "" {
 			v, err := host.ParseVerdict(p.OnError)
 			if err != nil {

@@ -93,8 +93,15 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 
 // startDaemon writes the configuration (luafw.yaml) and plugin files into a
 // temporary directory and runs luafw in ns until it reports it is running.
+// Budgets are wall-clock time and `go test ./...` runs packages side by side
+// on few cores, so unless the configuration sets a default budget the
+// plugins get 1s: these tests are about verdicts, not speed (the budget
+// tests set per-plugin budgets, which take precedence).
 func startDaemon(t *testing.T, ns *lab.NS, files map[string]string, extra ...string) *daemon {
 	t.Helper()
+	if cfg := files["luafw.yaml"]; !strings.Contains(cfg, "\nbudget:") && !strings.HasPrefix(cfg, "budget:") {
+		files["luafw.yaml"] = cfg + "budget: 1s\n"
+	}
 	dir := t.TempDir()
 	writeFiles(t, dir, files)
 	return startDaemonIn(t, ns, dir, extra...)

@@ -1,0 +1,96 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/luafw/luafw/host"
+)
+
+func TestParse(t *testing.T) {
+	f, err := Parse([]byte(`
+plugins:
+  - file: a.lua
+    options: {ports: [22, 23], name: x}
+    on_error: drop
+    budget: 5ms
+  - file: /abs/b.lua
+    name: bee
+  - file: c.lua
+    disabled: true
+budget: 1s
+queue: {balance: 2, base: 2000}
+divert:
+  forward: {protos: [tcp, 47], dports: [22], src: [10.0.0.0/8, 192.0.2.1]}
+offload: {mask: 0x100}
+marks: {skip: 0x1000000}
+log: {format: json}
+`), "/etc/luafw/luafw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := f.PluginSpecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 2 {
+		t.Fatalf("%d specs, want 2 (one disabled)", len(specs))
+	}
+	a, b := specs[0], specs[1]
+	if a.File != "/etc/luafw/a.lua" || a.OnError != host.Drop || a.Budget != 5*time.Millisecond {
+		t.Errorf("a = %+v", a)
+	}
+	if ports := a.Options["ports"].([]any); len(ports) != 2 || ports[0] != 22 {
+		t.Errorf("a options = %v", a.Options)
+	}
+	if b.File != "/abs/b.lua" || b.Name != "bee" || b.Budget != time.Second || b.OnError != host.Accept {
+		t.Errorf("b = %+v (the config's default budget applies)", b)
+	}
+	if f.Queue.Balance != 2 || f.Queue.Base != 2000 || f.Offload.Mask != 0x100 || *f.Marks.Skip != 0x1000000 || f.Log.Format != "json" {
+		t.Errorf("daemon settings: %+v", f)
+	}
+	protos, _ := f.Divert["forward"].ProtoNumbers()
+	src, _, _ := f.Divert["forward"].Prefixes()
+	if len(protos) != 2 || protos[0] != 6 || protos[1] != 47 || len(src) != 2 || src[1].String() != "192.0.2.1/32" {
+		t.Errorf("divert: protos %v src %v", protos, src)
+	}
+	if !f.ConntrackEnabled() {
+		t.Error("conntrack should default to on")
+	}
+}
+
+func TestErrorsNameFileAndLine(t *testing.T) {
+	cases := map[string]string{
+		"plugins:\n  - file: a.lua\n    on_eror: drop\n":                    "field on_eror not found",
+		"plugins:\n  - name: x\n":                                           "x.yaml:2: plugin 1: file is missing",
+		"plugins:\n  - file: a.lua\n  - file: b.lua\n    on_error: maybe\n": "x.yaml:3: plugin b.lua: on_error",
+		"budget: soon\n":                             "bad duration",
+		"divert:\n  sideways: {}\n":                  "unknown hook",
+		"divert:\n  forward: {src: [10.0.0.0/33]}\n": "bad prefix",
+		"divert:\n  forward: {protos: [tcpp]}\n":     "unknown protocol",
+		"marks: {skip: 0x1ffffffff}\n":               "bad 32-bit value",
+		"log: {format: xml}\n":                       "log.format",
+	}
+	for in, want := range cases {
+		_, err := Parse([]byte(in), "x.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "x.yaml") {
+			t.Errorf("%q: error %v, want one with x.yaml and %q", in, err, want)
+		}
+	}
+}
+
+func TestLoadAndEmpty(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(p, nil, 0o644)
+	f, err := Load(p)
+	if err != nil || len(f.Plugins) != 0 {
+		t.Fatalf("empty file: %v %+v", err, f)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("a missing file loaded")
+	}
+}
