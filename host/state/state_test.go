@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -611,82 +612,98 @@ func benchKeys(n int) []string {
 	return keys
 }
 
-func BenchmarkMapIncr(b *testing.B) {
-	m := NewStore(nil, Limits{}).Map("m")
-	keys := benchKeys(1024)
-	for _, k := range keys {
-		m.Incr(k, 1, 0, time.Hour)
-	}
-	b.Run("single", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			m.Incr(keys[i&1023], 1, 0, 0)
-			i++
-		}
+// benchClocks runs f with the real clock and with a CoarseClock, whose
+// difference is the cost of time.Now on this machine.
+func benchClocks(b *testing.B, f func(b *testing.B, clock Clock)) {
+	b.Run("clock=time.Now", func(b *testing.B) { f(b, time.Now) })
+	b.Run("clock=coarse", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		f(b, CoarseClock(ctx, nil, time.Millisecond))
 	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		var seed atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(seed.Add(512))
-			for pb.Next() {
+}
+
+func BenchmarkMapIncr(b *testing.B) {
+	benchClocks(b, func(b *testing.B, clock Clock) {
+		m := NewStore(clock, Limits{}).Map("m")
+		keys := benchKeys(1024)
+		for _, k := range keys {
+			m.Incr(k, 1, 0, time.Hour) // with a TTL, so Incr reads the clock
+		}
+		b.Run("single", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
 				m.Incr(keys[i&1023], 1, 0, 0)
 				i++
 			}
 		})
-	})
-	b.Run("parallel-samekey", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				m.Incr(keys[0], 1, 0, 0)
-			}
+		b.Run("parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			var seed atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seed.Add(512))
+				for pb.Next() {
+					m.Incr(keys[i&1023], 1, 0, 0)
+					i++
+				}
+			})
+		})
+		b.Run("parallel-samekey", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					m.Incr(keys[0], 1, 0, 0)
+				}
+			})
 		})
 	})
 }
 
 func BenchmarkBucketTake(b *testing.B) {
-	s := NewStore(nil, Limits{})
-	bk, err := s.Bucket("rl", 1e6, 1e6)
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := benchKeys(1024)
-	for _, k := range keys {
-		bk.Take(k)
-	}
-	b.Run("single", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			bk.Take(keys[i&1023])
-			i++
+	benchClocks(b, func(b *testing.B, clock Clock) {
+		bk, err := NewStore(clock, Limits{}).Bucket("rl", 1e6, 1e6)
+		if err != nil {
+			b.Fatal(err)
 		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		var seed atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(seed.Add(512))
-			for pb.Next() {
+		keys := benchKeys(1024)
+		for _, k := range keys {
+			bk.Take(k)
+		}
+		b.Run("single", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
 				bk.Take(keys[i&1023])
 				i++
 			}
+		})
+		b.Run("parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			var seed atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seed.Add(512))
+				for pb.Next() {
+					bk.Take(keys[i&1023])
+					i++
+				}
+			})
 		})
 	})
 }
 
 func BenchmarkMapGet(b *testing.B) {
-	m := NewStore(nil, Limits{}).Map("m")
-	keys := benchKeys(1024)
-	for _, k := range keys {
-		m.Set(k, NumberValue(1), time.Hour)
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		m.Get(keys[i&1023])
-		i++
-	}
+	benchClocks(b, func(b *testing.B, clock Clock) {
+		m := NewStore(clock, Limits{}).Map("m")
+		keys := benchKeys(1024)
+		for _, k := range keys {
+			m.Set(k, NumberValue(1), time.Hour)
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			m.Get(keys[i&1023])
+			i++
+		}
+	})
 }
