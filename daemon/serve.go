@@ -125,7 +125,7 @@ type segRunner struct {
 	socks  []*nfq.Socket
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	last   atomic.Int64 // unix nanos of the last packet
+	bursts atomic.Uint64 // bursts served: drain watches it stand still
 	stats  *segStats
 }
 
@@ -154,12 +154,15 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			Burst:    d.cfg.Queue.Burst,
 			Logger:   d.log.With("segment", seg.Key()),
 		}
-		stateOf := map[uint16]host.CTState{}
+		// stateOf maps queue number - first to the ct state its rule
+		// matched (queues of one socket are balance apart).
+		first := d.queueFirst(block, 0) + uint16(i)
+		stateOf := make([]host.CTState, (states-1)*d.balance()+1)
 		for s := 0; s < states; s++ {
 			q := d.queueFirst(block, s) + uint16(i)
 			qcfg.Queues = append(qcfg.Queues, q)
 			if states > 1 {
-				stateOf[q] = ctStates[s]
+				stateOf[q-first] = ctStates[s]
 			}
 		}
 		sock, err := nfq.OpenQueue(qcfg)
@@ -169,14 +172,14 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 		}
 		r.socks = append(r.socks, sock)
 		r.wg.Add(1)
-		go r.serve(ctx, sock, stateOf)
+		go r.serve(ctx, sock, first, stateOf)
 	}
 	d.runners[seg.Key()] = r
 	d.log.Info("serving segment", "segment", seg.String(), "queues", len(r.socks)*states)
 	return r, nil
 }
 
-func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, stateOf map[uint16]host.CTState) {
+func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, first uint16, stateOf []host.CTState) {
 	defer r.wg.Done()
 	w := r.d.eng.NewWorker()
 	defer w.Close()
@@ -197,12 +200,15 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, stateOf map[uin
 	reserved := skip | reject
 	err := sock.Serve(ctx, func(msgs []nfq.Msg, out []nfq.Verdict) {
 		seg := r.seg.Load()
-		r.last.Store(time.Now().UnixNano())
+		r.bursts.Add(1)
 		for i := range msgs {
 			m := &msgs[i]
 			p := host.Packet{Hook: seg.Hook, Data: m.Payload, Mark: m.Mark &^ reserved,
 				InDev: names.name(m.InDev), OutDev: names.name(m.OutDev),
-				UID: m.UID, GID: m.GID, HasUID: m.HasUID, CTState: stateOf[m.Queue]}
+				UID: m.UID, GID: m.GID, HasUID: m.HasUID}
+			if k := int(m.Queue - first); k < len(stateOf) {
+				p.CTState = stateOf[k]
+			}
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
 			r.stats.verdicts[dec.Verdict].Add(1)
@@ -298,11 +304,13 @@ func (r *segRunner) stop() {
 // without a verdict, then stops.
 func (r *segRunner) drainAndStop() {
 	deadline := time.Now().Add(drainMax)
-	for time.Now().Before(deadline) {
-		if time.Since(time.Unix(0, r.last.Load())) > drainQuiet {
+	for last := r.bursts.Load(); time.Now().Before(deadline); {
+		time.Sleep(drainQuiet)
+		now := r.bursts.Load()
+		if now == last {
 			break
 		}
-		time.Sleep(drainQuiet / 2)
+		last = now
 	}
 	r.stop()
 }
