@@ -281,6 +281,16 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 		base.rules = append(base.rules, r)
 	}
 	base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, rs.SkipMark).add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	// Replies the kernel generates for a rejected packet (a TCP reset, an
+	// ICMP error) are attached to that packet's conntrack entry, which was
+	// never confirmed and is now shared; NFQUEUE drops such packets when
+	// they are queued (nf_ct_drop_unconfirmed). Let them pass undiverted,
+	// or luafw's own REJECT replies would die in its output diversion. (A
+	// rule set that does not use conntrack must not turn it on, so this
+	// rule comes only with conntrack.)
+	if d.ByState || rs.ConnMarkOffload != 0 || rs.CTLabels {
+		base.rules = append(base.rules, rs.relatedUnconfirmedAccept())
+	}
 	if rs.ConnMarkOffload != 0 {
 		m := rs.ConnMarkOffload
 		r := (&nftRuleIR{}).add(fmt.Sprintf("ct mark & %s == %s", ruleHex(m), ruleHex(m)),
@@ -345,6 +355,22 @@ func (f Filter) rule(fam int) *nftRuleIR {
 	ruleAddrs(r, fam, "daddr", f.Dst)
 	return r
 }
+
+// relatedUnconfirmedAccept lets related packets of unconfirmed entries
+// (the kernel's reject replies) through.
+func (rs RuleSet) relatedUnconfirmedAccept() *nftRuleIR {
+	return (&nftRuleIR{}).
+		add("ct state related",
+			&expr.Ct{Key: expr.CtKeySTATE, Register: nftReg}, ruleAndMask(expr.CtStateBitRELATED),
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: nftReg, Data: make([]byte, 4)}).
+		add("ct status & confirmed == 0",
+			&expr.Ct{Key: expr.CtKeySTATUS, Register: nftReg}, ruleAndMask(ctStatusConfirmed),
+			&expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: make([]byte, 4)}).
+		add("accept", &expr.Verdict{Kind: expr.VerdictAccept})
+}
+
+// ctStatusConfirmed is IPS_CONFIRMED: the entry is in the conntrack table.
+const ctStatusConfirmed = 1 << 3
 
 func ruleHex(v uint32) string { return fmt.Sprintf("0x%08x", v) }
 

@@ -34,6 +34,7 @@ const ruleGoldenText = `table ip lfw {
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		meta l4proto icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
 	}
@@ -43,6 +44,7 @@ const ruleGoldenText = `table ip lfw {
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div1_forward_ct
 	}
@@ -59,6 +61,7 @@ const ruleGoldenText = `table ip lfw {
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		ct state new counter xt target NFQUEUE --queue-num 6 --queue-bypass comment "luafw div 2 new"
 		ct state established counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 established"
@@ -71,6 +74,7 @@ const ruleGoldenText = `table ip lfw {
 		type filter hook postrouting priority 101; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 drop
 		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		counter xt target NFQUEUE --queue-balance 8:11 --queue-bypass comment "luafw div 3"
 	}
@@ -102,6 +106,7 @@ table ip6 lfw {
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		meta l4proto ipv6-icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
 	}
@@ -111,6 +116,7 @@ table ip6 lfw {
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div1_forward_ct
 	}
@@ -127,6 +133,7 @@ table ip6 lfw {
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		ct state new counter xt target NFQUEUE --queue-num 6 --queue-bypass comment "luafw div 2 new"
 		ct state established counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 established"
