@@ -125,7 +125,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.shutdown()
 		return err
 	}
-	d.log.Info("luafw running", "segments", len(d.plan), "queues", d.queueCount(), "table", d.rules.Table,
+	sockets, queues := d.queueCount()
+	d.log.Info("luafw running", "segments", len(d.plan), "sockets", sockets, "queues", queues, "table", d.rules.Table,
 		"conntrack", d.cfg.ConntrackEnabled(), "generation", d.eng.Generation())
 	<-ctx.Done()
 	d.shutdown()
@@ -250,14 +251,17 @@ func (d *Daemon) apply(plan []Segment, rules nfq.RuleSet) error {
 	return nil
 }
 
-func (d *Daemon) queueCount() int {
+// queueCount returns how many sockets serve how many queues.
+func (d *Daemon) queueCount() (sockets, queues int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n := 0
 	for _, r := range d.runners {
-		n += len(r.socks)
+		for _, s := range r.socks {
+			sockets++
+			queues += len(s.Info().Queues)
+		}
 	}
-	return n
+	return sockets, queues
 }
 
 // statsFor returns a segment's counters. Called with mu held.
