@@ -603,6 +603,26 @@ func TestConstantTablesIterate(t *testing.T) {
 	}
 }
 
+func TestOptionHelpers(t *testing.T) {
+	e, _ := newTestEngine(t)
+	spec := src("opts", `
+		assert(fw.option("port", 22, "number") == 2222)
+		assert(fw.option("missing", "dflt") == "dflt")
+		assert(fw.option("missing") == nil)
+		local l = fw.list(fw.option("hosts"))
+		assert(#l == 1 and l[1] == "a")
+		assert(#fw.list(nil) == 0 and #fw.list({1, 2}) == 2)
+		fw.register{hook="input", fn=function() end}`)
+	spec.Options = map[string]any{"port": 2222, "hosts": "a"}
+	mustLoad(t, e, spec)
+	bad := src("opts", "local p = fw.option('port', 22, 'number')\nfw.register{hook='input', fn=function() end}")
+	bad.Options = map[string]any{"port": "ssh"}
+	err := e.Load([]PluginSpec{bad})
+	if err == nil || !strings.Contains(err.Error(), "opts.lua:1: opts: option port must be a number, not a string") {
+		t.Fatalf("bad option: %v", err)
+	}
+}
+
 func TestBitModule(t *testing.T) {
 	e, _ := newTestEngine(t)
 	mustLoad(t, e, src("bits", `

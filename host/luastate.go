@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -113,6 +114,40 @@ func (e *Engine) fwModule(ps *pluginState) *lua.LTable {
 		opts.RawSetString(k, goToLua(L, v))
 	}
 	fw.RawSetString("options", opts)
+	// fw.option(name, default [, types]): an option's value, or default
+	// when it is not set; types ("number", "string|table", ...) makes a
+	// value of another type a load error naming the plugin and option.
+	fw.RawSetString("option", L.NewFunction(func(L *lua.LState) int {
+		name := L.CheckString(1)
+		v := opts.RawGetString(name)
+		if v == lua.LNil {
+			L.Push(L.Get(2))
+			return 1
+		}
+		if L.GetTop() >= 3 {
+			types := L.CheckString(3)
+			if !strings.Contains(types, v.Type().String()) {
+				L.RaiseError("%s: option %s must be a %s, not a %s", ps.p.name(), name, types, v.Type())
+			}
+		}
+		L.Push(v)
+		return 1
+	}))
+	// fw.list(v): v when it is a table, else a list of v ({} for nil), so an
+	// option may be given as one value or a list.
+	fw.RawSetString("list", L.NewFunction(func(L *lua.LState) int {
+		switch v := L.Get(1).(type) {
+		case *lua.LTable:
+			L.Push(v)
+		case *lua.LNilType:
+			L.Push(L.NewTable())
+		default:
+			t := L.NewTable()
+			t.Append(v)
+			L.Push(t)
+		}
+		return 1
+	}))
 	fw.RawSetString("register", L.NewFunction(ps.register))
 	return fw
 }

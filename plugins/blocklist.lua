@@ -32,23 +32,9 @@
 
 local O = fw.options
 
-local function opt(name, default, kinds)
-	local v = O[name]
-	if v == nil then
-		return default
-	end
-	if kinds and not kinds:find(type(v), 1, true) then
-		error(string.format("%s: option %s must be a %s, not a %s", fw.plugin, name, kinds, type(v)), 0)
-	end
-	return v
-end
+local opt = fw.option
 
-local function list(v)
-	if type(v) ~= "table" then
-		return { v }
-	end
-	return v
-end
+local list = fw.list
 
 local sets = {}
 local size = 0
