@@ -296,7 +296,7 @@ func (l *Lab) addNS(ctx context.Context, role string, ifaces []Iface) (*NS, erro
 	return n, nil
 }
 
-// track registers a server to stop on Close.
+// track registers a server or a started command to stop on Close.
 func (l *Lab) track(c io.Closer) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

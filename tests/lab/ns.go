@@ -87,6 +87,12 @@ func (n *NS) Command(ctx context.Context, name string, args ...string) (*exec.Cm
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
+	// Close kills the command's process group even when it has not entered
+	// the namespace yet (still in `ip netns exec`), which the scan of the
+	// namespace's processes would miss.
+	if err := n.lab.track(procGroup{cmd}); err != nil {
+		return nil, err
+	}
 	return cmd, nil
 }
 
@@ -363,4 +369,14 @@ func (n *NS) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 		return nil, fmt.Errorf("lab: [%s] dial %s %s: %w", n.Name, network, addr, err)
 	}
 	return c, nil
+}
+
+// procGroup kills a started command's process group when the lab closes.
+type procGroup struct{ cmd *exec.Cmd }
+
+func (p procGroup) Close() error {
+	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
+		return nil
+	}
+	return unix.Kill(-p.cmd.Process.Pid, unix.SIGKILL)
 }
