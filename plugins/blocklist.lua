@@ -8,9 +8,12 @@
 -- of milliseconds and cost the same per packet as small ones. Reload the
 -- daemon to pick up a changed file.
 --
--- By default the plugin runs at priority -10, just before the filter
--- stage's other plugins, so listed sources are gone before rate limits or
--- logs see them.
+-- It runs at the filter priority like the other shipped plugins, so one
+-- diversion serves them all (each priority stage a hook's plugins span
+-- costs the packet another trip through a queue); list it first in the
+-- configuration so listed sources are gone before rate limits or logs see
+-- them. To drop before conntrack sees the packet, set priority = "raw" and
+-- hooks = {"prerouting"}.
 --
 -- Options (defaults):
 --   files    = {}                    list files (a string or a list)
@@ -18,7 +21,7 @@
 --   match    = "src"                 "src", "dst" or "both" (either address listed)
 --   action   = "drop"                "drop" or "reject" (TCP reset / ICMP unreachable)
 --   hooks    = {"input", "forward"}  add "output" with match = "dst" to stop this host reaching listed addresses
---   priority = -10
+--   priority = "filter"
 --   log      = false                 log each blocked packet (rate-limited)
 --
 -- Example (luafw config):
@@ -81,7 +84,7 @@ end
 fw.register{
 	name = "blocklist",
 	hook = opt("hooks", { "input", "forward" }, "string table"),
-	priority = opt("priority", -10, "number string"),
+	priority = opt("priority", "filter", "number string"),
 	fn = function(pkt)
 		local hit
 		if check_src then

@@ -5,8 +5,9 @@
 -- hook, and uid for locally generated traffic when known; icmp_type for
 -- ICMP. It never changes a verdict. By default it runs on input, forward
 -- and output, which each connection passes exactly one of, so a
--- connection is logged once; and at priority "security" (50), after the
--- filter stage, so connections an earlier plugin dropped are not logged.
+-- connection is logged once; and at the filter priority, like the other
+-- shipped plugins (one diversion serves them all): list it last in the
+-- configuration so connections an earlier plugin dropped are not logged.
 -- Without conntrack, TCP SYNs (without ACK) count as new connections and
 -- other protocols are not logged.
 --
@@ -20,7 +21,7 @@
 --   message  = "connection"                    the log message
 --   protos   = nil                             only these protocols (e.g. {"tcp", "udp"}); nil = all
 --   hooks    = {"input", "forward", "output"}
---   priority = "security"
+--   priority = "filter"
 --
 -- Example (luafw config):
 --   plugins:
@@ -63,7 +64,7 @@ end
 fw.register{
 	name = "connlog",
 	hook = opt("hooks", { "input", "forward", "output" }, "string table"),
-	priority = opt("priority", "security", "number string"),
+	priority = opt("priority", "filter", "number string"),
 	fn = function(pkt)
 		if not is_new(pkt) then
 			return
