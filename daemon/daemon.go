@@ -94,7 +94,7 @@ func (d *Daemon) DryRun() string {
 // Run installs the rules, serves the queues until ctx is done, then removes
 // every rule it installed and drains the queues.
 func (d *Daemon) Run(ctx context.Context) error {
-	if err := CheckKernel(d.cfg.ConntrackEnabled()); err != nil {
+	if err := CheckKernel(ctx, d.cfg.ConntrackEnabled()); err != nil {
 		return err
 	}
 	// A crashed run may have left our tables: Install replaces them, but
@@ -190,7 +190,7 @@ func (d *Daemon) reload() error {
 	if err != nil {
 		return err
 	}
-	if cfg.Queue != d.cfg.Queue || cfg.ConntrackEnabled() != d.cfg.ConntrackEnabled() {
+	if !sameQueue(cfg.Queue, d.cfg.Queue) || cfg.ConntrackEnabled() != d.cfg.ConntrackEnabled() {
 		d.log.Warn("queue and conntrack settings change only on restart; keeping the running ones")
 		cfg.Queue, cfg.Conntrack = d.cfg.Queue, d.cfg.Conntrack
 	}
@@ -211,6 +211,13 @@ func (d *Daemon) reload() error {
 	d.cfg, d.plan, d.rules = cfg, plan, rules
 	d.log.Info("reloaded", "generation", d.eng.Generation(), "segments", len(plan))
 	return nil
+}
+
+// sameQueue compares queue settings by value (the optional ones are
+// pointers).
+func sameQueue(a, b config.Queue) bool {
+	return a.Base == b.Base && a.Balance == b.Balance && a.MaxLen == b.MaxLen && a.Burst == b.Burst &&
+		boolOr(a.FailOpen, true) == boolOr(b.FailOpen, true) && boolOr(a.GSO, true) == boolOr(b.GSO, true)
 }
 
 // apply starts the queues the plan needs, installs the rules atomically and
@@ -274,15 +281,26 @@ func (d *Daemon) statsFor(key string) *segStats {
 	return s
 }
 
-// CheckKernel verifies what luafw needs from the kernel and says clearly
-// what is missing.
-func CheckKernel(conntrack bool) error {
+// CheckKernel verifies what luafw needs from the kernel, in the current
+// network namespace, and names each missing piece.
+func CheckKernel(ctx context.Context, conntrack bool) error {
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root (or CAP_NET_ADMIN): luafw run installs nftables rules and binds NFQUEUE")
-	}
-	if _, err := os.Stat("/proc/net/netfilter/nfnetlink_queue"); err != nil {
-		missing = append(missing, "NFQUEUE support (nfnetlink_queue): /proc/net/netfilter/nfnetlink_queue is missing")
+	} else {
+		if _, err := os.Stat("/proc/net/netfilter/nfnetlink_queue"); err != nil {
+			missing = append(missing, "NFQUEUE (nfnetlink_queue): /proc/net/netfilter/nfnetlink_queue is missing")
+		}
+		if _, err := nfq.Installed(ctx, nfq.DefaultTable); err != nil {
+			missing = append(missing, fmt.Sprintf("nftables over netlink (nf_tables): %v", err))
+		}
+		if conntrack {
+			if ct, err := nfq.OpenConntrack(); err != nil {
+				missing = append(missing, fmt.Sprintf("conntrack over netlink (nf_conntrack_netlink), or set conntrack: false: %v", err))
+			} else {
+				ct.Close()
+			}
+		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("luafw run cannot start:\n  - %s", strings.Join(missing, "\n  - "))
