@@ -59,7 +59,7 @@ type Plugin struct {
 type Queue struct {
 	Base     uint16 `yaml:"base"`      // first queue number luafw uses (default 1000)
 	Balance  int    `yaml:"balance"`   // queues (and workers) per diversion (default 1)
-	MaxLen   uint32 `yaml:"max_len"`   // kernel queue length (default 4096)
+	MaxLen   uint32 `yaml:"max_len"`   // kernel queue length (default 16384)
 	FailOpen *bool  `yaml:"fail_open"` // accept instead of drop when the queue is full (default true)
 	GSO      *bool  `yaml:"gso"`       // receive GSO packets unsegmented (default true)
 	Burst    int    `yaml:"burst"`     // packets per receive (default 64)

@@ -146,8 +146,12 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 		states = nfq.CTStates
 	}
 	for i := 0; i < d.balance(); i++ {
+		maxLen := d.cfg.Queue.MaxLen
+		if maxLen == 0 {
+			maxLen = DefaultQueueMaxLen
+		}
 		qcfg := nfq.QueueConfig{
-			MaxLen:   d.cfg.Queue.MaxLen,
+			MaxLen:   maxLen,
 			FailOpen: boolOr(d.cfg.Queue.FailOpen, true),
 			GSO:      boolOr(d.cfg.Queue.GSO, true),
 			UIDGID:   seg.Hook == host.Output || seg.Hook == host.Postrouting,
