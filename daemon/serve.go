@@ -155,8 +155,11 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			FailOpen: boolOr(d.cfg.Queue.FailOpen, true),
 			GSO:      boolOr(d.cfg.Queue.GSO, true),
 			UIDGID:   seg.Hook == host.Output || seg.Hook == host.Postrouting,
-			Burst:    d.cfg.Queue.Burst,
-			Logger:   d.log.With("segment", seg.Key()),
+			// NFQA_CT where the kernel grants it (state and mark on each
+			// packet, no lookups); refused here, then queues and ctnetlink.
+			ConnTrack: d.cfg.ConntrackEnabled(),
+			Burst:     d.cfg.Queue.Burst,
+			Logger:    d.log.With("segment", seg.Key()),
 		}
 		// stateOf maps queue number - first to the ct state its rule
 		// matched (queues of one socket are balance apart).
@@ -212,6 +215,10 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, first uint16, s
 				UID: m.UID, GID: m.GID, HasUID: m.HasUID}
 			if k := int(m.Queue - first); k < len(stateOf) {
 				p.CTState = stateOf[k]
+			}
+			if m.HasCT {
+				p.CTState = ctStates[nfq.CTStateOf(m.CTInfo)]
+				p.CTMark, p.CTMarkKnown = nfq.CTMarkOf(m.CT)
 			}
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
