@@ -363,7 +363,7 @@ func labelList(L *lua.LState, labels [2]uint64) *lua.LTable {
 func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Hook) *lua.LTable {
 	var pp packet.Parsed
 	pp.Decode(p.data)
-	flow, state := track(h.flows, &pp, p.data)
+	flow, state := replay.Track(h.flows, &pp, p.data)
 	ctState, _ := host.ParseCTState(state)
 	mark, tags := p.ctx.mark, slices.Clone(p.ctx.tags)
 	var last host.Decision
@@ -392,7 +392,7 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 		mark = d.Mark
 		tags = slices.Clone(d.Tags)
 		if flow != nil && d.CT.Any() {
-			applyCT(flow, d.CT)
+			replay.ApplyCT(flow, d.CT)
 		}
 		if d.Verdict != host.Accept {
 			by, callback = d.By, d.ByName
@@ -420,44 +420,6 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 	t.RawSetString("ct_mark", lua.LNumber(ctMark))
 	t.RawSetString("ct_labels", labelList(L, labels))
 	return t
-}
-
-// track finds the packet's flow and its conntrack state, as replay does.
-func track(flows *pcap.Flows, p *packet.Parsed, data []byte) (*pcap.Flow, string) {
-	if p.Family == 0 {
-		return nil, pcap.StateInvalid
-	}
-	isErr := (p.Proto == packet.ProtoICMP && (p.ICMPType == 3 || p.ICMPType == 11 || p.ICMPType == 12)) ||
-		(p.Proto == packet.ProtoICMPv6 && p.ICMPType >= 1 && p.ICMPType <= 4)
-	if isErr {
-		var inner packet.Parsed
-		inner.Decode(p.Payload(data))
-		if inner.Family == 0 {
-			return nil, pcap.StateInvalid
-		}
-		return flows.ObserveICMPError(inner.Proto, inner.Src, inner.Dst, inner.SrcPort, inner.DstPort)
-	}
-	sport, dport := p.SrcPort, p.DstPort
-	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
-		if p.L4Off >= 0 && len(data) >= p.L4Off+6 {
-			id := uint16(data[p.L4Off+4])<<8 | uint16(data[p.L4Off+5])
-			sport, dport = id, id
-		}
-	}
-	return flows.Observe(p.Proto, p.Src, p.Dst, sport, dport, p.TCPFlags)
-}
-
-func applyCT(f *pcap.Flow, u host.CTUpdate) {
-	if u.SetMark {
-		f.Mark = f.Mark&^u.MarkMask | u.Mark&u.MarkMask
-	}
-	if u.SetLabels {
-		f.Labels[0] |= u.Labels[0]
-		f.Labels[1] |= u.Labels[1]
-	}
-	if u.SetTimeout {
-		f.Timeout = time.Duration(u.Timeout) * time.Second
-	}
 }
 
 // logHandler sends an engine's log lines to the running test's output and

@@ -142,7 +142,7 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 		mark = d.Mark
 		tags = append(tags[:0:0], d.Tags...)
 		if flow != nil && d.CT.Any() {
-			apply(flow, d.CT)
+			ApplyCT(flow, d.CT)
 		}
 		if d.Verdict != host.Accept {
 			by := d.By
@@ -167,6 +167,13 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 
 // track finds the packet's flow and its conntrack state.
 func (r *Replayer) track(p *packet.Parsed, data []byte) (*pcap.Flow, string) {
+	return Track(r.flows, p, data)
+}
+
+// Track finds a decoded packet's flow in flows, and its conntrack state as
+// the kernel would give it: ICMP errors are related to the flow they quote,
+// echo requests and replies share a flow by their identifier.
+func Track(flows *pcap.Flows, p *packet.Parsed, data []byte) (*pcap.Flow, string) {
 	if p.Family == 0 {
 		return nil, pcap.StateInvalid
 	}
@@ -178,7 +185,7 @@ func (r *Replayer) track(p *packet.Parsed, data []byte) (*pcap.Flow, string) {
 		if inner.Family == 0 {
 			return nil, pcap.StateInvalid
 		}
-		return r.flows.ObserveICMPError(inner.Proto, inner.Src, inner.Dst, inner.SrcPort, inner.DstPort)
+		return flows.ObserveICMPError(inner.Proto, inner.Src, inner.Dst, inner.SrcPort, inner.DstPort)
 	}
 	sport, dport := p.SrcPort, p.DstPort
 	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
@@ -188,10 +195,11 @@ func (r *Replayer) track(p *packet.Parsed, data []byte) (*pcap.Flow, string) {
 			sport, dport = id, id
 		}
 	}
-	return r.flows.Observe(p.Proto, p.Src, p.Dst, sport, dport, p.TCPFlags)
+	return flows.Observe(p.Proto, p.Src, p.Dst, sport, dport, p.TCPFlags)
 }
 
-func apply(f *pcap.Flow, u host.CTUpdate) {
+// ApplyCT carries a decision's conntrack updates out on a tracked flow.
+func ApplyCT(f *pcap.Flow, u host.CTUpdate) {
 	if u.SetMark {
 		f.Mark = f.Mark&^u.MarkMask | u.Mark&u.MarkMask
 	}
