@@ -53,6 +53,7 @@ type Daemon struct {
 	segStats map[string]*segStats // by segment key, kept across reloads
 
 	ctx     context.Context
+	fatal   chan error // a failure that must stop the daemon
 	wg      sync.WaitGroup
 	reloads atomic.Uint64
 	failed  atomic.Uint64
@@ -79,7 +80,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{log: opts.Logger, cfgPath: opts.ConfigPath, eng: eng, cfg: cfg,
 		runners: map[string]*segRunner{}, blocks: map[string]int{}, marks: newMarkCache(),
-		segStats: map[string]*segStats{}}
+		segStats: map[string]*segStats{}, fatal: make(chan error, 1)}
 	d.plan = Plan(eng.HookPriorities())
 	d.rules = d.ruleSet(cfg, d.plan)
 	return d, nil
@@ -132,9 +133,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 	sockets, queues := d.queueCount()
 	d.log.Info("luafw running", "segments", len(d.plan), "sockets", sockets, "queues", queues, "table", d.rules.Table,
 		"conntrack", d.cfg.ConntrackEnabled(), "generation", d.eng.Generation())
-	<-ctx.Done()
-	d.shutdown()
-	return nil
+	select {
+	case <-ctx.Done():
+		d.shutdown()
+		return nil
+	case err := <-d.fatal:
+		d.log.Error("stopping: luafw can no longer filter as configured", "err", err)
+		d.shutdown()
+		return err
+	}
+}
+
+// fail reports an error that must stop the daemon (the first one wins).
+func (d *Daemon) fail(err error) {
+	select {
+	case d.fatal <- err:
+	default:
+	}
 }
 
 // shutdown removes our rules first (with --queue-bypass traffic then flows

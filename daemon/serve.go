@@ -178,29 +178,32 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			return nil, fmt.Errorf("segment %s: queues %v: %w", seg.Key(), qcfg.Queues, err)
 		}
 		r.socks = append(r.socks, sock)
+		// Sockets are opened here, in the caller's network namespace.
+		var lookup *nfq.Conntrack
+		if d.ct != nil {
+			if lookup, err = nfq.OpenConntrack(); err != nil {
+				r.stop()
+				return nil, fmt.Errorf("segment %s: conntrack: %w", seg.Key(), err)
+			}
+		}
 		r.wg.Add(1)
-		go r.serve(ctx, sock, first, stateOf)
+		go r.serve(ctx, sock, lookup, first, stateOf)
 	}
 	d.runners[seg.Key()] = r
 	d.log.Info("serving segment", "segment", seg.String(), "queues", len(r.socks)*states)
 	return r, nil
 }
 
-func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, first uint16, stateOf []host.CTState) {
+// serve runs one socket's packets through a worker of its own. lookup, when
+// not nil, is the worker's conntrack socket for pkt.ct.mark (its own: the
+// shared one is busy with the updater's retries).
+func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Conntrack, first uint16, stateOf []host.CTState) {
 	defer r.wg.Done()
 	w := r.d.eng.NewWorker()
 	defer w.Close()
-	if r.d.ct != nil {
-		// Each worker looks up with a socket of its own: the shared one is
-		// busy with the updater's retries. The socket is opened here, in
-		// the daemon's namespace.
-		ct, err := nfq.OpenConntrack()
-		if err != nil {
-			r.d.log.Error("conntrack lookups disabled for this queue", "segment", r.key, "err", err)
-		} else {
-			defer ct.Close()
-			w.SetCTSource(&ctSource{ct: ct, marks: r.d.marks, log: r.d.log})
-		}
+	if lookup != nil {
+		defer lookup.Close()
+		w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
 	}
 	names := ifNames{}
 	skip, reject := r.d.rules.SkipMark, r.d.rules.RejectMark
@@ -229,7 +232,9 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, first uint16, s
 		}
 	})
 	if err != nil && ctx.Err() == nil {
-		r.d.log.Error("queue reader stopped", "segment", r.key, "err", err)
+		// The queue now has no reader and its traffic bypasses luafw:
+		// stop the daemon rather than filter silently less.
+		r.d.fail(fmt.Errorf("segment %s: queue reader stopped: %w", r.key, err))
 	}
 }
 
