@@ -33,8 +33,9 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
-// Daemon serves luafw's queues for one configuration, in the network
-// namespace it was started in.
+// Daemon serves luafw's queues for one configuration. It acts in the
+// network namespace of its process (run the process inside the namespace to
+// filter, as `ip netns exec NS luafw run` does); all its goroutines share it.
 type Daemon struct {
 	log     *slog.Logger
 	cfgPath string
