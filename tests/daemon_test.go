@@ -109,8 +109,14 @@ func startDaemon(t *testing.T, ns *lab.NS, files map[string]string, extra ...str
 
 func startDaemonIn(t *testing.T, ns *lab.NS, dir string, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, logs: &syncBuf{}, done: make(chan struct{}), dir: dir, pidfile: filepath.Join(dir, "luafw.pid"), ns: ns}
-	args := append([]string{"run", "--config", filepath.Join(dir, "luafw.yaml"), "--log-level", "debug", "--pidfile", d.pidfile}, extra...)
+	return startDaemonConfig(t, ns, filepath.Join(dir, "luafw.yaml"), filepath.Join(dir, "luafw.pid"), extra...)
+}
+
+// startDaemonConfig runs luafw with the configuration file at path.
+func startDaemonConfig(t *testing.T, ns *lab.NS, path, pidfile string, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, logs: &syncBuf{}, done: make(chan struct{}), dir: filepath.Dir(path), pidfile: pidfile, ns: ns}
+	args := append([]string{"run", "--config", path, "--log-level", "debug", "--pidfile", d.pidfile}, extra...)
 	cmd, err := ns.Command(context.Background(), luafwBinary(t), args...)
 	if err != nil {
 		t.Fatal(err)
