@@ -623,6 +623,46 @@ func TestOptionHelpers(t *testing.T) {
 	}
 }
 
+func TestDomains(t *testing.T) {
+	e, _ := newTestEngine(t)
+	mustLoad(t, e, src("dom", `
+		local d = net.domains{"Example.COM.", "*.ads.test", ".tracker.test"}
+		assert(d:size() == 3)
+		assert(d:match("example.com") == "example.com")
+		assert(d:match("a.b.EXAMPLE.com.") == "example.com")
+		assert(d:match("ads.test") == "ads.test" and d:match("x.ads.test") == "ads.test")
+		assert(d:match("notexample.com") == nil and d:match("com") == nil and d:match("") == nil)
+		local marks = net.domains{["video.test"] = 0x10, ["a.video.test"] = 0x20}
+		local name, mark = marks:match("x.a.video.test")
+		assert(name == "a.video.test" and mark == 0x20)
+		fw.register{hook="input", fn=function() end}`))
+	for code, want := range map[string]string{
+		"net.domains{5}":          "entry 1: 5 is not a name",
+		"net.domains{'ok', '*.'}": "entry 2: empty name",
+		"net.domains{[true] = 1}": "is not a name",
+	} {
+		err := e.Load([]PluginSpec{src("bad", code)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", code, err, want)
+		}
+	}
+}
+
+func BenchmarkDomainMatch(b *testing.B) {
+	d, _ := newDomainSet(func() *lua.LTable {
+		L := lua.NewState()
+		t := L.NewTable()
+		for _, n := range []string{"example.com", "ads.test", "tracker.test", "video.test"} {
+			t.Append(lua.LString(n))
+		}
+		return t
+	}())
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d.match("a.b.c.d.nothing.example.org")
+	}
+}
+
 func TestBitModule(t *testing.T) {
 	e, _ := newTestEngine(t)
 	mustLoad(t, e, src("bits", `

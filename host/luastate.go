@@ -322,6 +322,7 @@ func (e *Engine) netModule(ps *pluginState) *lua.LTable {
 		L.Push(wrap(s))
 		return 1
 	}))
+	domainsModule(L, m)
 	m.RawSetString("ip", L.NewFunction(func(L *lua.LState) int {
 		a, err := netip.ParseAddr(L.CheckString(1))
 		if err != nil {

@@ -33,8 +33,6 @@
 --         match: both
 --         action: reject
 
-local O = fw.options
-
 local opt = fw.option
 
 local list = fw.list

@@ -35,33 +35,14 @@
 --         allow: [safe.tracker.example]
 --         action: reject
 
-local O = fw.options
-
 local opt = fw.option
-
 local list = fw.list
 
--- name_set reads a list of names: lowercased, without a leading "*." or
--- "." and without a trailing dot.
-local function name_set(v, what)
-	local set = {}
-	local n = 0
-	for i, name in ipairs(list(v)) do
-		if type(name) ~= "string" then
-			error(string.format("%s: option %s: entry %d is not a name", fw.plugin, what, i), 0)
-		end
-		name = name:lower():gsub("^%*%.", ""):gsub("^%.", ""):gsub("%.$", "")
-		if name == "" then
-			error(string.format("%s: option %s: entry %d is empty", fw.plugin, what, i), 0)
-		end
-		set[name] = true
-		n = n + 1
-	end
-	return set, n
-end
-
-local names, count = name_set(opt("names", {}, "table string"), "names")
-local allow = name_set(opt("allow", {}, "table string"), "allow")
+-- Names match themselves and their subdomains (net.domains normalizes
+-- case, a leading "*." or "." and a trailing dot).
+local names = net.domains(list(opt("names", {}, "table string")), fw.plugin .. ": option names")
+local allow = net.domains(list(opt("allow", {}, "table string")), fw.plugin .. ": option allow")
+local count = names:size()
 local actions = { drop = fw.DROP, reject = fw.REJECT }
 local verdict = actions[opt("action", "reject", "string")]
 if not verdict then
@@ -81,22 +62,6 @@ local blocked_total = state.counter("dnsfilter:" .. fw.plugin .. ":blocked")
 
 if count == 0 and state.counter("dnsfilter:" .. fw.plugin .. ":warned"):incr() == 1 then
 	log.warn("dnsfilter has no names to block: set options.names")
-end
-
--- lookup returns the entry of set that name is, or is a subdomain of:
--- it tries the name, then drops one label at a time. (A plain find: Lua
--- patterns are much slower here.)
-local function lookup(set, name)
-	while true do
-		if set[name] ~= nil then
-			return name
-		end
-		local dot = name:find(".", 1, true)
-		if not dot then
-			return nil
-		end
-		name = name:sub(dot + 1)
-	end
 end
 
 fw.register{
@@ -127,8 +92,8 @@ fw.register{
 			return -- a response, or a message without a question: not ours to judge
 		end
 		local qname = msg.qname
-		local rule = lookup(names, qname)
-		if not rule or lookup(allow, qname) then
+		local rule = names:match(qname)
+		if not rule or allow:match(qname) then
 			return
 		end
 		blocked_total:incr()

@@ -43,63 +43,24 @@
 --         mask: 0xf0
 --         block_quic: true
 
-local O = fw.options
-
 local opt = fw.option
-
 local list = fw.list
 
-local function clean_name(name, what)
-	if type(name) ~= "string" then
-		error(string.format("%s: option %s: %s is not a name", fw.plugin, what, tostring(name)), 0)
-	end
-	name = name:lower():gsub("^%*%.", ""):gsub("^%.", ""):gsub("%.$", "")
-	if name == "" then
-		error(string.format("%s: option %s: empty name", fw.plugin, what), 0)
-	end
-	return name
-end
-
-local function name_set(v, what)
-	local set = {}
-	for _, name in ipairs(list(v)) do
-		set[clean_name(name, what)] = true
-	end
-	return set
-end
-
--- bor is a bitwise or of two 32-bit values (Lua 5.1 has no bit operators).
-local function bor(a, b)
-	local r, bit = 0, 1
-	for _ = 1, 32 do
-		if a % 2 == 1 or b % 2 == 1 then
-			r = r + bit
-		end
-		-- (separate statements: gopher-lua miscompiles a multiple
-		-- assignment of calls that read the assigned variables)
-		a = math.floor(a / 2)
-		b = math.floor(b / 2)
-		bit = bit * 2
-	end
-	return r
-end
-
-local names = name_set(opt("names", {}, "table string"), "names")
-local allow = name_set(opt("allow", {}, "table string"), "allow")
+local names = net.domains(list(opt("names", {}, "table string")), fw.plugin .. ": option names")
+local allow = net.domains(list(opt("allow", {}, "table string")), fw.plugin .. ": option allow")
 local actions = { drop = fw.DROP, reject = fw.REJECT }
 local verdict = actions[opt("action", "reject", "string")]
 if not verdict then
 	error(fw.plugin .. ": option action must be drop or reject", 0)
 end
-local marks = {}
 local all_bits = 0
 for name, mark in pairs(opt("marks", {}, "table")) do
 	if type(mark) ~= "number" or mark < 0 or mark > 0xffffffff or mark % 1 ~= 0 then
 		error(string.format("%s: option marks: the mark of %s must be a 32-bit number", fw.plugin, tostring(name)), 0)
 	end
-	marks[clean_name(name, "marks")] = mark
-	all_bits = bor(all_bits, mark)
+	all_bits = bit.bor(all_bits, mark)
 end
+local marks = net.domains(opt("marks", {}, "table"), fw.plugin .. ": option marks")
 local mask = opt("mask", all_bits, "number")
 local ports = {}
 for _, p in ipairs(list(opt("ports", { 443 }, "number table"))) do
@@ -112,40 +73,24 @@ local log_blocked = opt("log", true, "boolean")
 local pending = state.map("sni:" .. fw.plugin .. ":pending") -- flow -> first segment(s) of a cut hello
 local blocked_total = state.counter("sni:" .. fw.plugin .. ":blocked")
 
--- lookup returns the entry of set that name is, or is a subdomain of:
--- it tries the name, then drops one label at a time. (A plain find: Lua
--- patterns are much slower here.)
-local function lookup(set, name)
-	while true do
-		if set[name] ~= nil then
-			return name
-		end
-		local dot = name:find(".", 1, true)
-		if not dot then
-			return nil
-		end
-		name = name:sub(dot + 1)
-	end
-end
-
 local function flow_key(pkt)
 	return pkt.src .. " " .. pkt.sport .. " " .. pkt.dst .. " " .. pkt.dport
 end
 
 -- decide applies the lists to a name.
 local function decide(pkt, name)
-	local rule = lookup(names, name)
-	if rule and not lookup(allow, name) then
+	local rule = names:match(name)
+	if rule and not allow:match(name) then
 		blocked_total:incr()
 		if log_blocked then
 			log.info("tls connection blocked", { sni = name, rule = rule, src = pkt.src, dst = pkt.dst, dport = pkt.dport })
 		end
 		return verdict
 	end
-	local m = lookup(marks, name)
-	if m then
-		pkt:set_mark(marks[m], mask)
-		pkt.ct:set_mark(marks[m], mask)
+	local _, mark = marks:match(name)
+	if mark then
+		pkt:set_mark(mark, mask)
+		pkt.ct:set_mark(mark, mask)
 	end
 end
 
