@@ -663,6 +663,21 @@ func BenchmarkDomainMatch(b *testing.B) {
 	}
 }
 
+func TestModuleMethodsCheckTheirReceiver(t *testing.T) {
+	e, _ := newTestEngine(t)
+	for code, want := range map[string]string{
+		`state.counter("c").incr(state.map("m"))`:                       "not a state counter",
+		`state.map("m").get(state.counter("c"), "k")`:                   "not a state map",
+		`net.cidr("10.0.0.0/8").contains(net.domains{"x"}, "10.0.0.1")`: "not a net set",
+		`net.domains{"x"}.match(net.cidr("10.0.0.0/8"), "x")`:           "not a domain set",
+	} {
+		err := e.Load([]PluginSpec{src("recv", code)})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", code, err, want)
+		}
+	}
+}
+
 func TestBitModule(t *testing.T) {
 	e, _ := newTestEngine(t)
 	mustLoad(t, e, src("bits", `

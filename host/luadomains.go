@@ -86,11 +86,7 @@ func domainsModule(L *lua.LState, net *lua.LTable) {
 	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		// set:match(name) -> entry, value (nil when nothing matches)
 		"match": func(L *lua.LState) int {
-			d, ok := L.CheckUserData(1).Value.(domainSet)
-			if !ok {
-				L.ArgError(1, "not a domain set")
-			}
-			e, found := d.match(L.CheckString(2))
+			e, found := checkUD[domainSet](L, "domain set").match(L.CheckString(2))
 			if !found {
 				L.Push(lua.LNil)
 				return 1
@@ -100,8 +96,7 @@ func domainsModule(L *lua.LState, net *lua.LTable) {
 			return 2
 		},
 		"size": func(L *lua.LState) int {
-			d, _ := L.CheckUserData(1).Value.(domainSet)
-			L.Push(lua.LNumber(len(d)))
+			L.Push(lua.LNumber(len(checkUD[domainSet](L, "domain set"))))
 			return 1
 		},
 	}))
@@ -113,10 +108,7 @@ func domainsModule(L *lua.LState, net *lua.LTable) {
 		if err != nil {
 			L.RaiseError("%s: %v", L.OptString(2, "net.domains"), err)
 		}
-		ud := L.NewUserData()
-		ud.Value = d
-		ud.Metatable = mt
-		L.Push(ud)
+		L.Push(newUD(L, d, mt))
 		return 1
 	}))
 }

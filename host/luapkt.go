@@ -65,12 +65,7 @@ func (ps *pluginState) initPacket(e *Engine) {
 
 	// pkt.ct
 	ctSetMark := L.NewFunction(func(L *lua.LState) int {
-		v := checkU32(L, 2)
-		mask := uint32(0xffffffff)
-		if L.GetTop() >= 3 {
-			mask = checkU32(L, 3)
-		}
-		ctx.CTSetMark(v, mask)
+		ctx.CTSetMark(checkMark(L))
 		return 0
 	})
 	ctSetTimeout := L.NewFunction(func(L *lua.LState) int {
@@ -111,12 +106,7 @@ func (ps *pluginState) initPacket(e *Engine) {
 
 	// pkt methods
 	setMark := L.NewFunction(func(L *lua.LState) int {
-		v := checkU32(L, 2)
-		mask := uint32(0xffffffff)
-		if L.GetTop() >= 3 {
-			mask = checkU32(L, 3)
-		}
-		ctx.SetMark(v, mask)
+		ctx.SetMark(checkMark(L))
 		return 0
 	})
 	tag := L.NewFunction(func(L *lua.LState) int {
@@ -265,6 +255,16 @@ func strValue(s string) lua.LValue {
 		return lua.LNil
 	}
 	return lua.LString(s)
+}
+
+// checkMark reads the (value [, mask]) arguments of set_mark; the mask
+// defaults to all bits.
+func checkMark(L *lua.LState) (value, mask uint32) {
+	value, mask = checkU32(L, 2), 0xffffffff
+	if L.GetTop() >= 3 {
+		mask = checkU32(L, 3)
+	}
+	return value, mask
 }
 
 // checkU32 reads an unsigned 32-bit integer argument.

@@ -285,12 +285,7 @@ func (e *Engine) netModule(ps *pluginState) *lua.LTable {
 		},
 	}))
 	setMT.RawSetString("__metatable", lua.LString(lockedMeta))
-	wrap := func(s *netset.Set) *lua.LUserData {
-		ud := L.NewUserData()
-		ud.Value = s
-		ud.Metatable = setMT
-		return ud
-	}
+	wrap := func(s *netset.Set) *lua.LUserData { return newUD(L, s, setMT) }
 	m.RawSetString("cidr", L.NewFunction(func(L *lua.LState) int {
 		arg := L.CheckString(1)
 		s, err := netset.Parse([]string{arg})
@@ -335,14 +330,25 @@ func (e *Engine) netModule(ps *pluginState) *lua.LTable {
 	return m
 }
 
-func checkSet(L *lua.LState) *netset.Set {
-	ud := L.CheckUserData(1)
-	s, ok := ud.Value.(*netset.Set)
-	if !ok {
-		L.ArgError(1, "not a net set")
-	}
-	return s
+// newUD wraps a Go value for scripts, with the methods of mt.
+func newUD(L *lua.LState, v any, mt *lua.LTable) *lua.LUserData {
+	ud := L.NewUserData()
+	ud.Value = v
+	ud.Metatable = mt
+	return ud
 }
+
+// checkUD unwraps the method receiver (argument 1), raising a clear error
+// when it is not a T.
+func checkUD[T any](L *lua.LState, what string) T {
+	v, ok := L.CheckUserData(1).Value.(T)
+	if !ok {
+		L.ArgError(1, "not a "+what)
+	}
+	return v
+}
+
+func checkSet(L *lua.LState) *netset.Set { return checkUD[*netset.Set](L, "net set") }
 
 // checkAddr reads an address argument: a string, or the packet itself is
 // not accepted (use pkt.src).
@@ -423,42 +429,31 @@ func (e *Engine) stateModule(ps *pluginState) *lua.LTable {
 	}))
 	mapMT.RawSetString("__metatable", lua.LString(lockedMeta))
 	m.RawSetString("map", L.NewFunction(func(L *lua.LState) int {
-		ud := L.NewUserData()
-		ud.Value = e.store.Map(L.CheckString(1))
-		ud.Metatable = mapMT
-		L.Push(ud)
+		L.Push(newUD(L, e.store.Map(L.CheckString(1)), mapMT))
 		return 1
 	}))
 
 	counterMT := L.NewTable()
 	counterMT.RawSetString("__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"incr": func(L *lua.LState) int {
-			c := L.CheckUserData(1).Value.(*state.Counter)
-			L.Push(lua.LNumber(c.Add(int64(L.OptInt64(2, 1)))))
+			L.Push(lua.LNumber(checkUD[*state.Counter](L, "state counter").Add(int64(L.OptInt64(2, 1)))))
 			return 1
 		},
 		"get": func(L *lua.LState) int {
-			c := L.CheckUserData(1).Value.(*state.Counter)
-			L.Push(lua.LNumber(c.Get()))
+			L.Push(lua.LNumber(checkUD[*state.Counter](L, "state counter").Get()))
 			return 1
 		},
 	}))
 	counterMT.RawSetString("__metatable", lua.LString(lockedMeta))
 	m.RawSetString("counter", L.NewFunction(func(L *lua.LState) int {
-		ud := L.NewUserData()
-		ud.Value = e.store.Counter(L.CheckString(1))
-		ud.Metatable = counterMT
-		L.Push(ud)
+		L.Push(newUD(L, e.store.Counter(L.CheckString(1)), counterMT))
 		return 1
 	}))
 
 	bucketMT := L.NewTable()
 	bucketMT.RawSetString("__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"take": func(L *lua.LState) int {
-			b, ok := L.CheckUserData(1).Value.(*state.Bucket)
-			if !ok {
-				L.ArgError(1, "not a bucket")
-			}
+			b := checkUD[*state.Bucket](L, "state bucket")
 			L.Push(lua.LBool(b.TakeN(L.CheckString(2), float64(L.OptNumber(3, 1)))))
 			return 1
 		},
@@ -476,22 +471,13 @@ func (e *Engine) stateModule(ps *pluginState) *lua.LTable {
 		if err != nil {
 			L.RaiseError("state.bucket: %v", err)
 		}
-		ud := L.NewUserData()
-		ud.Value = b
-		ud.Metatable = bucketMT
-		L.Push(ud)
+		L.Push(newUD(L, b, bucketMT))
 		return 1
 	}))
 	return m
 }
 
-func checkMap(L *lua.LState) *state.Map {
-	m, ok := L.CheckUserData(1).Value.(*state.Map)
-	if !ok {
-		L.ArgError(1, "not a state map")
-	}
-	return m
-}
+func checkMap(L *lua.LState) *state.Map { return checkUD[*state.Map](L, "state map") }
 
 func optSeconds(L *lua.LState, n int) time.Duration {
 	return time.Duration(float64(L.OptNumber(n, 0)) * float64(time.Second))
