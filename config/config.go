@@ -5,13 +5,11 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +37,12 @@ type File struct {
 	// Budget is the time budget of every plugin that sets none (default
 	// host.DefaultBudget).
 	Budget Duration `yaml:"budget"`
+	// Fail is what happens to diverted packets when luafw cannot judge
+	// them: "open" (default) lets them pass, "closed" drops them. See
+	// FailClosed and QueueFailOpen.
+	Fail string `yaml:"fail"`
+
+	lines map[string]int // key path -> line, for errors
 }
 
 // Plugin is one entry of the plugins list.
@@ -51,8 +55,6 @@ type Plugin struct {
 	QuarantineAfter int            `yaml:"quarantine_after"`
 	QuarantineFor   Duration       `yaml:"quarantine_for"`
 	Disabled        bool           `yaml:"disabled"`
-
-	line int
 }
 
 // Queue configures the NFQUEUE side.
@@ -60,7 +62,7 @@ type Queue struct {
 	Base     uint16 `yaml:"base"`      // first queue number luafw uses (default 1000)
 	Balance  int    `yaml:"balance"`   // queues (and workers) per diversion (default 1)
 	MaxLen   uint32 `yaml:"max_len"`   // kernel queue length (default 16384)
-	FailOpen *bool  `yaml:"fail_open"` // accept instead of drop when the queue is full (default true)
+	FailOpen *bool  `yaml:"fail_open"` // accept instead of drop when the queue is full (default: fail is open)
 	GSO      *bool  `yaml:"gso"`       // receive GSO packets unsegmented (default true)
 	Burst    int    `yaml:"burst"`     // packets per receive (default 64)
 }
@@ -126,28 +128,35 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(b, path)
+	f, err := Parse(b, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.checkFiles(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // Parse reads a configuration from b; path names it in errors and anchors
-// relative plugin files.
+// relative plugin files. It touches no file: Load also checks that the
+// plugin files exist.
 func Parse(b []byte, path string) (*File, error) {
-	f := &File{Path: path}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+	f := &File{Path: path, lines: map[string]int{}}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	// Record each plugin's line for later errors.
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err == nil {
-		if list := findKey(&root, "plugins"); list != nil {
-			for i, item := range list.Content {
-				if i < len(f.Plugins) {
-					f.Plugins[i].line = item.Line
-				}
-			}
-		}
+	if len(root.Content) == 0 {
+		return nil, fmt.Errorf("%s:1: the configuration is empty; it must list plugins (plugins: [{file: x.lua}])", path)
+	}
+	s := &shape{f: f, lines: f.lines}
+	if err := s.walk(root.Content[0], reflect.TypeFor[File](), ""); err != nil {
+		return nil, err
+	}
+	if err := root.Decode(f); err != nil {
+		// shape should have refused whatever the decoder refuses.
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	if err := f.check(); err != nil {
 		return nil, err
@@ -155,53 +164,36 @@ func Parse(b []byte, path string) (*File, error) {
 	return f, nil
 }
 
-func findKey(n *yaml.Node, key string) *yaml.Node {
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	if n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
+// line is the line of key path (e.g. "queue.balance", "plugins[0].file"),
+// else of its nearest enclosing key, else 1.
+func (f *File) line(path string) int {
+	for path != "" {
+		if l, ok := f.lines[path]; ok {
+			return l
 		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
 	}
-	return nil
+	return 1
+}
+
+// has reports whether the file sets key path (even to 0 or an empty value).
+func (f *File) has(path string) bool {
+	_, ok := f.lines[path]
+	return ok
 }
 
 func (f *File) errorf(line int, format string, args ...any) error {
 	return fmt.Errorf("%s:%d: %s", f.Path, line, fmt.Sprintf(format, args...))
 }
 
-func (f *File) check() error {
-	for i, p := range f.Plugins {
-		if p.File == "" {
-			return f.errorf(p.line, "plugin %d: file is missing", i+1)
-		}
-		if p.OnError != "" {
-			if _, err := host.ParseVerdict(p.OnError); err != nil {
-				return f.errorf(p.line, "plugin %s: on_error: %v", p.File, err)
-			}
-		}
-	}
-	for hook, flt := range f.Divert {
-		if _, err := host.ParseHook(hook); err != nil {
-			return fmt.Errorf("%s: divert: %w", f.Path, err)
-		}
-		if _, _, err := flt.Prefixes(); err != nil {
-			return fmt.Errorf("%s: divert.%s: %w", f.Path, hook, err)
-		}
-		if _, err := flt.ProtoNumbers(); err != nil {
-			return fmt.Errorf("%s: divert.%s: %w", f.Path, hook, err)
-		}
-	}
-	switch f.Log.Format {
-	case "", "text", "json":
-	default:
-		return fmt.Errorf("%s: log.format must be text or json, not %q", f.Path, f.Log.Format)
-	}
-	return nil
+// ErrorAt is an error about key path (e.g. "queue.balance"), naming the
+// file and the key's line.
+func (f *File) ErrorAt(path, format string, args ...any) error {
+	return f.errorf(f.line(path), format, args...)
 }
 
 // PluginSpecs returns the enabled plugins as engine specs, files resolved
@@ -209,7 +201,7 @@ func (f *File) check() error {
 func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 	dir := filepath.Dir(f.Path)
 	var specs []host.PluginSpec
-	for _, p := range f.Plugins {
+	for i, p := range f.Plugins {
 		if p.Disabled {
 			continue
 		}
@@ -226,7 +218,7 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 		if p.OnError != "" {
 			v, err := host.ParseVerdict(p.OnError)
 			if err != nil {
-				return nil, f.errorf(p.line, "plugin %s: on_error: %v", p.File, err)
+				return nil, f.ErrorAt(fmt.Sprintf("plugins[%d].on_error", i), "on_error: %v", err)
 			}
 			spec.OnError = v
 		}

@@ -24,7 +24,7 @@ plugins:
 budget: 1s
 queue: {balance: 2, base: 2000}
 divert:
-  forward: {protos: [tcp, 47], dports: [22], src: [10.0.0.0/8, 192.0.2.1]}
+  forward: {protos: [tcp, 47], src: [10.0.0.0/8, 192.0.2.1]}
 offload: {mask: 0x100}
 marks: {skip: 0x1000000}
 log: {format: json}
@@ -62,35 +62,53 @@ log: {format: json}
 	}
 }
 
-func TestErrorsNameFileAndLine(t *testing.T) {
-	cases := map[string]string{
-		"plugins:\n  - file: a.lua\n    on_eror: drop\n":                    "field on_eror not found",
-		"plugins:\n  - name: x\n":                                           "x.yaml:2: plugin 1: file is missing",
-		"plugins:\n  - file: a.lua\n  - file: b.lua\n    on_error: maybe\n": "x.yaml:3: plugin b.lua: on_error",
-		"budget: soon\n":                             "bad duration",
-		"divert:\n  sideways: {}\n":                  "unknown hook",
-		"divert:\n  forward: {src: [10.0.0.0/33]}\n": "bad prefix",
-		"divert:\n  forward: {protos: [tcpp]}\n":     "unknown protocol",
-		"marks: {skip: 0x1ffffffff}\n":               "bad 32-bit value",
-		"log: {format: xml}\n":                       "log.format",
-	}
-	for in, want := range cases {
-		_, err := Parse([]byte(in), "x.yaml")
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "x.yaml") {
-			t.Errorf("%q: error %v, want one with x.yaml and %q", in, err, want)
-		}
-	}
-}
-
 func TestLoadAndEmpty(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "empty.yaml")
-	os.WriteFile(p, nil, 0o644)
-	f, err := Load(p)
-	if err != nil || len(f.Plugins) != 0 {
-		t.Fatalf("empty file: %v %+v", err, f)
+	os.WriteFile(p, []byte("# nothing but a comment\n"), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+":1: the configuration is empty") {
+		t.Fatalf("empty file: %v, want it refused with file:1", err)
 	}
 	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
 		t.Fatal("a missing file loaded")
+	}
+	os.WriteFile(filepath.Join(dir, "a.lua"), nil, 0o644)
+	os.Mkdir(filepath.Join(dir, "d.lua"), 0o755)
+	for _, c := range []struct{ in, want string }{
+		{"plugins:\n  - file: a.lua\n  - file: nope.lua\n", ":3: file: plugin nope.lua does not exist (looked for " + filepath.Join(dir, "nope.lua") + ")"},
+		{"plugins:\n  - file: d.lua\n", ":2: file: plugin d.lua is not a regular file"},
+	} {
+		cfg := filepath.Join(dir, "c.yaml")
+		os.WriteFile(cfg, []byte(c.in), 0o644)
+		if _, err := Load(cfg); err == nil || err.Error() != cfg+c.want {
+			t.Errorf("%q: error %v, want %s%s", c.in, err, cfg, c.want)
+		}
+	}
+	// A disabled plugin's file is not needed.
+	cfg := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(cfg, []byte("plugins:\n  - file: a.lua\n  - {file: gone.lua, disabled: true}\n"), 0o644)
+	if _, err := Load(cfg); err != nil {
+		t.Errorf("disabled plugin with a missing file: %v", err)
+	}
+}
+
+func TestFailMode(t *testing.T) {
+	for _, c := range []struct {
+		in               string
+		closed, queueOpn bool
+	}{
+		{"", false, true},
+		{"fail: open\n", false, true},
+		{"fail: closed\n", true, false},
+		{"fail: closed\nqueue: {fail_open: true}\n", true, true},
+		{"queue: {fail_open: false}\n", false, false},
+	} {
+		f, err := Parse([]byte(c.in+"plugins: [{file: a.lua}]\n"), "x.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", c.in, err)
+		}
+		if f.FailClosed() != c.closed || f.QueueFailOpen() != c.queueOpn {
+			t.Errorf("%q: FailClosed %v QueueFailOpen %v, want %v %v", c.in, f.FailClosed(), f.QueueFailOpen(), c.closed, c.queueOpn)
+		}
 	}
 }
