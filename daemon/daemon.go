@@ -18,7 +18,7 @@ import (
 
 // Defaults of the daemon's settings.
 const (
-	DefaultQueueBase = 1000
+	DefaultQueueBase = config.DefaultQueueBase
 	// DefaultQueueMaxLen is the kernel queue length per queue: deep enough
 	// to ride out a scheduling stall of ~100ms at 150k packets/s (memory is
 	// held only while packets wait).
@@ -83,6 +83,10 @@ func New(opts Options) (*Daemon, error) {
 		runners: map[string]*segRunner{}, blocks: map[string]int{}, marks: newMarkCache(),
 		segStats: map[string]*segStats{}, fatal: make(chan error, 1)}
 	d.plan = Plan(eng.HookPriorities())
+	if err := CheckQueues(cfg, d.plan); err != nil {
+		eng.Close()
+		return nil, err
+	}
 	d.rules = d.ruleSet(cfg, d.plan)
 	return d, nil
 }
@@ -210,9 +214,9 @@ func (d *Daemon) reload() error {
 	if err != nil {
 		return err
 	}
-	if !sameQueue(cfg.Queue, d.cfg.Queue) || cfg.ConntrackEnabled() != d.cfg.ConntrackEnabled() {
-		d.log.Warn("queue and conntrack settings change only on restart; keeping the running ones")
-		cfg.Queue, cfg.Conntrack = d.cfg.Queue, d.cfg.Conntrack
+	if !sameQueue(cfg.Queue, d.cfg.Queue) || cfg.ConntrackEnabled() != d.cfg.ConntrackEnabled() || cfg.FailClosed() != d.cfg.FailClosed() {
+		d.log.Warn("queue, conntrack and fail settings change only on restart; keeping the running ones")
+		cfg.Queue, cfg.Conntrack, cfg.Fail = d.cfg.Queue, d.cfg.Conntrack, d.cfg.Fail
 	}
 	// The engine swaps atomically; rules follow. If the rules fail, the
 	// old plugins are restored so chains and diversions stay consistent.
@@ -222,7 +226,10 @@ func (d *Daemon) reload() error {
 	}
 	plan := Plan(d.eng.HookPriorities())
 	rules := d.ruleSet(cfg, plan)
-	if err := d.apply(plan, rules); err != nil {
+	if err = CheckQueues(cfg, plan); err == nil {
+		err = d.apply(plan, rules)
+	}
+	if err != nil {
 		if rerr := d.eng.Load(oldSpecs); rerr != nil {
 			d.log.Error("restoring the old plugins failed", "err", rerr)
 		}

@@ -73,7 +73,8 @@ func (d *Daemon) queueFirst(block, s int) uint16 {
 
 // ruleSet builds the diversion rules for a plan.
 func (d *Daemon) ruleSet(cfg *config.File, plan []Segment) nfq.RuleSet {
-	rs := nfq.RuleSet{Table: cfg.Table, CTLabels: cfg.ConntrackEnabled(), ConnMarkOffload: uint32(cfg.Offload.Mask)}
+	rs := nfq.RuleSet{Table: cfg.Table, CTLabels: cfg.ConntrackEnabled(), ConnMarkOffload: uint32(cfg.Offload.Mask),
+		FailClosed: cfg.FailClosed()}
 	if cfg.Marks.Skip != nil {
 		rs.SkipMark = uint32(*cfg.Marks.Skip)
 	}
@@ -152,7 +153,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 		}
 		qcfg := nfq.QueueConfig{
 			MaxLen:   maxLen,
-			FailOpen: boolOr(d.cfg.Queue.FailOpen, true),
+			FailOpen: d.cfg.QueueFailOpen(),
 			GSO:      boolOr(d.cfg.Queue.GSO, true),
 			UIDGID:   seg.Hook == host.Output || seg.Hook == host.Postrouting,
 			// NFQA_CT where the kernel grants it (state and mark on each

@@ -62,7 +62,7 @@ type Filter struct {
 // QueueSet is a range of NFQUEUE numbers: First..First+Count-1. With Count
 // above 1 the kernel balances flows over the range (a hash of addresses and
 // protocol). Packets bypass the queue (are accepted) while no reader is
-// bound to it.
+// bound to it, unless the RuleSet is FailClosed.
 type QueueSet struct {
 	First uint16
 	Count uint16
@@ -112,6 +112,10 @@ type RuleSet struct {
 	CTLabels bool
 	// Families are 4 and/or 6; default both.
 	Families []int
+	// FailClosed leaves the bypass flag off the queue rules: while no
+	// reader is bound to a queue (the daemon crashed or was killed), the
+	// kernel drops the packets diverted to it instead of accepting them.
+	FailClosed bool
 }
 
 // DiversionCounter is how many packets one queue rule sent to its queues.

@@ -302,7 +302,7 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 	filter := d.Filter.rule(fam)
 	if !d.ByState {
 		r := filter.add("counter", &expr.Counter{})
-		ruleQueue(r, d.Queues[0])
+		ruleQueue(r, d.Queues[0], !rs.FailClosed)
 		r.comment = ruleComment(i, -1)
 		base.rules = append(base.rules, r)
 		return []*nftChainIR{base}
@@ -323,7 +323,7 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 			&expr.Ct{Key: expr.CtKeySTATE, Register: nftReg}, ruleAndMask(bits[s]),
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: nftReg, Data: make([]byte, 4)})
 		r.add("counter", &expr.Counter{})
-		ruleQueue(r, q)
+		ruleQueue(r, q, !rs.FailClosed)
 		r.comment = ruleComment(i, s)
 		states.rules = append(states.rules, r)
 	}
@@ -388,15 +388,20 @@ func ruleMarkBits(r *nftRuleIR, m uint32) *nftRuleIR {
 
 // ruleQueue appends the NFQUEUE compat target (the native `queue` statement
 // is not available on every kernel): xt_NFQ_info_v3 {u16 queuenum, u16
-// queues_total, u16 flags}, padded to 8 bytes.
-func ruleQueue(r *nftRuleIR, q QueueSet) {
+// queues_total, u16 flags}, padded to 8 bytes. With bypass the kernel
+// accepts a packet whose queue has no reader; without, it drops it. This is
+// the only place the flag is set.
+func ruleQueue(r *nftRuleIR, q QueueSet, bypass bool) {
 	info := make([]byte, 8)
 	binary.NativeEndian.PutUint16(info[0:], q.First)
 	binary.NativeEndian.PutUint16(info[2:], q.Count)
-	binary.NativeEndian.PutUint16(info[4:], nfqFlagBypass)
-	text := fmt.Sprintf("xt target NFQUEUE --queue-num %d --queue-bypass", q.First)
+	text := fmt.Sprintf("xt target NFQUEUE --queue-num %d", q.First)
 	if q.Count > 1 {
-		text = fmt.Sprintf("xt target NFQUEUE --queue-balance %d:%d --queue-bypass", q.First, int(q.First)+int(q.Count)-1)
+		text = fmt.Sprintf("xt target NFQUEUE --queue-balance %d:%d", q.First, int(q.First)+int(q.Count)-1)
+	}
+	if bypass {
+		binary.NativeEndian.PutUint16(info[4:], nfqFlagBypass)
+		text += " --queue-bypass"
 	}
 	unknown := xt.Unknown(info)
 	r.add(text, &expr.Target{Name: "NFQUEUE", Rev: 3, Info: &unknown})

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/luafw/luafw/config"
+	"github.com/luafw/luafw/daemon"
 	"github.com/luafw/luafw/host"
 )
 
@@ -38,7 +39,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	log, _ := newLogger(stderr, "text", "warn")
-	specs, _, err := loadSpecs(fs.Arg(0))
+	specs, cfg, err := loadSpecs(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1
@@ -48,6 +49,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := eng.Load(specs); err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1
+	}
+	if cfg != nil {
+		// What only the loaded chains tell: how many diversions need queues.
+		if err := daemon.CheckQueues(cfg, daemon.Plan(eng.HookPriorities())); err != nil {
+			fmt.Fprintf(stderr, "luafw check: %v\n", err)
+			return 1
+		}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOOK\tPRIORITY\tPLUGIN\tCALLBACK\tFILE")
