@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -193,17 +192,18 @@ func luafwRunning(c *consumer) (bool, error) {
 	return strings.Contains(c.stderr.String(), "luafw running"), nil
 }
 
-// readQueues reads the router's /proc/net/netfilter/nfnetlink_queue.
-func readQueues(ctx context.Context, router *lab.NS) (map[uint16]kernelQueue, error) {
-	out, err := router.Run(ctx, "cat", "/proc/net/netfilter/nfnetlink_queue")
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) { // no queue module loaded yet: nothing bound
-			return map[uint16]kernelQueue{}, nil
-		}
+// readQueues reads the router's /proc/net/netfilter/nfnetlink_queue (on a
+// thread inside the router's namespace: /proc/net would show the
+// process's).
+func readQueues(ctx context.Context, router *lab.NS) (qs map[uint16]kernelQueue, err error) {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return parseKernelQueues(out)
+	err = router.Do(func() error {
+		qs, err = readKernelQueues("/proc/thread-self")
+		return err
+	})
+	return qs, err
 }
 
 // queueArgs are nfqbaseline's queue flags for n queues from 0.

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // userHZ is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
@@ -87,28 +91,25 @@ type kernelQueue struct {
 	Seq     uint64 `json:"queued"`       // packets queued so far (the last packet id)
 }
 
-// parseKernelQueues parses /proc/net/netfilter/nfnetlink_queue: queue,
-// peer portid, waiting, copy mode, copy range, dropped, user dropped, last
-// id, 1.
-func parseKernelQueues(s string) (map[uint16]kernelQueue, error) {
+// readKernelQueues reads the NFQUEUE table under a proc directory
+// ("/proc/thread-self" for the calling thread's network namespace). A
+// kernel without the table has no queues.
+func readKernelQueues(procDir string) (map[uint16]kernelQueue, error) {
 	out := map[uint16]kernelQueue{}
-	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 8 {
-			return nil, fmt.Errorf("nfnetlink_queue line %q: too short", line)
-		}
-		var v [8]uint64
-		for i := range v {
-			n, err := strconv.ParseUint(f[i], 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("nfnetlink_queue line %q: %w", line, err)
-			}
-			v[i] = n
-		}
-		out[uint16(v[0])] = kernelQueue{Queue: uint16(v[0]), Waiting: v[2], Dropped: v[5], UDrop: v[6], Seq: v[7]}
+	fs, err := procfs.NewFS(procDir)
+	if err != nil {
+		return nil, fmt.Errorf("nfnetlink_queue: %w", err)
+	}
+	qs, err := fs.NFNetLinkQueue()
+	if errors.Is(err, iofs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nfnetlink_queue: %w", err)
+	}
+	for _, q := range qs {
+		out[uint16(q.QueueID)] = kernelQueue{Queue: uint16(q.QueueID), Waiting: uint64(q.QueueTotal),
+			Dropped: uint64(q.QueueDropped), UDrop: uint64(q.QueueUserDropped), Seq: uint64(q.SequenceID)}
 	}
 	return out, nil
 }

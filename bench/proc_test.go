@@ -40,10 +40,19 @@ func TestParseMachineCPU(t *testing.T) {
 	}
 }
 
-func TestParseKernelQueues(t *testing.T) {
-	qs, err := parseKernelQueues(`    0  12345     7 2 65531     3     4      900  1
+// TestReadKernelQueues reads a fixture table through procfs, the parser
+// the daemon's metrics use too.
+func TestReadKernelQueues(t *testing.T) {
+	dir := t.TempDir()
+	if qs, err := readKernelQueues(dir); err != nil || len(qs) != 0 {
+		t.Errorf("no table: %v, %v; want no queues", qs, err)
+	}
+	os.MkdirAll(filepath.Join(dir, "net/netfilter"), 0o755)
+	table := filepath.Join(dir, "net/netfilter/nfnetlink_queue")
+	os.WriteFile(table, []byte(`    0  12345     7 2 65531     3     4      900  1
  1001  12345     0 2 65531     0     0       10  1
-`)
+`), 0o644)
+	qs, err := readKernelQueues(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +65,8 @@ func TestParseKernelQueues(t *testing.T) {
 	if q := qs[1001]; q.Queue != 1001 || q.Seq != 10 {
 		t.Errorf("queue 1001: %+v", q)
 	}
-	if qs, err := parseKernelQueues(""); err != nil || len(qs) != 0 {
-		t.Errorf("empty file: %v, %v", qs, err)
-	}
-	if _, err := parseKernelQueues("1 2 3"); err == nil {
+	os.WriteFile(table, []byte("1 2 3\n"), 0o644)
+	if _, err := readKernelQueues(dir); err == nil {
 		t.Error("short line accepted")
 	}
 }

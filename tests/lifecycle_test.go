@@ -162,8 +162,8 @@ func TestFailingPlugins(t *testing.T) {
 	}
 	m := scrape(t, d)
 	for _, want := range []string{
-		`luafw_callback_failures_total{plugin="errs",callback="errs",hook="forward",reason="error"}`,
-		`luafw_callback_failures_total{plugin="loops",callback="loops",hook="forward",reason="timeout"}`,
+		`luafw_callback_failures_total{callback="errs",hook="forward",plugin="errs",reason="error"}`,
+		`luafw_callback_failures_total{callback="loops",hook="forward",plugin="loops",reason="timeout"}`,
 	} {
 		if v := metricValue(m, want); v < 1 {
 			t.Errorf("metric %s = %v, want >= 1", want, v)

@@ -258,7 +258,8 @@ func (p *luafwProc) stop() error {
 	return p.err
 }
 
-var verdictLine = regexp.MustCompile(`^luafw_callback_verdicts_total\{plugin="([^"]+)",callback="([^"]+)",hook="([^"]+)",verdict="([^"]+)"\} (\d+)`)
+// Labels come sorted by name, as client_golang writes them.
+var verdictLine = regexp.MustCompile(`^luafw_callback_verdicts_total\{callback="([^"]+)",hook="([^"]+)",plugin="([^"]+)",verdict="([^"]+)"\} (\d+)`)
 
 // printDecisions prints the per-plugin verdict counters.
 func printDecisions(ctx context.Context, ns *lab.NS, p *luafwProc) error {
@@ -281,7 +282,7 @@ func printDecisions(ctx context.Context, ns *lab.NS, p *luafwProc) error {
 		if m == nil || m[5] == "0" {
 			continue
 		}
-		key := fmt.Sprintf("%s (%s)", m[1], m[3])
+		key := fmt.Sprintf("%s (%s)", m[3], m[2])
 		if counts[key] == nil {
 			counts[key] = map[string]string{}
 		}
