@@ -58,6 +58,9 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	reloads atomic.Uint64
 	failed  atomic.Uint64
+	// keepRules leaves the rules installed at shutdown (fail: closed after
+	// a failure).
+	keepRules bool
 }
 
 // New loads the configuration and its plugins. It touches no kernel state:
@@ -108,9 +111,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	// A crashed run may have left our tables: Install replaces them, but
-	// clean first so a failure below leaves nothing of ours behind.
-	if err := nfq.Remove(ctx, d.rules.Table); err != nil {
-		return fmt.Errorf("removing stale rules: %w", err)
+	// clean first so a failure below leaves nothing of ours behind. Not
+	// with fail: closed, where the stale tables keep traffic blocked until
+	// Install swaps them in one transaction (or for good, if we fail).
+	if !d.cfg.FailClosed() {
+		if err := nfq.Remove(ctx, d.rules.Table); err != nil {
+			return fmt.Errorf("removing stale rules: %w", err)
+		}
 	}
 	d.ctx = ctx
 	if d.cfg.ConntrackEnabled() {
@@ -132,6 +139,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	err := d.apply(d.plan, d.rules)
 	d.mu.Unlock()
 	if err != nil {
+		d.keepRules = d.cfg.FailClosed() // stale tables, if any, stay closed
 		d.shutdown()
 		return err
 	}
@@ -144,6 +152,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return nil
 	case err := <-d.fatal:
 		d.log.Error("stopping: luafw can no longer filter as configured", "err", err)
+		d.keepRules = d.cfg.FailClosed()
 		d.shutdown()
 		return err
 	}
@@ -157,12 +166,15 @@ func (d *Daemon) fail(err error) {
 	}
 }
 
-// shutdown removes our rules first (with --queue-bypass traffic then flows
-// without us), then lets the queues drain and closes them.
+// shutdown removes our rules first (traffic then flows without us), then
+// lets the queues drain and closes them. With keepRules (a failure under
+// fail: closed) the rules stay and nothing they divert passes.
 func (d *Daemon) shutdown() {
 	rmCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := nfq.Remove(rmCtx, d.rules.Table); err != nil {
+	if d.keepRules {
+		d.log.Warn("fail: closed: leaving the rules in place; what they divert is dropped until luafw runs again", "table", d.rules.Table)
+	} else if err := nfq.Remove(rmCtx, d.rules.Table); err != nil {
 		d.log.Error("removing rules", "table", d.rules.Table, "err", err)
 	} else {
 		d.log.Info("rules removed", "table", d.rules.Table)
