@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/luafw/luafw/tests/lab"
 )
 
@@ -29,7 +32,7 @@ func testFailMode(t *testing.T, mode string) {
 	l := lab.New(t, lab.Options{})
 	ctx := testCtx(t, 90*time.Second)
 	d := startDaemon(t, l.Router, map[string]string{
-		"luafw.yaml": "fail: " + mode + "\nplugins:\n  - file: drop.lua\n",
+		"luafw.yaml": "fail: " + mode + "\nmetrics: 127.0.0.1:0\nplugins:\n  - file: drop.lua\n",
 		"drop.lua":   drop23,
 	})
 	sink, err := l.Server.ServeUDP(":7100")
@@ -55,6 +58,19 @@ func testFailMode(t *testing.T, mode string) {
 
 	if got := send(); got != n {
 		t.Fatalf("luafw running: %d of %d datagrams arrived", got, n)
+	}
+	// The metrics (served because the configuration says so) count them.
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(scrape(t, d)))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	var decided float64
+	for _, m := range fams["luafw_packets_total"].GetMetric() {
+		decided += m.GetCounter().GetValue()
+	}
+	if decided < n {
+		t.Errorf("luafw_packets_total adds up to %v, want at least %d", decided, n)
 	}
 	rules := luafwRules(t, ctx, l.Router)
 	if closed := !strings.Contains(rules, "bypass"); closed != (mode == "closed") {

@@ -24,7 +24,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	dryRun := fs.Bool("dry-run", false, "print the rules luafw would install and exit")
-	metrics := fs.String("metrics", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9153); off when empty")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9153); default: the config's metrics, else off")
 	logFormat := fs.String("log-format", "", "text or json (default: the config's log.format, else text)")
 	logLevel := fs.String("log-level", "", "debug, info, warn, error (default: the config's log.level, else info)")
 	pidfile := fs.String("pidfile", defaultPidfile, "write the daemon's pid here for `luafw reload`; empty for none")
@@ -43,6 +43,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if *logLevel == "" {
 			*logLevel = cfg.Log.Level
+		}
+		if *metrics == "" {
+			*metrics = cfg.Metrics
 		}
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
