@@ -199,16 +199,12 @@ func (f *File) ErrorAt(path, format string, args ...any) error {
 // PluginSpecs returns the enabled plugins as engine specs, files resolved
 // against the configuration's directory.
 func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
-	dir := filepath.Dir(f.Path)
 	var specs []host.PluginSpec
 	for i, p := range f.Plugins {
 		if p.Disabled {
 			continue
 		}
-		file := p.File
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(dir, file)
-		}
+		file := f.pluginPath(p)
 		budget := p.Budget
 		if budget == 0 {
 			budget = f.Budget
@@ -225,6 +221,15 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 		specs = append(specs, spec)
 	}
 	return specs, nil
+}
+
+// pluginPath is a plugin's file, relative ones resolved against the
+// configuration's directory.
+func (f *File) pluginPath(p Plugin) string {
+	if filepath.IsAbs(p.File) {
+		return p.File
+	}
+	return filepath.Join(filepath.Dir(f.Path), p.File)
 }
 
 // ConntrackEnabled reports whether ct state and ct updates are on

@@ -292,15 +292,11 @@ func (f *File) checkRest() error {
 // checkFiles refuses enabled plugins whose file is missing or not a file,
 // naming the configuration's line (the engine would name only the file).
 func (f *File) checkFiles() error {
-	dir := filepath.Dir(f.Path)
 	for i, p := range f.Plugins {
 		if p.Disabled {
 			continue
 		}
-		file := p.File
-		if !filepath.IsAbs(file) {
-			file = filepath.Join(dir, file)
-		}
+		file := f.pluginPath(p)
 		at := fmt.Sprintf("plugins[%d].file", i)
 		st, err := os.Stat(file)
 		switch {
