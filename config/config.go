@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,12 @@ func Parse(b []byte, path string) (*File, error) {
 	f := &File{Path: path, lines: map[string]int{}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		// "yaml: line 3: did not find expected key" -> "path:3: ..."
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			return nil, fmt.Errorf("%s:%s: YAML syntax: %s", path, m[1], m[2])
+		}
+		return nil, fmt.Errorf("%s: YAML syntax: %s", path, msg)
 	}
 	if len(root.Content) == 0 {
 		return nil, fmt.Errorf("%s:1: the configuration is empty; it must list plugins (plugins: [{file: x.lua}])", path)
@@ -163,6 +169,8 @@ func Parse(b []byte, path string) (*File, error) {
 	}
 	return f, nil
 }
+
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // line is the line of key path (e.g. "queue.balance", "plugins[0].file"),
 // else of its nearest enclosing key, else 1.

@@ -100,6 +100,12 @@ func (s *shape) mapping(n *yaml.Node, t reflect.Type, path string) error {
 			return s.f.errorf(k.Line, "key %q given twice in %s (lines %d and %d)", k.Value, where(path), first, k.Line)
 		}
 		seen[k.Value] = k.Line
+		if k.Tag == "!!merge" { // <<: *anchor (or a list of them) merges keys in
+			if err := s.merge(n.Content[i+1], t, path); err != nil {
+				return err
+			}
+			continue
+		}
 		ft, ok := fields[k.Value]
 		if !ok {
 			return s.f.errorf(k.Line, "unknown key %q in %s; allowed: %s", k.Value, where(path), strings.Join(allowed, ", "))
@@ -110,6 +116,22 @@ func (s *shape) mapping(n *yaml.Node, t reflect.Type, path string) error {
 		s.lines[join(path, k.Value)] = k.Line
 	}
 	return nil
+}
+
+// merge checks the mapping (or list of mappings) a merge key brings in.
+func (s *shape) merge(v *yaml.Node, t reflect.Type, path string) error {
+	if v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
+	if v.Kind == yaml.SequenceNode {
+		for _, m := range v.Content {
+			if err := s.merge(m, t, path); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return s.mapping(v, t, path)
 }
 
 // scalar checks a plain value against a bool, number or string field.

@@ -14,6 +14,9 @@ func TestRefused(t *testing.T) {
 		{"unknown plugin key", "plugins:\n  - file: a.lua\n    optoins: {x: 1}\n",
 			`3: unknown key "optoins" in plugin entry; allowed: file, name, options, on_error, budget, quarantine_after, quarantine_for, disabled`},
 		{"unknown top key", p + "budgets: 2ms\n", `3: unknown key "budgets" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, log, metrics, table, budget, fail`},
+		{"syntax", p + "queue:\n\tbalance: 2\n", `4: YAML syntax: found character that cannot start any token`},
+		{"unknown key through a merge", "defaults: &d {budget: 1ms, bugdet: 2ms}\nplugins:\n  - {<<: *d, file: a.lua}\n", `1: unknown key "defaults" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, log, metrics, table, budget, fail`},
+		{"unknown key in merged map", "plugins:\n  - &a {file: a.lua, on_error: drop}\n  - {<<: {bugdet: 2ms}, file: b.lua}\n", `3: unknown key "bugdet" in plugin entry; allowed: file, name, options, on_error, budget, quarantine_after, quarantine_for, disabled`},
 		{"unknown queue key", p + "queue:\n  balanc: 2\n", `4: unknown key "balanc" in queue; allowed: base, balance, max_len, fail_open, gso, burst`},
 		{"unknown divert key", p + "divert:\n  forward: {port: [22]}\n", `4: unknown key "port" in divert.forward; allowed: protos, dports, sports, in, out, src, dst`},
 		{"key twice", p + "budget: 1ms\nbudget: 2ms\n", `4: key "budget" given twice in the top level (lines 3 and 4)`},
@@ -105,6 +108,7 @@ func TestAccepted(t *testing.T) {
 		"plugins: [{file: a.lua}]\nconntrack: false\nqueue: {base: 65535}\n",
 		"plugins: [{file: a.lua}, {file: a.lua, disabled: true}]\n",
 		"plugins: [{file: a.lua}]\nmarks: {skip: 0x1, reject: 0x2}\noffload: {mask: 0x4}\nmetrics: \"[::1]:0\"\n",
+		"plugins:\n  - &a {file: a.lua, on_error: drop, budget: 3ms}\n  - {<<: *a, file: b.lua}\n",
 		"plugins: [{file: a.lua}]\ndivert:\n  forward: {in: [\"veth*\"], src: [\"2001:DB8::/32\"], dports: [1, 65535]}\n",
 	} {
 		if _, err := Parse([]byte(in), "x.yaml"); err != nil {
