@@ -24,6 +24,10 @@ const (
 	// MaxBurst is the most packets one receive call may take (the kernel
 	// caps recvmmsg at UIO_MAXIOV, 1024).
 	MaxBurst = 1024
+	// MaxBalance bounds queue.balance: each balanced queue is a socket and
+	// a worker thread per diversion, and more than the machine has cores
+	// only costs memory; 256 leaves room for the largest machines.
+	MaxBalance = 256
 	// DefaultQueueBase is the first queue number luafw uses by default.
 	DefaultQueueBase = 1000
 	maxIfName        = 15 // IFNAMSIZ - 1
@@ -107,6 +111,9 @@ func (f *File) checkQueue() error {
 	}
 	if f.has("queue.balance") && q.Balance < 1 {
 		return f.ErrorAt("queue.balance", "queue.balance: want at least 1 queue per diversion (default 1), not %d", q.Balance)
+	}
+	if q.Balance > MaxBalance {
+		return f.ErrorAt("queue.balance", "queue.balance: %d queues (sockets and worker threads) per diversion is more than %d; want about one per core", q.Balance, MaxBalance)
 	}
 	if f.has("queue.max_len") && q.MaxLen == 0 {
 		return f.ErrorAt("queue.max_len", "queue.max_len: want at least 1 packet, not 0")

@@ -50,7 +50,8 @@ func TestRefused(t *testing.T) {
 		// Queues.
 		{"balance 0", p + "queue:\n  balance: 0\n", `4: queue.balance: want at least 1 queue per diversion (default 1), not 0`},
 		{"balance negative", p + "queue: {balance: -3}\n", `3: queue.balance: want at least 1 queue per diversion (default 1), not -3`},
-		{"balance 100000", p + "queue:\n  balance: 100000\n", `4: queue: 1 diversion(s) × balance 100000 × 5 conntrack state queue(s), from queue.base 1000, need queues up to 500999, beyond 65535; lower queue.base or queue.balance`},
+		{"balance 100000", p + "queue:\n  balance: 100000\n", `4: queue.balance: 100000 queues (sockets and worker threads) per diversion is more than 256; want about one per core`},
+		{"balance past the top", p + "queue:\n  base: 65000\n  balance: 200\n", `5: queue: 1 diversion(s) × balance 200 × 5 conntrack state queue(s), from queue.base 65000, need queues up to 65999, beyond 65535; lower queue.base or queue.balance`},
 		{"base near the top", p + "conntrack: false\nqueue:\n  base: 65535\n  balance: 2\n", `6: queue: 1 diversion(s) × balance 2 × 1 conntrack state queue(s), from queue.base 65535, need queues up to 65536, beyond 65535; lower queue.base or queue.balance`},
 		{"base near the top, default balance", p + "queue:\n  base: 65533\n", `4: queue: 1 diversion(s) × balance 1 × 5 conntrack state queue(s), from queue.base 65533, need queues up to 65537, beyond 65535; lower queue.base or queue.balance`},
 		{"base 0", p + "queue: {base: 0}\n", `3: queue.base: want a queue number from 1 to 65535 (default 1000), not 0`},

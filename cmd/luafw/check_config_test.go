@@ -23,7 +23,8 @@ fw.register{name="c", hook="forward", priority=10, fn=function() end}`)
 		{"budget 0", "plugins:\n  - file: a.lua\nbudget: 0s\n", `:3: budget: want a positive duration`},
 		{"plugin budget negative", "plugins:\n  - file: a.lua\n    budget: -1ms\n", `:3: budget: want a positive duration`},
 		{"balance 0", "plugins:\n  - file: a.lua\nqueue: {balance: 0}\n", `:3: queue.balance: want at least 1`},
-		{"balance 100000", "plugins:\n  - file: a.lua\nqueue: {balance: 100000}\n", `:3: queue: 1 diversion(s) × balance 100000`},
+		{"balance 100000", "plugins:\n  - file: a.lua\nqueue: {balance: 100000}\n", `:3: queue.balance: 100000 queues (sockets and worker threads) per diversion is more than 256`},
+		{"queues past 65535", "plugins:\n  - file: a.lua\nqueue: {base: 65000, balance: 200}\n", `:3: queue: 1 diversion(s) × balance 200`},
 		// One block fits, three do not: only the loaded chains tell.
 		{"queues of three segments", "plugins:\n  - file: three.lua\nqueue:\n  base: 65500\n  balance: 4\n",
 			`:5: queue: 3 diversion(s) × balance 4 × 5 conntrack state queue(s), from queue.base 65500, need queues up to 65559, beyond 65535`},
