@@ -31,6 +31,14 @@ const (
 type Options struct {
 	ConfigPath string
 	Logger     *slog.Logger
+	// ControlSocket is where Run answers `luafw reload` and `luafw status`
+	// (see CurrentPaths); none when empty.
+	ControlSocket string
+	// Notifier hears READY, RELOADING, STOPPING, STATUS and watchdog
+	// pings (SystemdNotifier for systemd); none when nil.
+	Notifier Notifier
+	// Version is the build's version, for status.
+	Version string
 }
 
 // Daemon serves luafw's queues for one configuration. It acts in the
@@ -58,6 +66,8 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	reloads atomic.Uint64
 	failed  atomic.Uint64
+
+	svc service // control socket, service manager, watchdog (service.go)
 }
 
 // New loads the configuration and its plugins. It touches no kernel state:
@@ -84,6 +94,7 @@ func New(opts Options) (*Daemon, error) {
 		segStats: map[string]*segStats{}, fatal: make(chan error, 1)}
 	d.plan = Plan(eng.HookPriorities())
 	d.rules = d.ruleSet(cfg, d.plan)
+	d.svc.init(opts)
 	return d, nil
 }
 
@@ -102,6 +113,17 @@ func (d *Daemon) DryRun() string {
 func (d *Daemon) Run(ctx context.Context) error {
 	if err := CheckKernel(ctx, d.cfg.ConntrackEnabled()); err != nil {
 		return err
+	}
+	// Goroutines of the run (updater, control socket, watchdog) end with
+	// it, also when a fatal error ends it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctl, err := d.listenControl()
+	if err != nil {
+		return err
+	}
+	if ctl != nil {
+		defer ctl.Close()
 	}
 	// A crashed run may have left our tables: Install replaces them, but
 	// clean first so a failure below leaves nothing of ours behind.
@@ -125,21 +147,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	d.mu.Lock()
-	err := d.apply(d.plan, d.rules)
+	err = d.apply(d.plan, d.rules)
 	d.mu.Unlock()
 	if err != nil {
+		cancel()
 		d.shutdown()
 		return err
 	}
 	sockets, queues := d.queueCount()
 	d.log.Info("luafw running", "segments", len(d.plan), "sockets", sockets, "queues", queues, "table", d.rules.Table,
 		"conntrack", d.cfg.ConntrackEnabled(), "generation", d.eng.Generation())
+	d.serviceReady(ctx, ctl)
 	select {
 	case <-ctx.Done():
 		d.shutdown()
 		return nil
 	case err := <-d.fatal:
 		d.log.Error("stopping: luafw can no longer filter as configured", "err", err)
+		cancel()
 		d.shutdown()
 		return err
 	}
@@ -156,6 +181,7 @@ func (d *Daemon) fail(err error) {
 // shutdown removes our rules first (with --queue-bypass traffic then flows
 // without us), then lets the queues drain and closes them.
 func (d *Daemon) shutdown() {
+	d.serviceStopping()
 	rmCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := nfq.Remove(rmCtx, d.rules.Table); err != nil {
