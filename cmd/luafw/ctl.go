@@ -141,7 +141,9 @@ func printStatus(w io.Writer, st *daemon.Status) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, c.Name, c.Hook, c.Priority, c.Calls, c.Errors, c.Timeouts, counts(c.Verdicts), state)
 		}
 	}
-	fmt.Fprintln(tw, "\nSEGMENT\tAFTER\tQUEUES\tRECEIVED\tWAITING\tDROPPED\tVERDICTS\t\t")
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSEGMENT\tAFTER\tQUEUES\tRECEIVED\tWAITING\tDROPPED\tVERDICTS")
 	for _, s := range st.Segments {
 		var queues []string
 		var received, waiting, dropped uint64
@@ -155,7 +157,7 @@ func printStatus(w io.Writer, st *daemon.Status) {
 				dropped += k.Dropped + k.UserDropped
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t\t\n", s.Key, s.After, strings.Join(queues, ","), received, waiting, dropped, counts(s.Verdicts))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Key, s.After, strings.Join(queues, ","), received, waiting, dropped, counts(s.Verdicts))
 	}
 	tw.Flush()
 }
