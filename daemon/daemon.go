@@ -34,6 +34,8 @@ type Options struct {
 	// ControlSocket is where Run answers `luafw reload` and `luafw status`
 	// (see CurrentPaths); none when empty.
 	ControlSocket string
+	// Pidfile is where Run writes the process id; none when empty.
+	Pidfile string
 	// Notifier hears READY, RELOADING, STOPPING, STATUS and watchdog
 	// pings (SystemdNotifier for systemd); none when nil.
 	Notifier Notifier
@@ -118,13 +120,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// it, also when a fatal error ends it.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ctl, err := d.listenControl()
+	ctl, release, err := d.claim()
 	if err != nil {
 		return err
 	}
-	if ctl != nil {
-		defer ctl.Close()
-	}
+	defer release()
 	// A crashed run may have left our tables: Install replaces them, but
 	// clean first so a failure below leaves nothing of ours behind.
 	if err := nfq.Remove(ctx, d.rules.Table); err != nil {

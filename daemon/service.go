@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,7 @@ import (
 type service struct {
 	notifier Notifier
 	socket   string // control socket path; empty for none
+	pidfile  string // empty for none
 	version  string
 	started  time.Time
 	readers  readers
@@ -32,7 +35,7 @@ type service struct {
 var errStopping = errors.New("luafw is stopping; not reloading")
 
 func (s *service) init(opts Options) {
-	s.notifier, s.socket, s.version = opts.Notifier, opts.ControlSocket, opts.Version
+	s.notifier, s.socket, s.pidfile, s.version = opts.Notifier, opts.ControlSocket, opts.Pidfile, opts.Version
 }
 
 // ReloadResult is what a successful reload reports.
@@ -88,19 +91,46 @@ func firstLine(s string) string {
 	return s
 }
 
-// listenControl creates the control socket, before Run touches any kernel
-// state: a daemon that already answers there makes this one refuse to
-// start. Nil when the daemon has no socket.
-func (d *Daemon) listenControl() (*control.Server, error) {
-	if d.svc.socket == "" {
-		return nil, nil
+// claim makes this daemon the namespace's instance: it creates the control
+// socket, then the pidfile, before Run touches any kernel state. A daemon
+// already answering on the socket makes this one refuse to start before it
+// overwrites that daemon's pidfile. release removes both. srv is nil when
+// the daemon has no socket.
+func (d *Daemon) claim() (srv *control.Server, release func(), err error) {
+	if d.svc.socket != "" {
+		if srv, err = control.Listen(d.svc.socket, d.log); err != nil {
+			return nil, nil, err
+		}
+		d.registerCommands(srv)
 	}
-	srv, err := control.Listen(d.svc.socket, d.log)
-	if err != nil {
-		return nil, err
+	release = func() {
+		if srv != nil {
+			srv.Close()
+		}
 	}
-	d.registerCommands(srv)
-	return srv, nil
+	if p := d.svc.pidfile; p != "" {
+		if err := writePidfile(p); err != nil {
+			release()
+			return nil, nil, err
+		}
+		release = func() {
+			os.Remove(p)
+			if srv != nil {
+				srv.Close()
+			}
+		}
+	}
+	return srv, release, nil
+}
+
+func writePidfile(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("pidfile: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("pidfile: %w", err)
+	}
+	return nil
 }
 
 // serviceReady runs once the queues are bound and the rules installed:

@@ -296,10 +296,26 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("reload without a daemon: exit %d, %q", code, errs)
 	}
 
+	// A second daemon in lab 2's namespace refuses to start, and leaves the
+	// running one's pidfile, socket and rules alone.
+	pid2, _ := os.ReadFile(d2.pidfile)
+	code, _, errs = luafwIn(t, ctx, l2.Router, "run", "--config", filepath.Join(d2.dir, "luafw.yaml"), "--pidfile", d2.pidfile)
+	if code != 1 {
+		t.Errorf("a second daemon in one namespace: exit %d, want 1: %s", code, errs)
+	}
+	if now, _ := os.ReadFile(d2.pidfile); string(now) != string(pid2) {
+		t.Errorf("the second daemon changed the pidfile: %q, was %q", now, pid2)
+	}
+	if res := connect(ctx, l2.Client, l2.Server.Addr4, 24, time.Second); res.Outcome != lab.TimedOut {
+		t.Errorf("lab 2 after a second daemon tried to start: port 24 %v, want still dropped", res)
+	}
+
 	// SIGTERM removes the socket; the other daemon is untouched.
 	d1.stop()
-	if _, err := os.Stat(luafwd.PathsFor(luafwd.DefaultRunDir, l1.Router.Inode()).Socket); !os.IsNotExist(err) {
-		t.Errorf("socket left after SIGTERM: %v", err)
+	for _, f := range []string{luafwd.PathsFor(luafwd.DefaultRunDir, l1.Router.Inode()).Socket, d1.pidfile} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s left after SIGTERM: %v", f, err)
+		}
 	}
 	if g := status(t, ctx, l2.Router).Generation; g != 1 {
 		t.Errorf("lab 2 after lab 1 stopped: generation %d", g)

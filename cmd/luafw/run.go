@@ -7,9 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"syscall"
 
 	"github.com/luafw/luafw/config"
@@ -53,7 +51,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "luafw run: %v\n", err)
 		return 2
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, Logger: log, ControlSocket: *socket,
+	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, Logger: log, ControlSocket: *socket, Pidfile: *pidfile,
 		Notifier: daemon.SystemdNotifier(), Version: buildVersion()})
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw run: %v\n", err)
@@ -76,17 +74,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
-	}
-	if *pidfile != "" {
-		if err := os.MkdirAll(filepath.Dir(*pidfile), 0o700); err != nil {
-			fmt.Fprintf(stderr, "luafw run: pidfile: %v\n", err)
-			return 1
-		}
-		if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			fmt.Fprintf(stderr, "luafw run: pidfile: %v\n", err)
-			return 1
-		}
-		defer os.Remove(*pidfile)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
