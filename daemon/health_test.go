@@ -55,3 +55,16 @@ func TestReadersStuck(t *testing.T) {
 		t.Fatalf("%d readers left after remove", len(rs.m))
 	}
 }
+
+// BenchmarkHeartbeat is what the watchdog costs a queue reader per burst.
+func BenchmarkHeartbeat(b *testing.B) {
+	var rs readers
+	h := rs.add("forward@0", []uint16{1000})
+	burst := func() {
+		h.enter()
+		defer h.leave()
+	}
+	for b.Loop() {
+		burst()
+	}
+}
