@@ -3,13 +3,49 @@ GO        ?= go
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION ?= 2026.1
 BIN       := bin/luafw
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -X main.version=$(VERSION)
+# install: DESTDIR stages, PREFIX is where the binary and unit live.
+DESTDIR   ?=
+PREFIX    ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all build test fmt-check lint bench bench-engine demo deps clean
+.PHONY: all build test fmt-check lint bench bench-engine demo deps clean install verify-unit
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/luafw
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/luafw
+
+# install puts the binary, the systemd unit (ExecStart names
+# $(PREFIX)/bin/luafw) and an example configuration in place. An existing
+# $(SYSCONFDIR)/luafw is left alone.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/luafw
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local/bin/luafw|$(PREFIX)/bin/luafw|g' \
+	    -e 's|/etc/luafw/|$(SYSCONFDIR)/luafw/|g' \
+	    -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|g' \
+	    dist/luafw.service > $(DESTDIR)$(UNITDIR)/luafw.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/luafw.service
+	install -D -m 0644 docs/operating.md $(DESTDIR)$(PREFIX)/share/doc/luafw/operating.md
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml ]; then \
+	    echo "keeping $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml"; \
+	else \
+	    install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/luafw && \
+	    install -m 0644 docs/examples/luafw.yaml docs/examples/no_telnet.lua docs/examples/ssh_guard.lua \
+	        $(DESTDIR)$(SYSCONFDIR)/luafw/; \
+	fi
+
+# verify-unit checks dist/luafw.service with systemd-analyze, when present.
+verify-unit:
+	@if command -v systemd-analyze >/dev/null; then \
+	    tmp=$$(mktemp -d) && cp dist/luafw.service $$tmp/ && \
+	    sed -i "s|/usr/local/bin/luafw|$$(command -v true)|g" $$tmp/luafw.service && \
+	    out=$$(systemd-analyze verify $$tmp/luafw.service 2>&1); rc=$$?; rm -rf $$tmp; \
+	    [ -z "$$out" ] || { echo "$$out"; exit 1; }; exit $$rc; \
+	else echo "systemd-analyze not found; skipping"; fi
 
 # deps installs what the kernel-side tests and the demo need (root only).
 deps:

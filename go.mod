@@ -3,6 +3,7 @@ module github.com/luafw/luafw
 go 1.26
 
 require (
+	github.com/coreos/go-systemd/v22 v22.5.0
 	github.com/florianl/go-nfqueue/v2 v2.1.0
 	github.com/google/nftables v0.3.0
 	github.com/mdlayher/netlink v1.9.0

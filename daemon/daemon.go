@@ -31,6 +31,16 @@ const (
 type Options struct {
 	ConfigPath string
 	Logger     *slog.Logger
+	// ControlSocket is where Run answers `luafw reload` and `luafw status`
+	// (see CurrentPaths); none when empty.
+	ControlSocket string
+	// Pidfile is where Run writes the process id; none when empty.
+	Pidfile string
+	// Notifier hears READY, RELOADING, STOPPING, STATUS and watchdog
+	// pings (SystemdNotifier for systemd); none when nil.
+	Notifier Notifier
+	// Version is the build's version, for status.
+	Version string
 }
 
 // Daemon serves luafw's queues for one configuration. It acts in the
@@ -61,6 +71,8 @@ type Daemon struct {
 	// keepRules leaves the rules installed at shutdown (fail: closed after
 	// a failure).
 	keepRules bool
+
+	svc service // control socket, service manager, watchdog (service.go)
 }
 
 // New loads the configuration and its plugins. It touches no kernel state:
@@ -91,6 +103,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.rules = d.ruleSet(cfg, d.plan)
+	d.svc.init(opts)
 	return d, nil
 }
 
@@ -110,6 +123,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := CheckKernel(ctx, d.cfg.ConntrackEnabled()); err != nil {
 		return err
 	}
+	// Goroutines of the run (updater, control socket, watchdog) end with
+	// it, also when a fatal error ends it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctl, release, err := d.claim()
+	if err != nil {
+		return err
+	}
+	defer release()
 	// A crashed run may have left our tables: Install replaces them, but
 	// clean first so a failure below leaves nothing of ours behind. Not
 	// with fail: closed, where the stale tables keep traffic blocked until
@@ -136,16 +158,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	d.mu.Lock()
-	err := d.apply(d.plan, d.rules)
+	err = d.apply(d.plan, d.rules)
 	d.mu.Unlock()
 	if err != nil {
 		d.keepRules = d.cfg.FailClosed() // stale tables, if any, stay closed
+		cancel()
 		d.shutdown()
 		return err
 	}
 	sockets, queues := d.queueCount()
 	d.log.Info("luafw running", "segments", len(d.plan), "sockets", sockets, "queues", queues, "table", d.rules.Table,
 		"conntrack", d.cfg.ConntrackEnabled(), "generation", d.eng.Generation())
+	d.serviceReady(ctx, ctl)
 	select {
 	case <-ctx.Done():
 		d.shutdown()
@@ -153,6 +177,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case err := <-d.fatal:
 		d.log.Error("stopping: luafw can no longer filter as configured", "err", err)
 		d.keepRules = d.cfg.FailClosed()
+		cancel()
 		d.shutdown()
 		return err
 	}
@@ -170,6 +195,7 @@ func (d *Daemon) fail(err error) {
 // lets the queues drain and closes them. With keepRules (a failure under
 // fail: closed) the rules stay and nothing they divert passes.
 func (d *Daemon) shutdown() {
+	d.serviceStopping()
 	rmCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if d.keepRules {

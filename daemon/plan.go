@@ -1,7 +1,10 @@
 // Package daemon is the luafw service: it works out where the loaded
 // chains must be diverted, installs the diversion rules, serves the queues
 // with engine workers, carries out the decisions (verdicts, marks,
-// conntrack updates), reloads on request and reports metrics. The engine
+// conntrack updates), reloads on request, reports metrics, answers its
+// control socket (package daemon/control: reload, status) and tells a
+// service manager how it is doing (sd_notify: ready, reloading, stopping,
+// and watchdog pings only while every queue reader progresses). The engine
 // (host) decides; package nfq talks to the kernel; this package joins them.
 package daemon
 

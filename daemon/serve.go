@@ -209,7 +209,11 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 	names := ifNames{}
 	skip, reject := r.d.rules.SkipMark, r.d.rules.RejectMark
 	reserved := skip | reject
+	beat := r.d.svc.readers.add(r.key, sock.Info().Queues)
+	defer r.d.svc.readers.remove(beat)
 	err := sock.Serve(ctx, func(msgs []nfq.Msg, out []nfq.Verdict) {
+		beat.enter()
+		defer beat.leave()
 		seg := r.seg.Load()
 		r.bursts.Add(1)
 		for i := range msgs {

@@ -115,11 +115,21 @@ func startDaemonIn(t *testing.T, ns *lab.NS, dir string, extra ...string) *daemo
 // startDaemonConfig runs luafw with the configuration file at path.
 func startDaemonConfig(t *testing.T, ns *lab.NS, path, pidfile string, extra ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, ns, path, pidfile, nil, extra...)
+}
+
+// startDaemonEnv is startDaemonConfig with variables added to luafw's
+// environment.
+func startDaemonEnv(t *testing.T, ns *lab.NS, path, pidfile string, env []string, extra ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, logs: &syncBuf{}, done: make(chan struct{}), dir: filepath.Dir(path), pidfile: pidfile, ns: ns}
 	args := append([]string{"run", "--config", path, "--log-level", "debug", "--pidfile", d.pidfile}, extra...)
 	cmd, err := ns.Command(context.Background(), luafwBinary(t), args...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	cmd.Stdout, cmd.Stderr = d.logs, d.logs
 	if err := cmd.Start(); err != nil {

@@ -218,7 +218,7 @@ func metricValue(body, series string) float64 {
 	return -1
 }
 
-// TestReload: SIGHUP (luafw reload) swaps plugins without a restart; a
+// TestReload: luafw reload swaps plugins without a restart; a
 // broken configuration keeps the running set.
 func TestReload(t *testing.T) {
 	l := lab.New(t, lab.Options{})
@@ -227,14 +227,15 @@ func TestReload(t *testing.T) {
 	serveTCP(t, l.Server, 23, 24)
 	reload := func() {
 		t.Helper()
-		out, err := exec.CommandContext(ctx, luafwBinary(t), "reload", "--pidfile", d.pidfile).CombinedOutput()
-		if err != nil {
+		if out, err := l.Router.Run(ctx, luafwBinary(t), "reload"); err != nil {
 			t.Fatalf("luafw reload: %v\n%s", err, out)
 		}
 	}
 	// A broken plugin: the old one keeps dropping 23.
 	writeFiles(t, d.dir, map[string]string{"p.lua": "fw.register{hook='forward', fn=function(pkt)\n  return fw.DROP\n"})
-	reload()
+	if _, err := l.Router.Run(ctx, luafwBinary(t), "reload"); err == nil {
+		t.Errorf("luafw reload of a broken plugin exited 0")
+	}
 	d.waitLog("reload failed", 5*time.Second)
 	if !strings.Contains(d.logs.String(), "p.lua:3:") {
 		t.Errorf("the failed reload does not name file:line")

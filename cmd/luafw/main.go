@@ -18,7 +18,9 @@ const usage = `luafw — a Lua-scriptable firewall on NFQUEUE
 
 Usage:
   luafw run --config CONFIG.yaml [--dry-run] [--metrics ADDR]   serve the queues (root)
-  luafw reload [--pidfile FILE]                                 reload a running daemon's config
+  luafw reload [--socket PATH]                                  reload the daemon's config; reports the result
+  luafw status [--json] [--socket PATH]                         the daemon's plugins, counters, queues
+  luafw version                                                 print the build's version
   luafw check FILE.lua|CONFIG.yaml                              load plugins, print the chains
   luafw replay --config CONFIG.yaml --pcap FILE [--path forward|in|out] [--hooks h1,h2]
   luafw test [PATH...]                                          run *_test.lua plugin tests
@@ -36,11 +38,13 @@ func main() {
 // process exit code.
 func commands() map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
-		"check":  cmdCheck,
-		"replay": cmdReplay,
-		"run":    cmdRun,
-		"reload": cmdReload,
-		"test":   cmdTest,
+		"check":   cmdCheck,
+		"replay":  cmdReplay,
+		"run":     cmdRun,
+		"reload":  cmdReload,
+		"status":  cmdStatus,
+		"test":    cmdTest,
+		"version": cmdVersion,
 	}
 }
 
@@ -51,6 +55,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args[0] = "version"
 	}
 	cmd, ok := commands()[args[0]]
 	if !ok {

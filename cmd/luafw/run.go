@@ -2,22 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/daemon"
 )
-
-const defaultPidfile = "/run/luafw.pid"
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -27,7 +22,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	metrics := fs.String("metrics", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9153); default: the config's metrics, else off")
 	logFormat := fs.String("log-format", "", "text or json (default: the config's log.format, else text)")
 	logLevel := fs.String("log-level", "", "debug, info, warn, error (default: the config's log.level, else info)")
-	pidfile := fs.String("pidfile", defaultPidfile, "write the daemon's pid here for `luafw reload`; empty for none")
+	paths, err := daemon.CurrentPaths(daemon.DefaultRunDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw run: %v\n", err)
+		return 1
+	}
+	pidfile := fs.String("pidfile", paths.Pid, "write the daemon's pid here (for signals); empty for none")
+	socket := fs.String("socket", paths.Socket, "answer `luafw reload` and `luafw status` on this Unix socket; empty for none")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -53,7 +54,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "luafw run: %v\n", err)
 		return 2
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, Logger: log})
+	d, err := daemon.New(daemon.Options{ConfigPath: *cfgPath, Logger: log, ControlSocket: *socket, Pidfile: *pidfile,
+		Notifier: daemon.SystemdNotifier(), Version: buildVersion()})
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw run: %v\n", err)
 		return 1
@@ -76,13 +78,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *pidfile != "" {
-		if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			fmt.Fprintf(stderr, "luafw run: pidfile: %v\n", err)
-			return 1
-		}
-		defer os.Remove(*pidfile)
-	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -93,7 +88,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return
 			case <-hup:
 				log.Info("SIGHUP: reloading")
-				d.Reload()
+				d.ReloadAndReport() // logs the outcome
 			}
 		}
 	}()
@@ -109,34 +104,5 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("luafw stopped")
-	return 0
-}
-
-func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	pidfile := fs.String("pidfile", defaultPidfile, "the running daemon's pidfile")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	b, err := os.ReadFile(*pidfile)
-	if err != nil {
-		fmt.Fprintf(stderr, "luafw reload: %v (is luafw run running with --pidfile %s?)\n", err, *pidfile)
-		return 1
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		fmt.Fprintf(stderr, "luafw reload: %s does not hold a pid\n", *pidfile)
-		return 1
-	}
-	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			fmt.Fprintf(stderr, "luafw reload: no process %d (stale pidfile %s)\n", pid, *pidfile)
-		} else {
-			fmt.Fprintf(stderr, "luafw reload: %v\n", err)
-		}
-		return 1
-	}
-	fmt.Fprintf(stdout, "sent SIGHUP to luafw (pid %d); its log says whether the reload succeeded\n", pid)
 	return 0
 }

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/luafw/luafw/daemon"
+	"github.com/luafw/luafw/daemon/control"
+)
+
+// Exit codes of the control commands.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // the daemon answered: the command failed
+	exitUsage    = 2
+	exitNoDaemon = 3 // nothing answers on the socket
+)
+
+// controlFlags adds the flags every control command has.
+func controlFlags(fs *flag.FlagSet) (socket *string, timeout *time.Duration) {
+	socket = fs.String("socket", "", "the daemon's control socket (default: the one of this network namespace, "+daemon.DefaultRunDir+"/netns-INODE.sock)")
+	timeout = fs.Duration("timeout", 2*time.Minute, "give up waiting for the daemon after this long")
+	return socket, timeout
+}
+
+// socketPath is --socket, else this network namespace's socket.
+func socketPath(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	p, err := daemon.CurrentPaths(daemon.DefaultRunDir)
+	if err != nil {
+		return "", err
+	}
+	return p.Socket, nil
+}
+
+// callDaemon runs one control command and maps its failure to an exit code
+// and a message on stderr.
+func callDaemon(ctx context.Context, name, socket string, timeout time.Duration, result any, stderr io.Writer) int {
+	path, err := socketPath(socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw %s: %v\n", name, err)
+		return exitFailed
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err = control.Call(ctx, path, name, nil, result)
+	var re *control.RemoteError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, control.ErrNoDaemon):
+		fmt.Fprintf(stderr, "luafw %s: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", name, err)
+		return exitNoDaemon
+	case errors.As(err, &re):
+		fmt.Fprintf(stderr, "luafw %s: %s\n", name, re.Msg)
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "luafw %s: %v\n", name, err)
+	return exitFailed
+}
+
+func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket, timeout := controlFlags(fs)
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: luafw reload [--socket PATH] [--timeout D]")
+		return exitUsage
+	}
+	var res daemon.ReloadResult
+	code := callDaemon(ctx, "reload", *socket, *timeout, &res, stderr)
+	if code == exitFailed {
+		fmt.Fprintln(stderr, "luafw reload: the daemon keeps running its previous configuration")
+	}
+	if code == exitOK {
+		fmt.Fprintf(stdout, "reloaded: generation %d, %d plugins, %d callbacks, %d segments\n",
+			res.Generation, res.Plugins, res.Callbacks, res.Segments)
+	}
+	return code
+}
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket, timeout := controlFlags(fs)
+	asJSON := fs.Bool("json", false, "print the daemon's status as JSON")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: luafw status [--json] [--socket PATH]")
+		return exitUsage
+	}
+	var raw json.RawMessage
+	if code := callDaemon(ctx, "status", *socket, *timeout, &raw, stderr); code != exitOK {
+		return code
+	}
+	if *asJSON {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, raw, "", "  "); err != nil {
+			fmt.Fprintf(stderr, "luafw status: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintln(stdout, buf.String())
+		return exitOK
+	}
+	var st daemon.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		fmt.Fprintf(stderr, "luafw status: %v\n", err)
+		return exitFailed
+	}
+	printStatus(stdout, &st)
+	return exitOK
+}
+
+// printStatus writes the status for people.
+func printStatus(w io.Writer, st *daemon.Status) {
+	fmt.Fprintf(w, "luafw %s, pid %d, netns %d, up %s\n", st.Version, st.PID, st.Netns,
+		(time.Duration(st.Uptime) * time.Second).Round(time.Second))
+	fmt.Fprintf(w, "config %s, generation %d, table %s, conntrack %v\n", st.Config, st.Generation, st.Table, st.Conntrack)
+	fmt.Fprintf(w, "reloads: %d ok, %d failed\n", st.Reloads.OK, st.Reloads.Failed)
+	if st.Reloads.LastError != "" {
+		fmt.Fprintf(w, "last reload failed: %s\n", st.Reloads.LastError)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nPLUGIN\tCALLBACK\tHOOK\tPRIORITY\tCALLS\tERRORS\tTIMEOUTS\tVERDICTS\tSTATE")
+	for _, p := range st.Plugins {
+		state := "ok"
+		if p.Quarantined {
+			state = "QUARANTINED"
+		}
+		for _, c := range p.Callbacks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, c.Name, c.Hook, c.Priority, c.Calls, c.Errors, c.Timeouts, counts(c.Verdicts), state)
+		}
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSEGMENT\tAFTER\tQUEUES\tRECEIVED\tWAITING\tDROPPED\tVERDICTS")
+	for _, s := range st.Segments {
+		var queues []string
+		var received, waiting, dropped uint64
+		for _, so := range s.Sockets {
+			received += so.Received
+			for _, q := range so.Queues {
+				queues = append(queues, fmt.Sprint(q))
+			}
+			for _, k := range so.Kernel {
+				waiting += k.Waiting
+				dropped += k.Dropped + k.UserDropped
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Key, s.After, strings.Join(queues, ","), received, waiting, dropped, counts(s.Verdicts))
+	}
+	tw.Flush()
+}
+
+// counts renders the non-zero counters of a verdict map, "-" for none.
+func counts(m map[string]uint64) string {
+	var parts []string
+	for k, v := range m {
+		if v > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
