@@ -124,6 +124,8 @@ func (d *Daemon) WriteMetrics(w io.Writer) {
 	p.family("luafw_reloads_total", "counter", "Reloads, by result.")
 	p.sample("luafw_reloads_total", float64(d.reloads.Load()), "result", "ok")
 	p.sample("luafw_reloads_total", float64(d.failed.Load()), "result", "failed")
+	p.family("luafw_tables_restored_total", "counter", "Times luafw's tables were changed or removed by someone else and put back.")
+	p.sample("luafw_tables_restored_total", float64(d.restored.Load()))
 
 	d.mu.Lock()
 	keys := make([]string, 0, len(d.segStats))
