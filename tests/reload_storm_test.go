@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,14 +44,38 @@ end}
 `, v, stormCanary)
 }
 
+// stormFiles is the configuration of reload i, in a cycle of eight: a
+// script-only change (no kernel change), broken, another divert filter
+// (rules swapped in place), broken, a plugin in a new segment (chains
+// added), broken, the segment gone and the first filter back (chains
+// emptied, rules swapped), a script-only change.
+func stormFiles(i int) map[string]string {
+	cfg := "budget: 1s\nplugins:\n  - file: p.lua\n"
+	divA := "divert:\n  forward: {protos: [tcp, udp]}\n"
+	divB := "divert:\n  forward: {protos: [tcp, udp, icmp]}\n"
+	files := map[string]string{"luafw.yaml": cfg + divA, "p.lua": stormPlugin(i), "raw.lua": stormRaw}
+	switch i % 8 {
+	case 2:
+		files["luafw.yaml"] = cfg + divB
+	case 4:
+		files["luafw.yaml"] = cfg + "  - file: raw.lua\n" + divB
+	}
+	if stormBroken(i) {
+		delete(files, "luafw.yaml") // keep the running configuration
+		files["p.lua"] += "fw.register{hook='forward', fn=function(pkt)\n"
+	}
+	return files
+}
+
+func stormBroken(i int) bool { return i%8 == 1 || i%8 == 3 || i%8 == 5 }
+
 // stormRaw is a plugin at raw priority in prerouting: a segment of its own.
 const stormRaw = `fw.register{hook="prerouting", priority="raw", fn=function(pkt) end}`
 
 func TestReloadStormLosesNothing(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	ctx := testCtx(t, 60*time.Second)
-	baseCfg := "plugins:\n  - file: p.lua\n"
-	d := startDaemon(t, l.Router, map[string]string{"luafw.yaml": baseCfg, "p.lua": stormPlugin(0)})
+	d := startDaemon(t, l.Router, stormFiles(0))
 	serveTCP(t, l.Server, stormTCPPort)
 	sink := startSeqSink(t, l.Server, stormUDPPort)
 	snmpBefore := tcpRetrans(t, ctx, l.Client)
@@ -91,19 +116,10 @@ func TestReloadStormLosesNothing(t *testing.T) {
 	good, broken := 0, 0
 	for i := 1; i <= stormReloads; i++ {
 		time.Sleep(150 * time.Millisecond)
-		files := map[string]string{"luafw.yaml": baseCfg, "p.lua": stormPlugin(i)}
-		switch i % 6 {
-		case 1, 3: // broken: a syntax error
-			files["p.lua"] = stormPlugin(i) + "fw.register{hook='forward', fn=function(pkt)\n"
-		case 2: // the rule set changes inside the chains
-			files["luafw.yaml"] = baseCfg + "divert:\n  forward: {protos: [tcp, udp]}\n"
-		case 4: // the plan changes: a segment is added (and removed at 5)
-			files["luafw.yaml"] = baseCfg + "  - file: raw.lua\n"
-			files["raw.lua"] = stormRaw
-		}
+		files := stormFiles(i)
 		writeFiles(t, d.dir, files)
 		wantGood, wantBroken := good, broken
-		if i%6 == 1 || i%6 == 3 {
+		if stormBroken(i) {
 			wantBroken++
 		} else {
 			wantGood++
@@ -146,6 +162,18 @@ func TestReloadStormLosesNothing(t *testing.T) {
 	}
 	if tcpOK.Load() == 0 {
 		t.Error("no TCP connection was made during the storm")
+	}
+	// Each kind of good reload took its path: no kernel change for script
+	// edits, rules swapped for the divert filter, chains for the new segment.
+	kinds := map[string]int{}
+	for _, m := range regexp.MustCompile(`msg=reloaded .*kernel=(?:"([^"]+)"|(\S+))`).FindAllStringSubmatch(d.logs.String(), -1) {
+		kinds[m[1]+m[2]]++
+	}
+	t.Logf("kernel changes by reload: %v", kinds)
+	for _, k := range []string{"none", "rules swapped", "chains added or emptied"} {
+		if kinds[k] == 0 {
+			t.Errorf("no reload logged kernel=%q: %v", k, kinds)
+		}
 	}
 
 	// After one more broken reload the running plugin still drops the
