@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/luafw/luafw/nfq"
 	"github.com/luafw/luafw/tests/lab"
 )
 
@@ -96,4 +97,36 @@ func TestTablesRestoredWhenChangedUnderUs(t *testing.T) {
 		t.Errorf("luafw_tables_restored_total = %v, want 3", v)
 	}
 	d.stop()
+}
+
+// A daemon that cannot bind its queues (another program holds queue 1000)
+// exits with an error at once and leaves no tables behind: its background
+// goroutines stop with it.
+func TestQueueTakenExits(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 60*time.Second)
+	var holder *nfq.Socket
+	if err := l.Router.Do(func() (err error) {
+		holder, err = nfq.OpenQueue(nfq.QueueConfig{Queues: []uint16{1000}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"luafw.yaml": "plugins:\n  - file: drop.lua\n", "drop.lua": drop23})
+	cmd, err := l.Router.Command(ctx, luafwBinary(t), "run", "--config", dir+"/luafw.yaml", "--pidfile", dir+"/luafw.pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "queues [1000") {
+		t.Fatalf("luafw run with queue 1000 taken: %v after %v, want exit code 1 naming the queue:\n%s", err, time.Since(start), out)
+	}
+	t.Logf("exited after %v", time.Since(start))
+	if left := ourRules(t, ctx, l.Router); left != "" {
+		t.Errorf("a failed start left rules:\n%s", left)
+	}
 }

@@ -27,12 +27,12 @@ import (
 // segment) with broken ones (a Lua syntax error). Nothing may be lost, no
 // connection may fail, and a broken reload must keep the running set.
 const (
-	stormMaxSent   = 40000 // at stormRate: 20 s of traffic at most
-	stormRate      = 2000  // datagrams per second
-	stormReloads   = 50
-	stormUDPPort   = 7000
-	stormCanary    = 7001 // every good plugin version drops this port
-	stormTCPPort   = 8080
+	stormMaxSent = 40000 // at stormRate: 20 s of traffic at most
+	stormRate    = 2000  // datagrams per second
+	stormReloads = 50
+	stormUDPPort = 7000
+	stormCanary  = 7001 // every good plugin version drops this port
+	stormTCPPort = 8080
 )
 
 // stormPlugin is good version v of the plugin: it drops the canary port.
