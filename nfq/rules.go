@@ -289,11 +289,11 @@ func (rs RuleSet) String() string {
 
 // nftConn opens an nftables connection in the current namespace whose socket
 // honours ctx's deadline.
-func nftConn(ctx context.Context) (*nftables.Conn, error) {
+func nftConn(ctx context.Context, extra ...nftables.ConnOption) (*nftables.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var opts []nftables.ConnOption
+	opts := extra
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nftables.WithSockOptions(func(c *netlink.Conn) error {
 			return c.SetDeadline(dl)

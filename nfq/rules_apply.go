@@ -127,10 +127,12 @@ func (t *Tables) Verify(ctx context.Context) (string, error) {
 	if t.chains == nil {
 		return "", nil
 	}
-	c, err := nftConn(ctx)
+	// One socket for the dozen dumps (else each opens its own).
+	c, err := nftConn(ctx, nftables.AsLasting())
 	if err != nil {
 		return "", fmt.Errorf("nfq: verify rules: %w", err)
 	}
+	defer c.CloseLasting()
 	now, err := readTables(c, t.name)
 	if err != nil {
 		return "", fmt.Errorf("nfq: verify rules: %w", err)
