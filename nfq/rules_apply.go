@@ -50,6 +50,7 @@ type Tables struct {
 	// chain has no rules.
 	chains map[nftables.TableFamily]map[string]*nftChainIR
 	seen   string // the kernel's state right after our last change
+	known  bool   // seen could be read
 }
 
 // Apply makes the namespace's tables match rs in one nftables transaction
@@ -78,10 +79,7 @@ func (t *Tables) Apply(ctx context.Context, rs RuleSet) (Change, error) {
 		return ChangeNone, fmt.Errorf("nfq: apply rules (table %s): %w", prog.name, err)
 	}
 	plan.commit(t)
-	t.seen, err = readTables(c, t.name)
-	if err != nil {
-		return ChangeNone, fmt.Errorf("nfq: apply rules: reading them back: %w", err)
-	}
+	t.readBack(c)
 	if len(plan.added)+len(plan.retired)+len(plan.deleted) > 0 {
 		return ChangeChains, nil
 	}
@@ -112,7 +110,7 @@ func (t *Tables) Restore(ctx context.Context) error {
 // Remove deletes the tables.
 func (t *Tables) Remove(ctx context.Context) error {
 	name := t.name
-	t.chains, t.seen = nil, ""
+	t.chains, t.seen, t.known = nil, "", false
 	if name == "" {
 		return nil
 	}
@@ -136,6 +134,10 @@ func (t *Tables) Verify(ctx context.Context) (string, error) {
 	now, err := readTables(c, t.name)
 	if err != nil {
 		return "", fmt.Errorf("nfq: verify rules: %w", err)
+	}
+	if !t.known {
+		t.seen, t.known = now, true // not read back after our last change
+		return "", nil
 	}
 	return describeDiff(t.seen, now), nil
 }
@@ -165,10 +167,16 @@ func (t *Tables) replace(ctx context.Context, prog *nftProgram) error {
 		}
 		t.chains[tb.family] = m
 	}
-	if t.seen, err = readTables(c, t.name); err != nil {
-		return fmt.Errorf("nfq: install rules: reading them back: %w", err)
-	}
+	t.readBack(c)
 	return nil
+}
+
+// readBack records the kernel's state after our change. The change is
+// made either way: if the state cannot be read now, the next Verify takes
+// what it reads as the baseline.
+func (t *Tables) readBack(c *nftables.Conn) {
+	seen, err := readTables(c, t.name)
+	t.seen, t.known = seen, err == nil
 }
 
 // chainRef is a chain of one family's table.
