@@ -17,7 +17,8 @@ import (
 type collector struct {
 	d *Daemon
 
-	generation, reloads, packets, ctUpdates     *prometheus.Desc
+	generation, reloads, restored, packets      *prometheus.Desc
+	ctUpdates                                   *prometheus.Desc
 	queueReceived, queueErrors                  *prometheus.Desc
 	kernelWaiting, kernelDropped                *prometheus.Desc
 	quarantined, cbVerdicts, cbFailures, cbTime *prometheus.Desc
@@ -28,6 +29,8 @@ func newCollector(d *Daemon) *collector {
 	return &collector{d: d,
 		generation: prometheus.NewDesc("luafw_generation", "Id of the running set of plugins (it grows with each load).", nil, nil),
 		reloads:    prometheus.NewDesc("luafw_reloads_total", "Reloads, by result (ok, failed).", []string{"result"}, nil),
+		restored: prometheus.NewDesc("luafw_tables_restored_total",
+			"Times luafw's tables were changed or removed by someone else and put back.", nil, nil),
 		packets: prometheus.NewDesc("luafw_packets_total",
 			"Packets decided, by segment (hook@chain priority) and verdict.", []string{"segment", "verdict"}, nil),
 		ctUpdates: prometheus.NewDesc("luafw_ct_updates_total",
@@ -53,7 +56,7 @@ func newCollector(d *Daemon) *collector {
 
 // Describe sends every family's description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.generation, c.reloads, c.packets, c.ctUpdates, c.queueReceived, c.queueErrors,
+	for _, d := range []*prometheus.Desc{c.generation, c.reloads, c.restored, c.packets, c.ctUpdates, c.queueReceived, c.queueErrors,
 		c.kernelWaiting, c.kernelDropped, c.quarantined, c.cbVerdicts, c.cbFailures, c.cbTime} {
 		ch <- d
 	}
@@ -66,6 +69,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, float64(d.eng.Generation()))
 	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(d.reloads.Load()), "ok")
 	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(d.failed.Load()), "failed")
+	ch <- prometheus.MustNewConstMetric(c.restored, prometheus.CounterValue, float64(d.restored.Load()))
 	c.collectDaemon(ch)
 	c.collectKernel(ch)
 	for _, ps := range d.eng.Plugins() {

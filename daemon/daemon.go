@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,7 @@ type Daemon struct {
 	mu      sync.Mutex // guards what follows; held by Reload
 	cfg     *config.File
 	rules   nfq.RuleSet
+	tables  nfq.Tables // what is installed in the kernel
 	plan    []Segment
 	runners map[string]*segRunner // by Segment.Key
 	blocks  map[string]int        // queue block per segment key
@@ -63,11 +65,13 @@ type Daemon struct {
 
 	segStats map[string]*segStats // by segment key, kept across reloads
 
-	ctx     context.Context
-	fatal   chan error // a failure that must stop the daemon
-	wg      sync.WaitGroup
-	reloads atomic.Uint64
-	failed  atomic.Uint64
+	ctx            context.Context
+	stopBackground context.CancelFunc // ends the updater and the table watcher
+	fatal          chan error         // a failure that must stop the daemon
+	wg             sync.WaitGroup
+	reloads        atomic.Uint64
+	failed         atomic.Uint64
+	restored       atomic.Uint64 // times our tables were changed behind our back and put back
 	// keepRules leaves the rules installed at shutdown (fail: closed after
 	// a failure).
 	keepRules bool
@@ -96,7 +100,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{log: opts.Logger, cfgPath: opts.ConfigPath, eng: eng, cfg: cfg,
 		runners: map[string]*segRunner{}, blocks: map[string]int{}, marks: newMarkCache(),
-		segStats: map[string]*segStats{}, fatal: make(chan error, 1)}
+		segStats: map[string]*segStats{}, fatal: make(chan error, 1), ctx: context.Background()}
 	d.plan = Plan(eng.HookPriorities())
 	if err := CheckQueues(cfg, d.plan); err != nil {
 		eng.Close()
@@ -118,7 +122,9 @@ func (d *Daemon) DryRun() string {
 }
 
 // Run installs the rules, serves the queues until ctx is done, then removes
-// every rule it installed and drains the queues.
+// every rule it installed and drains the queues. It replaces tables of the
+// same name left by an earlier run: the caller must hold the namespace's
+// instance lock (AcquireInstance), or it would take a running daemon's.
 func (d *Daemon) Run(ctx context.Context) error {
 	if err := CheckKernel(ctx, d.cfg.ConntrackEnabled()); err != nil {
 		return err
@@ -141,7 +147,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("removing stale rules: %w", err)
 		}
 	}
+	// The background goroutines stop with shutdown, also when Run ends
+	// on an error while the caller's ctx is still live.
+	ctx, d.stopBackground = context.WithCancel(ctx)
+	d.mu.Lock()
 	d.ctx = ctx
+	d.mu.Unlock()
 	if d.cfg.ConntrackEnabled() {
 		ct, err := nfq.OpenConntrack()
 		if err != nil {
@@ -158,7 +169,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	d.mu.Lock()
-	err = d.apply(d.plan, d.rules)
+	_, err = d.apply(d.plan, d.rules)
 	d.mu.Unlock()
 	if err != nil {
 		d.keepRules = d.cfg.FailClosed() // stale tables, if any, stay closed
@@ -166,6 +177,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.shutdown()
 		return err
 	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.watchTables(ctx, tableCheckInterval)
+	}()
 	sockets, queues := d.queueCount()
 	d.log.Info("luafw running", "segments", len(d.plan), "sockets", sockets, "queues", queues, "table", d.rules.Table,
 		"conntrack", d.cfg.ConntrackEnabled(), "generation", d.eng.Generation())
@@ -196,16 +212,20 @@ func (d *Daemon) fail(err error) {
 // fail: closed) the rules stay and nothing they divert passes.
 func (d *Daemon) shutdown() {
 	d.serviceStopping()
+	if d.stopBackground != nil {
+		d.stopBackground()
+	}
 	rmCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	d.mu.Lock()
+	// Under mu, so the table watcher cannot put them back.
 	if d.keepRules {
 		d.log.Warn("fail: closed: leaving the rules in place; what they divert is dropped until luafw runs again", "table", d.rules.Table)
-	} else if err := nfq.Remove(rmCtx, d.rules.Table); err != nil {
+	} else if err := d.tables.Remove(rmCtx); err != nil {
 		d.log.Error("removing rules", "table", d.rules.Table, "err", err)
 	} else {
 		d.log.Info("rules removed", "table", d.rules.Table)
 	}
-	d.mu.Lock()
 	runners := make([]*segRunner, 0, len(d.runners))
 	for _, r := range d.runners {
 		runners = append(runners, r)
@@ -256,26 +276,50 @@ func (d *Daemon) reload() error {
 		d.log.Warn("queue, conntrack and fail settings change only on restart; keeping the running ones")
 		cfg.Queue, cfg.Conntrack, cfg.Fail = d.cfg.Queue, d.cfg.Conntrack, d.cfg.Fail
 	}
-	// The engine swaps atomically; rules follow. If the rules fail, the
-	// old plugins are restored so chains and diversions stay consistent.
-	oldSpecs, _ := d.cfg.PluginSpecs()
-	if err := d.eng.Load(specs); err != nil {
+	if markOr(cfg.Marks.Skip) != markOr(d.cfg.Marks.Skip) || markOr(cfg.Marks.Reject) != markOr(d.cfg.Marks.Reject) {
+		// The queue readers apply the marks they started with.
+		d.log.Warn("marks change only on restart; keeping the running ones")
+		cfg.Marks = d.cfg.Marks
+	}
+	// The engine checks the new set first and swaps atomically; the rules
+	// follow. If the rules fail, the set that ran before comes back (its
+	// compiled code, not its files, which may have changed on disk).
+	next, err := d.eng.Prepare(specs)
+	if err != nil {
 		return err
 	}
-	plan := Plan(d.eng.HookPriorities())
+	plan := Plan(next.HookPriorities())
 	rules := d.ruleSet(cfg, plan)
-	if err = CheckQueues(cfg, plan); err == nil {
-		err = d.apply(plan, rules)
+	if err := CheckQueues(cfg, plan); err != nil {
+		return err
 	}
+	prev := d.eng.Commit(next)
+	change, err := d.apply(plan, rules)
 	if err != nil {
-		if rerr := d.eng.Load(oldSpecs); rerr != nil {
-			d.log.Error("restoring the old plugins failed", "err", rerr)
-		}
+		d.eng.Commit(prev)
+		d.forgetBlocks()
 		return err
 	}
 	d.cfg, d.plan, d.rules = cfg, plan, rules
-	d.log.Info("reloaded", "generation", d.eng.Generation(), "segments", len(plan))
+	d.log.Info("reloaded", "generation", d.eng.Generation(), "segments", len(plan), "kernel", change.String())
 	return nil
+}
+
+// forgetBlocks drops the queue blocks of segments not in the running plan
+// (after a reload that failed). Called with mu held.
+func (d *Daemon) forgetBlocks() {
+	for key := range d.blocks {
+		if !slices.ContainsFunc(d.plan, func(s Segment) bool { return s.Key() == key }) {
+			delete(d.blocks, key)
+		}
+	}
+}
+
+func markOr(h *config.Hex) uint64 {
+	if h == nil {
+		return 0
+	}
+	return uint64(*h)
 }
 
 // sameQueue compares queue settings by value (the optional ones are
@@ -285,33 +329,38 @@ func sameQueue(a, b config.Queue) bool {
 		boolOr(a.FailOpen, true) == boolOr(b.FailOpen, true) && boolOr(a.GSO, true) == boolOr(b.GSO, true)
 }
 
-// apply starts the queues the plan needs, installs the rules atomically and
-// stops the queues no longer diverted to. Called with mu held.
-func (d *Daemon) apply(plan []Segment, rules nfq.RuleSet) error {
+// apply starts the queues the plan needs, brings the rules in line (in one
+// transaction, touching only what changed) and stops the queues no longer
+// diverted to. Queues of segments in both plans keep their readers. Called
+// with mu held.
+func (d *Daemon) apply(plan []Segment, rules nfq.RuleSet) (nfq.Change, error) {
 	want := map[string]bool{}
 	var started []*segRunner
-	for _, seg := range plan {
-		want[seg.Key()] = true
-		if r, ok := d.runners[seg.Key()]; ok {
-			r.seg.Store(&seg) // Last may have changed
-			continue
-		}
-		r, err := d.startRunner(seg)
-		if err != nil {
-			for _, s := range started {
-				s.stop()
-				delete(d.runners, s.key)
-			}
-			return err
-		}
-		started = append(started, r)
-	}
-	if err := nfq.Install(d.ctx, rules); err != nil {
+	undo := func() {
 		for _, s := range started {
 			s.stop()
 			delete(d.runners, s.key)
 		}
-		return fmt.Errorf("installing rules: %w", err)
+	}
+	for _, seg := range plan {
+		want[seg.Key()] = true
+		if _, ok := d.runners[seg.Key()]; ok {
+			continue
+		}
+		r, err := d.startRunner(seg)
+		if err != nil {
+			undo()
+			return nfq.ChangeNone, err
+		}
+		started = append(started, r)
+	}
+	change, err := d.tables.Apply(d.ctx, rules)
+	if err != nil {
+		undo()
+		return nfq.ChangeNone, fmt.Errorf("installing rules: %w", err)
+	}
+	for _, seg := range plan {
+		d.runners[seg.Key()].seg.Store(&seg) // Lo, Hi and Last may have changed
 	}
 	for key, r := range d.runners {
 		if !want[key] {
@@ -320,7 +369,7 @@ func (d *Daemon) apply(plan []Segment, rules nfq.RuleSet) error {
 			go r.drainAndStop()
 		}
 	}
-	return nil
+	return change, nil
 }
 
 // queueCount returns how many sockets serve how many queues.

@@ -22,12 +22,13 @@ type RunPaths struct {
 	Lock   string // flock'ed by the running instance
 	Socket string // control socket (root only)
 	Pid    string // pidfile, for signals
+	NS     uint64 // the network namespace's inode
 }
 
 // PathsFor returns the instance files under dir for the namespace ns.
 func PathsFor(dir string, ns uint64) RunPaths {
 	base := filepath.Join(dir, "netns-"+strconv.FormatUint(ns, 10))
-	return RunPaths{Dir: dir, Lock: base + ".lock", Socket: base + ".sock", Pid: base + ".pid"}
+	return RunPaths{Dir: dir, Lock: base + ".lock", Socket: base + ".sock", Pid: base + ".pid", NS: ns}
 }
 
 // CurrentPaths returns the instance files of the calling thread's network

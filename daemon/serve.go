@@ -188,7 +188,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			}
 		}
 		r.wg.Add(1)
-		go r.serve(ctx, sock, lookup, first, stateOf)
+		go r.serve(ctx, sock, lookup, first, stateOf, d.rules.SkipMark, d.rules.RejectMark)
 	}
 	d.runners[seg.Key()] = r
 	d.log.Info("serving segment", "segment", seg.String(), "queues", len(r.socks)*states)
@@ -198,7 +198,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 // serve runs one socket's packets through a worker of its own. lookup, when
 // not nil, is the worker's conntrack socket for pkt.ct.mark (its own: the
 // shared one is busy with the updater's retries).
-func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Conntrack, first uint16, stateOf []host.CTState) {
+func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Conntrack, first uint16, stateOf []host.CTState, skip, reject uint32) {
 	defer r.wg.Done()
 	w := r.d.eng.NewWorker()
 	defer w.Close()
@@ -207,7 +207,6 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 		w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
 	}
 	names := ifNames{}
-	skip, reject := r.d.rules.SkipMark, r.d.rules.RejectMark
 	reserved := skip | reject
 	beat := r.d.svc.readers.add(r.key, sock.Info().Queues)
 	defer r.d.svc.readers.remove(beat)

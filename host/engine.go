@@ -11,7 +11,6 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
-	"github.com/luafw/luafw/host/netset"
 	"github.com/luafw/luafw/host/state"
 )
 
@@ -166,35 +165,13 @@ func (e *Engine) nanos() int64 { return int64(time.Since(e.start)) }
 // Load compiles the plugins and runs each one's top level once to collect
 // its registrations, then replaces the running set atomically. If anything
 // fails, the running set is left as it was and the error (a *LoadError for
-// script problems) names the file and line.
+// script problems) names the file and line. It is Prepare then Commit.
 func (e *Engine) Load(specs []PluginSpec) error {
-	e.loadMu.Lock()
-	defer e.loadMu.Unlock()
-	plugins := make([]*plugin, 0, len(specs))
-	seen := map[string]string{}
-	for i, spec := range specs {
-		spec = spec.normalize()
-		if prev, dup := seen[spec.Name]; dup {
-			return &LoadError{Plugin: spec.Name, File: spec.File,
-				Reason: fmt.Sprintf("plugin name %q is already used by %s (set a distinct name)", spec.Name, prev)}
-		}
-		seen[spec.Name] = spec.File
-		if spec.OnError != Accept && spec.OnError != Drop && spec.OnError != Reject {
-			return &LoadError{Plugin: spec.Name, File: spec.File, Reason: fmt.Sprintf("on_error must be accept, drop or reject, not %s", spec.OnError)}
-		}
-		proto, err := compile(spec)
-		if err != nil {
-			return err
-		}
-		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}}
-		if err := e.probe(p); err != nil {
-			return err
-		}
-		plugins = append(plugins, p)
+	p, err := e.Prepare(specs)
+	if err != nil {
+		return err
 	}
-	g := e.build(plugins)
-	e.gen.Store(g)
-	e.log.Info("plugins loaded", "generation", g.id, "plugins", len(plugins), "callbacks", g.callbacks())
+	e.Commit(p)
 	return nil
 }
 
@@ -308,8 +285,9 @@ func (e *Engine) Chains() []CallbackInfo {
 
 // HookPriorities returns, per hook, the sorted distinct priorities that
 // have callbacks: what the kernel side needs to divert.
-func (e *Engine) HookPriorities() map[Hook][]int {
-	g := e.gen.Load()
+func (e *Engine) HookPriorities() map[Hook][]int { return e.gen.Load().hookPriorities() }
+
+func (g *generation) hookPriorities() map[Hook][]int {
 	out := map[Hook][]int{}
 	for h, chain := range g.chains {
 		for _, en := range chain {

@@ -142,40 +142,8 @@ func Install(ctx context.Context, rs RuleSet) error {
 		return fmt.Errorf("nfq: install rules: %w", err)
 	}
 	ruleDeleteTables(c, prog.name)
-	setID := uint32(0)
-	for _, tb := range prog.tables {
-		t := c.AddTable(&nftables.Table{Name: prog.name, Family: tb.family})
-		chains := make(map[string]*nftables.Chain, len(tb.chains))
-		for _, ch := range tb.chains {
-			nc := &nftables.Chain{Name: ch.name, Table: t}
-			if ch.base {
-				nc.Type = nftables.ChainTypeFilter
-				nc.Hooknum = nftables.ChainHookRef(ch.hooknum)
-				nc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.prio))
-			}
-			chains[ch.name] = c.AddChain(nc)
-		}
-		for _, ch := range tb.chains {
-			for _, r := range ch.rules {
-				for _, s := range r.sets {
-					setID++
-					ns := &nftables.Set{
-						Table: t, ID: setID, Name: "__set%d",
-						Anonymous: true, Constant: true, Interval: s.interval,
-						KeyType: s.keyType,
-					}
-					if err := c.AddSet(ns, s.elems); err != nil {
-						return fmt.Errorf("nfq: install rules: set in chain %s: %w", ch.name, err)
-					}
-					s.lookup.SetName, s.lookup.SetID = ns.Name, ns.ID
-				}
-				nr := &nftables.Rule{Table: t, Chain: chains[ch.name], Exprs: r.exprs}
-				if r.comment != "" {
-					nr.UserData = userdata.AppendString(nil, userdata.TypeComment, r.comment)
-				}
-				c.AddRule(nr)
-			}
-		}
+	if err := prog.add(c); err != nil {
+		return fmt.Errorf("nfq: install rules: %w", err)
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nfq: install rules (table %s): %w", prog.name, err)
@@ -325,11 +293,11 @@ func (rs RuleSet) String() string {
 
 // nftConn opens an nftables connection in the current namespace whose socket
 // honours ctx's deadline.
-func nftConn(ctx context.Context) (*nftables.Conn, error) {
+func nftConn(ctx context.Context, extra ...nftables.ConnOption) (*nftables.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var opts []nftables.ConnOption
+	opts := extra
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nftables.WithSockOptions(func(c *netlink.Conn) error {
 			return c.SetDeadline(dl)

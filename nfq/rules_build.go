@@ -120,6 +120,11 @@ func (rs RuleSet) withDefaults() (RuleSet, error) {
 		if d.Priority >= TailPriority {
 			return rs, fmt.Errorf("diversion %d: priority %d: must be below %d (the tail chains)", i, d.Priority, TailPriority)
 		}
+		for j := range i {
+			if o := rs.Diversions[j]; o.Hook == d.Hook && o.Priority == d.Priority {
+				return rs, fmt.Errorf("diversions %d and %d: both at %s priority %d", j, i, d.Hook, d.Priority)
+			}
+		}
 		used := 0
 		for s, q := range d.Queues {
 			if q.Count == 0 {
@@ -260,7 +265,7 @@ func (rs RuleSet) build() (*nftProgram, error) {
 // dispatch chain) for one family.
 func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 	base := &nftChainIR{
-		name: fmt.Sprintf("div%d_%s", i, d.Hook), base: true, hook: d.Hook,
+		name: d.chainName(), base: true, hook: d.Hook,
 		hooknum: nftables.ChainHook(ruleHooks[d.Hook]), prio: d.Priority,
 	}
 	both := rs.SkipMark | rs.RejectMark
@@ -328,6 +333,17 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 		states.rules = append(states.rules, r)
 	}
 	return out
+}
+
+// chainName names a diversion's base chain by its hook and priority, not
+// its index, so a diversion keeps its chain when others come or go on a
+// reload (the chain, and the netfilter hook it holds, stay registered).
+func (d Diversion) chainName() string {
+	p := strconv.Itoa(int(d.Priority))
+	if d.Priority < 0 {
+		p = "m" + p[1:] // '-' would need quoting in nft's syntax
+	}
+	return "div_" + d.Hook + "_" + p
 }
 
 // rule returns the filter's matches for one family (callers append to it).

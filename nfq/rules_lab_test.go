@@ -189,10 +189,10 @@ nft add rule ip other c ct state new counter
 	}
 	tables, xtAfter := ruleSnapshot(t, ctx, r)
 	ours := tables["table ip luafw"]
-	if !strings.Contains(ours, "chain div0_output") || !strings.Contains(ours, "queue num 7 bypass") || !strings.Contains(ours, "chain tail_output") {
+	if !strings.Contains(ours, "chain div_output_0") || !strings.Contains(ours, "queue num 7 bypass") || !strings.Contains(ours, "chain tail_output") {
 		t.Errorf("table ip luafw lacks the second rule set:\n%s", ours)
 	}
-	if strings.Contains(ours, "div0_forward") || strings.Contains(ours, "div1_input") {
+	if strings.Contains(ours, "div_forward_1") || strings.Contains(ours, "div_input_m149") {
 		t.Errorf("table ip luafw keeps chains of the first install:\n%s", ours)
 	}
 	if stale, ok := tables["table ip6 luafw"]; ok {
@@ -501,7 +501,7 @@ func TestRulesRejectMarkPostroutingDrops(t *testing.T) {
 	if got := n.Load(); got != 10 {
 		t.Errorf("queue saw %d datagrams, want 10", got)
 	}
-	pkts, _, err := l.Router.NftCounter(ctx, "ip", "luafw", "div0_postrouting", "luafw div 0")
+	pkts, _, err := l.Router.NftCounter(ctx, "ip", "luafw", "div_postrouting_0", "luafw div 0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,8 +526,8 @@ func TestRulesGoldenSetInstalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		`meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div1_forward_ct`,
-		`meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div1_forward_ct`,
+		`meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div_forward_1_ct`,
+		`meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div_forward_1_ct`,
 		`meta l4proto icmp iifname "eth0" counter packets 0 bytes 0 queue num 0 bypass comment "luafw div 0"`,
 		`meta l4proto ipv6-icmp iifname "eth0" counter packets 0 bytes 0 queue num 0 bypass comment "luafw div 0"`,
 		`ct state new counter packets 0 bytes 0 queue num 1-2 bypass comment "luafw div 1 new"`,

@@ -29,7 +29,7 @@ func ruleGoldenSet() RuleSet {
 }
 
 const ruleGoldenText = `table ip lfw {
-	chain div0_prerouting {
+	chain div_prerouting_m299 {
 		type filter hook prerouting priority -299; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
@@ -39,24 +39,24 @@ const ruleGoldenText = `table ip lfw {
 		meta l4proto icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
 	}
 
-	chain div1_forward {
+	chain div_forward_1 {
 		type filter hook forward priority 1; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
 		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
-		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div1_forward_ct
+		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div_forward_1_ct
 	}
 
-	chain div1_forward_ct {
+	chain div_forward_1_ct {
 		ct state new counter xt target NFQUEUE --queue-balance 1:2 --queue-bypass comment "luafw div 1 new"
 		ct state established counter xt target NFQUEUE --queue-num 3 --queue-bypass comment "luafw div 1 established"
 		ct state related counter xt target NFQUEUE --queue-num 4 --queue-bypass comment "luafw div 1 related"
 		ct state invalid counter xt target NFQUEUE --queue-num 5 --queue-bypass comment "luafw div 1 invalid"
 	}
 
-	chain div2_input {
+	chain div_input_1 {
 		type filter hook input priority 1; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
@@ -70,7 +70,7 @@ const ruleGoldenText = `table ip lfw {
 		ct state untracked counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 untracked"
 	}
 
-	chain div3_postrouting {
+	chain div_postrouting_101 {
 		type filter hook postrouting priority 101; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 drop
 		meta mark & 0x80000000 == 0x80000000 accept
@@ -101,7 +101,7 @@ const ruleGoldenText = `table ip lfw {
 }
 
 table ip6 lfw {
-	chain div0_prerouting {
+	chain div_prerouting_m299 {
 		type filter hook prerouting priority -299; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
@@ -111,24 +111,24 @@ table ip6 lfw {
 		meta l4proto ipv6-icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
 	}
 
-	chain div1_forward {
+	chain div_forward_1 {
 		type filter hook forward priority 1; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
 		meta mark & 0x80000000 == 0x80000000 accept
 		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
-		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div1_forward_ct
+		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div_forward_1_ct
 	}
 
-	chain div1_forward_ct {
+	chain div_forward_1_ct {
 		ct state new counter xt target NFQUEUE --queue-balance 1:2 --queue-bypass comment "luafw div 1 new"
 		ct state established counter xt target NFQUEUE --queue-num 3 --queue-bypass comment "luafw div 1 established"
 		ct state related counter xt target NFQUEUE --queue-num 4 --queue-bypass comment "luafw div 1 related"
 		ct state invalid counter xt target NFQUEUE --queue-num 5 --queue-bypass comment "luafw div 1 invalid"
 	}
 
-	chain div2_input {
+	chain div_input_1 {
 		type filter hook input priority 1; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
@@ -229,10 +229,10 @@ func TestRuleSetFamilySplit(t *testing.T) {
 			names[i] = append(names[i], ch.name)
 		}
 	}
-	if got := strings.Join(names[0], " "); got != "div1_output tail_output" {
+	if got := strings.Join(names[0], " "); got != "div_output_0 tail_output" {
 		t.Errorf("ip chains %q", got)
 	}
-	if got := strings.Join(names[1], " "); got != "div0_input tail_input" {
+	if got := strings.Join(names[1], " "); got != "div_input_0 tail_input" {
 		t.Errorf("ip6 chains %q", got)
 	}
 }

@@ -37,6 +37,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: luafw run --config CONFIG.yaml [--dry-run] [--metrics ADDR]")
 		return 2
 	}
+	if !*dryRun {
+		inst, code := acquireInstance(stderr)
+		if inst == nil {
+			return code
+		}
+		defer inst.Release()
+	}
 	// The log settings come from the flags, else the config file.
 	if cfg, err := config.Load(*cfgPath); err == nil {
 		if *logFormat == "" {
