@@ -1,0 +1,132 @@
+package host
+
+import (
+	"fmt"
+	"net/netip"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/luafw/luafw/host/netset"
+)
+
+// The net module: address sets (net.cidr, net.set, net.load), domain sets
+// (net.domains, in luadomains.go) and net.ip.
+
+const netsetType = "luafw.netset"
+
+var netFuncs = map[string]lua.LGFunction{
+	"cidr": netCidr,
+	"set":  netSet,
+	"load": netLoad,
+	"ip":   netIP,
+}
+
+var netsetMethods = map[string]lua.LGFunction{
+	"contains": netsetContains,
+	"size":     netsetSize,
+}
+
+// openNet builds the net table of ps.
+func openNet(ps *pluginState) *lua.LTable {
+	L := ps.L
+	mt := L.NewTypeMetatable(netsetType)
+	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), netsetMethods))
+	mt.RawSetString("__metatable", lua.LString(lockedMeta))
+	m := L.SetFuncs(L.NewTable(), netFuncs, ps.self)
+	domainsModule(L, m)
+	return m
+}
+
+// pushSet returns s to the script as a net set.
+func pushSet(L *lua.LState, s *netset.Set) int {
+	L.Push(newUD(L, s, L.GetTypeMetatable(netsetType).(*lua.LTable)))
+	return 1
+}
+
+// netCidr is net.cidr(prefix): a set of one prefix or address.
+func netCidr(L *lua.LState) int {
+	arg := L.CheckString(1)
+	s, err := netset.Parse([]string{arg})
+	if err != nil {
+		L.ArgError(1, err.Error())
+	}
+	return pushSet(L, s)
+}
+
+// netSet is net.set{prefix, ...}.
+func netSet(L *lua.LState) int {
+	t := L.CheckTable(1)
+	entries := make([]string, 0, t.Len())
+	t.ForEach(func(_, v lua.LValue) { entries = append(entries, lua.LVAsString(v)) })
+	s, err := netset.Parse(entries)
+	if err != nil {
+		L.ArgError(1, err.Error())
+	}
+	return pushSet(L, s)
+}
+
+// netLoad is net.load(file): a set read from a CIDR list file.
+func netLoad(L *lua.LState) int {
+	ps := stateOf(L)
+	if !ps.loading {
+		L.RaiseError("net.load can only be called while the plugin loads")
+	}
+	s, err := ps.p.loadSet(L.CheckString(1))
+	if err != nil {
+		L.RaiseError("net.load: %v", err)
+	}
+	return pushSet(L, s)
+}
+
+// netIP is net.ip(s): the address in canonical form, or nil.
+func netIP(L *lua.LState) int {
+	a, err := netip.ParseAddr(L.CheckString(1))
+	if err != nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(lua.LString(a.Unmap().String()))
+	return 1
+}
+
+func netsetContains(L *lua.LState) int {
+	s := checkSet(L)
+	L.Push(lua.LBool(s.Contains(checkAddr(L, 2))))
+	return 1
+}
+
+func netsetSize(L *lua.LState) int {
+	L.Push(lua.LNumber(checkSet(L).Len()))
+	return 1
+}
+
+// newUD wraps a Go value for scripts, with the methods of mt.
+func newUD(L *lua.LState, v any, mt *lua.LTable) *lua.LUserData {
+	ud := L.NewUserData()
+	ud.Value = v
+	ud.Metatable = mt
+	return ud
+}
+
+// checkUD unwraps the method receiver (argument 1), raising a clear error
+// when it is not a T.
+func checkUD[T any](L *lua.LState, what string) T {
+	v, ok := L.CheckUserData(1).Value.(T)
+	if !ok {
+		L.ArgError(1, "not a "+what)
+	}
+	return v
+}
+
+func checkSet(L *lua.LState) *netset.Set { return checkUD[*netset.Set](L, "net set") }
+
+// checkAddr reads an address argument: a string, or the packet itself is
+// not accepted (use pkt.src).
+func checkAddr(L *lua.LState, n int) netip.Addr {
+	s := L.CheckString(n)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		L.ArgError(n, fmt.Sprintf("not an IP address: %q", s))
+	}
+	return a
+}
