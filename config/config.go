@@ -39,6 +39,10 @@ type File struct {
 	// Budget is the time budget of every plugin that sets none (default
 	// host.DefaultBudget).
 	Budget Duration `yaml:"budget"`
+	// AllowDirs are directories every plugin may read files from
+	// (net.load), besides its own; relative to the configuration's
+	// directory.
+	AllowDirs []string `yaml:"allow_dirs"`
 }
 
 // Plugin is one entry of the plugins list.
@@ -51,6 +55,7 @@ type Plugin struct {
 	QuarantineAfter int            `yaml:"quarantine_after"`
 	QuarantineFor   Duration       `yaml:"quarantine_for"`
 	Disabled        bool           `yaml:"disabled"`
+	AllowDirs       []string       `yaml:"allow_dirs"` // more directories this plugin may read
 
 	line int
 }
@@ -222,7 +227,8 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 			budget = f.Budget
 		}
 		spec := host.PluginSpec{Name: p.Name, File: file, Options: p.Options,
-			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor)}
+			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor),
+			AllowDirs: f.dirs(f.AllowDirs, p.AllowDirs)}
 		if p.OnError != "" {
 			v, err := host.ParseVerdict(p.OnError)
 			if err != nil {
@@ -233,6 +239,21 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 		specs = append(specs, spec)
 	}
 	return specs, nil
+}
+
+// dirs joins lists of directories, relative ones resolved against the
+// configuration's directory.
+func (f *File) dirs(lists ...[]string) []string {
+	var out []string
+	for _, list := range lists {
+		for _, d := range list {
+			if !filepath.IsAbs(d) {
+				d = filepath.Join(filepath.Dir(f.Path), d)
+			}
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // ConntrackEnabled reports whether ct state and ct updates are on

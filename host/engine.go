@@ -186,7 +186,11 @@ func (e *Engine) Load(specs []PluginSpec) error {
 		if err != nil {
 			return err
 		}
-		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}}
+		dirs, err := resolveAllowDirs(spec)
+		if err != nil {
+			return err
+		}
+		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, allowDirs: dirs}
 		if err := e.probe(p); err != nil {
 			return err
 		}
