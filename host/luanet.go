@@ -10,15 +10,18 @@ import (
 )
 
 // The net module: address sets (net.cidr, net.set, net.load), domain sets
-// (net.domains, in luadomains.go) and net.ip.
+// (net.domains, in luadomains.go) and net.ip. The functions that build
+// sets from lists or files work only while the plugin loads: per packet they
+// would cost the budget's worth of time and memory in one Go call.
 
 const netsetType = "luafw.netset"
 
 var netFuncs = map[string]lua.LGFunction{
-	"cidr": netCidr,
-	"set":  netSet,
-	"load": netLoad,
-	"ip":   netIP,
+	"cidr":    netCidr,
+	"set":     netSet,
+	"load":    netLoad,
+	"domains": netDomains,
+	"ip":      netIP,
 }
 
 var netsetMethods = map[string]lua.LGFunction{
@@ -32,16 +35,20 @@ func openNet(ps *pluginState) *lua.LTable {
 	mt := L.NewTypeMetatable(netsetType)
 	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), netsetMethods))
 	mt.RawSetString("__metatable", lua.LString(lockedMeta))
-	m := L.SetFuncs(L.NewTable(), netFuncs, ps.self)
-	domainsModule(L, m)
-	return m
+	openDomains(L)
+	return L.SetFuncs(L.NewTable(), netFuncs, ps.self)
+}
+
+// loadTimeOnly raises an error naming fn unless the plugin is loading (its
+// top level runs).
+func loadTimeOnly(L *lua.LState, fn string) {
+	if !stateOf(L).loading {
+		L.RaiseError("%s can only be called while the plugin loads (at its top level)", fn)
+	}
 }
 
 // pushSet returns s to the script as a net set.
-func pushSet(L *lua.LState, s *netset.Set) int {
-	L.Push(newUD(L, s, L.GetTypeMetatable(netsetType).(*lua.LTable)))
-	return 1
-}
+func pushSet(L *lua.LState, s *netset.Set) int { return pushUD(L, s, netsetType) }
 
 // netCidr is net.cidr(prefix): a set of one prefix or address.
 func netCidr(L *lua.LState) int {
@@ -53,8 +60,9 @@ func netCidr(L *lua.LState) int {
 	return pushSet(L, s)
 }
 
-// netSet is net.set{prefix, ...}.
+// netSet is net.set{prefix, ...}. Only while the plugin loads.
 func netSet(L *lua.LState) int {
+	loadTimeOnly(L, "net.set")
 	t := L.CheckTable(1)
 	entries := make([]string, 0, t.Len())
 	t.ForEach(func(_, v lua.LValue) { entries = append(entries, lua.LVAsString(v)) })
@@ -65,13 +73,11 @@ func netSet(L *lua.LState) int {
 	return pushSet(L, s)
 }
 
-// netLoad is net.load(file): a set read from a CIDR list file.
+// netLoad is net.load(file): a set read from a CIDR list file. Only while
+// the plugin loads.
 func netLoad(L *lua.LState) int {
-	ps := stateOf(L)
-	if !ps.loading {
-		L.RaiseError("net.load can only be called while the plugin loads")
-	}
-	s, err := ps.p.loadSet(L.CheckString(1))
+	loadTimeOnly(L, "net.load")
+	s, err := stateOf(L).p.loadSet(L.CheckString(1))
 	if err != nil {
 		L.RaiseError("net.load: %v", err)
 	}
@@ -106,6 +112,12 @@ func newUD(L *lua.LState, v any, mt *lua.LTable) *lua.LUserData {
 	ud.Value = v
 	ud.Metatable = mt
 	return ud
+}
+
+// pushUD returns v to the script with the methods of the type metatable typ.
+func pushUD(L *lua.LState, v any, typ string) int {
+	L.Push(newUD(L, v, L.GetTypeMetatable(typ).(*lua.LTable)))
+	return 1
 }
 
 // checkUD unwraps the method receiver (argument 1), raising a clear error

@@ -54,12 +54,6 @@ func openState(ps *pluginState) *lua.LTable {
 	return L.SetFuncs(L.NewTable(), stateFuncs, ps.self)
 }
 
-// pushUD returns v to the script with the methods of the type metatable typ.
-func pushUD(L *lua.LState, v any, typ string) int {
-	L.Push(newUD(L, v, L.GetTypeMetatable(typ).(*lua.LTable)))
-	return 1
-}
-
 func stateMap(L *lua.LState) int {
 	return pushUD(L, stateOf(L).e.store.Map(L.CheckString(1)), stateMapType)
 }
