@@ -31,14 +31,14 @@ func openFw(ps *pluginState) *lua.LTable {
 	for name, v := range PriorityNames() {
 		prio.RawSetString(name, lua.LNumber(v))
 	}
-	// Plain tables (pairs, ipairs and # work on them); each state has its
-	// own copy, so a script that writes to one changes only its own view.
-	fw.RawSetString("priority", prio)
+	// Read-only like fw itself; pairs, ipairs and # work on them (see
+	// readonly.go).
+	fw.RawSetString("priority", readOnly(L, prio, "fw.priority"))
 	hooks := L.NewTable()
 	for _, h := range Hooks() {
 		hooks.Append(lua.LString(h.String()))
 	}
-	fw.RawSetString("hooks", hooks)
+	fw.RawSetString("hooks", readOnly(L, hooks, "fw.hooks"))
 	fw.RawSetString("plugin", lua.LString(ps.p.name()))
 	ps.options = L.NewTable()
 	for k, v := range ps.p.spec.Options {
@@ -155,7 +155,7 @@ func parseHooks(v lua.LValue) ([]Hook, error) {
 	case *lua.LTable:
 		var hooks []Hook
 		var err error
-		x.ForEach(func(_, hv lua.LValue) {
+		contents(x).ForEach(func(_, hv lua.LValue) {
 			s, ok := hv.(lua.LString)
 			if !ok {
 				err = fmt.Errorf("hook list entries must be strings, not %s", hv.Type())

@@ -67,7 +67,7 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 			// Sorted: a Lua table's order changes from run to run.
 			var keys []string
 			vals := map[string]lua.LValue{}
-			t.ForEach(func(k, v lua.LValue) {
+			contents(t).ForEach(func(k, v lua.LValue) {
 				keys = append(keys, k.String())
 				vals[k.String()] = v
 			})
