@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"strings"
+	"unicode/utf8"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -42,7 +44,17 @@ func luaPrint(L *lua.LState) int {
 	return 0
 }
 
-// scriptLog logs a script's line. With fields == 0 the arguments are a
+// Limits on one script log line, so that a huge argument costs a bounded
+// amount of time and memory in Go (where the VM's budget checks do not
+// run). Cut strings end in "...".
+const (
+	maxLogMessage = 4096 // bytes of the message (print: of all arguments)
+	maxLogFields  = 32   // fields of a log.* call; more are left out
+	maxLogKey     = 64   // bytes of a field's name
+	maxLogValue   = 1024 // bytes of a field's value
+)
+
+// scriptLog logs a script's line. With printStyle == 0 the arguments are a
 // message and an optional table of fields; otherwise they are print's.
 func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, printStyle int) {
 	if !e.log.Enabled(context.Background(), level) {
@@ -55,26 +67,11 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 	attrs := []any{"plugin", ps.p.name()}
 	var msg string
 	if printStyle != 0 {
-		for i := 1; i <= L.GetTop(); i++ {
-			if i > 1 {
-				msg += "\t"
-			}
-			msg += L.ToStringMeta(L.Get(i)).String()
-		}
+		msg = printMessage(L)
 	} else {
-		msg = L.ToStringMeta(L.Get(1)).String()
+		msg = cut(L.ToStringMeta(L.Get(1)).String(), maxLogMessage)
 		if t, ok := L.Get(2).(*lua.LTable); ok {
-			// Sorted: a Lua table's order changes from run to run.
-			var keys []string
-			vals := map[string]lua.LValue{}
-			contents(t).ForEach(func(k, v lua.LValue) {
-				keys = append(keys, k.String())
-				vals[k.String()] = v
-			})
-			sort.Strings(keys)
-			for _, k := range keys {
-				attrs = append(attrs, k, luaToAttr(vals[k]))
-			}
+			attrs = appendFields(L, attrs, contents(t))
 		}
 	}
 	if suppressed > 0 {
@@ -86,6 +83,51 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 	e.log.Log(context.Background(), level, msg, attrs...)
 }
 
+// printMessage is print's arguments, tab-separated, up to maxLogMessage
+// bytes; the arguments after that are not looked at.
+func printMessage(L *lua.LState) string {
+	var b strings.Builder
+	m := meter(L)
+	for i := 1; i <= L.GetTop() && b.Len() <= maxLogMessage; i++ {
+		m.step(1)
+		if i > 1 {
+			b.WriteByte('\t')
+		}
+		s := L.ToStringMeta(L.Get(i)).String()
+		b.WriteString(s[:min(len(s), maxLogMessage+1-b.Len())]) // the final cut marks it
+	}
+	return cut(b.String(), maxLogMessage)
+}
+
+// appendFields adds up to maxLogFields fields of t to attrs, sorted by name
+// (a Lua table's order changes from run to run), and "fields_left_out"
+// when there were more.
+func appendFields(L *lua.LState, attrs []any, t *lua.LTable) []any {
+	type field struct {
+		k string
+		v lua.LValue
+	}
+	var fields []field
+	m := meter(L)
+	more := false
+	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
+		if len(fields) == maxLogFields {
+			more = true
+			break
+		}
+		m.step(1)
+		fields = append(fields, field{cut(k.String(), maxLogKey), v})
+	}
+	sort.Slice(fields, func(i, j int) bool { return fields[i].k < fields[j].k })
+	for _, f := range fields {
+		attrs = append(attrs, f.k, luaToAttr(f.v))
+	}
+	if more {
+		attrs = append(attrs, "fields_left_out", true)
+	}
+	return attrs
+}
+
 func luaToAttr(v lua.LValue) any {
 	switch x := v.(type) {
 	case lua.LNumber:
@@ -93,5 +135,18 @@ func luaToAttr(v lua.LValue) any {
 	case lua.LBool:
 		return bool(x)
 	}
-	return v.String()
+	return cut(v.String(), maxLogValue)
+}
+
+// cut shortens s to at most n bytes, ending in "..." when it was longer,
+// without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	end := max(n-3, 0)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end] + "..."
 }
