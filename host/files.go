@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/luafw/luafw/host/netset"
 )
@@ -83,7 +84,9 @@ func (p *plugin) openAllowed(path string) (*os.File, string, error) {
 	if err != nil || !within(real, dirs) {
 		return nil, "", fileError(path)
 	}
-	f, err := os.Open(real)
+	// O_NONBLOCK: opening a FIFO someone placed there must not hang the
+	// load (it is refused below as not a regular file).
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, "", fileError(path)
 	}

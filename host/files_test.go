@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -61,6 +62,9 @@ func TestNetLoadRefusesPathsOutside(t *testing.T) {
 	if err := os.Symlink(ft.root, filepath.Join(ft.plugin, "up")); err != nil {
 		t.Fatal(err)
 	}
+	if err := syscall.Mkfifo(filepath.Join(ft.plugin, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	file := filepath.Join(ft.plugin, "p.lua")
 	for name, given := range map[string]string{
 		"absolute":          ft.secret,
@@ -72,6 +76,7 @@ func TestNetLoadRefusesPathsOutside(t *testing.T) {
 		"symlink to file":   "link.txt",
 		"symlink to dir":    "up/secret.txt",
 		"directory":         ".",
+		"fifo inside":       "fifo",
 		"missing":           "nope.txt",
 		"dir outside":       ft.root,
 	} {
