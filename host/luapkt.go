@@ -17,7 +17,7 @@ import (
 // first upvalue (viewOf).
 type pktView struct {
 	ctx     *Ctx // the worker's; nil in the load-time probe
-	vals    luaVals
+	vals    boxedValues
 	tcp, ct *lua.LUserData
 
 	// methods, made once per state
@@ -25,16 +25,16 @@ type pktView struct {
 	ctSetMark, ctSetTimeout, ctSetLabel *lua.LFunction
 }
 
-// luaVals are the pre-boxed values of one state.
-type luaVals struct {
+// boxedValues are the pre-boxed values of one state.
+type boxedValues struct {
 	numbers []lua.LValue
 	hooks   [NumHooks]lua.LValue
 	states  [len(ctStateNames)]lua.LValue
 	protos  map[uint8]lua.LValue
 }
 
-func newLuaVals(numbers []lua.LValue) luaVals {
-	vals := luaVals{numbers: numbers, protos: map[uint8]lua.LValue{
+func newBoxedValues(numbers []lua.LValue) boxedValues {
+	vals := boxedValues{numbers: numbers, protos: map[uint8]lua.LValue{
 		packet.ProtoTCP: lua.LString("tcp"), packet.ProtoUDP: lua.LString("udp"),
 		packet.ProtoICMP: lua.LString("icmp"), packet.ProtoICMPv6: lua.LString("icmpv6"),
 	}}
@@ -48,7 +48,7 @@ func newLuaVals(numbers []lua.LValue) luaVals {
 }
 
 // num is n as a Lua number, pre-boxed when small.
-func (v *luaVals) num(n uint32) lua.LValue {
+func (v *boxedValues) num(n uint32) lua.LValue {
 	if int(n) < len(v.numbers) {
 		return v.numbers[n]
 	}
@@ -58,7 +58,7 @@ func (v *luaVals) num(n uint32) lua.LValue {
 // openPacket makes ps's packet views: pkt, pkt.tcp and pkt.ct.
 func (ps *pluginState) openPacket() {
 	L := ps.L
-	v := &pktView{vals: newLuaVals(ps.e.numbers)}
+	v := &pktView{vals: newBoxedValues(ps.e.numbers)}
 	if ps.w != nil {
 		v.ctx = &ps.w.ctx
 	}
