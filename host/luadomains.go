@@ -87,14 +87,6 @@ var domainsMethods = map[string]lua.LGFunction{
 	"size":  domainsSize,
 }
 
-// openDomains makes the metatable of domain sets; net.domains is in
-// netFuncs.
-func openDomains(L *lua.LState) {
-	mt := L.NewTypeMetatable(domainsType)
-	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), domainsMethods))
-	mt.RawSetString("__metatable", lua.LString(lockedMeta))
-}
-
 // netDomains is net.domains(list or map [, what]): what names the list in
 // errors (e.g. "myplugin: option names"). Only while the plugin loads.
 func netDomains(L *lua.LState) int {

@@ -32,10 +32,8 @@ var netsetMethods = map[string]lua.LGFunction{
 // openNet builds the net table of ps.
 func openNet(ps *pluginState) *lua.LTable {
 	L := ps.L
-	mt := L.NewTypeMetatable(netsetType)
-	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), netsetMethods))
-	mt.RawSetString("__metatable", lua.LString(lockedMeta))
-	openDomains(L)
+	openType(L, netsetType, netsetMethods)
+	openType(L, domainsType, domainsMethods)
 	return L.SetFuncs(L.NewTable(), netFuncs, ps.self)
 }
 
@@ -104,30 +102,6 @@ func netsetContains(L *lua.LState) int {
 func netsetSize(L *lua.LState) int {
 	L.Push(lua.LNumber(checkSet(L).Len()))
 	return 1
-}
-
-// newUD wraps a Go value for scripts, with the methods of mt.
-func newUD(L *lua.LState, v any, mt *lua.LTable) *lua.LUserData {
-	ud := L.NewUserData()
-	ud.Value = v
-	ud.Metatable = mt
-	return ud
-}
-
-// pushUD returns v to the script with the methods of the type metatable typ.
-func pushUD(L *lua.LState, v any, typ string) int {
-	L.Push(newUD(L, v, L.GetTypeMetatable(typ).(*lua.LTable)))
-	return 1
-}
-
-// checkUD unwraps the method receiver (argument 1), raising a clear error
-// when it is not a T.
-func checkUD[T any](L *lua.LState, what string) T {
-	v, ok := L.CheckUserData(1).Value.(T)
-	if !ok {
-		L.ArgError(1, "not a "+what)
-	}
-	return v
 }
 
 func checkSet(L *lua.LState) *netset.Set { return checkUD[*netset.Set](L, "net set") }

@@ -44,13 +44,9 @@ var stateBucketMethods = map[string]lua.LGFunction{
 // openState builds the state table of ps.
 func openState(ps *pluginState) *lua.LTable {
 	L := ps.L
-	for typ, methods := range map[string]map[string]lua.LGFunction{
-		stateMapType: stateMapMethods, stateCounterType: stateCounterMethods, stateBucketType: stateBucketMethods,
-	} {
-		mt := L.NewTypeMetatable(typ)
-		mt.RawSetString("__index", L.SetFuncs(L.NewTable(), methods))
-		mt.RawSetString("__metatable", lua.LString(lockedMeta))
-	}
+	openType(L, stateMapType, stateMapMethods)
+	openType(L, stateCounterType, stateCounterMethods)
+	openType(L, stateBucketType, stateBucketMethods)
 	return L.SetFuncs(L.NewTable(), stateFuncs, ps.self)
 }
 
