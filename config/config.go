@@ -43,6 +43,11 @@ type File struct {
 	// FailClosed and QueueFailOpen.
 	Fail string `yaml:"fail"`
 
+	// AllowDirs are directories every plugin may read files from
+	// (net.load), besides its own; relative to the configuration's
+	// directory.
+	AllowDirs []string `yaml:"allow_dirs"`
+
 	lines map[string]int // key path -> line, for errors
 }
 
@@ -56,6 +61,7 @@ type Plugin struct {
 	QuarantineAfter int            `yaml:"quarantine_after"`
 	QuarantineFor   Duration       `yaml:"quarantine_for"`
 	Disabled        bool           `yaml:"disabled"`
+	AllowDirs       []string       `yaml:"allow_dirs"` // more directories this plugin may read
 }
 
 // Queue configures the NFQUEUE side.
@@ -218,7 +224,8 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 			budget = f.Budget
 		}
 		spec := host.PluginSpec{Name: p.Name, File: file, Options: p.Options,
-			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor)}
+			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor),
+			AllowDirs: f.dirs(f.AllowDirs, p.AllowDirs)}
 		if p.OnError != "" {
 			v, err := host.ParseVerdict(p.OnError)
 			if err != nil {
@@ -238,6 +245,21 @@ func (f *File) pluginPath(p Plugin) string {
 		return p.File
 	}
 	return filepath.Join(filepath.Dir(f.Path), p.File)
+}
+
+// dirs joins lists of directories, relative ones resolved against the
+// configuration's directory.
+func (f *File) dirs(lists ...[]string) []string {
+	var out []string
+	for _, list := range lists {
+		for _, d := range list {
+			if !filepath.IsAbs(d) {
+				d = filepath.Join(filepath.Dir(f.Path), d)
+			}
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // ConntrackEnabled reports whether ct state and ct updates are on

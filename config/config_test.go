@@ -112,3 +112,29 @@ func TestFailMode(t *testing.T) {
 		}
 	}
 }
+
+func TestAllowDirs(t *testing.T) {
+	f, err := Parse([]byte(`
+allow_dirs: [lists, /srv/shared]
+plugins:
+  - file: a.lua
+  - file: b.lua
+    allow_dirs: [/var/lib/feeds, b-lists]
+`), "/etc/luafw/luafw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := f.PluginSpecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"/etc/luafw/lists", "/srv/shared"},
+		{"/etc/luafw/lists", "/srv/shared", "/var/lib/feeds", "/etc/luafw/b-lists"},
+	}
+	for i, s := range specs {
+		if strings.Join(s.AllowDirs, " ") != strings.Join(want[i], " ") {
+			t.Errorf("plugin %d: AllowDirs %q, want %q", i, s.AllowDirs, want[i])
+		}
+	}
+}

@@ -10,4 +10,13 @@
 // keeps the old set when the new one fails. A Worker runs packets; make one
 // per goroutine. Each worker owns one Lua state per plugin, while compiled
 // code is shared.
+//
+// The Lua API is one file per module, each an open function and a table of
+// named functions as in gopher-lua: luafw.go (fw), luanet.go and
+// luadomains.go (net), luastore.go (state), lualog.go (log, print),
+// luatime.go, luabit.go, luaproto.go (dns, tls), and the packet views
+// luapkt.go, luatcp.go, luact.go; luastate.go builds a plugin's state from
+// them. The sandbox is sandbox.go (the standard library), readonly.go
+// (read-only tables), files.go (which files a script may read) and
+// interrupt.go (budgets inside builtins).
 package host

@@ -80,35 +80,38 @@ func newDomainSet(t *lua.LTable) (domainSet, error) {
 	return d, err
 }
 
-// domainsModule adds net.domains(list or map) to a net table.
-func domainsModule(L *lua.LState, net *lua.LTable) {
-	mt := L.NewTable()
-	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-		// set:match(name) -> entry, value (nil when nothing matches)
-		"match": func(L *lua.LState) int {
-			e, found := checkUD[domainSet](L, "domain set").match(L.CheckString(2))
-			if !found {
-				L.Push(lua.LNil)
-				return 1
-			}
-			L.Push(e.name)
-			L.Push(e.value)
-			return 2
-		},
-		"size": func(L *lua.LState) int {
-			L.Push(lua.LNumber(len(checkUD[domainSet](L, "domain set"))))
-			return 1
-		},
-	}))
-	mt.RawSetString("__metatable", lua.LString(lockedMeta))
-	// net.domains(list or map [, what]): what names the list in errors
-	// (e.g. "myplugin: option names").
-	net.RawSetString("domains", L.NewFunction(func(L *lua.LState) int {
-		d, err := newDomainSet(L.CheckTable(1))
-		if err != nil {
-			L.RaiseError("%s: %v", L.OptString(2, "net.domains"), err)
-		}
-		L.Push(newUD(L, d, mt))
+const domainsType = "luafw.domains"
+
+var domainsMethods = map[string]lua.LGFunction{
+	"match": domainsMatch,
+	"size":  domainsSize,
+}
+
+// netDomains is net.domains(list or map [, what]): what names the list in
+// errors (e.g. "myplugin: option names"). Only while the plugin loads.
+func netDomains(L *lua.LState) int {
+	loadTimeOnly(L, "net.domains")
+	d, err := newDomainSet(L.CheckTable(1))
+	if err != nil {
+		L.RaiseError("%s: %v", L.OptString(2, "net.domains"), err)
+	}
+	return pushUD(L, d, domainsType)
+}
+
+// domainsMatch is set:match(name) -> entry, value (nil when nothing
+// matches).
+func domainsMatch(L *lua.LState) int {
+	e, found := checkUD[domainSet](L, "domain set").match(L.CheckString(2))
+	if !found {
+		L.Push(lua.LNil)
 		return 1
-	}))
+	}
+	L.Push(e.name)
+	L.Push(e.value)
+	return 2
+}
+
+func domainsSize(L *lua.LState) int {
+	L.Push(lua.LNumber(len(checkUD[domainSet](L, "domain set"))))
+	return 1
 }

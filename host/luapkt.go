@@ -11,19 +11,30 @@ import (
 // The packet view. One userdata per plugin state is reused for every
 // packet; fields are computed when read, from the worker's Ctx, and the
 // common values (ports, small numbers, names) are pre-boxed so that reading
-// them does not allocate.
+// them does not allocate. pkt.tcp is in luatcp.go, pkt.ct in luact.go.
 
-// luaVals are the pre-boxed values of one state.
-type luaVals struct {
+// pktView is what the view functions of one state read, through their
+// first upvalue (viewOf).
+type pktView struct {
+	ctx     *Ctx // the worker's; nil in the load-time probe
+	vals    boxedValues
+	tcp, ct *lua.LUserData
+
+	// methods, made once per state
+	setMark, tag, untag, tagged, bytes  *lua.LFunction
+	ctSetMark, ctSetTimeout, ctSetLabel *lua.LFunction
+}
+
+// boxedValues are the pre-boxed values of one state.
+type boxedValues struct {
 	numbers []lua.LValue
 	hooks   [NumHooks]lua.LValue
 	states  [len(ctStateNames)]lua.LValue
 	protos  map[uint8]lua.LValue
 }
 
-func (ps *pluginState) initPacket(e *Engine) {
-	L := ps.L
-	vals := &luaVals{numbers: e.numbers, protos: map[uint8]lua.LValue{
+func newBoxedValues(numbers []lua.LValue) boxedValues {
+	vals := boxedValues{numbers: numbers, protos: map[uint8]lua.LValue{
 		packet.ProtoTCP: lua.LString("tcp"), packet.ProtoUDP: lua.LString("udp"),
 		packet.ProtoICMP: lua.LString("icmp"), packet.ProtoICMPv6: lua.LString("icmpv6"),
 	}}
@@ -33,214 +44,206 @@ func (ps *pluginState) initPacket(e *Engine) {
 	for i := range vals.states {
 		vals.states[i] = lua.LString(ctStateNames[i])
 	}
-	var ctx *Ctx
-	if ps.w != nil {
-		ctx = &ps.w.ctx
-	}
-	num := func(n uint32) lua.LValue {
-		if int(n) < len(vals.numbers) {
-			return vals.numbers[n]
-		}
-		return lua.LNumber(n)
-	}
-	readOnlyErr := L.NewFunction(func(L *lua.LState) int {
-		L.RaiseError("packet fields are read-only (assignment to %q); use pkt:set_mark, pkt:tag or pkt.ct:set_mark", L.ToString(2))
-		return 0
-	})
-
-	// pkt.tcp
-	tcpFlag := map[string]uint8{"fin": packet.TCPFin, "syn": packet.TCPSyn, "rst": packet.TCPRst,
-		"psh": packet.TCPPsh, "ack": packet.TCPAck, "urg": packet.TCPUrg}
-	ps.tcp = newView(L, "pkt.tcp", readOnlyErr, func(L *lua.LState, key string) lua.LValue {
-		p := ctx.Parsed()
-		if key == "flags" {
-			return num(uint32(p.TCPFlags))
-		}
-		bit, ok := tcpFlag[key]
-		if !ok {
-			L.RaiseError("pkt.tcp has no field %q (want syn, ack, fin, rst, psh, urg, flags)", key)
-		}
-		return lua.LBool(p.Proto == packet.ProtoTCP && p.TCPFlags&bit != 0)
-	})
-
-	// pkt.ct
-	ctSetMark := L.NewFunction(func(L *lua.LState) int {
-		ctx.CTSetMark(checkMark(L))
-		return 0
-	})
-	ctSetTimeout := L.NewFunction(func(L *lua.LState) int {
-		ctx.CTSetTimeout(checkU32(L, 2))
-		return 0
-	})
-	ctSetLabel := L.NewFunction(func(L *lua.LState) int {
-		bit := L.CheckInt(2)
-		if bit < 0 || !ctx.CTSetLabel(uint(bit)) {
-			L.ArgError(2, "label bit must be 0..127")
-		}
-		return 0
-	})
-	ps.ct = newView(L, "pkt.ct", readOnlyErr, func(L *lua.LState, key string) lua.LValue {
-		switch key {
-		case "state":
-			s := ctx.pkt.CTState
-			if s == CTUnknown {
-				return lua.LNil
-			}
-			return vals.states[s]
-		case "mark":
-			m, ok := ctx.CTMark()
-			if !ok {
-				return lua.LNil
-			}
-			return num(m)
-		case "set_mark":
-			return ctSetMark
-		case "set_timeout":
-			return ctSetTimeout
-		case "set_label":
-			return ctSetLabel
-		}
-		L.RaiseError("pkt.ct has no field %q (want state, mark, set_mark, set_timeout, set_label)", key)
-		return nil
-	})
-
-	// pkt methods
-	setMark := L.NewFunction(func(L *lua.LState) int {
-		ctx.SetMark(checkMark(L))
-		return 0
-	})
-	tag := L.NewFunction(func(L *lua.LState) int {
-		if !ctx.Tag(L.CheckString(2)) {
-			L.RaiseError("pkt:tag: a packet carries at most %d tags", maxTags)
-		}
-		return 0
-	})
-	untag := L.NewFunction(func(L *lua.LState) int {
-		ctx.Untag(L.CheckString(2))
-		return 0
-	})
-	tagged := L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LBool(ctx.Tagged(L.CheckString(2))))
-		return 1
-	})
-	bytesFn := L.NewFunction(func(L *lua.LState) int {
-		data := ctx.pkt.Data
-		off := L.OptInt(2, 0)
-		n := L.OptInt(3, len(data)-off)
-		if off < 0 || n < 0 || off > len(data) {
-			L.Push(lua.LNil)
-			return 1
-		}
-		n = min(n, len(data)-off)
-		L.Push(lua.LString(data[off : off+n]))
-		return 1
-	})
-
-	ps.pkt = newView(L, "pkt", readOnlyErr, func(L *lua.LState, key string) lua.LValue {
-		c := ctx
-		switch key {
-		case "hook":
-			return vals.hooks[c.pkt.Hook]
-		case "family":
-			return num(uint32(c.Parsed().Family))
-		case "src":
-			if c.src == nil {
-				c.src = addrValue(c.Parsed().Src.IsValid(), c.parsed.Src.String())
-			}
-			return c.src
-		case "dst":
-			if c.dst == nil {
-				c.dst = addrValue(c.Parsed().Dst.IsValid(), c.parsed.Dst.String())
-			}
-			return c.dst
-		case "proto":
-			p := c.Parsed()
-			if v, ok := vals.protos[p.Proto]; ok {
-				return v
-			}
-			return num(uint32(p.Proto))
-		case "sport":
-			return num(uint32(c.Parsed().SrcPort))
-		case "dport":
-			return num(uint32(c.Parsed().DstPort))
-		case "len":
-			p := c.Parsed()
-			if p.Len > 0 {
-				return num(uint32(p.Len))
-			}
-			return num(uint32(len(c.pkt.Data)))
-		case "ttl":
-			return num(uint32(c.Parsed().TTL))
-		case "tcp":
-			return ps.tcp
-		case "ct":
-			return ps.ct
-		case "payload":
-			return lua.LString(c.Parsed().Payload(c.pkt.Data))
-		case "indev":
-			if c.indev == nil {
-				c.indev = strValue(c.pkt.InDev)
-			}
-			return c.indev
-		case "outdev":
-			if c.outdev == nil {
-				c.outdev = strValue(c.pkt.OutDev)
-			}
-			return c.outdev
-		case "mark":
-			return num(c.mark)
-		case "uid":
-			if !c.pkt.HasUID {
-				return lua.LNil
-			}
-			return num(c.pkt.UID)
-		case "gid":
-			if !c.pkt.HasUID {
-				return lua.LNil
-			}
-			return num(c.pkt.GID)
-		case "icmp_type":
-			return num(uint32(c.Parsed().ICMPType))
-		case "icmp_code":
-			return num(uint32(c.Parsed().ICMPCode))
-		case "fragment":
-			return lua.LBool(c.Parsed().Fragment)
-		case "set_mark":
-			return setMark
-		case "tag":
-			return tag
-		case "untag":
-			return untag
-		case "tagged":
-			return tagged
-		case "bytes":
-			return bytesFn
-		}
-		L.RaiseError("pkt has no field %q", key)
-		return nil
-	})
+	return vals
 }
 
-// newView makes a reused userdata whose fields come from index(key).
-func newView(L *lua.LState, name string, readOnlyErr *lua.LFunction, index func(L *lua.LState, key string) lua.LValue) *lua.LUserData {
+// num is n as a Lua number, pre-boxed when small.
+func (v *boxedValues) num(n uint32) lua.LValue {
+	if int(n) < len(v.numbers) {
+		return v.numbers[n]
+	}
+	return lua.LNumber(n)
+}
+
+// openPacket makes ps's packet views: pkt, pkt.tcp and pkt.ct.
+func (ps *pluginState) openPacket() {
+	L := ps.L
+	v := &pktView{vals: newBoxedValues(ps.e.numbers)}
+	if ps.w != nil {
+		v.ctx = &ps.w.ctx
+	}
+	self := L.NewUserData()
+	self.Value = v
+	fn := func(f lua.LGFunction) *lua.LFunction { return L.NewClosure(f, self) }
+	v.setMark, v.tag, v.untag, v.tagged, v.bytes = fn(pktSetMark), fn(pktTag), fn(pktUntag), fn(pktTagged), fn(pktBytes)
+	v.ctSetMark, v.ctSetTimeout, v.ctSetLabel = fn(ctSetMark), fn(ctSetTimeout), fn(ctSetLabel)
+	readOnlyErr := L.NewFunction(viewReadOnly)
+	v.tcp = newView(L, "pkt.tcp", readOnlyErr, fn(tcpIndex))
+	v.ct = newView(L, "pkt.ct", readOnlyErr, fn(ctIndex))
+	ps.tcp, ps.ct = v.tcp, v.ct
+	ps.pkt = newView(L, "pkt", readOnlyErr, fn(pktIndex))
+}
+
+// viewOf returns the pktView a view function was made for.
+func viewOf(L *lua.LState) *pktView {
+	return L.Get(lua.UpvalueIndex(1)).(*lua.LUserData).Value.(*pktView)
+}
+
+// viewKey is the field name an __index was called with.
+func viewKey(L *lua.LState, name string) string {
+	k, ok := L.Get(2).(lua.LString)
+	if !ok {
+		L.RaiseError("%s fields are named by strings", name)
+	}
+	return string(k)
+}
+
+func viewReadOnly(L *lua.LState) int {
+	L.RaiseError("packet fields are read-only (assignment to %q); use pkt:set_mark, pkt:tag or pkt.ct:set_mark", L.ToString(2))
+	return 0
+}
+
+// viewToString is a view's __tostring: its name (the upvalue).
+func viewToString(L *lua.LState) int {
+	L.Push(L.Get(lua.UpvalueIndex(1)))
+	return 1
+}
+
+// newView makes a reused userdata whose fields come from index.
+func newView(L *lua.LState, name string, readOnlyErr, index *lua.LFunction) *lua.LUserData {
 	mt := L.NewTable()
-	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
-		k, ok := L.Get(2).(lua.LString)
-		if !ok {
-			L.RaiseError("%s fields are named by strings", name)
-		}
-		L.Push(index(L, string(k)))
-		return 1
-	}))
+	mt.RawSetString("__index", index)
 	mt.RawSetString("__newindex", readOnlyErr)
-	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString(name))
-		return 1
-	}))
+	mt.RawSetString("__tostring", L.NewClosure(viewToString, lua.LString(name)))
 	mt.RawSetString("__metatable", lua.LString(lockedMeta))
 	ud := L.NewUserData()
 	ud.Metatable = mt
 	return ud
+}
+
+// pktIndex is pkt's __index.
+func pktIndex(L *lua.LState) int {
+	v := viewOf(L)
+	L.Push(v.pktField(L, viewKey(L, "pkt")))
+	return 1
+}
+
+func (v *pktView) pktField(L *lua.LState, key string) lua.LValue {
+	c, vals := v.ctx, &v.vals
+	switch key {
+	case "hook":
+		return vals.hooks[c.pkt.Hook]
+	case "family":
+		return vals.num(uint32(c.Parsed().Family))
+	case "src":
+		if c.src == nil {
+			c.src = addrValue(c.Parsed().Src.IsValid(), c.parsed.Src.String())
+		}
+		return c.src
+	case "dst":
+		if c.dst == nil {
+			c.dst = addrValue(c.Parsed().Dst.IsValid(), c.parsed.Dst.String())
+		}
+		return c.dst
+	case "proto":
+		p := c.Parsed()
+		if pv, ok := vals.protos[p.Proto]; ok {
+			return pv
+		}
+		return vals.num(uint32(p.Proto))
+	case "sport":
+		return vals.num(uint32(c.Parsed().SrcPort))
+	case "dport":
+		return vals.num(uint32(c.Parsed().DstPort))
+	case "len":
+		p := c.Parsed()
+		if p.Len > 0 {
+			return vals.num(uint32(p.Len))
+		}
+		return vals.num(uint32(len(c.pkt.Data)))
+	case "ttl":
+		return vals.num(uint32(c.Parsed().TTL))
+	case "tcp":
+		return v.tcp
+	case "ct":
+		return v.ct
+	case "payload":
+		return lua.LString(c.Parsed().Payload(c.pkt.Data))
+	case "indev":
+		if c.indev == nil {
+			c.indev = strValue(c.pkt.InDev)
+		}
+		return c.indev
+	case "outdev":
+		if c.outdev == nil {
+			c.outdev = strValue(c.pkt.OutDev)
+		}
+		return c.outdev
+	case "mark":
+		return vals.num(c.mark)
+	case "uid", "gid":
+		if !c.pkt.HasUID {
+			return lua.LNil
+		}
+		if key == "uid" {
+			return vals.num(c.pkt.UID)
+		}
+		return vals.num(c.pkt.GID)
+	case "icmp_type":
+		return vals.num(uint32(c.Parsed().ICMPType))
+	case "icmp_code":
+		return vals.num(uint32(c.Parsed().ICMPCode))
+	case "fragment":
+		return lua.LBool(c.Parsed().Fragment)
+	}
+	return v.pktMethod(L, key)
+}
+
+// pktMethod is a method of pkt by name.
+func (v *pktView) pktMethod(L *lua.LState, key string) lua.LValue {
+	switch key {
+	case "set_mark":
+		return v.setMark
+	case "tag":
+		return v.tag
+	case "untag":
+		return v.untag
+	case "tagged":
+		return v.tagged
+	case "bytes":
+		return v.bytes
+	}
+	L.RaiseError("pkt has no field %q", key)
+	return nil
+}
+
+// pktSetMark is pkt:set_mark(value [, mask]).
+func pktSetMark(L *lua.LState) int {
+	viewOf(L).ctx.SetMark(checkMark(L))
+	return 0
+}
+
+// pktTag is pkt:tag(name).
+func pktTag(L *lua.LState) int {
+	if !viewOf(L).ctx.Tag(L.CheckString(2)) {
+		L.RaiseError("pkt:tag: a packet carries at most %d tags", maxTags)
+	}
+	return 0
+}
+
+func pktUntag(L *lua.LState) int {
+	viewOf(L).ctx.Untag(L.CheckString(2))
+	return 0
+}
+
+func pktTagged(L *lua.LState) int {
+	L.Push(lua.LBool(viewOf(L).ctx.Tagged(L.CheckString(2))))
+	return 1
+}
+
+// pktBytes is pkt:bytes([off [, n]]): raw bytes of the packet, nil when
+// off is out of range.
+func pktBytes(L *lua.LState) int {
+	data := viewOf(L).ctx.pkt.Data
+	off := L.OptInt(2, 0)
+	n := L.OptInt(3, len(data)-off)
+	if off < 0 || n < 0 || off > len(data) {
+		L.Push(lua.LNil)
+		return 1
+	}
+	n = min(n, len(data)-off)
+	L.Push(lua.LString(data[off : off+n]))
+	return 1
 }
 
 func addrValue(valid bool, s string) lua.LValue {

@@ -31,8 +31,12 @@ type PluginSpec struct {
 	// the file's base name without ".lua".
 	Name string
 	// File is the Lua file. Relative paths given to net.load are resolved
-	// against its directory.
+	// against its directory, and its directory is one the script may read
+	// files from (unless Source is set).
 	File string
+	// AllowDirs are further directories the script may read files from
+	// (net.load); see host/files.go for the rules.
+	AllowDirs []string
 	// Source, when set, is used instead of reading File (File still names
 	// the chunk in error messages).
 	Source []byte
@@ -83,8 +87,9 @@ type plugin struct {
 	consecFails atomic.Int64
 	quarantined atomic.Int64 // until, in engine clock nanoseconds; 0 = not
 
-	filesMu sync.Mutex
-	files   map[string]*netset.Set // net.load cache, shared by workers
+	filesMu   sync.Mutex
+	files     map[string]*netset.Set // net.load cache by resolved path, shared by workers
+	allowDirs []string               // where net.load may read, resolved at load
 
 	logLimiter tokenLimiter
 }

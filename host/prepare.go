@@ -43,7 +43,11 @@ func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}}
+		dirs, err := resolveAllowDirs(spec)
+		if err != nil {
+			return nil, err
+		}
+		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, allowDirs: dirs}
 		if err := e.probe(p); err != nil {
 			return nil, err
 		}

@@ -43,6 +43,7 @@ func newSandbox() *lua.LState {
 	}
 	g.RawSetString("collectgarbage", L.NewFunction(luaCollectGarbage))
 	g.RawSetString("rawset", L.NewFunction(luaRawSet))
+	installProxyAware(L)
 
 	// os: only the clock.
 	osOrig := g.RawGetString("os").(*lua.LTable)
@@ -84,6 +85,7 @@ func readOnly(L *lua.LState, t *lua.LTable, name string) *lua.LTable {
 		L.RaiseError("%s is read-only (assignment to %s.%s)", name, name, L.ToString(2))
 		return 0
 	}))
+	mt.RawSetString("__len", L.NewFunction(proxyLen))
 	mt.RawSetString("__metatable", lua.LString(lockedMeta))
 	L.SetMetatable(proxy, mt)
 	return proxy

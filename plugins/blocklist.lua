@@ -3,7 +3,9 @@
 -- The list comes from CIDR list files (one address or prefix per line, '#'
 -- comments; see lists/blocklist.sample.txt) and from inline entries; IPv4
 -- and IPv6 mix freely. Files are read once per (re)load, relative to this
--- plugin's directory, and shared by all workers; a lookup is a binary
+-- plugin's directory, and shared by all workers. A file outside this
+-- plugin's directory must be under a directory the configuration lists in
+-- allow_dirs (the sandbox refuses any other path). A lookup is a binary
 -- search over merged ranges, so lists of 100,000 entries load in a few tens
 -- of milliseconds and cost the same per packet as small ones. Reload the
 -- daemon to pick up a changed file.
@@ -25,6 +27,7 @@
 --   log      = false                 log each blocked packet (rate-limited)
 --
 -- Example (luafw config):
+--   allow_dirs: [/etc/luafw]
 --   plugins:
 --     - file: plugins/blocklist.lua
 --       options:

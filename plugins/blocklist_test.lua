@@ -83,3 +83,13 @@ test("bad options are load errors", function()
 	expect_error(function() harness("blocklist.lua", { entries = { "192.0.2.1" }, match = "sideways" }) end, "match")
 	expect_error(function() harness("blocklist.lua", { entries = { "192.0.2.1" }, action = "ignore" }) end, "action")
 end)
+
+test("files outside the plugin's directory need allow_dirs", function()
+	-- The repository's README is outside plugins/: refused, with the same
+	-- message as a missing file.
+	expect_error(function() harness("blocklist.lua", { files = "../README.md" }) end,
+		'"../README.md" is not a readable file in the plugin\'s allowed directories')
+	-- Allowed, it is read (and is no CIDR list: a bad entry, with its line).
+	expect_error(function() harness("blocklist.lua", { files = "../README.md" }, { allow_dirs = { ".." } }) end,
+		"README%.md:%d+: bad entry")
+end)

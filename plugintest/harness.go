@@ -114,8 +114,10 @@ func (fr *fileRun) pluginSpec(L *lua.LState) host.PluginSpec {
 				spec.QuarantineAfter = int(num())
 			case "quarantine_for":
 				spec.QuarantineFor = seconds(num())
+			case "allow_dirs":
+				spec.AllowDirs = fr.dirList(L, v)
 			default:
-				L.ArgError(3, fmt.Sprintf("unknown field %q (want name, on_error, budget, quarantine_after, quarantine_for)", k))
+				L.ArgError(3, fmt.Sprintf("unknown field %q (want name, on_error, budget, quarantine_after, quarantine_for, allow_dirs)", k))
 			}
 		}
 	} else if L.Get(3) != lua.LNil {
@@ -125,6 +127,24 @@ func (fr *fileRun) pluginSpec(L *lua.LState) host.PluginSpec {
 }
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+
+// dirList reads spec.allow_dirs: a list of directories, relative to the
+// test file.
+func (fr *fileRun) dirList(L *lua.LState, v lua.LValue) []string {
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		L.ArgError(3, "allow_dirs must be a list of directories")
+	}
+	var dirs []string
+	for i := 1; i <= t.Len(); i++ {
+		s, ok := t.RawGetInt(i).(lua.LString)
+		if !ok {
+			L.ArgError(3, "allow_dirs must be a list of directories")
+		}
+		dirs = append(dirs, fr.resolve(string(s)))
+	}
+	return dirs
+}
 
 // resolve makes a path in a test file relative to the test file.
 func (fr *fileRun) resolve(path string) string {
