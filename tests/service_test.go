@@ -98,14 +98,14 @@ func TestSystemdNotify(t *testing.T) {
 	ctx := testCtx(t, 90*time.Second)
 	ns := listenNotify(t)
 	dir := t.TempDir()
-	// loops.lua holds its reader for 4s on one packet to port 7002 (its
-	// budget), 4 watchdog intervals.
+	// loops.lua holds its reader for 1s on one packet to port 7002 (its
+	// budget, the largest a configuration may set), 4 watchdog intervals.
 	writeFiles(t, dir, map[string]string{
-		"luafw.yaml": "budget: 1s\nplugins:\n  - file: drop.lua\n  - {file: loops.lua, budget: 4s}\n",
+		"luafw.yaml": "budget: 1s\nplugins:\n  - file: drop.lua\n  - {file: loops.lua, budget: 1s}\n",
 		"drop.lua":   drop23,
 		"loops.lua":  `fw.register{hook="forward", fn=function(pkt) if pkt.dport == 7002 then while true do end end end}`,
 	})
-	const interval = time.Second
+	const interval = 250 * time.Millisecond
 	d := startDaemonEnv(t, l.Router, filepath.Join(dir, "luafw.yaml"), filepath.Join(dir, "luafw.pid"),
 		[]string{"NOTIFY_SOCKET=" + ns.path, fmt.Sprintf("WATCHDOG_USEC=%d", interval.Microseconds())})
 
@@ -138,7 +138,7 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("around the reload: %q, want READY, RELOADING+MONOTONIC_USEC, READY+STATUS", seq)
 	}
 
-	// A reader stuck in a script for 4s: pings stop for longer than the
+	// A reader stuck in a script for 1s: pings stop for longer than the
 	// watchdog interval (systemd would restart luafw), then resume.
 	stuckAt := time.Now()
 	go connect(ctx, l.Client, l.Server.Addr4, 7002, 500*time.Millisecond)
@@ -300,8 +300,8 @@ func TestControlSocket(t *testing.T) {
 	// running one's pidfile, socket and rules alone.
 	pid2, _ := os.ReadFile(d2.pidfile)
 	code, _, errs = luafwIn(t, ctx, l2.Router, "run", "--config", filepath.Join(d2.dir, "luafw.yaml"), "--pidfile", d2.pidfile)
-	if code != 1 {
-		t.Errorf("a second daemon in one namespace: exit %d, want 1: %s", code, errs)
+	if code != 3 {
+		t.Errorf("a second daemon in one namespace: exit %d, want 3 (another instance holds the lock): %s", code, errs)
 	}
 	if now, _ := os.ReadFile(d2.pidfile); string(now) != string(pid2) {
 		t.Errorf("the second daemon changed the pidfile: %q, was %q", now, pid2)
