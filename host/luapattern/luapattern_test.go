@@ -83,13 +83,13 @@ func TestDepthLimit(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	for pat, want := range map[string]string{
-		"%":        "malformed pattern (ends with '%')",
-		"[a":       "malformed pattern (missing ']')",
-		"%f":       "missing '[' after '%f' in pattern",
-		"%fa":      "missing '[' after '%f' in pattern",
-		"%b":       "unbalanced pattern",
-		"%1":       "invalid capture index",
-		"a)":       "invalid pattern capture",
+		"%":   "malformed pattern (ends with '%')",
+		"[a":  "malformed pattern (missing ']')",
+		"%f":  "missing '[' after '%f' in pattern",
+		"%fa": "missing '[' after '%f' in pattern",
+		"%b":  "unbalanced pattern",
+		"%1":  "invalid capture index",
+		"a)":  "invalid pattern capture",
 		"(((((((((((((((((((((((((((((((((a)))))))))))))))))))))))))))))))))": "too many captures",
 	} {
 		var m Matcher
