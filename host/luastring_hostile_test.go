@@ -15,7 +15,7 @@ func TestHostilePatternsCutOff(t *testing.T) {
 	opens := strings.Repeat("(", 1000)
 	cases := []struct {
 		name, payload, code string
-		timeout            bool // counted as a timeout; else as an error
+		timeout             bool // counted as a timeout; else as an error
 	}{
 		{"star", as, `pkt.payload:find("a*a*a*a*b")`, true},
 		{"lazy", as, `pkt.payload:match("a-a-a-a-a-b")`, true},
