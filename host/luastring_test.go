@@ -144,6 +144,17 @@ var patternCases = []struct{ expr, want string }{
 	// Deviation on purpose: a NUL in a pattern is a character (as in Lua
 	// 5.2 and gopher-lua); C Lua 5.1 stops reading the pattern there.
 	{`string.find("a\0b", "[\0]")`, `2, 2`},
+	// gmatch: '^' is an ordinary character, empty matches advance, errors
+	// come from the iterator.
+	{`(function() local t = {} for a in string.gmatch("^a^a", "^a") do t[#t+1] = a end return table.concat(t, "|") end)()`, `"^a|^a"`},
+	{`(function() local t = {} for a in string.gmatch("abc", "a*") do t[#t+1] = a end return table.concat(t, "|") end)()`, `"a|||"`},
+	{`(function() local t = {} for a, b in string.gmatch("k1=v1, k2=v2", "(%w+)=(%w+)") do t[#t+1] = a .. ":" .. b end return table.concat(t, "|") end)()`, `"k1:v1|k2:v2"`},
+	{`(function() local t = {} for a in string.gmatch("abc", "()") do t[#t+1] = a end return table.concat(t, "|") end)()`, `"1|2|3|4"`},
+	{`(function() local t = {} for a in string.gmatch("abc", "$") do t[#t+1] = "[" .. a .. "]" end return table.concat(t, "|") end)()`, `"[]"`},
+	{`(function() local t = {} for a in string.gmatch("a b", "%f[%w]%w*") do t[#t+1] = a end return table.concat(t, "|") end)()`, `"a|b"`},
+	{`(function() local it = string.gmatch("ab", "x") return it(), it() end)()`, `nil`},
+	{`(pcall(string.gmatch("a", "%")))`, `false`},
+	{`(function() local t = {} for a in string.gmatch("one two  three", "%a+") do t[#t+1] = a end return table.concat(t, "|") end)()`, `"one|two|three"`},
 	// Lua 5.2's recursion limit (Lua 5.1 has none and overflows the C stack
 	// on deep enough patterns).
 	{`string.find(string.rep("a", 300), string.rep("a?", 300))`, `error: pattern too complex`},

@@ -23,7 +23,10 @@
 // reused for any number of Find calls.
 package luapattern
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 const (
 	// MaxCaptures is LUA_MAXCAPTURES: captures one pattern may open.
@@ -92,7 +95,16 @@ func (m *Matcher) Find(src, pat string, init int, anchored bool) (start, end int
 		return -1, -1, nil
 	}
 	m.src, m.pat = src, pat
+	first := literalFirst(pat)
 	for s := init; ; s++ {
+		if first >= 0 && !anchored {
+			// A match can only start at the pattern's first character.
+			i := strings.IndexByte(src[s:], byte(first))
+			if i < 0 {
+				return -1, -1, nil
+			}
+			s += i
+		}
 		m.level, m.depth = 0, 0
 		if e := m.match(s, 0); e >= 0 {
 			return s, e, nil
@@ -101,6 +113,18 @@ func (m *Matcher) Find(src, pat string, init int, anchored bool) (start, end int
 			return -1, -1, nil
 		}
 	}
+}
+
+// literalFirst returns the character every match of pat starts with, or -1
+// when pat does not start with a plain character that must be present.
+func literalFirst(pat string) int {
+	if pat == "" || strings.IndexByte("$()%[.", pat[0]) >= 0 {
+		return -1
+	}
+	if len(pat) > 1 && strings.IndexByte("*?-", pat[1]) >= 0 {
+		return -1
+	}
+	return int(pat[0])
 }
 
 // Level is the number of captures of the last match.

@@ -134,3 +134,13 @@ func FuzzFind(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkFindMiss(b *testing.B) {
+	src := strings.Repeat("Accept: text/html, application/xml; q=0.9\r\n", 12)
+	m := &Matcher{CheckEvery: 1024, Check: func() error { return nil }}
+	for b.Loop() {
+		if s, _, _ := m.Find(src, "Referer: (%S+)", 0, false); s >= 0 {
+			b.Fatal("matched")
+		}
+	}
+}
