@@ -172,7 +172,7 @@ func strGsub(L *lua.LState) int {
 		p = p[1:]
 	}
 	m := newMatcher(L)
-	out := gsubBuilder{L: L}
+	out := gsubBuilder{L: L, meter: meter(L)}
 	n, src, copied := 0, 0, 0 // s[copied:src] is kept but not yet in out
 	for n < maxN {
 		start, end, err := m.Find(s, p, src, true)
@@ -273,16 +273,19 @@ func gsubString(L *lua.LState, m *luapattern.Matcher, out *gsubBuilder, s, r str
 }
 
 // gsubBuilder is gsub's result; it refuses to grow past maxStringResult,
-// and checks before it copies.
+// and checks before it copies. Copying counts against the call's budget
+// in 64-byte units.
 type gsubBuilder struct {
-	L *lua.LState
-	b []byte
+	L     *lua.LState
+	meter budgetMeter
+	b     []byte
 }
 
 func (g *gsubBuilder) add(s string) {
 	if len(s) == 0 {
 		return
 	}
+	g.meter.step(1 + len(s)/64)
 	need := len(g.b) + len(s)
 	if need > maxStringResult {
 		g.L.RaiseError("string.gsub: result exceeds the sandbox limit of %d bytes", maxStringResult)
