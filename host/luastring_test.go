@@ -144,6 +144,16 @@ var patternCases = []struct{ expr, want string }{
 	// Deviation on purpose: a NUL in a pattern is a character (as in Lua
 	// 5.2 and gopher-lua); C Lua 5.1 stops reading the pattern there.
 	{`string.find("a\0b", "[\0]")`, `2, 2`},
+	// Sets where gopher-lua's own matcher answers otherwise.
+	{`string.find("0", "[0-0-0]")`, `1, 1`},
+	{`string.find("0000000", "[1-%0]", -7)`, `1, 1`},
+	{`string.find("0", "[0--1]")`, `nil`},
+	{`string.find("1", "[0--1]")`, `1, 1`},
+	{`string.find("\0", "[%A-0]")`, `1, 1`},
+	{`string.match("(x)", "%((%a)%)", 1)`, `"x"`},
+	{`string.find("abc", "b", 10)`, `nil`},
+	{`string.find("abc", "", 10, true)`, `4, 3`},
+	{`string.gsub("abc", "%w", "%%%0")`, `"%a%b%c", 3`},
 	// gmatch: '^' is an ordinary character, empty matches advance, errors
 	// come from the iterator.
 	{`(function() local t = {} for a in string.gmatch("^a^a", "^a") do t[#t+1] = a end return table.concat(t, "|") end)()`, `"^a|^a"`},

@@ -90,12 +90,19 @@ func TestErrors(t *testing.T) {
 		"%b":  "unbalanced pattern",
 		"%1":  "invalid capture index",
 		"a)":  "invalid pattern capture",
-		"(((((((((((((((((((((((((((((((((a)))))))))))))))))))))))))))))))))": "too many captures",
 	} {
 		var m Matcher
 		if _, _, err := m.Find("a", pat, 0, false); err == nil || err.Error() != want {
 			t.Errorf("%q: %v, want %q", pat, err, want)
 		}
+	}
+	var m Matcher
+	deep := strings.Repeat("(", MaxCaptures+1) + "a" + strings.Repeat(")", MaxCaptures+1)
+	if _, _, err := m.Find("a", deep, 0, false); err == nil || err.Error() != "too many captures" {
+		t.Errorf("33 captures: %v", err)
+	}
+	if s, _, err := m.Find("a", deep[1:len(deep)-1], 0, false); err != nil || s != 0 || m.Level() != MaxCaptures {
+		t.Errorf("32 captures: %d %v level %d", s, err, m.Level())
 	}
 }
 
