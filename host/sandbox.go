@@ -57,7 +57,7 @@ func newSandbox() *lua.LState {
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(luaStrRep))
-	str.RawSetString("gsub", L.NewFunction(capGsub(str.RawGetString("gsub").(*lua.LFunction))))
+	openPatternFuncs(L, str)
 	str.RawSetString("format", L.NewFunction(capFormat(str.RawGetString("format").(*lua.LFunction))))
 	// The string metatable was the string table itself; give strings a
 	// metatable of their own whose __index is a copy, reachable from no
@@ -159,51 +159,6 @@ func luaStrRep(L *lua.LState) int {
 	}
 	L.Push(lua.LString(b.String()))
 	return 1
-}
-
-// capGsub bounds string.gsub's result: with a replacement string of length
-// r, each match adds at most r bytes plus r/2 copies of the match (%0..%9),
-// and matches together cover the subject at most once. When even that bound
-// exceeds the limit, the number of replacements is capped to what fits.
-func capGsub(orig *lua.LFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		s := L.CheckString(1)
-		pat := L.CheckString(2)
-		repl := L.CheckAny(3)
-		// r: replacement length; pct: how many captures (%0..%9) it may
-		// expand, each at most the whole subject.
-		r, pct := 0, 0
-		switch x := repl.(type) {
-		case lua.LString:
-			r, pct = len(x), strings.Count(string(x), "%")
-		case lua.LNumber:
-			r = len(x.String())
-		}
-		// A function or table replacement returns strings of any length:
-		// the result is checked afterwards.
-		expand := int64(len(s)) * int64(1+pct)
-		want := L.OptInt(4, len(s)+1)
-		limit := int64(want)
-		if r > 0 {
-			room := (int64(maxStringResult) - expand) / int64(r)
-			if room < 0 {
-				L.RaiseError("string.gsub: result may exceed the sandbox limit of %d bytes", maxStringResult)
-			}
-			limit = min(limit, room)
-		}
-		L.Push(orig)
-		L.Push(lua.LString(s))
-		L.Push(lua.LString(pat))
-		L.Push(repl)
-		L.Push(lua.LNumber(limit))
-		L.Call(4, 2)
-		out, _ := L.Get(-2).(lua.LString)
-		n, _ := L.Get(-1).(lua.LNumber)
-		if len(out) > maxStringResult || (limit < int64(want) && int64(n) == limit) {
-			L.RaiseError("string.gsub: result exceeds the sandbox limit of %d bytes", maxStringResult)
-		}
-		return 2
-	}
 }
 
 // capFormat refuses widths and precisions above two digits, as Lua 5.1 does.
