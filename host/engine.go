@@ -110,6 +110,7 @@ type Engine struct {
 // New returns an engine with no plugins loaded: every packet is accepted
 // until Load. Close stops its background goroutine.
 func New(opts Options) *Engine {
+	boundArrays()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -542,10 +542,10 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 			if i > 1 {
 				msg += "\t"
 			}
-			msg += L.ToStringMeta(L.Get(i)).String()
+			msg += luaToString(L, L.Get(i)).String()
 		}
 	} else {
-		msg = L.ToStringMeta(L.Get(1)).String()
+		msg = luaToString(L, L.Get(1)).String()
 		if t, ok := L.Get(2).(*lua.LTable); ok {
 			// Sorted: a Lua table's order changes from run to run.
 			var keys []string

@@ -43,6 +43,8 @@ func newSandbox() *lua.LState {
 	}
 	g.RawSetString("collectgarbage", L.NewFunction(luaCollectGarbage))
 	g.RawSetString("rawset", L.NewFunction(luaRawSet))
+	openSafeBase(L, g)
+	openSafeTable(L, g.RawGetString("table").(*lua.LTable))
 
 	// os: only the clock.
 	osOrig := g.RawGetString("os").(*lua.LTable)
@@ -50,6 +52,7 @@ func newSandbox() *lua.LState {
 	for _, name := range []string{"time", "clock", "date", "difftime"} {
 		osSafe.RawSetString(name, osOrig.RawGetString(name))
 	}
+	openSafeOS(L, osSafe)
 	g.RawSetString("os", osSafe)
 
 	// string: capped builtins; the table is also the string metatable.
@@ -57,7 +60,7 @@ func newSandbox() *lua.LState {
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(luaStrRep))
 	str.RawSetString("gsub", L.NewFunction(capGsub(str.RawGetString("gsub").(*lua.LFunction))))
-	str.RawSetString("format", L.NewFunction(capFormat(str.RawGetString("format").(*lua.LFunction))))
+	str.RawSetString("format", L.NewFunction(luaStrFormat))
 	// The string metatable was the string table itself; give strings a
 	// metatable of their own whose __index is a copy, reachable from no
 	// script value.
@@ -135,30 +138,6 @@ func luaCollectGarbage(L *lua.LState) int {
 	return 1
 }
 
-// luaStrRep is string.rep(s, n [, sep]) with the result capped.
-func luaStrRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	sep := L.OptString(3, "")
-	if n <= 0 {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	if int64(len(s)+len(sep))*int64(n) > maxStringResult {
-		L.RaiseError("string.rep: result of %d x %d bytes exceeds the sandbox limit of %d bytes", n, len(s)+len(sep), maxStringResult)
-	}
-	var b strings.Builder
-	b.Grow((len(s) + len(sep)) * n)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteString(sep)
-		}
-		b.WriteString(s)
-	}
-	L.Push(lua.LString(b.String()))
-	return 1
-}
-
 // capGsub bounds string.gsub's result: with a replacement string of length
 // r, each match adds at most r bytes plus r/2 copies of the match (%0..%9),
 // and matches together cover the subject at most once. When even that bound
@@ -201,37 +180,6 @@ func capGsub(orig *lua.LFunction) lua.LGFunction {
 			L.RaiseError("string.gsub: result exceeds the sandbox limit of %d bytes", maxStringResult)
 		}
 		return 2
-	}
-}
-
-// capFormat refuses widths and precisions above two digits, as Lua 5.1 does.
-func capFormat(orig *lua.LFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		f := L.CheckString(1)
-		for i := 0; i < len(f); i++ {
-			if f[i] != '%' {
-				continue
-			}
-			i++
-			digits := 0
-			for ; i < len(f) && strings.IndexByte("-+ #0123456789.", f[i]) >= 0; i++ {
-				if f[i] >= '0' && f[i] <= '9' {
-					digits++
-					if digits > 2 {
-						L.RaiseError("string.format: width or precision above %d in %q", maxFormatWidth, f)
-					}
-				} else {
-					digits = 0
-				}
-			}
-		}
-		n := L.GetTop()
-		L.Push(orig)
-		for i := 1; i <= n; i++ {
-			L.Push(L.Get(i))
-		}
-		L.Call(n, 1)
-		return 1
 	}
 }
 

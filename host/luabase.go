@@ -1,0 +1,175 @@
+package host
+
+import (
+	"crypto/cipher"
+	"crypto/des"
+	"crypto/rand"
+	"encoding/binary"
+	"strconv"
+	"unsafe"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Sandboxed replacements for base-library functions: tostring without Go
+// heap addresses, and ipairs/unpack that see a whole list (see
+// luatable.go for why a list may continue past the array part).
+
+// idsKey is the registry field holding a state's objectIDs. Scripts cannot
+// reach the registry (no debug library).
+const idsKey = "luafw.objectids"
+
+// maxUnpack is how many values one unpack call may return, as in Lua 5.1
+// (whose stack check fails beyond LUAI_MAXCSTACK = 8000).
+const maxUnpack = 8000
+
+// objectIDs names a state's tables, functions, userdata and threads for
+// tostring: "table: 0x" and 16 hex digits. The id is the object's Go address
+// encrypted with triple DES under a key drawn for the state, so it is
+// unique and stable for the object's lifetime (Go's collector does not
+// move objects, and a 64-bit block cipher is a bijection) but reveals
+// nothing about the Go heap's layout. Nothing is stored per object. The
+// key schedule (about 400 bytes) is made on a state's first tostring of
+// such a value; an encryption costs a few hundred nanoseconds.
+type objectIDs struct{ block cipher.Block }
+
+func newObjectIDs() *objectIDs {
+	var key [24]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // never returns an error on Linux
+	}
+	block, err := des.NewTripleDESCipher(key[:])
+	if err != nil {
+		panic(err) // only for a wrong key length
+	}
+	return &objectIDs{block: block}
+}
+
+func (o *objectIDs) id(p unsafe.Pointer) uint64 {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(uintptr(p)))
+	o.block.Encrypt(b[:], b[:])
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// stateIDs returns L's objectIDs, making them on first use.
+func stateIDs(L *lua.LState) *objectIDs {
+	reg := L.G.Registry
+	if ud, ok := reg.RawGetString(idsKey).(*lua.LUserData); ok {
+		if ids, ok := ud.Value.(*objectIDs); ok {
+			return ids
+		}
+	}
+	ids := newObjectIDs()
+	ud := L.NewUserData()
+	ud.Value = ids
+	reg.RawSetString(idsKey, ud)
+	return ids
+}
+
+// objectName is tostring without metamethods: what Lua prints for v.
+func objectName(L *lua.LState, v lua.LValue) string {
+	var kind string
+	var p unsafe.Pointer
+	switch x := v.(type) {
+	case *lua.LTable:
+		kind, p = "table", unsafe.Pointer(x)
+	case *lua.LFunction:
+		kind, p = "function", unsafe.Pointer(x)
+	case *lua.LUserData:
+		kind, p = "userdata", unsafe.Pointer(x)
+	case *lua.LState:
+		kind, p = "thread", unsafe.Pointer(x)
+	case lua.LChannel:
+		kind, p = "channel", *(*unsafe.Pointer)(unsafe.Pointer(&x)) // a chan is a pointer
+	default:
+		return v.String() // nil, booleans, numbers, strings
+	}
+	var b [40]byte
+	out := append(b[:0], kind...)
+	out = append(out, ": 0x"...)
+	id := strconv.AppendUint(nil, stateIDs(L).id(p), 16)
+	for i := len(id); i < 16; i++ {
+		out = append(out, '0')
+	}
+	out = append(out, id...)
+	return string(out)
+}
+
+// luaToString is tostring(v): its __tostring metamethod's result when it
+// has one, else objectName.
+func luaToString(L *lua.LState, v lua.LValue) lua.LValue {
+	if fn, ok := L.GetMetaField(v, "__tostring").(*lua.LFunction); ok {
+		L.Push(fn)
+		L.Push(v)
+		L.Call(1, 1)
+		r := L.Get(-1)
+		L.Pop(1)
+		return r
+	}
+	if s, ok := v.(lua.LString); ok {
+		return s
+	}
+	return lua.LString(objectName(L, v))
+}
+
+func luaToStringFn(L *lua.LState) int {
+	L.Push(luaToString(L, L.CheckAny(1)))
+	return 1
+}
+
+// luaIpairs is ipairs over a list that may continue past the array part.
+func luaIpairs(L *lua.LState) int {
+	t := L.CheckTable(1)
+	L.Push(L.Get(lua.UpvalueIndex(1)))
+	L.Push(t)
+	L.Push(lua.LNumber(0))
+	return 3
+}
+
+func luaIpairsAux(L *lua.LState) int {
+	t := L.CheckTable(1)
+	i := L.CheckInt(2) + 1
+	v := t.RawGetInt(i)
+	if v == lua.LNil && i >= lua.MaxArrayIndex {
+		v = t.RawGet(lua.LNumber(i))
+	}
+	if v == lua.LNil {
+		return 0
+	}
+	L.Push(lua.LNumber(i))
+	L.Push(v)
+	return 2
+}
+
+// luaUnpack is Lua 5.1's unpack(t [, i [, j]]), refusing more than
+// maxUnpack results as Lua 5.1 does.
+func luaUnpack(L *lua.LState) int {
+	t := L.CheckTable(1)
+	i := L.OptInt(2, 1)
+	var j int
+	if L.Get(3) == lua.LNil {
+		j = tableLen(L, t)
+	} else {
+		j = L.CheckInt(3)
+	}
+	if i > j {
+		return 0
+	}
+	n := j - i + 1
+	if n <= 0 || n > maxUnpack {
+		L.RaiseError("too many results to unpack")
+	}
+	for k := i; k <= j; k++ {
+		L.Push(rawGetIndex(t, k))
+	}
+	return n
+}
+
+// openSafeBase replaces the base functions that print Go addresses or stop
+// at the array part.
+func openSafeBase(L *lua.LState, g *lua.LTable) {
+	g.RawSetString("tostring", L.NewFunction(luaToStringFn))
+	g.RawSetString("ipairs", L.NewClosure(luaIpairs, L.NewFunction(luaIpairsAux)))
+	g.RawSetString("unpack", L.NewFunction(luaUnpack))
+}
