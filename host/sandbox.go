@@ -31,6 +31,11 @@ func newSandbox() *lua.LState {
 		CallStackSize:   callStackSize,
 		RegistrySize:    registrySize,
 		RegistryMaxSize: registryMaxSize,
+		// gopher-lua grows the value stack by required+step slots at a
+		// time: with its default step of 32, a builtin pushing thousands
+		// of values (unpack, string.byte) reallocated it thousands of
+		// times, quadratic in time and garbage.
+		RegistryGrowStep: registrySize,
 	})
 	for _, open := range []lua.LGFunction{lua.OpenBase, lua.OpenTable, lua.OpenString, lua.OpenMath, lua.OpenOs} {
 		L.Push(L.NewFunction(open))
