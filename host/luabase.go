@@ -5,7 +5,9 @@ import (
 	"crypto/des"
 	"crypto/rand"
 	"encoding/binary"
+	"regexp"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
@@ -45,9 +47,9 @@ func newObjectIDs() *objectIDs {
 	return &objectIDs{block: block}
 }
 
-func (o *objectIDs) id(p unsafe.Pointer) uint64 {
+func (o *objectIDs) id(addr uintptr) uint64 {
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(uintptr(p)))
+	binary.BigEndian.PutUint64(b[:], uint64(addr))
 	o.block.Encrypt(b[:], b[:])
 	return binary.BigEndian.Uint64(b[:])
 }
@@ -85,15 +87,55 @@ func objectName(L *lua.LState, v lua.LValue) string {
 	default:
 		return v.String() // nil, booleans, numbers, strings
 	}
+	return formatObjectName(L, kind, uintptr(p))
+}
+
+func formatObjectName(L *lua.LState, kind string, addr uintptr) string {
 	var b [40]byte
 	out := append(b[:0], kind...)
 	out = append(out, ": 0x"...)
-	id := strconv.AppendUint(nil, stateIDs(L).id(p), 16)
+	id := strconv.AppendUint(nil, stateIDs(L).id(addr), 16)
 	for i := len(id); i < 16; i++ {
 		out = append(out, '0')
 	}
 	out = append(out, id...)
 	return string(out)
+}
+
+// goAddress matches how gopher-lua names an object in its own error
+// messages (Go's %p), e.g. indexing a number with a table key.
+var goAddress = regexp.MustCompile(`\b(table|function|userdata|thread|channel): 0x[0-9a-f]+\b`)
+
+// hideAddresses rewrites the Go addresses in msg as the ids tostring
+// shows for the same objects.
+func hideAddresses(L *lua.LState, msg string) string {
+	if !strings.Contains(msg, ": 0x") {
+		return msg
+	}
+	return goAddress.ReplaceAllStringFunc(msg, func(m string) string {
+		kind, hex, _ := strings.Cut(m, ": 0x")
+		addr, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil {
+			return m
+		}
+		return formatObjectName(L, kind, uintptr(addr))
+	})
+}
+
+// protectedCall wraps pcall or xpcall so that an error message it returns
+// shows no Go address.
+func protectedCall(orig lua.LGFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		n := orig(L)
+		if n >= 2 && L.Get(-n) == lua.LFalse {
+			if msg, ok := L.Get(-n + 1).(lua.LString); ok {
+				if clean := hideAddresses(L, string(msg)); clean != string(msg) {
+					L.Replace(L.GetTop()-n+2, lua.LString(clean))
+				}
+			}
+		}
+		return n
+	}
 }
 
 // luaToString is tostring(v): its __tostring metamethod's result when it
@@ -172,4 +214,9 @@ func openSafeBase(L *lua.LState, g *lua.LTable) {
 	g.RawSetString("tostring", L.NewFunction(luaToStringFn))
 	g.RawSetString("ipairs", L.NewClosure(luaIpairs, L.NewFunction(luaIpairsAux)))
 	g.RawSetString("unpack", L.NewFunction(luaUnpack))
+	for _, name := range []string{"pcall", "xpcall"} {
+		if f, ok := g.RawGetString(name).(*lua.LFunction); ok && f.IsG {
+			g.RawSetString(name, L.NewFunction(protectedCall(f.GFunction)))
+		}
+	}
 }

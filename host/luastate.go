@@ -551,12 +551,12 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 			var keys []string
 			vals := map[string]lua.LValue{}
 			t.ForEach(func(k, v lua.LValue) {
-				keys = append(keys, k.String())
-				vals[k.String()] = v
+				keys = append(keys, objectName(L, k))
+				vals[objectName(L, k)] = v
 			})
 			sort.Strings(keys)
 			for _, k := range keys {
-				attrs = append(attrs, k, luaToAttr(vals[k]))
+				attrs = append(attrs, k, luaToAttr(L, vals[k]))
 			}
 		}
 	}
@@ -569,14 +569,14 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 	e.log.Log(context.Background(), level, msg, attrs...)
 }
 
-func luaToAttr(v lua.LValue) any {
+func luaToAttr(L *lua.LState, v lua.LValue) any {
 	switch x := v.(type) {
 	case lua.LNumber:
 		return float64(x)
 	case lua.LBool:
 		return bool(x)
 	}
-	return v.String()
+	return objectName(L, v)
 }
 
 // timeModule is time.now(): seconds (with fraction) from the engine clock.

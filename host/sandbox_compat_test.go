@@ -152,7 +152,9 @@ func TestToStringHidesAddresses(t *testing.T) {
 		T1, T2 = {}, {}
 		A, B, C = tostring(T1), tostring(T2), tostring(T1)
 		F = tostring(print)
-		S = string.format("%s|%s", T1, print)`); err != nil {
+		S = string.format("%s|%s", T1, print)
+		local ok, msg = pcall(function() local x = 1; return x[T1] end)
+		E = msg`); err != nil {
 		t.Fatal(err)
 	}
 	get := func(name string) string { return sb.GetGlobal(name).String() }
@@ -166,9 +168,13 @@ func TestToStringHidesAddresses(t *testing.T) {
 	if get("S") != get("A")+"|"+get("F") {
 		t.Fatalf("%%s: %q, want %q", get("S"), get("A")+"|"+get("F"))
 	}
+	if !strings.Contains(get("E"), get("A")) {
+		t.Fatalf("pcall's message %q does not name the key as tostring does (%s)", get("E"), get("A"))
+	}
+	t.Logf("pcall message: %s", get("E"))
 	t1 := sb.GetGlobal("T1").(*lua.LTable)
 	addr := strings.TrimPrefix(fmt.Sprintf("%p", t1), "0x")
-	for _, name := range []string{"A", "F", "S"} {
+	for _, name := range []string{"A", "F", "S", "E"} {
 		if strings.Contains(get(name), addr) {
 			t.Fatalf("%s = %q shows the Go address %s", name, get(name), addr)
 		}
