@@ -22,11 +22,17 @@ import (
 // maxArrayIndex-1; the functions here (table.insert, table.getn, unpack,
 // ipairs, table.concat, table.sort, table.remove) find the true border.
 
-// maxArrayIndex bounds the array part of every table: t[maxArrayIndex-1] = 1
-// on an empty table (the worst single instruction: a 1 MiB slice filled)
-// costs about 0.2-1.5 ms on our machines, and `#t` on such a padded table
-// about 0.1-0.4 ms; gopher-lua's own bound, 1<<26, cost 7.5 s and 1 GiB.
-const maxArrayIndex = 1 << 16
+// maxArrayIndex bounds the array part of every table. The worst single
+// instruction is t[maxArrayIndex-1] = 1 on an empty table, which fills a
+// slice of that many slots. Measured on a busy 2-core machine (median of
+// 25, after a GC): 1<<14: 0.25 ms, 1<<15: 0.48 ms (max 1.2 ms), 1<<16:
+// 4 ms, 1<<17: 27 ms, and gopher-lua's own bound 1<<26: 7.5 s and 1 GiB.
+// (The cost jumps between 512 KiB and 1 MiB of slice.) `#t`
+// on such a padded table scans it: 0.2 ms at 1<<15. The price of a low
+// bound: integer keys above it cost a hash entry each (about 1-2 µs and
+// ~100 bytes to insert, against ~10 ns and 16 bytes in the array part),
+// and `#` does not see them.
+const maxArrayIndex = 1 << 15
 
 // arrayBoundOnce guards the one write to lua.MaxArrayIndex, a package
 // variable of gopher-lua that every table operation reads. It is set
