@@ -169,6 +169,14 @@ func tableRemove(L *lua.LState) int {
 	if e == 0 || pos < 1 || pos > e {
 		return 0
 	}
+	if e == t.Len() {
+		// The list lies in the array part: gopher-lua's Remove shifts it
+		// with one copy and shrinks the slice, so that popping a long
+		// list leaves no trail of nils for the next border search to
+		// walk.
+		L.Push(t.Remove(pos))
+		return 1
+	}
 	L.Push(rawGetIndex(t, pos))
 	m := meter(L)
 	for ; pos < e; pos++ {

@@ -47,6 +47,7 @@ func BenchmarkBuiltins(b *testing.B) {
 		{"rep", `local s = string.rep("ab", 16)`},
 		{"concat", `local s = table.concat({"a", "b", "c", 1, 2}, ",")`},
 		{"insert-remove", `local t = {} for i = 1, 8 do table.insert(t, i) end for i = 1, 8 do table.remove(t) end`},
+		{"pop", `local t = {} for i = 1, 1000 do t[i] = i end for i = 1, 1000 do table.remove(t) end`},
 		{"sort", `local t = {5, 3, 8, 1, 9, 2, 7, 4, 6, 0} table.sort(t)`},
 		{"ipairs", `local s = 0 for _, v in ipairs({1, 2, 3, 4, 5, 6, 7, 8}) do s = s + v end`},
 		{"tostring-number", `local s = tostring(12345)`},

@@ -224,3 +224,22 @@ func TestListsBeyondArrayBound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// table.remove over a long list popped to empty, then at positions.
+// (BenchmarkBuiltins/pop shows the cost per pop stays constant.)
+func TestRemoveKeepsBorderCheap(t *testing.T) {
+	boundArrays()
+	sb := newSandbox()
+	defer sb.Close()
+	err := sb.DoString(`
+		local t = {}
+		for i = 1, 30000 do t[i] = i end
+		for i = 30000, 1, -1 do assert(table.remove(t) == i) end
+		assert(#t == 0 and table.getn(t) == 0 and select("#", table.remove(t)) == 0)
+		for i = 1, 5 do table.insert(t, i) end
+		assert(table.remove(t, 1) == 1 and table.concat(t, ",") == "2,3,4,5")
+		assert(table.remove(t, 3) == 4 and table.concat(t, ",") == "2,3,5")`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
