@@ -243,3 +243,29 @@ func TestRemoveKeepsBorderCheap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// luafw's own values print as before (pkt by name), others by id; print and
+// log show ids too.
+func TestToStringOfLuafwValues(t *testing.T) {
+	e, logs := newTestEngine(t)
+	mustLoad(t, e, src("names", `
+		local set = net.set{"10.0.0.0/8"}
+		fw.register{hook = "input", fn = function(pkt)
+			pkt:tag(tostring(pkt))
+			pkt:tag(tostring(pkt.tcp))
+			pkt:tag(string.format("%s", pkt.ct))
+			pkt:tag(tostring(set))
+			print("printed", {})
+			log.info("logged", {t = {}})
+		end}`))
+	d := e.Process(&Packet{Hook: Input, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)})
+	if len(d.Tags) != 4 || d.Tags[0] != "pkt" || d.Tags[1] != "pkt.tcp" || d.Tags[2] != "pkt.ct" ||
+		!regexp.MustCompile(`^userdata: 0x[0-9a-f]{16}$`).MatchString(d.Tags[3]) {
+		t.Fatalf("tags %q (errors %d)", d.Tags, d.Errors)
+	}
+	out := logs.String()
+	id := `table: 0x[0-9a-f]{16}\b`
+	if !regexp.MustCompile(`msg="printed\\t` + id).MatchString(out) || !regexp.MustCompile(`t="` + id).MatchString(out) {
+		t.Fatalf("logs do not show ids:\n%s", out)
+	}
+}
