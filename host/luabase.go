@@ -188,13 +188,7 @@ func luaIpairsAux(L *lua.LState) int {
 // maxUnpack results as Lua 5.1 does.
 func luaUnpack(L *lua.LState) int {
 	t := L.CheckTable(1)
-	i := L.OptInt(2, 1)
-	var j int
-	if L.Get(3) == lua.LNil {
-		j = tableLen(L, t)
-	} else {
-		j = L.CheckInt(3)
-	}
+	i, j := L.OptInt(2, 1), optLast(L, 3, t)
 	if i > j {
 		return 0
 	}

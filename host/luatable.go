@@ -93,17 +93,20 @@ func tableLen(L *lua.LState, t *lua.LTable) int {
 	return i
 }
 
+// optLast reads argument n, the last index of a range over t, which
+// defaults to t's border.
+func optLast(L *lua.LState, n int, t *lua.LTable) int {
+	if L.Get(n) == lua.LNil {
+		return tableLen(L, t)
+	}
+	return L.CheckInt(n)
+}
+
 // tableConcat is table.concat(t [, sep [, i [, j]]]).
 func tableConcat(L *lua.LState) int {
 	t := L.CheckTable(1)
 	sep := L.OptString(2, "")
-	i := L.OptInt(3, 1)
-	var j int
-	if L.Get(4) == lua.LNil {
-		j = tableLen(L, t)
-	} else {
-		j = L.CheckInt(4)
-	}
+	i, j := L.OptInt(3, 1), optLast(L, 4, t)
 	var b strings.Builder
 	m := meter(L)
 	for k := i; k <= j; k++ {
