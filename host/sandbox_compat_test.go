@@ -265,7 +265,7 @@ func TestToStringOfLuafwValues(t *testing.T) {
 	}
 	out := logs.String()
 	id := `table: 0x[0-9a-f]{16}\b`
-	if !regexp.MustCompile(`msg="printed\\t` + id).MatchString(out) || !regexp.MustCompile(`t="` + id).MatchString(out) {
+	if !regexp.MustCompile(`msg="printed\\t`+id).MatchString(out) || !regexp.MustCompile(`t="`+id).MatchString(out) {
 		t.Fatalf("logs do not show ids:\n%s", out)
 	}
 }

@@ -216,7 +216,8 @@ func TestLongBuiltinsHonourTheBudget(t *testing.T) {
 		{"table.concat", []lua.LValue{L.GetGlobal("STRS")}},
 		{"table.maxn", []lua.LValue{L.GetGlobal("HASH")}},
 		{"table.insert", []lua.LValue{L.GetGlobal("NUMS"), lua.LNumber(-1e15), lua.LNumber(0)}},
-		{"table.remove", []lua.LValue{L.GetGlobal("NUMS"), lua.LNumber(1)}},
+		// (A list in the array part is shifted with one copy: no loop to cut.)
+		{"table.remove", []lua.LValue{L.GetGlobal("HASH"), lua.LNumber(1)}},
 		{"string.rep", []lua.LValue{lua.LString("x"), lua.LNumber(1 << 20)}},
 		{"string.format", append([]lua.LValue{L.GetGlobal("FMT")}, func() (a []lua.LValue) {
 			for i := 0; i < 2000; i++ {
