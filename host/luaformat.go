@@ -213,7 +213,7 @@ func formatArgString(L *lua.LState, arg int) string {
 	case lua.LNumber:
 		return v.String()
 	default:
-		return luaToString(L, v).String()
+		return luaToText(L, v)
 	}
 }
 

@@ -542,10 +542,10 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 			if i > 1 {
 				msg += "\t"
 			}
-			msg += luaToString(L, L.Get(i)).String()
+			msg += luaToText(L, L.Get(i))
 		}
 	} else {
-		msg = luaToString(L, L.Get(1)).String()
+		msg = luaToText(L, L.Get(1))
 		if t, ok := L.Get(2).(*lua.LTable); ok {
 			// Sorted: a Lua table's order changes from run to run.
 			var keys []string

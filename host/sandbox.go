@@ -64,6 +64,7 @@ func newSandbox() *lua.LState {
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(luaStrRep))
+	str.RawSetString("byte", L.NewFunction(luaStrByte))
 	str.RawSetString("gsub", L.NewFunction(capGsub(str.RawGetString("gsub").(*lua.LFunction))))
 	str.RawSetString("format", L.NewFunction(luaStrFormat))
 	// The string metatable was the string table itself; give strings a

@@ -47,6 +47,11 @@ var ordinaryExprs = []string{
 	`string.rep("ab", 3)`, `string.rep("x", 0)`, `string.rep("x", -1)`,
 	`string.rep("", 5)`, `("x"):rep(1)`,
 	`#string.rep("abc", 1000)`,
+	// string.byte
+	`("abc"):byte(2)`, `("abc"):byte(-1)`, `select("#", ("abc"):byte(1, -1))`,
+	`table.concat({("abc"):byte(1, -1)}, ",")`, `select("#", ("abc"):byte(0))`, `select("#", ("abc"):byte(10))`,
+	`table.concat({("abc"):byte(2, 10)}, ",")`, `select("#", ("abc"):byte(3, 2))`, `table.concat({("abc"):byte(-2, -1)}, ",")`,
+	`table.concat({("abc"):byte(-10, 2)}, ",")`, `select("#", (""):byte())`,
 	// table.concat
 	`table.concat({1, 2, 3}, ",")`, `table.concat({"a", "b", "c"})`, `table.concat({"a", "b", "c"}, "-", 2)`,
 	`table.concat({"a", "b", "c"}, "-", 2, 3)`, `table.concat({}, ",")`, `table.concat({1.5, 2, "x"}, " ")`,
