@@ -103,8 +103,10 @@ func formatObjectName(L *lua.LState, kind string, addr uintptr) string {
 }
 
 // goAddress matches how gopher-lua names an object in its own error
-// messages (Go's %p), e.g. indexing a number with a table key.
-var goAddress = regexp.MustCompile(`\b(table|function|userdata|thread|channel): 0x[0-9a-f]+\b`)
+// messages (Go's %p), e.g. indexing a number with a table key. A user-space
+// address has at most 12 hex digits; the ids of objectName always have 16,
+// so a message quoting tostring's result is left alone.
+var goAddress = regexp.MustCompile(`\b(table|function|userdata|thread|channel): 0x[0-9a-f]{1,12}\b`)
 
 // hideAddresses rewrites the Go addresses in msg as the ids tostring
 // shows for the same objects.

@@ -208,8 +208,11 @@ func goToLua(L *lua.LState, v any) lua.LValue {
 		return lua.LString(x)
 	case []any:
 		t := L.CreateTable(len(x), 0)
-		for _, e := range x {
-			t.Append(goToLua(L, e))
+		for i, e := range x {
+			// Not Append: it skips nils (shifting later elements) and
+			// fills the array part past lua.MaxArrayIndex, where reads
+			// no longer look.
+			t.RawSetInt(i+1, goToLua(L, e))
 		}
 		return t
 	case map[string]any:

@@ -159,7 +159,9 @@ func TestToStringHidesAddresses(t *testing.T) {
 		F = tostring(print)
 		S = string.format("%s|%s", T1, print)
 		local ok, msg = pcall(function() local x = 1; return x[T1] end)
-		E = msg`); err != nil {
+		E = msg
+		ok, msg = pcall(error, "bad " .. tostring(T1), 0)
+		assert(msg == "bad " .. tostring(T1), msg)`); err != nil {
 		t.Fatal(err)
 	}
 	get := func(name string) string { return sb.GetGlobal(name).String() }
@@ -273,4 +275,24 @@ func TestToStringOfLuafwValues(t *testing.T) {
 	if !regexp.MustCompile(`msg="printed\\t`+id).MatchString(out) || !regexp.MustCompile(`t="`+id).MatchString(out) {
 		t.Fatalf("logs do not show ids:\n%s", out)
 	}
+}
+
+// A long list from the configuration reads like any Lua list, past the
+// array bound too.
+func TestLongOptionList(t *testing.T) {
+	e, _ := newTestEngine(t)
+	list := make([]any, maxArrayIndex+100)
+	for i := range list {
+		list[i] = i + 1
+	}
+	list[1] = nil
+	spec := src("opts", `
+		local l = fw.options.list
+		assert(l[1] == 1 and l[2] == nil and l[3] == 3, "the nil keeps its place")
+		assert(l[%d] == %d and table.getn(l) == %d, "reads past the array part")
+		fw.register{hook = "input", fn = function() end}`)
+	n := len(list)
+	spec.Source = []byte(fmt.Sprintf(string(spec.Source), n, n, n))
+	spec.Options = map[string]any{"list": list}
+	mustLoad(t, e, spec)
 }
