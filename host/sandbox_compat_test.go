@@ -296,3 +296,22 @@ func TestLongOptionList(t *testing.T) {
 	spec.Options = map[string]any{"list": list}
 	mustLoad(t, e, spec)
 }
+
+// Ids are a permutation of addresses: neighbouring addresses (as a heap
+// hands out) never share an id, and two states name the same address
+// differently.
+func TestObjectIDsArePermutation(t *testing.T) {
+	a, b := newObjectIDs(), newObjectIDs()
+	seen := map[uint64]bool{}
+	const base = uintptr(0xc000100000)
+	for i := uintptr(0); i < 100000; i++ {
+		id := a.id(base + 8*i)
+		if seen[id] {
+			t.Fatalf("address %#x: id %#x seen before", base+8*i, id)
+		}
+		seen[id] = true
+	}
+	if a.id(base) == b.id(base) {
+		t.Fatalf("two keys gave the same id %#x", a.id(base))
+	}
+}
