@@ -93,6 +93,16 @@ func tableLen(L *lua.LState, t *lua.LTable) int {
 	return i
 }
 
+// checkWritable is argument 1 of a function that writes to it raw, which
+// must not be one of the read-only builtin tables (as for rawset).
+func checkWritable(L *lua.LState) *lua.LTable {
+	t := L.CheckTable(1)
+	if isLocked(t) {
+		L.RaiseError("table is read-only")
+	}
+	return t
+}
+
 // optLast reads argument n, the last index of a range over t, which
 // defaults to t's border.
 func optLast(L *lua.LState, n int, t *lua.LTable) int {
@@ -141,7 +151,7 @@ func tableConcat(L *lua.LState) int {
 
 // tableInsert is table.insert(t, [pos,] v): Lua 5.1 moves t[pos..n] up one.
 func tableInsert(L *lua.LState) int {
-	t := L.CheckTable(1)
+	t := checkWritable(L)
 	e := tableLen(L, t) + 1
 	var pos int
 	switch L.GetTop() {
@@ -166,7 +176,7 @@ func tableInsert(L *lua.LState) int {
 
 // tableRemove is table.remove(t [, pos]).
 func tableRemove(L *lua.LState) int {
-	t := L.CheckTable(1)
+	t := checkWritable(L)
 	e := tableLen(L, t)
 	pos := L.OptInt(2, e)
 	if e == 0 || pos < 1 || pos > e {
@@ -215,7 +225,7 @@ func tableGetN(L *lua.LState) int {
 // by the VM). It sorts a copy and writes it back, so an error leaves t as
 // it was.
 func tableSort(L *lua.LState) int {
-	t := L.CheckTable(1)
+	t := checkWritable(L)
 	s := &luaSorter{L: L, m: meter(L)}
 	if L.GetTop() >= 2 && L.Get(2) != lua.LNil {
 		s.fn = L.CheckFunction(2)
