@@ -24,14 +24,23 @@ import (
 
 // maxArrayIndex bounds the array part of every table. The worst single
 // instruction is t[maxArrayIndex-1] = 1 on an empty table, which fills a
-// slice of that many slots. Measured on a busy 2-core machine (median of
-// 25, after a GC): 1<<14: 0.25 ms, 1<<15: 0.48 ms (max 1.2 ms), 1<<16:
-// 4 ms, 1<<17: 27 ms, and gopher-lua's own bound 1<<26: 7.5 s and 1 GiB.
-// (The cost jumps between 512 KiB and 1 MiB of slice.) `#t`
-// on such a padded table scans it: 0.2 ms at 1<<15. The price of a low
-// bound: integer keys above it cost a hash entry each (about 1-2 µs and
-// ~100 bytes to insert, against ~10 ns and 16 bytes in the array part),
-// and `#` does not see them.
+// slice of that many slots (gopher-lua appends them one at a time, making
+// about five times the slice in garbage). Measured on a busy 2-core
+// machine, one such instruction after a GC (median of 25) / back to back
+// in a loop, where the collector's work is charged to it (average of 50):
+//
+//	1<<13: -       / 1.0 ms
+//	1<<14: 0.25 ms / 2.4 ms
+//	1<<15: 0.48 ms / 4.7-7 ms   <- chosen
+//	1<<16: 4 ms    / 11-20 ms
+//	1<<26 (gopher-lua's own bound): 7.5 s and 1 GiB
+//
+// `#t` on such a padded table scans it: 0.2 ms at 1<<15. The price of a
+// low bound: integer keys above it cost a hash entry each (about 1-2 µs
+// and ~100 bytes to insert, against ~10 ns and 16 bytes in the array
+// part), and `#` does not see them, so `t[#t+1] = v` stops growing a list
+// there. 1<<15 keeps lists of 32767 elements whole for `#` (a smaller
+// bound would halve the worst instruction and the list length alike).
 const maxArrayIndex = 1 << 15
 
 // arrayBoundOnce guards the one write to lua.MaxArrayIndex, a package
