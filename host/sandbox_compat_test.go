@@ -228,7 +228,11 @@ func TestListsBeyondArrayBound(t *testing.T) {
 		assert(t[1] == n - 1 and t[n] == 0)
 		local u = {} u[n] = 1
 		assert(u[n] == 1 and #u == 0 and table.maxn(u) == n)
-	`, maxArrayIndex, maxArrayIndex))
+		-- The documented price: # stops at the bound, so this idiom
+		-- overwrites the element after it.
+		local w = {} for i = 1, n do w[#w + 1] = i end
+		assert(#w == %d - 1 and w[%d] == n and table.getn(w) == %d)
+	`, maxArrayIndex, maxArrayIndex, maxArrayIndex, maxArrayIndex, maxArrayIndex))
 	if err != nil {
 		t.Fatal(err)
 	}
