@@ -174,12 +174,12 @@ func tableInsert(L *lua.LState) int {
 		m := meter(L)
 		for i := e; i > pos; i-- {
 			m.step(1)
-			t.RawSet(lua.LNumber(i), rawGetIndex(t, i-1))
+			t.RawSetInt(i, rawGetIndex(t, i-1))
 		}
 	default:
 		L.RaiseError("wrong number of arguments to 'insert'")
 	}
-	t.RawSet(lua.LNumber(pos), L.Get(L.GetTop()))
+	t.RawSetInt(pos, L.Get(L.GetTop()))
 	return 0
 }
 
@@ -203,9 +203,9 @@ func tableRemove(L *lua.LState) int {
 	m := meter(L)
 	for ; pos < e; pos++ {
 		m.step(1)
-		t.RawSet(lua.LNumber(pos), rawGetIndex(t, pos+1))
+		t.RawSetInt(pos, rawGetIndex(t, pos+1))
 	}
-	t.RawSet(lua.LNumber(e), lua.LNil)
+	t.RawSetInt(e, lua.LNil)
 	return 1
 }
 
