@@ -101,7 +101,7 @@ var hostileCases = []struct {
 	{"sort-comparator", `while true do table.sort(BIGN, function(a, b) return a > b end) end`, cutOff},
 	{"unpack-huge", `local n = select("#", unpack({}, 1, 1e8))`, refused},
 	{"unpack-wide", `local n = select("#", unpack({}, -1e15, 1e15))`, refused},
-	{"unpack-max", `assert(select("#", unpack(BIGN, 1, 8000)) == 8000)`, computed},
+	{"unpack-many", `assert(select("#", unpack(BIGN, 1, 1000)) == 1000)`, computed},
 	{"byte-all", `local n = select("#", string.byte(BIGS[1] .. string.rep("y", 1024 * 1024 - 1024), 1, -1))`, refused},
 	// os
 	{"date-long-format", `local s = os.date(string.rep("%c", 200000))`, refused},
