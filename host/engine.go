@@ -107,8 +107,12 @@ type Engine struct {
 }
 
 // New returns an engine with no plugins loaded: every packet is accepted
-// until Load. Close stops its background goroutine.
+// until Load. Close stops its background goroutine. The first New in a
+// process lowers gopher-lua's lua.MaxArrayIndex (a package variable) to
+// 65536, for the program's own gopher-lua states too; call it before
+// starting any (see maxArrayIndex).
 func New(opts Options) *Engine {
+	boundArrays()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
