@@ -33,6 +33,15 @@ type Options struct {
 	// WatchdogInterval is how often running callbacks are checked against
 	// their budget; default 250µs.
 	WatchdogInterval time.Duration
+	// MemoryLimit is the process ceiling in bytes: when the live Go heap
+	// passes 3/4 of it, every running Lua call is cut off (see
+	// memwatch.go). 0: the limit set with debug.SetMemoryLimit, if any.
+	// The engine does not set the Go memory limit itself; the program
+	// does (the daemon and `luafw replay` do).
+	MemoryLimit int64
+	// MemoryCheckInterval is how often each worker measures what its
+	// plugins' Lua states keep; default DefaultMemoryCheckInterval.
+	MemoryCheckInterval time.Duration
 }
 
 // Module is a Lua module an embedding program gives scripts: Open builds
@@ -92,8 +101,12 @@ type Engine struct {
 	goFuncs []goCallback
 	genSeq  uint64
 
-	statsMu sync.Mutex
-	stats   map[statsKey]*cbStats
+	statsMu     sync.Mutex
+	stats       map[statsKey]*cbStats
+	pluginStats map[string]*pluginCounters
+
+	heap   *heapWatch
+	memLog tokenLimiter
 
 	workersMu sync.Mutex
 	workers   map[*Worker]struct{}
@@ -116,15 +129,20 @@ func New(opts Options) *Engine {
 	if opts.WatchdogInterval <= 0 {
 		opts.WatchdogInterval = 250 * time.Microsecond
 	}
+	if opts.MemoryCheckInterval <= 0 {
+		opts.MemoryCheckInterval = DefaultMemoryCheckInterval
+	}
 	e := &Engine{
-		opts:    opts,
-		log:     opts.Logger,
-		start:   time.Now(),
-		stats:   map[statsKey]*cbStats{},
-		workers: map[*Worker]struct{}{},
-		pool:    make(chan *Worker, 64),
-		numbers: make([]lua.LValue, 65536),
-		done:    make(chan struct{}),
+		pluginStats: map[string]*pluginCounters{},
+		opts:        opts,
+		log:         opts.Logger,
+		start:       time.Now(),
+		stats:       map[statsKey]*cbStats{},
+		heap:        newHeapWatch(opts.MemoryLimit),
+		workers:     map[*Worker]struct{}{},
+		pool:        make(chan *Worker, 64),
+		numbers:     make([]lua.LValue, 65536),
+		done:        make(chan struct{}),
 	}
 	for i := range e.numbers {
 		e.numbers[i] = lua.LNumber(i)
@@ -186,7 +204,7 @@ func (e *Engine) Load(specs []PluginSpec) error {
 		if err != nil {
 			return err
 		}
-		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}}
+		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, counters: e.countersFor(spec.Name)}
 		if err := e.probe(p); err != nil {
 			return err
 		}
@@ -345,13 +363,15 @@ func (e *Engine) Process(p *Packet) Decision {
 	return d
 }
 
-// background checks running callbacks against their budget and sweeps
-// expired shared state.
+// background checks running callbacks against their budget and the heap
+// against the process ceiling, asks workers to measure their plugins'
+// memory, and sweeps expired shared state.
 func (e *Engine) background(ctx context.Context) {
 	defer close(e.done)
 	tick := time.NewTicker(e.opts.WatchdogInterval)
 	defer tick.Stop()
 	lastSweep := time.Now()
+	lastMeasure := lastSweep
 	var ws []*Worker
 	for {
 		select {
@@ -370,6 +390,16 @@ func (e *Engine) background(ctx context.Context) {
 		e.workersMu.Unlock()
 		for _, w := range ws {
 			w.checkBudget(now)
+		}
+		wall := time.Now()
+		if cut, heap := e.heap.check(wall); cut {
+			e.memoryCut(ws, heap, now)
+		}
+		if wall.Sub(lastMeasure) >= e.opts.MemoryCheckInterval {
+			for _, w := range ws {
+				w.chores.Or(choreMeasure)
+			}
+			lastMeasure = wall
 		}
 		if time.Since(lastSweep) > time.Second {
 			e.store.Sweep()

@@ -25,6 +25,7 @@ type pluginState struct {
 	w       *Worker
 	L       *lua.LState
 	loading bool
+	epoch   uint64 // of p when made
 	regs    []registration
 	fns     []*lua.LFunction
 	pkt     *lua.LUserData // the packet view, reused for every packet
@@ -35,7 +36,7 @@ type pluginState struct {
 // newPluginState makes a sandboxed state for p, sets up its API and runs
 // its top level, which registers its callbacks.
 func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
-	ps := &pluginState{p: p, w: w, L: newSandbox(), loading: true}
+	ps := &pluginState{p: p, w: w, L: newSandbox(), loading: true, epoch: p.epoch.Load()}
 	L := ps.L
 	g := L.G.Global
 	set := func(name string, v lua.LValue) {
