@@ -33,11 +33,11 @@ type Options struct {
 	// WatchdogInterval is how often running callbacks are checked against
 	// their budget; default 250µs.
 	WatchdogInterval time.Duration
-	// MemoryLimit is the process ceiling in bytes: when the live Go heap
-	// passes 3/4 of it, every running Lua call is cut off (see
-	// memwatch.go). 0: the limit set with debug.SetMemoryLimit, if any.
-	// The engine does not set the Go memory limit itself; the program
-	// does (the daemon and `luafw replay` do).
+	// MemoryLimit is the process ceiling in bytes: when the Go heap in
+	// use passes half of it, every running Lua call is cut off (see
+	// memwatch.go); 0: no ceiling. The engine does not change the Go
+	// runtime's settings: the program calls SetMemoryCeiling (the daemon
+	// and `luafw replay` do).
 	MemoryLimit int64
 	// MemoryCheckInterval is how often each worker measures what its
 	// plugins' Lua states keep; default DefaultMemoryCheckInterval.
@@ -157,6 +157,11 @@ func New(opts Options) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go e.background(ctx)
+	if opts.MemoryLimit > 0 {
+		go e.watchHeap(ctx)
+	} else {
+		close(e.heap.done)
+	}
 	return e
 }
 
@@ -165,6 +170,7 @@ func New(opts Options) *Engine {
 func (e *Engine) Close() {
 	e.cancel()
 	<-e.done
+	<-e.heap.done
 	for {
 		select {
 		case w := <-e.pool:
@@ -392,9 +398,6 @@ func (e *Engine) background(ctx context.Context) {
 			w.checkBudget(now)
 		}
 		wall := time.Now()
-		if cut, heap := e.heap.check(wall); cut {
-			e.memoryCut(ws, heap, now)
-		}
 		if wall.Sub(lastMeasure) >= e.opts.MemoryCheckInterval {
 			for _, w := range ws {
 				w.chores.Or(choreMeasure)

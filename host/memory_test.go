@@ -139,9 +139,9 @@ end}`)
 // heap passes the cut line, and counted as a memory failure.
 func TestProcessCeilingCutsCalls(t *testing.T) {
 	var logs syncBuffer
-	// A ceiling just above what the test process holds: the script's
-	// 8 MiB strings pass its cut line at once.
-	e := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), MemoryLimit: heapNow() + 16<<20})
+	// A cut line just above what the test process holds: the script's
+	// 1 MiB strings pass it soon.
+	e := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), MemoryLimit: 2 * (heapNow() + 16<<20)})
 	t.Cleanup(e.Close)
 	spec := src("grow", `fw.register{hook = "input", fn = function(pkt)
   local t = {}

@@ -1,7 +1,7 @@
 package host
 
 import (
-	"math"
+	"context"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -14,104 +14,127 @@ import (
 // A single callback can allocate faster than any per-call check: `s = s ..
 // s` doubles a string in one VM instruction, which no hook sees. So the
 // watchdog also watches the Go heap (runtime/metrics, about a microsecond
-// a read, every heapCheckInterval) and, once live data passes cutFraction
-// of the ceiling, cuts off every running Lua call as if its budget had run
-// out (counted as a memory failure: the packet gets its plugin's on_error)
-// and asks for a garbage collection. The instruction that allocates still
-// completes, so the ceiling holds as long as the heap passes the cut line
-// while the allocating call has room left: a doubling string crosses 3/4
-// of the ceiling one step before it would cross the ceiling.
+// a read, every heapCheckInterval) and, once the heap in use passes the
+// cut line, half the ceiling, cuts off every running Lua call as if its
+// budget had run out (counted as a memory failure: the packet gets its
+// plugin's on_error) and asks for a garbage collection that returns the
+// memory to the OS.
+//
+// Why half: the instruction that allocates still completes (a cut is seen
+// between instructions), and a doubling string's last step before the cut
+// line can take the heap to twice the line. Why not wait for a GC to tell
+// live data from garbage: a GC must stop the world, which waits for the
+// allocating goroutine's copy to finish, and by then the next doubling has
+// begun. Garbage alone rarely reaches the line because SetMemoryCeiling
+// gives the GC the cut line as its soft limit: the GC works to stay below
+// it, and only live data it cannot free, or allocation faster than it
+// collects, crosses it.
 
 // DefaultMemoryLimit is the process ceiling the daemon and `luafw replay`
-// set (debug.SetMemoryLimit) when the configuration names none.
+// set when the configuration names none.
 const DefaultMemoryLimit = 512 << 20
 
-const (
-	// cutFraction of the ceiling is the live heap at which running calls
-	// are cut off.
-	cutFraction = 0.75
-	// heapCheckInterval is how often the watchdog reads the heap.
-	heapCheckInterval = time.Millisecond
-)
+// heapCheckInterval is how often the watchdog reads the heap.
+const heapCheckInterval = time.Millisecond
 
-// heapWatch is the watchdog's view of the Go heap; it belongs to the
-// background goroutine.
+// cutLine is the heap in use at which running calls are cut off.
+func cutLine(ceiling int64) int64 { return ceiling / 2 }
+
+// minProcs is the fewest Ps (GOMAXPROCS) with which the watchdog still
+// runs while a script copies a huge string: the copy is not preemptible,
+// and while a GC marks, its dedicated worker holds another P until the
+// copy ends (it must scan the copying goroutine's stack), and a third may
+// be busy in the runtime. With two Ps the watchdog would wait for the
+// copy, and the next one.
+const minProcs = 4
+
+// SetMemoryCeiling prepares the Go runtime of a process whose engines have
+// Options.MemoryLimit ceiling: it gives the GC the cut line as its soft
+// memory limit, so that garbage stays below it, and raises GOMAXPROCS to
+// minProcs on smaller machines, so that the watchdog always has a P.
+func SetMemoryCeiling(ceiling int64) {
+	if ceiling <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(cutLine(ceiling))
+	if runtime.GOMAXPROCS(0) < minProcs {
+		runtime.GOMAXPROCS(minProcs)
+	}
+}
+
+// heapWatch is the heap watchdog's state; it belongs to its goroutine,
+// watchHeap.
 type heapWatch struct {
 	limit   int64 // the ceiling; 0: no watch
 	cutAt   int64
-	samples [3]metrics.Sample
-	next    time.Time
-	// confirm is the GC cycle count when the heap was first seen over the
-	// cut line; a cut waits for a later cycle's live figure, so that
-	// garbage alone never cuts calls. 0: not waiting.
-	confirm uint64
-	gcBusy  atomic.Bool
-	freeOS  bool // the next GC also returns memory to the OS
+	samples [2]metrics.Sample
+	done    chan struct{}
+	// After a cut, until a GC cycle ends (cycles past cutCycles), only a
+	// heap that grew past cutHeap cuts again: the garbage of the calls
+	// just cut off must not cut the calls that follow, but a call that
+	// allocates again must not get the time of a GC cycle.
+	cutCycles uint64
+	cutHeap   int64
+	gcBusy    atomic.Bool
 }
 
 func newHeapWatch(limit int64) *heapWatch {
-	if limit <= 0 {
-		// The process's own ceiling, if something set one.
-		if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
-			limit = l
-		}
-	}
-	h := &heapWatch{limit: limit, cutAt: int64(float64(limit) * cutFraction)}
+	h := &heapWatch{limit: limit, cutAt: cutLine(limit), done: make(chan struct{})}
 	h.samples[0].Name = "/memory/classes/heap/objects:bytes" // live and not yet freed
-	h.samples[1].Name = "/gc/heap/live:bytes"                // live as of the last GC
-	h.samples[2].Name = "/gc/cycles/total:gc-cycles"
+	h.samples[1].Name = "/gc/cycles/total:gc-cycles"
 	return h
 }
 
-// check reads the heap when due and reports whether running calls must be
-// cut off, with the heap figure that decided it.
-func (h *heapWatch) check(now time.Time) (cut bool, heap int64) {
-	if h.limit <= 0 || now.Before(h.next) {
-		return false, 0
-	}
-	h.next = now.Add(heapCheckInterval)
-	metrics.Read(h.samples[:])
-	objects := int64(h.samples[0].Value.Uint64())
-	live := int64(h.samples[1].Value.Uint64())
-	cycles := h.samples[2].Value.Uint64()
-	switch {
-	case objects > h.limit:
-		// Over the ceiling itself: garbage or not, no time to wait.
-		h.confirm = 0
-		h.freeOS = true
-		h.collect()
-		return true, objects
-	case objects <= h.cutAt:
-		h.confirm = 0
-		return false, 0
-	case h.confirm == 0:
-		h.confirm = cycles + 1
-		h.collect()
-	case cycles >= h.confirm:
-		h.confirm = 0
-		if live > h.cutAt {
-			h.freeOS = true
-			return true, live
+// watchHeap checks the heap every heapCheckInterval until ctx is done.
+//
+// It sleeps in a system call, not on a runtime timer: while a GC marks and
+// a script's copy holds up the end of the marking, idle mark workers take
+// every free P and nothing runs the timers; a goroutine back from a system
+// call goes on the run queue, which those workers do yield to.
+func (e *Engine) watchHeap(ctx context.Context) {
+	defer close(e.heap.done)
+	var ws []*Worker
+	for ctx.Err() == nil {
+		sleepSyscall(heapCheckInterval)
+		cut, heap := e.heap.check()
+		if !cut {
+			continue
 		}
+		e.workersMu.Lock()
+		ws = ws[:0]
+		for w := range e.workers {
+			ws = append(ws, w)
+		}
+		e.workersMu.Unlock()
+		e.memoryCut(ws, heap, e.nanos())
 	}
-	return false, 0
 }
 
-// collect starts a garbage collection unless one it started still runs;
-// after a cut it also returns the freed memory to the OS.
+// check reads the heap and reports whether running calls must be cut off,
+// with the heap figure that decided it.
+func (h *heapWatch) check() (cut bool, heap int64) {
+	metrics.Read(h.samples[:])
+	heap = int64(h.samples[0].Value.Uint64())
+	cycles := h.samples[1].Value.Uint64()
+	if heap <= h.cutAt || (cycles <= h.cutCycles && heap <= h.cutHeap) {
+		return false, 0
+	}
+	h.cutCycles, h.cutHeap = cycles, heap
+	h.collect()
+	return true, heap
+}
+
+// collect starts a garbage collection unless one it started still runs.
+// Not debug.FreeOSMemory: its scavenging runs without preemption, and a P
+// busy with it is one the watchdog may need; the runtime's background
+// scavenger returns the memory soon enough.
 func (h *heapWatch) collect() {
 	if !h.gcBusy.CompareAndSwap(false, true) {
 		return
 	}
-	free := h.freeOS
-	h.freeOS = false
 	go func() {
 		defer h.gcBusy.Store(false)
-		if free {
-			debug.FreeOSMemory()
-		} else {
-			runtime.GC()
-		}
+		runtime.GC()
 	}()
 }
 
