@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luafw/luafw/host/state"
 )
 
 // measureSource loads code as a plugin and returns the estimate of one of
@@ -171,4 +173,22 @@ func heapNow() int64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
 	return int64(s[0].Value.Uint64())
+}
+
+// state maps' byte and value limits reach scripts as set's false, reason.
+func TestStateMapLimitsFromLua(t *testing.T) {
+	var logs syncBuffer
+	e := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		StateLimits: state.Limits{MaxBytes: 2*state.EntryOverhead + 100, MaxValue: 64}})
+	t.Cleanup(e.Close)
+	mustLoad(t, e, src("fill", `
+local m = state.map("fill")
+local ok, why = m:set("long", string.rep("x", 65))
+assert(ok == false and why:find("value of 65 bytes, limit 64", 1, true), tostring(why))
+assert(m:set("a", string.rep("x", 60)))
+ok, why = m:set("b", string.rep("x", 60))
+assert(ok == false and why:find("limit " .. (2 * 80 + 100) .. " bytes", 1, true), tostring(why))
+assert(m:set("b", string.rep("x", 30)))
+assert(m:get("b") == string.rep("x", 30) and m:len() == 2)
+fw.register{hook = "input", fn = function() end}`))
 }
