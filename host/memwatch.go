@@ -22,20 +22,32 @@ import (
 //
 // Why half: the instruction that allocates still completes (a cut is seen
 // between instructions), and a doubling string's last step before the cut
-// line can take the heap to twice the line. Why not wait for a GC to tell
-// live data from garbage: a GC must stop the world, which waits for the
-// allocating goroutine's copy to finish, and by then the next doubling has
-// begun. Garbage alone rarely reaches the line because SetMemoryCeiling
-// gives the GC the cut line as its soft limit: the GC works to stay below
-// it, and only live data it cannot free, or allocation faster than it
-// collects, crosses it.
+// line can take the heap to twice the line. Worse, a GC that starts while
+// such a copy runs stops the world at its end and so freezes the watchdog
+// until the copy is over (tens to hundreds of ms); the cut may then land
+// only during the next doubling. So fast growth is cut earlier: a heap over
+// a quarter of the ceiling that grew by an eighth of it within one to two
+// growthWindows. Legitimate traffic rarely allocates that fast (64 MiB in
+// ~100 ms for the default ceiling).
+//
+// Why not wait for a GC to tell live data from garbage: its stop-the-world
+// waits for the allocating copy, and by then the next doubling has begun.
+// Garbage alone rarely reaches the half line because SetMemoryCeiling gives
+// the GC that line as its soft limit: the GC works to stay below it, and
+// only live data it cannot free, or allocation faster than it collects,
+// crosses it.
 
 // DefaultMemoryLimit is the process ceiling the daemon and `luafw replay`
 // set when the configuration names none.
 const DefaultMemoryLimit = 512 << 20
 
-// heapCheckInterval is how often the watchdog reads the heap.
-const heapCheckInterval = time.Millisecond
+const (
+	// heapCheckInterval is how often the watchdog reads the heap.
+	heapCheckInterval = time.Millisecond
+	// growthWindow: the heap is compared with what it was one to two
+	// windows ago to see fast growth.
+	growthWindow = 64 * time.Millisecond
+)
 
 // cutLine is the heap in use at which running calls are cut off.
 func cutLine(ceiling int64) int64 { return ceiling / 2 }
@@ -76,6 +88,9 @@ type heapWatch struct {
 	cutCycles uint64
 	cutHeap   int64
 	gcBusy    atomic.Bool
+	// Two heap samples growthWindow apart, for the fast-growth line.
+	older, newer int64
+	newerAt      time.Time
 }
 
 func newHeapWatch(limit int64) *heapWatch {
@@ -96,7 +111,7 @@ func (e *Engine) watchHeap(ctx context.Context) {
 	var ws []*Worker
 	for ctx.Err() == nil {
 		sleepSyscall(heapCheckInterval)
-		cut, heap := e.heap.check()
+		cut, heap := e.heap.check(time.Now())
 		if !cut {
 			continue
 		}
@@ -112,11 +127,18 @@ func (e *Engine) watchHeap(ctx context.Context) {
 
 // check reads the heap and reports whether running calls must be cut off,
 // with the heap figure that decided it.
-func (h *heapWatch) check() (cut bool, heap int64) {
+func (h *heapWatch) check(now time.Time) (cut bool, heap int64) {
 	metrics.Read(h.samples[:])
 	heap = int64(h.samples[0].Value.Uint64())
 	cycles := h.samples[1].Value.Uint64()
-	if heap <= h.cutAt || (cycles <= h.cutCycles && heap <= h.cutHeap) {
+	if h.newerAt.IsZero() {
+		h.older, h.newer = heap, heap
+	}
+	if now.Sub(h.newerAt) >= growthWindow {
+		h.older, h.newer, h.newerAt = h.newer, heap, now
+	}
+	fast := heap > h.limit/4 && heap-min(h.older, h.newer) > h.limit/8
+	if !(heap > h.cutAt || fast) || (cycles <= h.cutCycles && heap <= h.cutHeap) {
 		return false, 0
 	}
 	h.cutCycles, h.cutHeap = cycles, heap
