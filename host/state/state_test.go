@@ -569,7 +569,11 @@ func TestConcurrent(t *testing.T) {
 					return
 				}
 				key := "k" + strconv.Itoa(i%50)
-				if err := m.Set(key, NumberValue(float64(i)), time.Minute); err != nil {
+				v := NumberValue(float64(i))
+				if i%3 == 0 { // values of changing size
+					v = StringValue(strings.Repeat("v", i%7))
+				}
+				if err := m.Set(key, v, time.Minute); err != nil {
 					t.Error(err)
 					return
 				}
@@ -606,18 +610,21 @@ func TestConcurrent(t *testing.T) {
 	if taken.Load() != 100 {
 		t.Errorf("bucket handed out %d tokens, want 100", taken.Load())
 	}
-	// Len matches the keys that are really there.
-	n := 0
+	// Len and Bytes match the entries that are really there.
+	n, bytes := 0, int64(0)
 	for i := range m.shards {
 		n += len(m.shards[i].m)
+		for k, e := range m.shards[i].m {
+			bytes += e.cost(k)
+		}
 	}
-	if m.Len() != n {
-		t.Errorf("Len = %d, but shards hold %d", m.Len(), n)
+	if m.Len() != n || m.Bytes() != bytes {
+		t.Errorf("Len = %d, Bytes = %d, but shards hold %d entries of %d bytes", m.Len(), m.Bytes(), n, bytes)
 	}
 	clock.Advance(2 * time.Hour)
 	s.Sweep()
-	if m.Len() != 1 { // only "hot" has no TTL
-		t.Errorf("after expiry and Sweep: Len = %d, want 1", m.Len())
+	if m.Len() != 1 || m.Bytes() != int64(len("hot"))+EntryOverhead { // only "hot" has no TTL
+		t.Errorf("after expiry and Sweep: Len = %d, Bytes = %d; want 1, %d", m.Len(), m.Bytes(), len("hot")+EntryOverhead)
 	}
 }
 
