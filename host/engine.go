@@ -107,6 +107,11 @@ type Engine struct {
 
 	heap   *heapWatch
 	memLog tokenLimiter
+	// loads are the cancel functions of running top-level runs, which the
+	// heap watch cuts off too.
+	loadsMu sync.Mutex
+	loads   map[uint64]context.CancelCauseFunc
+	loadSeq uint64
 
 	workersMu sync.Mutex
 	workers   map[*Worker]struct{}
@@ -134,6 +139,7 @@ func New(opts Options) *Engine {
 	}
 	e := &Engine{
 		pluginStats: map[string]*pluginCounters{},
+		loads:       map[uint64]context.CancelCauseFunc{},
 		opts:        opts,
 		log:         opts.Logger,
 		start:       time.Now(),
@@ -230,6 +236,11 @@ func (e *Engine) probe(p *plugin) error {
 		return err
 	}
 	defer ps.L.Close()
+	var m memWalker
+	if n := m.measure(ps, p.spec.Memory); n > p.spec.Memory {
+		return &LoadError{Plugin: p.name(), File: p.spec.File,
+			Reason: fmt.Sprintf("its top level keeps more than its memory limit of %d bytes", p.spec.Memory)}
+	}
 	if len(ps.regs) == 0 {
 		e.log.Warn("plugin registers no callbacks", "plugin", p.name(), "file", p.spec.File)
 	}

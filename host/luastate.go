@@ -63,7 +63,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	}
 	ps.initPacket(e)
 
-	ctx, cancel := context.WithTimeout(context.Background(), loadBudget)
+	ctx, cancel := e.loadContext()
 	defer cancel()
 	L.SetContext(ctx)
 	L.Push(L.NewFunctionFromProto(p.proto))
@@ -71,6 +71,9 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	ps.loading = false
 	if err != nil {
 		L.Close()
+		if context.Cause(ctx) == errMemoryCeiling {
+			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: "top level cut off: the process is near its memory ceiling"}
+		}
 		if ctx.Err() != nil {
 			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: fmt.Sprintf("top level did not finish within %v", loadBudget)}
 		}

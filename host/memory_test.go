@@ -192,3 +192,28 @@ assert(m:set("b", string.rep("x", 30)))
 assert(m:get("b") == string.rep("x", 30) and m:len() == 2)
 fw.register{hook = "input", fn = function() end}`))
 }
+
+// A top level that allocates without end is cut off too: the load fails.
+func TestProcessCeilingCutsTopLevel(t *testing.T) {
+	var logs syncBuffer
+	e := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), MemoryLimit: 2 * (heapNow() + 16<<20)})
+	t.Cleanup(e.Close)
+	err := e.Load([]PluginSpec{src("grow", `local t = {}
+while true do t[#t + 1] = string.rep("x", 1048576) .. #t end`)})
+	if err == nil || !strings.Contains(err.Error(), "near its memory ceiling") {
+		t.Fatalf("load: %v, want a cut for memory", err)
+	}
+}
+
+// A plugin whose top level already keeps more than its limit does not load.
+func TestLoadOverMemoryLimit(t *testing.T) {
+	e, _ := newTestEngine(t)
+	spec := src("big", `big = string.rep("x", 1048576) .. string.rep("y", 1048576)
+fw.register{hook = "input", fn = function() end}`)
+	spec.Memory = 1 << 20
+	if err := e.Load([]PluginSpec{spec}); err == nil || !strings.Contains(err.Error(), "memory limit of 1048576 bytes") {
+		t.Fatalf("load: %v, want a memory limit error", err)
+	}
+	spec.Memory = 4 << 20
+	mustLoad(t, e, spec)
+}

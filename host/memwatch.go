@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -160,10 +161,38 @@ func (h *heapWatch) collect() {
 	}()
 }
 
-// memoryCut cuts off every running Lua call for memory and logs it
-// (rate-limited) when it cut any.
+// errMemoryCeiling is the cause of a top-level run cut off for memory.
+var errMemoryCeiling = errors.New("the process is near its memory ceiling")
+
+// loadContext is the context of a plugin's top-level run: it ends after
+// loadBudget, or when the heap watch cuts running calls off.
+func (e *Engine) loadContext() (context.Context, context.CancelFunc) {
+	tctx, tcancel := context.WithTimeout(context.Background(), loadBudget)
+	ctx, cancel := context.WithCancelCause(tctx)
+	e.loadsMu.Lock()
+	e.loadSeq++
+	id := e.loadSeq
+	e.loads[id] = cancel
+	e.loadsMu.Unlock()
+	return ctx, func() {
+		e.loadsMu.Lock()
+		delete(e.loads, id)
+		e.loadsMu.Unlock()
+		cancel(nil)
+		tcancel()
+	}
+}
+
+// memoryCut cuts off every running Lua call (and top-level run) for
+// memory and logs it (rate-limited) when it cut any.
 func (e *Engine) memoryCut(ws []*Worker, heap, now int64) {
 	n := 0
+	e.loadsMu.Lock()
+	for _, cancel := range e.loads {
+		cancel(errMemoryCeiling)
+		n++
+	}
+	e.loadsMu.Unlock()
 	for _, w := range ws {
 		b := w.budget.Load()
 		if b > 0 && w.budget.CompareAndSwap(b, memoryCut) {
