@@ -10,4 +10,9 @@
 // keeps the old set when the new one fails. A Worker runs packets; make one
 // per goroutine. Each worker owns one Lua state per plugin, while compiled
 // code is shared.
+//
+// Memory is bounded off the packet path: each worker measures its plugins'
+// states between packets when asked (memory.go), and a heap watch cuts off
+// running calls when the process nears Options.MemoryLimit (memwatch.go).
+// The packet path pays one atomic load per packet for it.
 package host
