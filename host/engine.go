@@ -399,12 +399,7 @@ func (e *Engine) background(ctx context.Context) {
 		now := e.nanos()
 		e.coarse.Store(now)
 		e.coarseWall.Store(time.Now().UnixNano())
-		e.workersMu.Lock()
-		ws = ws[:0]
-		for w := range e.workers {
-			ws = append(ws, w)
-		}
-		e.workersMu.Unlock()
+		ws = e.workerList(ws)
 		for _, w := range ws {
 			w.checkBudget(now)
 		}

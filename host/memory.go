@@ -78,6 +78,17 @@ func (e *Engine) countersFor(name string) *pluginCounters {
 	return c
 }
 
+// workerList returns the engine's workers in ws's storage.
+func (e *Engine) workerList(ws []*Worker) []*Worker {
+	e.workersMu.Lock()
+	defer e.workersMu.Unlock()
+	ws = ws[:0]
+	for w := range e.workers {
+		ws = append(ws, w)
+	}
+	return ws
+}
+
 // askWorkers sets chore bits on every worker.
 func (e *Engine) askWorkers(bits uint32) {
 	e.workersMu.Lock()

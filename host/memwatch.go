@@ -116,12 +116,7 @@ func (e *Engine) watchHeap(ctx context.Context) {
 		if !cut {
 			continue
 		}
-		e.workersMu.Lock()
-		ws = ws[:0]
-		for w := range e.workers {
-			ws = append(ws, w)
-		}
-		e.workersMu.Unlock()
+		ws = e.workerList(ws)
 		e.memoryCut(ws, heap, e.nanos())
 	}
 }
