@@ -101,12 +101,12 @@ type Engine struct {
 	goFuncs []goCallback
 	genSeq  uint64
 
-	statsMu     sync.Mutex
-	stats       map[statsKey]*cbStats
-	pluginStats map[string]*pluginCounters
+	statsMu sync.Mutex
+	stats   map[statsKey]*cbStats
 
-	heap   *heapWatch
-	memLog tokenLimiter
+	pluginStats map[string]*pluginCounters // guarded by statsMu
+	heap        *heapWatch
+	memLog      tokenLimiter
 	// loads are the cancel functions of running top-level runs, which the
 	// heap watch cuts off too.
 	loadsMu sync.Mutex
@@ -138,18 +138,18 @@ func New(opts Options) *Engine {
 		opts.MemoryCheckInterval = DefaultMemoryCheckInterval
 	}
 	e := &Engine{
-		pluginStats: map[string]*pluginCounters{},
-		loads:       map[uint64]context.CancelCauseFunc{},
-		opts:        opts,
-		log:         opts.Logger,
-		start:       time.Now(),
-		stats:       map[statsKey]*cbStats{},
-		heap:        newHeapWatch(opts.MemoryLimit),
-		workers:     map[*Worker]struct{}{},
-		pool:        make(chan *Worker, 64),
-		numbers:     make([]lua.LValue, 65536),
-		done:        make(chan struct{}),
+		opts:    opts,
+		log:     opts.Logger,
+		start:   time.Now(),
+		stats:   map[statsKey]*cbStats{},
+		workers: map[*Worker]struct{}{},
+		pool:    make(chan *Worker, 64),
+		numbers: make([]lua.LValue, 65536),
+		done:    make(chan struct{}),
 	}
+	e.pluginStats = map[string]*pluginCounters{}
+	e.loads = map[uint64]context.CancelCauseFunc{}
+	e.heap = newHeapWatch(opts.MemoryLimit)
 	for i := range e.numbers {
 		e.numbers[i] = lua.LNumber(i)
 	}
