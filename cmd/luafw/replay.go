@@ -49,7 +49,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 2
 	}
-	specs, _, err := loadSpecs(*cfgPath)
+	specs, cfg, err := loadSpecs(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 1
@@ -62,7 +62,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// Scripts see the capture's time: rate limits and TTLs behave as they
 	// would have when it was taken.
 	clk := &replay.Clock{}
-	eng := host.New(host.Options{Logger: log, Clock: clk.Now})
+	host.SetMemoryCeiling(cfg.MemoryCeiling())
+	opts := cfg.EngineOptions()
+	opts.Logger, opts.Clock = log, clk.Now
+	eng := host.New(opts)
 	defer eng.Close()
 	if err := eng.Load(specs); err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
