@@ -21,6 +21,10 @@ type configParams struct {
 	IperfPort   int    // the port classify offloads
 }
 
+// ListDir is the blocklist's directory, which the configuration lets the
+// blocklist plugin read (allow_dirs).
+func (p configParams) ListDir() string { return filepath.Dir(p.ListFile) }
+
 // renderConfig writes template bench/configs/NAME.yaml.tmpl filled with p to
 // dir/FILE and returns its path.
 func renderConfig(benchDir, name, dir, file string, p configParams) (string, error) {
