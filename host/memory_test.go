@@ -42,7 +42,7 @@ func TestMemoryEstimate(t *testing.T) {
 		{"string", `s = string.rep("x", 1048576)`, 1 << 20, 1<<20 + 1024},
 		// One string held a thousand times is counted once.
 		{"shared string", `local s = string.rep("x", 1048576) t = {} for i = 1, 1000 do t[i] = s end`, 1 << 20, 1<<20 + 64<<10},
-		{"array", `t = {} for i = 1, 100000 do t[i] = i end`, 100000 * (sizeArraySlot + sizeNumber), 100000*(sizeArraySlot+sizeNumber) + 4096},
+		{"array", `t = {} for i = 1, 50000 do t[i] = i end`, 50000 * (sizeArraySlot + sizeNumber), 50000*(sizeArraySlot+sizeNumber) + 4096},
 		{"hash", `t = {} for i = 1, 10000 do t["k" .. i] = true end`, 10000 * sizeHashEntry, 10000 * (sizeHashEntry + 64)},
 		{"cycle", `a = {} b = {a = a} a.b = b`, 2 * (sizeTable + sizeHashTables), 2*(sizeTable+sizeHashTables) + 1024},
 		{"upvalue", `local hidden = string.rep("y", 100000) function get() return hidden end`, 100000, 100000 + 1024},
