@@ -1,0 +1,239 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/luafw/luafw/tests/lab"
+)
+
+// The hostile tests on the live daemon: crafted packets through the lab's
+// router, where luafw runs honest and hostile plugins with a 2 ms budget.
+
+const (
+	daemonOrdinary  = 400 // ordinary datagrams, to port 7000
+	daemonCraftedAt = 10  // every 10th datagram is crafted, to port 6666
+)
+
+// TestHostileDaemon: an honest plugin whose pattern meets crafted payloads,
+// under traffic, costs only those packets their on_error verdict (drop):
+// every ordinary datagram arrives, none of the crafted ones do, the metrics
+// count a timeout per crafted datagram, the daemon's peak RSS stays
+// bounded and SIGTERM still cleans up. A second, memory-hungry plugin
+// grows a table on its own crafted packets.
+func TestHostileDaemon(t *testing.T) {
+	if !hostileLanded("pattern") {
+		t.Skip("waiting for pattern: a backtracking pattern runs for minutes and stalls the queue")
+	}
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 90*time.Second)
+	pattern, err := os.ReadFile("testdata/hostile/pattern.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	template, err := os.ReadFile("testdata/hostile/template.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The memory-hungry plugin keeps 1 MiB strings in an upvalue for as
+	// long as its budget lets it, on every packet that reaches it at port
+	// 6666: the payload-crafted ones never do (the pattern plugin drops
+	// them first), the "hungry" ones do.
+	hungry := memoryHungry(string(template))
+	cfg := `budget: 2ms
+plugins:
+  - file: pattern.lua
+    on_error: drop
+    budget: 2ms
+    options: {fn: find, pattern: "a*a*a*a*b"}
+`
+	files := map[string]string{"pattern.lua": string(pattern)}
+	if hungry != "" {
+		cfg += "  - file: hungry.lua\n    on_error: drop\n    budget: 2ms\n"
+		files["hungry.lua"] = hungry
+	}
+	files["luafw.yaml"] = cfg
+	d := startDaemon(t, l.Router, files, "--metrics", "127.0.0.1:0")
+	pid := daemonPid(t, d)
+
+	ordinarySink, err := l.Server.ServeUDP(":7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ordinarySink.Close()
+	craftedSink, err := l.Server.ServeUDP(fmt.Sprintf(":%d", hostilePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer craftedSink.Close()
+
+	start := time.Now()
+	crafted, hungrySent := sendInterleaved(t, ctx, l, hungry != "")
+	// The last datagram is ordinary and one queue keeps the order: once
+	// every ordinary datagram is in, every crafted one has been decided.
+	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	waitErr := ordinarySink.WaitCount(waitCtx, daemonOrdinary)
+	elapsed := time.Since(start)
+	m := scrape(t, d)
+	timeouts := metricValue(m, `luafw_callback_failures_total{plugin="pattern",callback="pattern",hook="forward",reason="timeout"}`)
+	t.Logf("%d ordinary and %d crafted datagrams (%d for the hungry plugin) in %v: %d ordinary arrived, %d crafted arrived; pattern timeouts %v",
+		daemonOrdinary, crafted, hungrySent, elapsed.Round(time.Millisecond), ordinarySink.Count(), craftedSink.Count(), timeouts)
+
+	// A wall-clock budget can also cut an ordinary call short on a busy
+	// machine; such a packet is dropped too, and counted as a timeout.
+	if lost := float64(daemonOrdinary - ordinarySink.Count()); lost > 0 && lost > timeouts-float64(crafted) {
+		t.Errorf("%v ordinary datagrams lost, more than the %v extra timeouts explain: %v", lost, timeouts-float64(crafted), waitErr)
+	} else if lost > 0 {
+		t.Logf("%v ordinary datagrams lost to budget cuts on a busy machine", lost)
+	}
+	if n := craftedSink.Count(); n != 0 {
+		t.Errorf("%d crafted datagrams arrived, want none (on_error drop)", n)
+	}
+	if timeouts < float64(crafted) {
+		t.Errorf("metrics count %v pattern timeouts, want at least %d (one per crafted datagram)", timeouts, crafted)
+	}
+	if hungry != "" {
+		v := metricValue(m, `luafw_callback_failures_total{plugin="hungry",callback="hungry",hook="forward",reason="timeout"}`) +
+			metricValue(m, `luafw_callback_failures_total{plugin="hungry",callback="hungry",hook="forward",reason="error"}`)
+		if v < float64(hungrySent) {
+			t.Errorf("metrics count %v failures of the hungry plugin, want at least %d", v, hungrySent)
+		}
+	}
+	peak, err := vmHWM(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("daemon peak RSS (VmHWM) %d MiB", peak>>10)
+	if peak > hostilePeakKiB {
+		t.Errorf("daemon peak RSS %d MiB, want at most %d MiB", peak>>10, hostilePeakKiB>>10)
+	}
+	d.stop()
+	if left := ourRules(t, ctx, l.Router); left != "" {
+		t.Errorf("SIGTERM left rules of ours:\n%s", left)
+	}
+}
+
+// memoryHungry is the hungry plugin, or "" while the memory limits have
+// not landed (it would grow the daemon without bound).
+func memoryHungry(template string) string {
+	if !hostileLanded("memory") {
+		return ""
+	}
+	return strings.Replace(strings.Replace(template, "--[[setup]]", "local keep = {}", 1),
+		"--[[hostile]]", "for i = 1, 1e7 do keep[#keep + 1] = string.rep(pkt.payload .. i, 100000) end", 1)
+}
+
+// sendInterleaved sends daemonOrdinary datagrams to the server's port
+// 7000 and, before every daemonCraftedAt-th, a crafted one to port 6666:
+// alternately 400 bytes of 'a' (for the pattern) and, when hungry, a
+// datagram for the memory-hungry plugin. It returns how many of each it
+// sent.
+func sendInterleaved(t *testing.T, ctx context.Context, l *lab.Lab, hungry bool) (crafted, hungrySent int) {
+	t.Helper()
+	dial := func(port uint16) net.Conn {
+		c, err := l.Client.Dial(ctx, "udp", netip.AddrPortFrom(l.Server.Addr4, port).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ord, bad := dial(7000), dial(hostilePort)
+	for i := 0; i < daemonOrdinary; i++ {
+		if i%daemonCraftedAt == daemonCraftedAt-1 {
+			payload := payloadA
+			if hungry && (i/daemonCraftedAt)%2 == 1 {
+				payload = []byte("hungry")
+				hungrySent++
+			} else {
+				crafted++
+			}
+			if _, err := bad.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ord.Write([]byte("hello " + strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	return crafted, hungrySent
+}
+
+// daemonPid reads the running daemon's pid from its pidfile.
+func daemonPid(t *testing.T, d *daemon) int {
+	t.Helper()
+	b, err := os.ReadFile(d.pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pidfile %s: %v", d.pidfile, err)
+	}
+	return pid
+}
+
+// TestHostileDaemonFileBoundary: luafw run refuses to start with a plugin
+// that loads a file out of bounds, with the same error as for a missing
+// file and nothing of the file in it.
+func TestHostileDaemonFileBoundary(t *testing.T) {
+	if !hostileLanded("files") {
+		t.Skip("waiting for files: net.load reads any file the process can")
+	}
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 60*time.Second)
+	dir := fileBoundaryDir(t)
+	writeFiles(t, dir, map[string]string{"luafw.yaml": "plugins:\n  - file: hostile.lua\n"})
+	run := func(path string) string {
+		writeFiles(t, dir, map[string]string{"hostile.lua": netLoadPlugin(path)})
+		cmd, err := l.Router.Command(ctx, luafwBinary(t), "run", "--config", filepath.Join(dir, "luafw.yaml"), "--pidfile", filepath.Join(dir, "luafw.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err == nil {
+			t.Fatalf("luafw run started with net.load(%q)", path)
+		}
+		return out.String()
+	}
+	for _, p := range fileProbes() {
+		if p.name != "absolute-shadow" && p.name != "dotdot" && p.name != "symlink-file" {
+			continue
+		}
+		t.Run(p.name, func(t *testing.T) {
+			out := run(p.path)
+			checkNoSecrets(t, out, secretsOf(t, p.path, "no canary: the daemon's environment is the test's"))
+			got, want := runError(out, dir, p.path), runError(run(p.missing), dir, p.missing)
+			if got != want {
+				t.Errorf("an existing file out of bounds and a missing one fail differently:\n  %s\n  %s", got, want)
+			}
+			t.Logf("%s", got)
+		})
+	}
+	if left := ourRules(t, ctx, l.Router); left != "" {
+		t.Errorf("a failed start left rules of ours:\n%s", left)
+	}
+}
+
+// runError is the line of luafw run's output that names the failed load,
+// normalised as loadError does.
+func runError(out, dir, path string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "hostile.lua") {
+			return loadError("luafw replay: "+l, dir, path)
+		}
+	}
+	return "(no line names hostile.lua)"
+}
