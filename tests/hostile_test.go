@@ -43,8 +43,8 @@ const (
 	// adds milliseconds, a builtin that ignores the budget adds seconds.
 	hostileSlack = 250 * time.Millisecond
 	hostilePort  = 6666
-	ordinaryMark       = 0x42
-	finishedMark       = 0x5afe
+	ordinaryMark = 0x42
+	finishedMark = 0x5afe
 )
 
 // Crafted payloads: 400 bytes of 'a' (a pattern like a*a*a*b backtracks
