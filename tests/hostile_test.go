@@ -60,7 +60,7 @@ var (
 // level) and code (run for packets to port 6666) into template.lua.
 type hostileCase struct {
 	name    string
-	waitFor string // the branch of issue 8 that makes it hold; "" when main holds
+	waitFor string // the branch of issue 8 that makes it hold ("" when main held it); see hostileWaiting
 	pattern string // pattern.lua's options, e.g. `{fn: find, pattern: "a*a*b"}`
 	setup   string
 	code    string
@@ -69,20 +69,25 @@ type hostileCase struct {
 	// mayFinish: a correct sandbox may also finish the code quickly with
 	// Lua 5.1's result (the code checks it and marks the packet 0x5afe).
 	mayFinish bool
+	// quarantines: the case may get the plugin quarantined (a memory
+	// overrun does): ordinary packets may then get on_error too, until
+	// the plugin is back with fresh states, which it must be by the end.
+	quarantines bool
+	peakMiB     int // bound on the peak RSS when tighter than hostilePeakKiB
 }
 
 // Top-level code shared by several cases.
 const (
-	bigTableSetup = `local v = string.rep("x", 1024)
+	bigTableSetup = `local v = string.rep("x", 16 * 1024)
 local big = {}
-for i = 1, 1000000 do big[i] = v end`
+for i = 1, 60000 do big[i] = v end`
 	sepSetup = `local small = {}
 for i = 1, 2000 do small[i] = "x" end
 local sep = string.rep(",", 1024 * 1024)`
 	netListSetup = `local list = {}
-for i = 1, 65536 do list[i] = "10." .. (i % 256) .. "." .. math.floor(i / 256) .. ".0/24" end`
+for i = 1, 16384 do list[i] = "10." .. (i % 256) .. "." .. math.floor(i / 256) .. ".0/24" end`
 	domainListSetup = `local names = {}
-for i = 1, 100000 do names[i] = "host" .. i .. ".example" end`
+for i = 1, 20000 do names[i] = "host" .. i .. ".example" end`
 )
 
 func hostileCases() []hostileCase {
@@ -119,39 +124,40 @@ local f = string.rep("%s", 300)`, code: `string.format(f, unpack(args))`},
 		{name: "concat-big-table", waitFor: "builtins", setup: bigTableSetup, code: `table.concat(big)`},
 		{name: "concat-big-sep", waitFor: "builtins", setup: sepSetup, code: `table.concat(small, sep)`},
 
-		// Array growth: one store sizes the array part to the index.
-		{name: "index-huge", waitFor: "builtins", code: `local t = {}
-t[2^26 - 1] = 1`},
-		{name: "rawset-huge", waitFor: "builtins", code: `rawset({}, 5e7, true)`},
-		{name: "insert-huge", waitFor: "builtins", code: `local t = {}
-table.insert(t, 6e7, 1)`},
+		// Array growth: in gopher-lua one store sizes the array part to the
+		// index (up to 2^26 slots, 1 GiB). Lua 5.1 stores the one key.
+		{name: "index-huge", waitFor: "builtins", mayFinish: true, code: `local t = {}
+t[2^26 - 1] = 1
+if t[2^26 - 1] ~= 1 or next(t, next(t)) ~= nil then error("wrong") end`},
+		{name: "rawset-huge", waitFor: "builtins", mayFinish: true, code: `local t = rawset({}, 5e7, true)
+if t[5e7] ~= true then error("wrong") end`},
+		{name: "insert-huge", waitFor: "builtins", mayFinish: true, code: `local t = {}
+table.insert(t, 6e7, 1)
+if t[6e7] ~= 1 then error("wrong") end`},
 
-		// table.sort of a big table in Go (no comparator).
-		{name: "sort-big", waitFor: "builtins", setup: `local tabs, n = {}, 0
-for k = 1, 3 do
-  local t = {}
-  for i = 1, 300000 do t[i] = (i * 7919) % 1000003 end
-  tabs[k] = t
-end`, code: `n = n + 1
-table.sort(tabs[(n - 1) % 3 + 1])`},
+		// table.sort of a big table in Go (no comparator). A sort cut off
+		// leaves the table as it was, so every packet sorts it again.
+		{name: "sort-big", waitFor: "builtins", setup: `local t = {}
+for i = 1, 65535 do t[i] = (i * 7919) % 1000003 end`, code: `table.sort(t)`},
 
 		// The concatenation operator, doubling: each .. is one VM instruction.
-		{name: "dotdot-doubling", waitFor: "memory", code: `local s = pkt.payload
+		{name: "dotdot-doubling", code: `local s = pkt.payload
 for i = 1, 40 do s = s .. s end`},
-		{name: "dotdot-doubling-table", waitFor: "memory", code: `local t = {pkt.payload}
+		{name: "dotdot-doubling-table", code: `local t = {pkt.payload}
 for i = 1, 40 do t[#t + 1] = t[#t] .. t[#t] end`},
 
-		// Memory kept across packets: a global table and the shared state.
-		{name: "global-grow", waitFor: "memory", packets: 100, code: `G = G or {}
+		// Memory kept across packets: a global table, an upvalue, and the
+		// shared state (whose byte limits bound it well below the others).
+		{name: "global-grow", waitFor: "memory-ceiling", packets: 100, quarantines: true, code: `G = G or {}
 for i = 1, 1e7 do G[#G + 1] = string.rep(pkt.payload, 2600) end`},
-		{name: "upvalue-grow", waitFor: "memory", packets: 100, setup: `local keep = {}`,
+		{name: "upvalue-grow", waitFor: "memory-ceiling", packets: 100, quarantines: true, setup: `local keep = {}`,
 			code: `for i = 1, 1e7 do keep[#keep + 1] = string.rep(pkt.payload .. i, 2600) end`},
-		{name: "state-values", waitFor: "memory", packets: 100, setup: `local m = state.map("hostile.values")
+		{name: "state-values", waitFor: "memory", packets: 100, peakMiB: 150, setup: `local m = state.map("hostile.values")
 local n = 0`, code: `for i = 1, 1e7 do
   n = n + 1
   m:set("k" .. n, string.rep(pkt.payload, 2600))
 end`},
-		{name: "state-keys", waitFor: "memory", packets: 100, setup: `local m = state.map("hostile.keys")
+		{name: "state-keys", waitFor: "memory", packets: 100, peakMiB: 150, setup: `local m = state.map("hostile.keys")
 local n = 0`, code: `for i = 1, 1e7 do
   n = n + 1
   m:set(string.rep(pkt.payload, 2600) .. n, true)
@@ -162,9 +168,9 @@ end`},
 		{name: "date-huge-format-utc", waitFor: "builtins", setup: `local f = "!" .. string.rep("%Y%m%d%H%M%S", 80000)`, code: `os.date(f, 0)`},
 
 		// log.info with a huge fields table.
-		{name: "log-huge-fields", waitFor: "builtins", setup: `local v = string.rep("v", 1024)
+		{name: "log-huge-fields", waitFor: "log", setup: `local v = string.rep("v", 4096)
 local fields = {}
-for i = 1, 100000 do fields["k" .. i] = v end`, code: `log.info("hostile", fields)`},
+for i = 1, 20000 do fields["k" .. i] = v end`, code: `log.info("hostile", fields)`},
 
 		// net.set and net.domains build Go sets: only at load.
 		{name: "net-set-in-callback", waitFor: "files", setup: netListSetup, code: `net.set(list)`},
@@ -191,8 +197,8 @@ func TestHostileReplay(t *testing.T) {
 	overall := time.Now()
 	for _, c := range hostileCases() {
 		t.Run(c.name, func(t *testing.T) {
-			if c.waitFor != "" && !hostileLanded(c.waitFor) {
-				t.Skipf("waiting for %s: the sandbox does not bound this yet", c.waitFor)
+			if why := hostileWaiting(c.waitFor); why != "" {
+				t.Skipf("waiting for %s: %s", c.waitFor, why)
 			}
 			runHostileCase(t, bin, string(template), c)
 		})
@@ -200,11 +206,21 @@ func TestHostileReplay(t *testing.T) {
 	t.Logf("all cases: %v", time.Since(overall).Round(time.Millisecond))
 }
 
-// hostileLanded says whether a branch of issue 8 has been merged into this
-// build; its cases skip until then. Remove a branch from the map when it
-// merges; LUAFW_HOSTILE_ALL=1 runs every case regardless.
-func hostileLanded(branch string) bool {
-	return os.Getenv("LUAFW_HOSTILE_ALL") != "" || !map[string]bool{"pattern": true, "builtins": true, "memory": true, "files": true}[branch]
+// hostileWaiting says why the change a case waits for has not landed in
+// this build ("" when it has: the branches pattern, builtins, memory and
+// files of issue 8 are merged). Such a case skips; drop its reason here
+// when its change lands. LUAFW_HOSTILE_ALL=1 runs every case regardless.
+func hostileWaiting(change string) string {
+	if os.Getenv("LUAFW_HOSTILE_ALL") != "" {
+		return ""
+	}
+	switch change {
+	case "memory-ceiling":
+		return "luafw replay and run do not set the process ceiling yet, and the per-plugin limit is measured once a second"
+	case "log":
+		return "log.info with a huge fields table writes the whole line; no branch bounds it yet"
+	}
+	return ""
 }
 
 func runHostileCase(t *testing.T, bin, template string, c hostileCase) {
@@ -223,6 +239,11 @@ func runHostileCase(t *testing.T, bin, template string, c hostileCase) {
 	if c.pattern != "" {
 		opts = "\n    options: " + c.pattern
 	}
+	if c.quarantines {
+		// Short, so that the plugin comes back (with fresh states) within
+		// the replay.
+		opts += "\n    quarantine_for: 20ms"
+	}
 	files["luafw.yaml"] = fmt.Sprintf("plugins:\n  - file: hostile.lua\n    on_error: drop\n    budget: %s%s\n", hostileBudget, opts)
 	writeFiles(t, dir, files)
 	payload := c.payload
@@ -234,18 +255,27 @@ func runHostileCase(t *testing.T, bin, template string, c hostileCase) {
 		n = 3
 	}
 	kinds := writeHostilePcap(t, filepath.Join(dir, "hostile.pcap"), payload, n)
-	run := runReplay(t, bin, dir)
-	t.Logf("%d hostile packets: replay loop %v (%v per packet), process %v, peak RSS %d MiB",
-		n, run.loop.Round(time.Microsecond), (run.loop / time.Duration(n)).Round(time.Microsecond),
-		run.wall.Round(time.Millisecond), run.peakKiB>>10)
+	writeHostilePcap(t, filepath.Join(dir, "ordinary.pcap"), nil, n)
+	run := runReplay(t, bin, dir, "hostile.pcap")
+	// The same replay without the hostile packets: what the worker's own
+	// load of the plugin and the ordinary packets cost.
+	base := runReplay(t, bin, dir, "ordinary.pcap")
+	per := (run.loop - base.loop) / time.Duration(n)
+	t.Logf("%d hostile packets: %v each (replay loop %v, %v without them), process %v, peak RSS %d MiB (%d MiB without them)",
+		n, per.Round(time.Microsecond), run.loop.Round(time.Microsecond), base.loop.Round(time.Microsecond),
+		run.wall.Round(time.Millisecond), run.peakKiB>>10, base.peakKiB>>10)
 	finished := checkHostileResults(t, c, kinds, run)
-	if run.peakKiB > hostilePeakKiB {
-		t.Errorf("peak RSS %d MiB, want at most %d MiB", run.peakKiB>>10, hostilePeakKiB>>10)
+	bound := int64(hostilePeakKiB)
+	if c.peakMiB > 0 {
+		bound = int64(c.peakMiB) << 10
+	}
+	if run.peakKiB > bound {
+		t.Errorf("peak RSS %d MiB, want at most %d MiB", run.peakKiB>>10, bound>>10)
 	}
 	if finished < n && !strings.Contains(run.stderr, `msg="callback failed"`) {
 		t.Errorf("no callback failure in the log:\n%s", firstLines(run.stderr, 20))
 	}
-	if per, budget := run.loop/time.Duration(n), mustDuration(t, hostileBudget); per > budget+hostileSlack {
+	if budget := mustDuration(t, hostileBudget); per > budget+hostileSlack {
 		t.Errorf("a hostile packet took %v on average, want at most its budget %v plus %v: the call was not cut off in time", per, budget, hostileSlack)
 	}
 	for _, m := range regexp.MustCompile(`reason="((?:[^"\\]|\\.){0,160})`).FindAllStringSubmatch(run.stderr, 2) {
@@ -272,8 +302,9 @@ const (
 )
 
 // writeHostilePcap writes n hostile UDP packets (payload to port 6666), each
-// between ordinary ones (UDP, a TCP SYN, a packet to port 23), and returns
-// the kind of each packet in order.
+// after an ordinary one (UDP, a TCP SYN, a packet to port 23), and returns
+// the kind of each packet in order. A nil payload leaves the hostile
+// packets out.
 func writeHostilePcap(t *testing.T, path string, payload []byte, n int) []packetKind {
 	t.Helper()
 	f, err := os.Create(path)
@@ -310,7 +341,9 @@ func writeHostilePcap(t *testing.T, path string, payload []byte, n int) []packet
 		case 2:
 			add(port23, packet.Spec{Proto: packet.ProtoUDP, SrcPort: port, DstPort: 23, Payload: []byte("hello")})
 		}
-		add(hostile, packet.Spec{Proto: packet.ProtoUDP, SrcPort: port, DstPort: hostilePort, Payload: payload})
+		if payload != nil {
+			add(hostile, packet.Spec{Proto: packet.ProtoUDP, SrcPort: port, DstPort: hostilePort, Payload: payload})
+		}
 	}
 	add(ordinary, packet.Spec{Proto: packet.ProtoUDP, SrcPort: 39999, DstPort: 7000, Payload: []byte("after")})
 	if err := f.Close(); err != nil {
@@ -319,15 +352,15 @@ func writeHostilePcap(t *testing.T, path string, payload []byte, n int) []packet
 	return kinds
 }
 
-// runReplay runs luafw replay on dir's luafw.yaml and hostile.pcap. Its
-// stderr goes to a file: a hostile plugin may log a lot.
-func runReplay(t *testing.T, bin, dir string) replayRun {
+// runReplay runs luafw replay on dir's luafw.yaml and capture. Its stderr
+// goes to a file: a hostile plugin may log a lot.
+func runReplay(t *testing.T, bin, dir, capture string) replayRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hostileCaseTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "replay", "--config", filepath.Join(dir, "luafw.yaml"), "--pcap", filepath.Join(dir, "hostile.pcap"))
+	cmd := exec.CommandContext(ctx, bin, "replay", "--config", filepath.Join(dir, "luafw.yaml"), "--pcap", filepath.Join(dir, capture))
 	var stdout bytes.Buffer
-	errFile, err := os.Create(filepath.Join(dir, "stderr"))
+	errFile, err := os.Create(filepath.Join(dir, capture+".stderr"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,10 +402,20 @@ func checkHostileResults(t *testing.T, c hostileCase, kinds []packetKind, run re
 	if len(run.results) != len(kinds) {
 		t.Fatalf("%d result lines for %d packets:\n%s", len(run.results), len(kinds), firstLines(run.stderr, 20))
 	}
+	quarantined, back := 0, 0
 	for i, r := range run.results {
 		by := ""
 		if r.By != nil {
 			by = *r.By
+		}
+		if c.quarantines && kinds[i] != hostile {
+			if r.Verdict == "drop" && by == "hostile" && r.Errors == 1 {
+				quarantined++
+				continue
+			}
+			if quarantined > 0 {
+				back++
+			}
 		}
 		switch kinds[i] {
 		case ordinary:
@@ -395,6 +438,12 @@ func checkHostileResults(t *testing.T, c hostileCase, kinds []packetKind, run re
 	}
 	if finished > 0 {
 		t.Logf("%d hostile packets finished with Lua's result instead of being cut", finished)
+	}
+	if quarantined > 0 {
+		t.Logf("%d ordinary packets got on_error while the plugin was quarantined; %d were decided normally after that", quarantined, back)
+		if back == 0 {
+			t.Errorf("the plugin never came back from quarantine")
+		}
 	}
 	return finished
 }
@@ -511,9 +560,6 @@ func secretsOf(t *testing.T, path, canary string) []string {
 // `..`, /proc, a symlink) fails to load, with an error that shows nothing
 // of the file and reads the same as for a file that does not exist.
 func TestHostileFileBoundary(t *testing.T) {
-	if !hostileLanded("files") {
-		t.Skip("waiting for files: net.load reads any file the process can")
-	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: /etc/shadow is the file a plugin must not read")
 	}
@@ -567,8 +613,8 @@ func checkNoSecrets(t *testing.T, out string, secrets []string) {
 	}
 }
 
-// loadError is luafw replay's error line with the path, in every form an
-// error may give it, replaced by PATH.
+// loadError is luafw replay's error line with the path replaced by PATH
+// (see normalizePath).
 func loadError(stderr, dir, path string) string {
 	line := ""
 	for _, l := range strings.Split(stderr, "\n") {
@@ -576,6 +622,12 @@ func loadError(stderr, dir, path string) string {
 			line = l
 		}
 	}
+	return normalizePath(line, dir, path)
+}
+
+// normalizePath replaces path in line, in every form an error may give it,
+// by PATH, and the plugin's directory by DIR.
+func normalizePath(line, dir, path string) string {
 	abs := filepath.Join(dir, path)
 	forms := []string{abs, filepath.Clean(abs), path, filepath.Base(path)}
 	if resolved, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
