@@ -98,6 +98,11 @@ plugins:
 	if hungryFailed < float64(hungrySent) {
 		t.Errorf("metrics count %v failures of the hungry plugin, want at least %d", hungryFailed, hungrySent)
 	}
+	select {
+	case <-d.done:
+		t.Fatalf("the daemon exited during the traffic (%v)", d.err)
+	default:
+	}
 	peak, err := vmHWM(pid)
 	if err != nil {
 		t.Fatal(err)

@@ -168,7 +168,7 @@ end`},
 		{name: "date-huge-format-utc", waitFor: "builtins", setup: `local f = "!" .. string.rep("%Y%m%d%H%M%S", 80000)`, code: `os.date(f, 0)`},
 
 		// log.info with a huge fields table.
-		{name: "log-huge-fields", waitFor: "log", setup: `local v = string.rep("v", 4096)
+		{name: "log-huge-fields", waitFor: "files-log", setup: `local v = string.rep("v", 4096)
 local fields = {}
 for i = 1, 20000 do fields["k" .. i] = v end`, code: `log.info("hostile", fields)`},
 
@@ -217,8 +217,8 @@ func hostileWaiting(change string) string {
 	switch change {
 	case "memory-ceiling":
 		return "luafw replay and run do not set the process ceiling yet, and the per-plugin limit is measured once a second"
-	case "log":
-		return "log.info with a huge fields table writes the whole line; no branch bounds it yet"
+	case "files-log":
+		return "files caps log lines (its commit 0bbcbfb), not merged here: files' later commits conflict with builtins in host/sandbox.go and host/luastate.go"
 	}
 	return ""
 }
