@@ -148,9 +148,9 @@ for i = 1, 40 do t[#t + 1] = t[#t] .. t[#t] end`},
 
 		// Memory kept across packets: a global table, an upvalue, and the
 		// shared state (whose byte limits bound it well below the others).
-		{name: "global-grow", waitFor: "memory-ceiling", packets: 100, quarantines: true, code: `G = G or {}
+		{name: "global-grow", waitFor: "memory", packets: 100, quarantines: true, code: `G = G or {}
 for i = 1, 1e7 do G[#G + 1] = string.rep(pkt.payload, 2600) end`},
-		{name: "upvalue-grow", waitFor: "memory-ceiling", packets: 100, quarantines: true, setup: `local keep = {}`,
+		{name: "upvalue-grow", waitFor: "memory", packets: 100, quarantines: true, setup: `local keep = {}`,
 			code: `for i = 1, 1e7 do keep[#keep + 1] = string.rep(pkt.payload .. i, 2600) end`},
 		{name: "state-values", waitFor: "memory", packets: 100, peakMiB: 150, setup: `local m = state.map("hostile.values")
 local n = 0`, code: `for i = 1, 1e7 do
@@ -215,8 +215,6 @@ func hostileWaiting(change string) string {
 		return ""
 	}
 	switch change {
-	case "memory-ceiling":
-		return "luafw replay and run do not set the process ceiling yet, and the per-plugin limit is measured once a second"
 	case "files-log":
 		return "files caps log lines (its commit 0bbcbfb), not merged here: files' later commits conflict with builtins in host/sandbox.go and host/luastate.go"
 	}
@@ -387,24 +385,32 @@ func runReplay(t *testing.T, bin, dir, capture string) replayRun {
 	return run
 }
 
-// checkHostileResults checks each packet's verdict against its kind.
+// checkHostileResults checks each packet's verdict against its kind, and
+// returns how many hostile packets finished (mayFinish).
+//
+// An ordinary packet may get on_error too: while the plugin is quarantined
+// (a quarantines case), or because its own call ran out of the 2 ms
+// wall-clock budget on a busy machine (a garbage collection of what the
+// hostile call before it left can take that long). The second may happen
+// to a few packets, not to many.
 func checkHostileResults(t *testing.T, c hostileCase, kinds []packetKind, run replayRun) (finished int) {
 	t.Helper()
 	if len(run.results) != len(kinds) {
 		t.Fatalf("%d result lines for %d packets:\n%s", len(run.results), len(kinds), firstLines(run.stderr, 20))
 	}
-	quarantined, back := 0, 0
+	failed, back, others := 0, 0, 0
 	for i, r := range run.results {
 		by := ""
 		if r.By != nil {
 			by = *r.By
 		}
-		if c.quarantines && kinds[i] != hostile {
+		if kinds[i] != hostile {
+			others++
 			if r.Verdict == "drop" && by == "hostile" && r.Errors == 1 {
-				quarantined++
+				failed++
 				continue
 			}
-			if quarantined > 0 {
+			if failed > 0 {
 				back++
 			}
 		}
@@ -430,10 +436,14 @@ func checkHostileResults(t *testing.T, c hostileCase, kinds []packetKind, run re
 	if finished > 0 {
 		t.Logf("%d hostile packets finished with Lua's result instead of being cut", finished)
 	}
-	if quarantined > 0 {
-		// Whether the plugin comes back within the replay depends on how
-		// fast the machine replays: quarantine is real time.
-		t.Logf("%d ordinary packets got on_error while the plugin was quarantined; %d were decided normally after that", quarantined, back)
+	if failed > 0 {
+		// Whether a quarantined plugin comes back within the replay
+		// depends on how fast the machine replays: quarantine is real time.
+		t.Logf("%d of %d ordinary packets got on_error (quarantine, or their own budget on a busy machine); %d were decided normally after the first",
+			failed, others, back)
+	}
+	if !c.quarantines && failed > 1+others/20 {
+		t.Errorf("%d of %d ordinary packets got on_error: more than a busy machine explains", failed, others)
 	}
 	return finished
 }
