@@ -232,3 +232,123 @@ func runError(out, dir, path string) string {
 	}
 	return "(no line names hostile.lua)"
 }
+
+// TestHostileDaemonMemory: a plugin that keeps what it allocates (an
+// upvalue grown by every packet to port 6666) goes over its memory limit on
+// the live daemon: it is quarantined and its Lua states rebuilt, the
+// packets it sees meanwhile get its on_error verdict (and only those: the
+// metrics count them), the daemon's peak RSS stays bounded, and once the
+// quarantine is over ordinary traffic flows again.
+func TestHostileDaemonMemory(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 60*time.Second)
+	template, err := os.ReadFile("testdata/hostile/template.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grow := strings.Replace(strings.Replace(string(template), "--[[setup]]", "local keep = {}", 1),
+		"--[[hostile]]", "for i = 1, 1e7 do keep[#keep + 1] = string.rep(pkt.payload .. i, 100000) end", 1)
+	d := startDaemon(t, l.Router, map[string]string{
+		"luafw.yaml": `budget: 2ms
+memory_check: 50ms
+plugins:
+  - file: grow.lua
+    on_error: drop
+    budget: 2ms
+    memory: 16MiB
+    quarantine_for: 100ms
+`,
+		"grow.lua": grow,
+	}, "--metrics", "127.0.0.1:0")
+	pid := daemonPid(t, d)
+	ordinarySink, err := l.Server.ServeUDP(":7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ordinarySink.Close()
+	growSink, err := l.Server.ServeUDP(fmt.Sprintf(":%d", hostilePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer growSink.Close()
+	dial := func(port uint16) net.Conn {
+		c, err := l.Client.Dial(ctx, "udp", netip.AddrPortFrom(l.Server.Addr4, port).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ord, bad := dial(7000), dial(hostilePort)
+	send := func(c net.Conn, payload string) {
+		t.Helper()
+		if _, err := c.Write([]byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const first, grows = 300, 30
+	for i := 0; i < first; i++ {
+		if i%(first/grows) == 0 {
+			send(bad, "grow")
+		}
+		send(ord, "hello "+strconv.Itoa(i))
+		time.Sleep(500 * time.Microsecond)
+	}
+	// Some ordinary datagrams are lost to the quarantine: wait until the
+	// count stops moving.
+	waitSettled(ctx, ordinarySink)
+	// After the quarantine (100 ms) the plugin runs again, with fresh
+	// states: ordinary traffic flows as before.
+	time.Sleep(300 * time.Millisecond)
+	arrived := ordinarySink.Count()
+	const after = 50
+	for i := 0; i < after; i++ {
+		send(ord, "after "+strconv.Itoa(i))
+		time.Sleep(500 * time.Microsecond)
+	}
+	waitCtx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel2()
+	if err := ordinarySink.WaitCount(waitCtx2, arrived+after); err != nil {
+		t.Errorf("after the quarantine: %v", err)
+	}
+	m := scrape(t, d)
+	series := func(reason string) float64 {
+		return metricValue(m, fmt.Sprintf(`luafw_callback_failures_total{plugin="grow",callback="grow",hook="forward",reason=%q}`, reason))
+	}
+	quarantined, timeouts, errs := series("quarantined"), series("timeout"), series("error")
+	lost := float64(first - arrived)
+	t.Logf("%d ordinary and %d growing datagrams: %v ordinary lost, %d growing arrived; failures: %v quarantined, %v timeouts, %v errors",
+		first, grows, lost, growSink.Count(), quarantined, timeouts, errs)
+	if n := growSink.Count(); n != 0 {
+		t.Errorf("%d growing datagrams arrived, want none (on_error drop)", n)
+	}
+	if !strings.Contains(d.logs.String(), "plugin over its memory limit") {
+		t.Errorf("the plugin never went over its memory limit (16 MiB)")
+	}
+	// Every ordinary datagram lost is one the quarantine or a budget cut
+	// on a busy machine (a timeout beyond one per growing datagram) cost.
+	if explained := quarantined + max(0, timeouts+errs-grows); lost > explained {
+		t.Errorf("%v ordinary datagrams lost, more than the %v quarantined or cut calls explain", lost, explained)
+	}
+	peak, err := vmHWM(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("daemon peak RSS (VmHWM) %d MiB", peak>>10)
+	if peak > hostilePeakKiB {
+		t.Errorf("daemon peak RSS %d MiB, want at most %d MiB", peak>>10, hostilePeakKiB>>10)
+	}
+	d.stop()
+}
+
+// waitSettled waits until sink's count has not changed for 200 ms (or ctx
+// ends).
+func waitSettled(ctx context.Context, sink *lab.UDPSink) {
+	last, since := sink.Count(), time.Now()
+	for ctx.Err() == nil && time.Since(since) < 200*time.Millisecond {
+		time.Sleep(10 * time.Millisecond)
+		if n := sink.Count(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
