@@ -235,7 +235,7 @@ func runHostileCase(t *testing.T, bin, template string, c hostileCase) {
 		}
 		files["hostile.lua"] = string(b)
 	} else {
-		files["hostile.lua"] = strings.Replace(strings.Replace(template, "--[[setup]]", c.setup, 1), "--[[hostile]]", c.code, 1)
+		files["hostile.lua"] = fillTemplate(template, c.setup, c.code)
 	}
 	opts := ""
 	if c.pattern != "" {
@@ -288,6 +288,11 @@ func runHostileCase(t *testing.T, bin, template string, c hostileCase) {
 	for _, m := range regexp.MustCompile(`reason="((?:[^"\\]|\\.){0,160})`).FindAllStringSubmatch(run.stderr, 2) {
 		t.Logf("  reason: %s", m[1])
 	}
+}
+
+// fillTemplate puts setup and code into testdata/hostile/template.lua.
+func fillTemplate(template, setup, code string) string {
+	return strings.Replace(strings.Replace(template, "--[[setup]]", setup, 1), "--[[hostile]]", code, 1)
 }
 
 // packetKind is what a packet of the hostile capture is.
