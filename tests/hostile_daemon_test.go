@@ -56,16 +56,8 @@ plugins:
 	d := startDaemon(t, l.Router, files, "--metrics", "127.0.0.1:0")
 	pid := daemonPid(t, d)
 
-	ordinarySink, err := l.Server.ServeUDP(":7000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ordinarySink.Close()
-	craftedSink, err := l.Server.ServeUDP(fmt.Sprintf(":%d", hostilePort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer craftedSink.Close()
+	ordinarySink := udpSink(t, l.Server, 7000)
+	craftedSink := udpSink(t, l.Server, hostilePort)
 
 	start := time.Now()
 	crafted, hungrySent := sendInterleaved(t, ctx, l)
@@ -103,14 +95,7 @@ plugins:
 		t.Fatalf("the daemon exited during the traffic (%v)", d.err)
 	default:
 	}
-	peak, err := vmHWM(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("daemon peak RSS (VmHWM) %d MiB", peak>>10)
-	if peak > hostilePeakKiB {
-		t.Errorf("daemon peak RSS %d MiB, want at most %d MiB", peak>>10, hostilePeakKiB>>10)
-	}
+	checkDaemonPeak(t, pid)
 	d.stop()
 	if left := ourRules(t, ctx, l.Router); left != "" {
 		t.Errorf("SIGTERM left rules of ours:\n%s", left)
@@ -138,15 +123,7 @@ end`)
 // sent.
 func sendInterleaved(t *testing.T, ctx context.Context, l *lab.Lab) (crafted, hungrySent int) {
 	t.Helper()
-	dial := func(port uint16) net.Conn {
-		c, err := l.Client.Dial(ctx, "udp", netip.AddrPortFrom(l.Server.Addr4, port).String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	ord, bad := dial(7000), dial(hostilePort)
+	ord, bad := udpTo(t, ctx, l, 7000), udpTo(t, ctx, l, hostilePort)
 	for i := 0; i < daemonOrdinary; i++ {
 		if i%daemonCraftedAt == daemonCraftedAt-1 {
 			payload := payloadA
@@ -261,25 +238,9 @@ plugins:
 		"grow.lua": grow,
 	}, "--metrics", "127.0.0.1:0")
 	pid := daemonPid(t, d)
-	ordinarySink, err := l.Server.ServeUDP(":7000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ordinarySink.Close()
-	growSink, err := l.Server.ServeUDP(fmt.Sprintf(":%d", hostilePort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer growSink.Close()
-	dial := func(port uint16) net.Conn {
-		c, err := l.Client.Dial(ctx, "udp", netip.AddrPortFrom(l.Server.Addr4, port).String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	ord, bad := dial(7000), dial(hostilePort)
+	ordinarySink := udpSink(t, l.Server, 7000)
+	growSink := udpSink(t, l.Server, hostilePort)
+	ord, bad := udpTo(t, ctx, l, 7000), udpTo(t, ctx, l, hostilePort)
 	send := func(c net.Conn, payload string) {
 		t.Helper()
 		if _, err := c.Write([]byte(payload)); err != nil {
@@ -305,12 +266,8 @@ plugins:
 		time.Sleep(5 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	afterSink, err := l.Server.ServeUDP(":7001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer afterSink.Close()
-	aft := dial(7001)
+	afterSink := udpSink(t, l.Server, 7001)
+	aft := udpTo(t, ctx, l, 7001)
 	const after = 50
 	for i := 0; i < after; i++ {
 		send(aft, "after "+strconv.Itoa(i))
@@ -342,14 +299,7 @@ plugins:
 	if explained := quarantined + max(0, timeouts+errs-grows); lost > explained {
 		t.Errorf("%v ordinary datagrams lost, more than the %v quarantined or cut calls explain", lost, explained)
 	}
-	peak, err := vmHWM(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("daemon peak RSS (VmHWM) %d MiB", peak>>10)
-	if peak > hostilePeakKiB {
-		t.Errorf("daemon peak RSS %d MiB, want at most %d MiB", peak>>10, hostilePeakKiB>>10)
-	}
+	checkDaemonPeak(t, pid)
 	d.stop()
 }
 
@@ -397,11 +347,7 @@ func TestHostileDaemonClasses(t *testing.T) {
 		name := "c" + strconv.Itoa(int(port))
 		files[name+".lua"] = fillTemplate(string(template), c.setup, c.code)
 		cfg += fmt.Sprintf("  - {file: %s.lua, on_error: drop, budget: 2ms, options: {port: %d}}\n", name, port)
-		sink, err := l.Server.ServeUDP(fmt.Sprintf(":%d", port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sink.Close()
+		sink := udpSink(t, l.Server, port)
 		payload := c.payload
 		if payload == nil {
 			payload = payloadA
@@ -412,24 +358,12 @@ func TestHostileDaemonClasses(t *testing.T) {
 	files["luafw.yaml"] = cfg
 	d := startDaemon(t, l.Router, files, "--metrics", "127.0.0.1:0")
 	pid := daemonPid(t, d)
-	ordinarySink, err := l.Server.ServeUDP(":7000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ordinarySink.Close()
+	ordinarySink := udpSink(t, l.Server, 7000)
 
-	dial := func(port uint16) net.Conn {
-		c, err := l.Client.Dial(ctx, "udp", netip.AddrPortFrom(l.Server.Addr4, port).String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	ord := dial(7000)
+	ord := udpTo(t, ctx, l, 7000)
 	conns := make([]net.Conn, len(targets))
 	for i, tg := range targets {
-		conns[i] = dial(tg.port)
+		conns[i] = udpTo(t, ctx, l, tg.port)
 	}
 	const perTarget = 2
 	ordinary := 0
@@ -473,14 +407,43 @@ func TestHostileDaemonClasses(t *testing.T) {
 	} else if lost > 0 {
 		t.Logf("%v ordinary datagrams lost to budget cuts on a busy machine", lost)
 	}
+	t.Logf("%d hostile plugins, %d hostile and %d ordinary datagrams", len(targets), perTarget*len(targets), ordinary)
+	checkDaemonPeak(t, pid)
+	d.stop()
+}
+
+// udpSink counts the datagrams that reach port in ns, until the test ends.
+func udpSink(t *testing.T, ns *lab.NS, port uint16) *lab.UDPSink {
+	t.Helper()
+	s, err := ns.ServeUDP(fmt.Sprintf(":%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// udpTo is a UDP socket from the lab's client to the server's port.
+func udpTo(t *testing.T, ctx context.Context, l *lab.Lab, port uint16) net.Conn {
+	t.Helper()
+	c, err := l.Client.Dial(ctx, "udp", netip.AddrPortFrom(l.Server.Addr4, port).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// checkDaemonPeak checks the running daemon's peak RSS (VmHWM) against
+// hostilePeakKiB.
+func checkDaemonPeak(t *testing.T, pid int) {
+	t.Helper()
 	peak, err := vmHWM(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d hostile plugins, %d hostile and %d ordinary datagrams; daemon peak RSS (VmHWM) %d MiB",
-		len(targets), perTarget*len(targets), ordinary, peak>>10)
+	t.Logf("daemon peak RSS (VmHWM) %d MiB", peak>>10)
 	if peak > hostilePeakKiB {
 		t.Errorf("daemon peak RSS %d MiB, want at most %d MiB", peak>>10, hostilePeakKiB>>10)
 	}
-	d.stop()
 }

@@ -145,6 +145,12 @@ for i = 1, 65535 do t[i] = (i * 7919) % 1000003 end`, code: `table.sort(t)`},
 		// The concatenation operator, doubling: each .. is one VM instruction.
 		{name: "dotdot-doubling", code: `local s = pkt.payload
 for i = 1, 40 do s = s .. s end`},
+		// From 1 MiB: each doubling is one instruction copying megabytes,
+		// and the budget is looked at between instructions, so the call
+		// overruns by at most one doubling (the process ceiling,
+		// memory_limit, stops a longer one).
+		{name: "dotdot-doubling-big", code: `local s = string.rep(pkt.payload, 2600)
+for i = 1, 40 do s = s .. s end`},
 		{name: "dotdot-doubling-table", code: `local t = {pkt.payload}
 for i = 1, 40 do t[#t + 1] = t[#t] .. t[#t] end`},
 
