@@ -37,13 +37,9 @@ func TestHostileDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	template, err := os.ReadFile("testdata/hostile/template.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The pattern plugin runs first and drops the crafted payloads; the
 	// "hungry" datagrams pass it and reach the memory-hungry plugin.
-	hungry := memoryHungry(string(template))
+	hungry := memoryHungry(readTemplate(t))
 	cfg := `budget: 2ms
 plugins:
   - file: pattern.lua
@@ -68,28 +64,20 @@ plugins:
 	waitErr := ordinarySink.WaitCount(waitCtx, daemonOrdinary)
 	elapsed := time.Since(start)
 	m := scrape(t, d)
-	timeouts := metricValue(m, `luafw_callback_failures_total{plugin="pattern",callback="pattern",hook="forward",reason="timeout"}`)
-	t.Logf("%d ordinary and %d crafted datagrams (%d for the hungry plugin) in %v: %d ordinary arrived, %d crafted arrived; pattern timeouts %v",
-		daemonOrdinary, crafted, hungrySent, elapsed.Round(time.Millisecond), ordinarySink.Count(), craftedSink.Count(), timeouts)
-
-	// A wall-clock budget can also cut an ordinary call short on a busy
-	// machine; such a packet is dropped too, and counted as a timeout.
-	if lost := float64(daemonOrdinary - ordinarySink.Count()); lost > 0 && lost > timeouts-float64(crafted) {
-		t.Errorf("%v ordinary datagrams lost, more than the %v extra timeouts explain: %v", lost, timeouts-float64(crafted), waitErr)
-	} else if lost > 0 {
-		t.Logf("%v ordinary datagrams lost to budget cuts on a busy machine", lost)
-	}
+	timeouts := pluginFailures(m, "pattern", "timeout")
+	hungryFailed := pluginFailures(m, "hungry", "timeout", "error")
+	t.Logf("%d ordinary and %d crafted datagrams (%d for the hungry plugin) in %v: %d ordinary arrived, %d crafted arrived; pattern timeouts %v, hungry failures %v",
+		daemonOrdinary, crafted, hungrySent, elapsed.Round(time.Millisecond), ordinarySink.Count(), craftedSink.Count(), timeouts, hungryFailed)
 	if n := craftedSink.Count(); n != 0 {
 		t.Errorf("%d crafted datagrams arrived, want none (on_error drop)", n)
 	}
 	if timeouts < float64(crafted) {
 		t.Errorf("metrics count %v pattern timeouts, want at least %d (one per crafted datagram)", timeouts, crafted)
 	}
-	hungryFailed := metricValue(m, `luafw_callback_failures_total{plugin="hungry",callback="hungry",hook="forward",reason="timeout"}`) +
-		metricValue(m, `luafw_callback_failures_total{plugin="hungry",callback="hungry",hook="forward",reason="error"}`)
 	if hungryFailed < float64(hungrySent) {
 		t.Errorf("metrics count %v failures of the hungry plugin, want at least %d", hungryFailed, hungrySent)
 	}
+	checkLost(t, float64(daemonOrdinary-ordinarySink.Count()), timeouts-float64(crafted)+hungryFailed-float64(hungrySent), waitErr)
 	select {
 	case <-d.done:
 		t.Fatalf("the daemon exited during the traffic (%v)", d.err)
@@ -219,11 +207,7 @@ func runError(out, dir, path string) string {
 func TestHostileDaemonMemory(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	ctx := testCtx(t, 60*time.Second)
-	template, err := os.ReadFile("testdata/hostile/template.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	grow := fillTemplate(string(template), "local keep = {}",
+	grow := fillTemplate(readTemplate(t), "local keep = {}",
 		"for i = 1, 1e7 do keep[#keep + 1] = string.rep(pkt.payload .. i, 100000) end")
 	d := startDaemon(t, l.Router, map[string]string{
 		"luafw.yaml": `budget: 2ms
@@ -281,24 +265,17 @@ plugins:
 	waitSettled(ctx, ordinarySink)
 	arrived := ordinarySink.Count()
 	m := scrape(t, d)
-	series := func(reason string) float64 {
-		return metricValue(m, fmt.Sprintf(`luafw_callback_failures_total{plugin="grow",callback="grow",hook="forward",reason=%q}`, reason))
-	}
-	quarantined, timeouts, errs := series("quarantined"), series("timeout"), series("error")
+	quarantined, failed := pluginFailures(m, "grow", "quarantined"), pluginFailures(m, "grow", "timeout", "error")
 	lost := float64(first + probes - arrived)
-	t.Logf("%d ordinary (and %d probes) and %d growing datagrams: %v ordinary lost, %d growing arrived; failures: %v quarantined, %v timeouts, %v errors",
-		first, probes, grows, lost, growSink.Count(), quarantined, timeouts, errs)
+	t.Logf("%d ordinary (and %d probes) and %d growing datagrams: %v ordinary lost, %d growing arrived; failures: %v quarantined, %v timeouts or errors",
+		first, probes, grows, lost, growSink.Count(), quarantined, failed)
 	if n := growSink.Count(); n != 0 {
 		t.Errorf("%d growing datagrams arrived, want none (on_error drop)", n)
 	}
 	if !strings.Contains(d.logs.String(), "plugin over its memory limit") {
 		t.Errorf("the plugin never went over its memory limit (16 MiB)")
 	}
-	// Every ordinary datagram lost is one the quarantine or a budget cut
-	// on a busy machine (a timeout beyond one per growing datagram) cost.
-	if explained := quarantined + max(0, timeouts+errs-grows); lost > explained {
-		t.Errorf("%v ordinary datagrams lost, more than the %v quarantined or cut calls explain", lost, explained)
-	}
+	checkLost(t, lost, quarantined+max(0, failed-grows), nil)
 	checkDaemonPeak(t, pid)
 	d.stop()
 }
@@ -326,50 +303,16 @@ func waitSettled(ctx context.Context, sink *lab.UDPSink) {
 func TestHostileDaemonClasses(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	ctx := testCtx(t, 90*time.Second)
-	template, err := os.ReadFile("testdata/hostile/template.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	cfg := "budget: 2ms\nplugins:\n"
-	type target struct {
-		name    string
-		port    uint16
-		payload []byte
-		sink    *lab.UDPSink
-	}
-	var targets []target
-	for _, c := range hostileCases() {
-		if c.pattern != "" || c.mayFinish || c.quarantines || hostileWaiting(c.waitFor) != "" {
-			continue
-		}
-		port := uint16(6700 + len(targets))
-		name := "c" + strconv.Itoa(int(port))
-		files[name+".lua"] = fillTemplate(string(template), c.setup, c.code)
-		cfg += fmt.Sprintf("  - {file: %s.lua, on_error: drop, budget: 2ms, options: {port: %d}}\n", name, port)
-		sink := udpSink(t, l.Server, port)
-		payload := c.payload
-		if payload == nil {
-			payload = payloadA
-		}
-		targets = append(targets, target{name: c.name, port: port, payload: payload, sink: sink})
-		t.Logf("plugin %s: %s", name, c.name)
-	}
-	files["luafw.yaml"] = cfg
+	files, targets := classTargets(t, l)
 	d := startDaemon(t, l.Router, files, "--metrics", "127.0.0.1:0")
 	pid := daemonPid(t, d)
 	ordinarySink := udpSink(t, l.Server, 7000)
-
 	ord := udpTo(t, ctx, l, 7000)
-	conns := make([]net.Conn, len(targets))
-	for i, tg := range targets {
-		conns[i] = udpTo(t, ctx, l, tg.port)
-	}
 	const perTarget = 2
 	ordinary := 0
 	for round := 0; round < perTarget; round++ {
-		for i, tg := range targets {
-			if _, err := conns[i].Write(tg.payload); err != nil {
+		for _, tg := range targets {
+			if _, err := tg.conn.Write(tg.payload); err != nil {
 				t.Fatal(err)
 			}
 			for k := 0; k < 5; k++ {
@@ -387,11 +330,7 @@ func TestHostileDaemonClasses(t *testing.T) {
 	m := scrape(t, d)
 	var extra float64
 	for _, tg := range targets {
-		name := "c" + strconv.Itoa(int(tg.port))
-		series := func(reason string) float64 {
-			return max(0, metricValue(m, fmt.Sprintf(`luafw_callback_failures_total{plugin=%q,callback=%q,hook="forward",reason=%q}`, name, name, reason)))
-		}
-		failed := series("timeout") + series("error")
+		failed := pluginFailures(m, tg.plugin, "timeout", "error")
 		if n := tg.sink.Count(); n != 0 {
 			t.Errorf("%s: %d hostile datagrams arrived, want none", tg.name, n)
 		}
@@ -400,16 +339,70 @@ func TestHostileDaemonClasses(t *testing.T) {
 		}
 		extra += failed - perTarget
 	}
-	// A wall-clock budget can also cut an ordinary call short on a busy
-	// machine; such a packet is dropped too, and counted as a failure.
-	if lost := float64(ordinary) - float64(ordinarySink.Count()); lost > extra {
-		t.Errorf("%v of %d ordinary datagrams lost, more than the %v extra failures explain: %v", lost, ordinary, extra, waitErr)
-	} else if lost > 0 {
-		t.Logf("%v ordinary datagrams lost to budget cuts on a busy machine", lost)
-	}
 	t.Logf("%d hostile plugins, %d hostile and %d ordinary datagrams", len(targets), perTarget*len(targets), ordinary)
+	checkLost(t, float64(ordinary)-float64(ordinarySink.Count()), extra, waitErr)
 	checkDaemonPeak(t, pid)
 	d.stop()
+}
+
+// classTarget is one hostile plugin of TestHostileDaemonClasses.
+type classTarget struct {
+	name, plugin string
+	payload      []byte
+	sink         *lab.UDPSink // at its port
+	conn         net.Conn     // to its port
+}
+
+// classTargets makes the plugins and configuration of
+// TestHostileDaemonClasses: one plugin per hostile case that must be cut,
+// on ports from 6700.
+func classTargets(t *testing.T, l *lab.Lab) (map[string]string, []classTarget) {
+	t.Helper()
+	template := readTemplate(t)
+	files := map[string]string{}
+	cfg := "budget: 2ms\nplugins:\n"
+	var targets []classTarget
+	for _, c := range hostileCases() {
+		if c.pattern != "" || c.mayFinish || c.quarantines || hostileWaiting(c.waitFor) != "" {
+			continue
+		}
+		port := uint16(6700 + len(targets))
+		name := "c" + strconv.Itoa(int(port))
+		files[name+".lua"] = fillTemplate(template, c.setup, c.code)
+		cfg += fmt.Sprintf("  - {file: %s.lua, on_error: drop, budget: 2ms, options: {port: %d}}\n", name, port)
+		payload := c.payload
+		if payload == nil {
+			payload = payloadA
+		}
+		targets = append(targets, classTarget{name: c.name, plugin: name, payload: payload,
+			sink: udpSink(t, l.Server, port), conn: udpTo(t, context.Background(), l, port)})
+		t.Logf("plugin %s: %s", name, c.name)
+	}
+	files["luafw.yaml"] = cfg
+	return files, targets
+}
+
+// pluginFailures sums a plugin's callback failures of the given reasons in
+// a metrics scrape.
+func pluginFailures(metrics, plugin string, reasons ...string) float64 {
+	var sum float64
+	for _, r := range reasons {
+		sum += max(0, metricValue(metrics, fmt.Sprintf(`luafw_callback_failures_total{plugin=%q,callback=%q,hook="forward",reason=%q}`, plugin, plugin, r)))
+	}
+	return sum
+}
+
+// checkLost checks that the ordinary datagrams lost are no more than the
+// failures beyond the hostile ones explain: a wall-clock budget can also
+// cut an ordinary call short on a busy machine (or a quarantine can cost
+// it), and such a packet is dropped and counted too.
+func checkLost(t *testing.T, lost, explained float64, waitErr error) {
+	t.Helper()
+	if lost > explained {
+		t.Errorf("%v ordinary datagrams lost, more than the %v extra failures explain (%v)", lost, explained, waitErr)
+	} else if lost > 0 {
+		t.Logf("%v ordinary datagrams lost to quarantine or budget cuts on a busy machine", lost)
+	}
 }
 
 // udpSink counts the datagrams that reach port in ns, until the test ends.
