@@ -135,6 +135,8 @@ if t[6e7] ~= 1 then error("wrong") end`},
 		// leaves the table as it was, so every packet sorts it again.
 		{name: "sort-big", waitFor: "builtins", setup: `local t = {}
 for i = 1, 65535 do t[i] = (i * 7919) % 1000003 end`, code: `table.sort(t)`},
+		{name: "sort-big-comparator", setup: `local t = {}
+for i = 1, 65535 do t[i] = (i * 7919) % 1000003 end`, code: `table.sort(t, function(a, b) return a > b end)`},
 
 		// The concatenation operator, doubling: each .. is one VM instruction.
 		{name: "dotdot-doubling", code: `local s = pkt.payload
@@ -169,11 +171,16 @@ end`},
 		{name: "date-huge-format", waitFor: "builtins", setup: `local f = string.rep("%c", 500000)`, code: `os.date(f)`},
 		{name: "date-huge-format-utc", waitFor: "builtins", setup: `local f = "!" .. string.rep("%Y%m%d%H%M%S", 80000)`, code: `os.date(f, 0)`},
 
-		// log.info with a huge fields table (a capped line is Lua's result
-		// too: log lines have documented limits).
+		// Huge log lines: a fields table, a message, print's arguments (a
+		// capped line is Lua's result too: log lines have documented
+		// limits).
 		{name: "log-huge-fields", waitFor: "files-log", mayFinish: true, setup: `local v = string.rep("v", 4096)
 local fields = {}
 for i = 1, 20000 do fields["k" .. i] = v end`, code: `log.info("hostile", fields)`},
+		{name: "log-huge-message", waitFor: "files-log", code: `for i = 1, 1e6 do log.warn(string.rep(pkt.payload, 2600)) end`},
+		{name: "print-huge-args", waitFor: "files-log", mayFinish: true, setup: `local big = string.rep("p", 1024 * 1024)
+local args = {}
+for i = 1, 300 do args[i] = big end`, code: `print(unpack(args))`},
 
 		// net.set and net.domains build Go sets: only at load.
 		{name: "net-set-in-callback", waitFor: "files", setup: netListSetup, code: `net.set(list)`},
