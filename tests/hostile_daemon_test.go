@@ -29,7 +29,8 @@ const (
 // every ordinary datagram arrives, none of the crafted ones do, the metrics
 // count a timeout per crafted datagram, the daemon's peak RSS stays
 // bounded and SIGTERM still cleans up. A second, memory-hungry plugin
-// grows a table on its own crafted packets.
+// tries to build huge strings and fill a shared map on datagrams of its
+// own.
 func TestHostileDaemon(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	ctx := testCtx(t, 90*time.Second)
@@ -46,8 +47,10 @@ plugins:
     on_error: drop
     budget: 2ms
     options: {fn: find, pattern: "a*a*a*a*b"}
+  - file: hungry.lua
+    on_error: drop
+    budget: 2ms
 `
-	cfg += "  - file: hungry.lua\n    on_error: drop\n    budget: 2ms\n"
 	files := map[string]string{"pattern.lua": string(pattern), "hungry.lua": hungry, "luafw.yaml": cfg}
 	d := startDaemon(t, l.Router, files, "--metrics", "127.0.0.1:0")
 	pid := daemonPid(t, d)
@@ -107,8 +110,7 @@ end`)
 // sendInterleaved sends daemonOrdinary datagrams to the server's port
 // 7000 and, before every daemonCraftedAt-th, a crafted one to port 6666:
 // alternately 400 bytes of 'a' (for the pattern) and a datagram for the
-// memory-hungry plugin. It returns how many of each it
-// sent.
+// memory-hungry plugin. It returns how many of each it sent.
 func sendInterleaved(t *testing.T, ctx context.Context, l *lab.Lab) (crafted, hungrySent int) {
 	t.Helper()
 	ord, bad := udpTo(t, ctx, l, 7000), udpTo(t, ctx, l, hostilePort)
