@@ -149,24 +149,35 @@ func daemonPid(t *testing.T, d *daemon) int {
 	return pid
 }
 
-// TestHostileDaemonFileBoundary: luafw run refuses to start with a plugin
-// that loads a file out of bounds, with the same error as for a missing
-// file and nothing of the file in it.
-func TestHostileDaemonFileBoundary(t *testing.T) {
+// TestHostileDaemonLoad: luafw run refuses to start with a plugin that
+// loads a file out of bounds (with the same error as for a missing file,
+// and nothing of the file in it) or whose top level is hostile (runs too
+// long, keeps or builds too much), soon, with a bounded peak RSS and none
+// of its rules left behind.
+func TestHostileDaemonLoad(t *testing.T) {
 	l := lab.New(t, lab.Options{})
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testCtx(t, 90*time.Second)
 	dir := fileBoundaryDir(t)
 	writeFiles(t, dir, map[string]string{"luafw.yaml": "plugins:\n  - file: hostile.lua\n"})
-	run := func(path string) string {
-		writeFiles(t, dir, map[string]string{"hostile.lua": netLoadPlugin(path)})
+	run := func(plugin string) string {
+		writeFiles(t, dir, map[string]string{"hostile.lua": plugin})
 		cmd, err := l.Router.Command(ctx, luafwBinary(t), "run", "--config", filepath.Join(dir, "luafw.yaml"), "--pidfile", filepath.Join(dir, "luafw.pid"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
 		if err := cmd.Run(); err == nil {
-			t.Fatalf("luafw run started with net.load(%q)", path)
+			t.Fatalf("luafw run started with:\n%s", plugin)
+		}
+		peak, err := peakRSS(cmd.ProcessState)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("luafw run failed after %v, peak RSS %d MiB", time.Since(start).Round(time.Millisecond), peak>>10)
+		if peak > hostilePeakKiB {
+			t.Errorf("peak RSS %d MiB, want at most %d MiB", peak>>10, hostilePeakKiB>>10)
 		}
 		return out.String()
 	}
@@ -175,13 +186,25 @@ func TestHostileDaemonFileBoundary(t *testing.T) {
 			continue
 		}
 		t.Run(p.name, func(t *testing.T) {
-			out := run(p.path)
+			out := run(netLoadPlugin(p.path))
 			checkNoSecrets(t, out, secretsOf(t, p.path, "no canary: the daemon's environment is the test's"))
-			got, want := runError(out, dir, p.path), runError(run(p.missing), dir, p.missing)
+			got, want := runError(out, dir, p.path), runError(run(netLoadPlugin(p.missing)), dir, p.missing)
 			if got != want {
 				t.Errorf("an existing file out of bounds and a missing one fail differently:\n  %s\n  %s", got, want)
 			}
 			t.Logf("%s", got)
+		})
+	}
+	for _, c := range loadCases() {
+		if c.name != "pattern" && c.name != "keep" && c.name != "doubling" {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			out := run(c.top + "\nfw.register{hook = \"forward\", fn = function(pkt) end}\n")
+			if !strings.Contains(out, c.want) {
+				t.Errorf("the error does not say %q:\n%s", c.want, firstLines(out, 10))
+			}
+			t.Logf("%s", runError(out, dir, "hostile.lua"))
 		})
 	}
 	if left := ourRules(t, ctx, l.Router); left != "" {
