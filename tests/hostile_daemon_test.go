@@ -388,7 +388,7 @@ func classTargets(t *testing.T, l *lab.Lab) (map[string]string, []classTarget) {
 	cfg := "budget: 2ms\nplugins:\n"
 	var targets []classTarget
 	for _, c := range hostileCases() {
-		if c.pattern != "" || c.mayFinish || c.quarantines || hostileWaiting(c.waitFor) != "" {
+		if c.pattern != "" || c.mayFinish || c.quarantines {
 			continue
 		}
 		port := uint16(6700 + len(targets))
@@ -412,7 +412,7 @@ func classTargets(t *testing.T, l *lab.Lab) (map[string]string, []classTarget) {
 func pluginFailures(metrics, plugin string, reasons ...string) float64 {
 	var sum float64
 	for _, r := range reasons {
-		sum += max(0, metricValue(metrics, fmt.Sprintf(`luafw_callback_failures_total{plugin=%q,callback=%q,hook="forward",reason=%q}`, plugin, plugin, r)))
+		sum += max(0, metricValue(metrics, fmt.Sprintf(`luafw_callback_failures_total{callback=%q,hook="forward",plugin=%q,reason=%q}`, plugin, plugin, r)))
 	}
 	return sum
 }

@@ -56,7 +56,7 @@ var (
 // level) and code (run for packets to port 6666) into template.lua.
 type hostileCase struct {
 	name    string
-	waitFor string // the branch of issue 8 that makes it hold ("" when main held it); see hostileWaiting
+	fixedBy string // the branch of issue 8 that made it hold ("" when it held before)
 	pattern string // pattern.lua's options, e.g. `{fn: find, pattern: "a*a*b"}`
 	setup   string
 	code    string
@@ -89,51 +89,51 @@ for i = 1, 20000 do names[i] = "host" .. i .. ".example" end`
 func hostileCases() []hostileCase {
 	return []hostileCase{
 		// Pattern backtracking on crafted payloads: honest plugins.
-		{name: "pattern-find", waitFor: "pattern", pattern: `{fn: find, pattern: "a*a*a*a*b"}`},
-		{name: "pattern-match-lazy", waitFor: "pattern", pattern: `{fn: match, pattern: "(a-)(a-)(a-)(a-)b"}`},
-		{name: "pattern-gmatch", waitFor: "pattern", pattern: `{fn: gmatch, pattern: "(a*)(a*)(a*)b"}`},
-		{name: "pattern-gsub-dots", waitFor: "pattern", pattern: `{fn: gsub, pattern: ".-.-.-.-x"}`, payload: payloadHTTP},
-		{name: "pattern-find-class", waitFor: "pattern", pattern: `{fn: find, pattern: "[^=]*[^=]*[^=]*="}`, payload: payloadHTTP},
-		{name: "pattern-match-anchored", waitFor: "pattern", pattern: `{fn: match, pattern: "^(.*)(.*)(.*)(.*)HTTP/2"}`, payload: payloadHTTP},
+		{name: "pattern-find", fixedBy: "pattern", pattern: `{fn: find, pattern: "a*a*a*a*b"}`},
+		{name: "pattern-match-lazy", fixedBy: "pattern", pattern: `{fn: match, pattern: "(a-)(a-)(a-)(a-)b"}`},
+		{name: "pattern-gmatch", fixedBy: "pattern", pattern: `{fn: gmatch, pattern: "(a*)(a*)(a*)b"}`},
+		{name: "pattern-gsub-dots", fixedBy: "pattern", pattern: `{fn: gsub, pattern: ".-.-.-.-x"}`, payload: payloadHTTP},
+		{name: "pattern-find-class", fixedBy: "pattern", pattern: `{fn: find, pattern: "[^=]*[^=]*[^=]*="}`, payload: payloadHTTP},
+		{name: "pattern-match-anchored", fixedBy: "pattern", pattern: `{fn: match, pattern: "^(.*)(.*)(.*)(.*)HTTP/2"}`, payload: payloadHTTP},
 
 		// string.rep of empty strings: 10^15 iterations that build nothing.
-		{name: "rep-empty", waitFor: "builtins", mayFinish: true, code: `if string.rep("", 1e15) ~= "" then error("wrong") end`},
-		{name: "rep-empty-sep", waitFor: "builtins", mayFinish: true, code: `if string.rep("", 2^31, "") ~= "" then error("wrong") end`},
-		{name: "rep-empty-method", waitFor: "builtins", mayFinish: true, code: `if (""):rep(2^53) ~= "" then error("wrong") end`},
+		{name: "rep-empty", fixedBy: "builtins", mayFinish: true, code: `if string.rep("", 1e15) ~= "" then error("wrong") end`},
+		{name: "rep-empty-sep", fixedBy: "builtins", mayFinish: true, code: `if string.rep("", 2^31, "") ~= "" then error("wrong") end`},
+		{name: "rep-empty-method", fixedBy: "builtins", mayFinish: true, code: `if (""):rep(2^53) ~= "" then error("wrong") end`},
 
 		// gsub whose replacement grows the output.
 		{name: "gsub-fn-doubling", code: `local s = pkt.payload
 for i = 1, 40 do s = s:gsub(".", function(c) return c .. c end) end`},
 		{name: "gsub-fn-big", code: `pkt.payload:gsub(".", function(c) return string.rep(c, 1024 * 1024) end)`},
-		{name: "gsub-table-big", waitFor: "builtins", setup: `local big = {a = string.rep("a", 1024 * 1024)}`,
+		{name: "gsub-table-big", fixedBy: "builtins", setup: `local big = {a = string.rep("a", 1024 * 1024)}`,
 			code: `pkt.payload:gsub(".", big)`},
 
 		// string.format: a huge result, widths, %v (Go's verb, not Lua's).
-		{name: "format-many-s", waitFor: "builtins", setup: `local big = string.rep("x", 1024 * 1024)
+		{name: "format-many-s", fixedBy: "builtins", setup: `local big = string.rep("x", 1024 * 1024)
 local args = {}
 for i = 1, 300 do args[i] = big end
 local f = string.rep("%s", 300)`, code: `string.format(f, unpack(args))`},
 		{name: "format-width", code: `string.format("%0999999999d", 1)`},
-		{name: "format-v-table", waitFor: "builtins", setup: bigTableSetup, code: `string.format("%v", big)`},
+		{name: "format-v-table", fixedBy: "builtins", setup: bigTableSetup, code: `string.format("%v", big)`},
 
 		// table.concat of a big table built at load, or with a big separator.
-		{name: "concat-big-table", waitFor: "builtins", setup: bigTableSetup, code: `table.concat(big)`},
-		{name: "concat-big-sep", waitFor: "builtins", setup: sepSetup, code: `table.concat(small, sep)`},
+		{name: "concat-big-table", fixedBy: "builtins", setup: bigTableSetup, code: `table.concat(big)`},
+		{name: "concat-big-sep", fixedBy: "builtins", setup: sepSetup, code: `table.concat(small, sep)`},
 
 		// Array growth: in gopher-lua one store sizes the array part to the
 		// index (up to 2^26 slots, 1 GiB). Lua 5.1 stores the one key.
-		{name: "index-huge", waitFor: "builtins", mayFinish: true, code: `local t = {}
+		{name: "index-huge", fixedBy: "builtins", mayFinish: true, code: `local t = {}
 t[2^26 - 1] = 1
 if t[2^26 - 1] ~= 1 or next(t, next(t)) ~= nil then error("wrong") end`},
-		{name: "rawset-huge", waitFor: "builtins", mayFinish: true, code: `local t = rawset({}, 5e7, true)
+		{name: "rawset-huge", fixedBy: "builtins", mayFinish: true, code: `local t = rawset({}, 5e7, true)
 if t[5e7] ~= true then error("wrong") end`},
-		{name: "insert-huge", waitFor: "builtins", mayFinish: true, code: `local t = {}
+		{name: "insert-huge", fixedBy: "builtins", mayFinish: true, code: `local t = {}
 table.insert(t, 6e7, 1)
 if t[6e7] ~= 1 then error("wrong") end`},
 
 		// table.sort of a big table in Go (no comparator). A sort cut off
 		// leaves the table as it was, so every packet sorts it again.
-		{name: "sort-big", waitFor: "builtins", setup: `local t = {}
+		{name: "sort-big", fixedBy: "builtins", setup: `local t = {}
 for i = 1, 65535 do t[i] = (i * 7919) % 1000003 end`, code: `table.sort(t)`},
 		{name: "sort-big-comparator", setup: `local t = {}
 for i = 1, 65535 do t[i] = (i * 7919) % 1000003 end`, code: `table.sort(t, function(a, b) return a > b end)`},
@@ -152,39 +152,39 @@ for i = 1, 40 do t[#t + 1] = t[#t] .. t[#t] end`},
 
 		// Memory kept across packets: a global table, an upvalue, and the
 		// shared state (whose byte limits bound it well below the others).
-		{name: "global-grow", waitFor: "memory", packets: 100, quarantines: true, code: `G = G or {}
+		{name: "global-grow", fixedBy: "memory", packets: 100, quarantines: true, code: `G = G or {}
 for i = 1, 1e7 do G[#G + 1] = string.rep(pkt.payload, 2600) end`},
-		{name: "upvalue-grow", waitFor: "memory", packets: 100, quarantines: true, setup: `local keep = {}`,
+		{name: "upvalue-grow", fixedBy: "memory", packets: 100, quarantines: true, setup: `local keep = {}`,
 			code: `for i = 1, 1e7 do keep[#keep + 1] = string.rep(pkt.payload .. i, 2600) end`},
-		{name: "state-values", waitFor: "memory", packets: 100, peakMiB: 150, setup: `local m = state.map("hostile.values")
+		{name: "state-values", fixedBy: "memory", packets: 100, peakMiB: 150, setup: `local m = state.map("hostile.values")
 local n = 0`, code: `for i = 1, 1e7 do
   n = n + 1
   m:set("k" .. n, string.rep(pkt.payload, 2600))
 end`},
-		{name: "state-keys", waitFor: "memory", packets: 100, peakMiB: 150, setup: `local m = state.map("hostile.keys")
+		{name: "state-keys", fixedBy: "memory", packets: 100, peakMiB: 150, setup: `local m = state.map("hostile.keys")
 local n = 0`, code: `for i = 1, 1e7 do
   n = n + 1
   m:set(string.rep(pkt.payload, 2600) .. n, true)
 end`},
 
 		// os.date with a huge format.
-		{name: "date-huge-format", waitFor: "builtins", setup: `local f = string.rep("%c", 500000)`, code: `os.date(f)`},
-		{name: "date-huge-format-utc", waitFor: "builtins", setup: `local f = "!" .. string.rep("%Y%m%d%H%M%S", 80000)`, code: `os.date(f, 0)`},
+		{name: "date-huge-format", fixedBy: "builtins", setup: `local f = string.rep("%c", 500000)`, code: `os.date(f)`},
+		{name: "date-huge-format-utc", fixedBy: "builtins", setup: `local f = "!" .. string.rep("%Y%m%d%H%M%S", 80000)`, code: `os.date(f, 0)`},
 
 		// Huge log lines: a fields table, a message, print's arguments (a
 		// capped line is Lua's result too: log lines have documented
 		// limits).
-		{name: "log-huge-fields", waitFor: "files-log", mayFinish: true, setup: `local v = string.rep("v", 4096)
+		{name: "log-huge-fields", fixedBy: "files-log", mayFinish: true, setup: `local v = string.rep("v", 4096)
 local fields = {}
 for i = 1, 20000 do fields["k" .. i] = v end`, code: `log.info("hostile", fields)`},
-		{name: "log-huge-message", waitFor: "files-log", code: `for i = 1, 1e6 do log.warn(string.rep(pkt.payload, 2600)) end`},
-		{name: "print-huge-args", waitFor: "files-log", mayFinish: true, setup: `local big = string.rep("p", 1024 * 1024)
+		{name: "log-huge-message", fixedBy: "files-log", code: `for i = 1, 1e6 do log.warn(string.rep(pkt.payload, 2600)) end`},
+		{name: "print-huge-args", fixedBy: "files-log", mayFinish: true, setup: `local big = string.rep("p", 1024 * 1024)
 local args = {}
 for i = 1, 300 do args[i] = big end`, code: `print(unpack(args))`},
 
 		// net.set and net.domains build Go sets: only at load.
-		{name: "net-set-in-callback", waitFor: "files", setup: netListSetup, code: `net.set(list)`},
-		{name: "net-domains-in-callback", waitFor: "files", setup: domainListSetup, code: `net.domains(names)`},
+		{name: "net-set-in-callback", fixedBy: "files", setup: netListSetup, code: `net.set(list)`},
+		{name: "net-domains-in-callback", fixedBy: "files", setup: domainListSetup, code: `net.domains(names)`},
 	}
 }
 
@@ -195,28 +195,10 @@ func TestHostileReplay(t *testing.T) {
 	overall := time.Now()
 	for _, c := range hostileCases() {
 		t.Run(c.name, func(t *testing.T) {
-			if why := hostileWaiting(c.waitFor); why != "" {
-				t.Skipf("waiting for %s: %s", c.waitFor, why)
-			}
 			runHostileCase(t, bin, template, c)
 		})
 	}
 	t.Logf("all cases: %v", time.Since(overall).Round(time.Millisecond))
-}
-
-// hostileWaiting says why the change a case waits for has not landed in
-// this build ("" when it has: the branches pattern, builtins, memory and
-// files of issue 8 are merged). Such a case skips; drop its reason here
-// when its change lands. LUAFW_HOSTILE_ALL=1 runs every case regardless.
-func hostileWaiting(change string) string {
-	if os.Getenv("LUAFW_HOSTILE_ALL") != "" {
-		return ""
-	}
-	switch change {
-	case "files-log":
-		return "files caps log lines (its commit 0bbcbfb), not merged here: files' later commits conflict with builtins in host/sandbox.go and host/luastate.go"
-	}
-	return ""
 }
 
 func runHostileCase(t *testing.T, bin, template string, c hostileCase) {
