@@ -22,6 +22,7 @@ type collector struct {
 	queueReceived, queueErrors                  *prometheus.Desc
 	kernelWaiting, kernelDropped                *prometheus.Desc
 	quarantined, cbVerdicts, cbFailures, cbTime *prometheus.Desc
+	pluginMemory, memoryOverruns                *prometheus.Desc
 }
 
 func newCollector(d *Daemon) *collector {
@@ -45,10 +46,14 @@ func newCollector(d *Daemon) *collector {
 			"Packets the kernel dropped or, with fail open, accepted unseen: queue full (full), or undeliverable to the socket (user).", []string{"queue", "reason"}, nil),
 		quarantined: prometheus.NewDesc("luafw_plugin_quarantined",
 			"1 while a plugin is quarantined after repeated failures, else 0.", []string{"plugin"}, nil),
+		pluginMemory: prometheus.NewDesc("luafw_plugin_memory_bytes",
+			"Estimated memory a plugin's Lua state keeps across calls (the last measurement), and its limit.", []string{"plugin", "kind"}, nil),
+		memoryOverruns: prometheus.NewDesc("luafw_plugin_memory_overruns_total",
+			"Times one of a plugin's Lua states went over its memory limit (it was quarantined and its states rebuilt).", []string{"plugin"}, nil),
 		cbVerdicts: prometheus.NewDesc("luafw_callback_verdicts_total",
 			"Callback calls by verdict (failed calls count under their on_error verdict).", append(cb, "verdict"), nil),
 		cbFailures: prometheus.NewDesc("luafw_callback_failures_total",
-			"Callback calls that failed, by reason: error, timeout (budget overrun), quarantined (skipped).", append(cb, "reason"), nil),
+			"Callback calls that failed, by reason: error, timeout (budget overrun), memory (cut at the process memory ceiling), quarantined (skipped).", append(cb, "reason"), nil),
 		cbTime: prometheus.NewDesc("luafw_callback_latency_seconds",
 			"Callback latency, sampled (one call in 16).", cb, nil),
 	}
@@ -57,7 +62,7 @@ func newCollector(d *Daemon) *collector {
 // Describe sends every family's description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.generation, c.reloads, c.restored, c.packets, c.ctUpdates, c.queueReceived, c.queueErrors,
-		c.kernelWaiting, c.kernelDropped, c.quarantined, c.cbVerdicts, c.cbFailures, c.cbTime} {
+		c.kernelWaiting, c.kernelDropped, c.quarantined, c.pluginMemory, c.memoryOverruns, c.cbVerdicts, c.cbFailures, c.cbTime} {
 		ch <- d
 	}
 }
@@ -78,6 +83,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			q = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.GaugeValue, q, ps.Name)
+		ch <- prometheus.MustNewConstMetric(c.pluginMemory, prometheus.GaugeValue, float64(ps.MemoryBytes), ps.Name, "used")
+		ch <- prometheus.MustNewConstMetric(c.pluginMemory, prometheus.GaugeValue, float64(ps.MemoryLimit), ps.Name, "limit")
+		ch <- prometheus.MustNewConstMetric(c.memoryOverruns, prometheus.CounterValue, float64(ps.MemoryOverruns), ps.Name)
 	}
 	c.collectCallbacks(ch)
 }
@@ -165,7 +173,7 @@ func (c *collector) collectCallbacks(ch chan<- prometheus.Metric) {
 			name := host.Verdict(v).String()
 			ch <- prometheus.MustNewConstMetric(c.cbVerdicts, prometheus.CounterValue, float64(cs.Verdicts[name]), append(lbl, name)...)
 		}
-		for reason, n := range map[string]uint64{"error": cs.Errors, "timeout": cs.Timeouts, "quarantined": cs.Skipped} {
+		for reason, n := range map[string]uint64{"error": cs.Errors, "timeout": cs.Timeouts, "memory": cs.Memory, "quarantined": cs.Skipped} {
 			ch <- prometheus.MustNewConstMetric(c.cbFailures, prometheus.CounterValue, float64(n), append(lbl, reason)...)
 		}
 		buckets := make(map[float64]uint64, len(bounds))
