@@ -42,6 +42,10 @@ type File struct {
 	// them: "open" (default) lets them pass, "closed" drops them. See
 	// FailClosed and QueueFailOpen.
 	Fail string `yaml:"fail"`
+	// Events, Capture and State are off when absent (observe.go).
+	Events  *Events    `yaml:"events"`
+	Capture *Capture   `yaml:"capture"`
+	State   *StateFile `yaml:"state"`
 
 	lines map[string]int // key path -> line, for errors
 }
