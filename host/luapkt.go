@@ -123,6 +123,10 @@ func (ps *pluginState) initPacket(e *Engine) {
 		L.Push(lua.LBool(ctx.Tagged(L.CheckString(2))))
 		return 1
 	})
+	capture := L.NewFunction(func(L *lua.LState) int {
+		ctx.Capture()
+		return 0
+	})
 	bytesFn := L.NewFunction(func(L *lua.LState) int {
 		data := ctx.pkt.Data
 		off := L.OptInt(2, 0)
@@ -215,6 +219,8 @@ func (ps *pluginState) initPacket(e *Engine) {
 			return tagged
 		case "bytes":
 			return bytesFn
+		case "capture":
+			return capture
 		}
 		L.RaiseError("pkt has no field %q", key)
 		return nil
