@@ -24,6 +24,7 @@ func (d *Daemon) registerCommands(srv *control.Server) {
 	srv.Handle("status", func(context.Context, json.RawMessage, func(any) error) (any, error) {
 		return d.Status(), nil
 	})
+	HandleState(srv, d.eng.State(), d.log)
 }
 
 // Status is what `luafw status` shows: the daemon, its plugins with their
