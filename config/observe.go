@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -138,6 +139,15 @@ func VerdictSet(names []string) (VerdictMask, error) {
 		m |= 1 << v
 	}
 	return m, nil
+}
+
+// Resolve returns an events, capture or state file's path: relative ones
+// are relative to the configuration's directory, as plugin files are.
+func (f *File) Resolve(path string) string {
+	if path == "" || path == Stdout || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(f.Path), path)
 }
 
 // KeepOr is keep, or DefaultKeep when unset.

@@ -39,7 +39,7 @@ func (d *Daemon) startOutputs(ctx context.Context) error {
 		d.out.obs, d.out.obsCancel = obs, cancel
 	}
 	if s := d.cfg.State; s != nil {
-		d.out.stateFile, d.out.saveEvery = s.File, time.Duration(s.SaveEvery)
+		d.out.stateFile, d.out.saveEvery = d.cfg.Resolve(s.File), time.Duration(s.SaveEvery)
 		if d.out.saveEvery == 0 {
 			d.out.saveEvery = config.DefaultSaveEvery
 		}

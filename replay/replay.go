@@ -42,6 +42,11 @@ func ParsePath(name string) ([]host.Hook, error) {
 // Result is what happened to one packet (one JSON line of luafw replay).
 type Result struct {
 	N       int      `json:"n"`
+	Src     string   `json:"src,omitempty"`   // addresses, protocol and ports, to find the packet
+	Dst     string   `json:"dst,omitempty"`   // (absent when the packet is not IP)
+	Proto   string   `json:"proto,omitempty"` // tcp, udp, icmp, icmpv6 or the protocol's name
+	SPort   uint16   `json:"sport,omitempty"` // TCP, UDP, UDP-Lite and SCTP
+	DPort   uint16   `json:"dport,omitempty"`
 	Verdict string   `json:"verdict,omitempty"` // accept, drop or reject
 	Hook    string   `json:"hook,omitempty"`    // where the walk ended
 	By      *string  `json:"by"`                // plugin of the deciding verdict, or null
@@ -126,6 +131,10 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 	var p packet.Parsed
 	p.Decode(data)
 	res := Result{N: n, Verdict: "accept", Tags: []string{}}
+	if p.Family != 0 {
+		res.Src, res.Dst, res.Proto = p.Src.String(), p.Dst.String(), packet.ProtoName(p.Proto)
+		res.SPort, res.DPort = p.SrcPort, p.DstPort
+	}
 	flow, state := r.track(&p, data)
 	res.CTState = state
 	ctState, _ := host.ParseCTState(state)

@@ -50,22 +50,6 @@ func newEvent(now time.Time, seg string, p *host.Packet, d *host.Decision) Event
 	return e
 }
 
-// ProtoName is the name events and capture comments give a protocol
-// number ("tcp", "udp", "icmp", "icmpv6", else the number).
-func ProtoName(p uint8) string {
-	switch p {
-	case packet.ProtoTCP:
-		return "tcp"
-	case packet.ProtoUDP:
-		return "udp"
-	case packet.ProtoICMP:
-		return "icmp"
-	case packet.ProtoICMPv6:
-		return "icmpv6"
-	}
-	return strconv.Itoa(int(p))
-}
-
 // AppendJSON appends the event as one JSON line.
 func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"type":"decision","time":"`...)
@@ -80,7 +64,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, `","dst":"`...)
 		b = e.Dst.AppendTo(b)
 		b = append(b, `","proto":`...)
-		b = appendString(b, ProtoName(e.Proto))
+		b = appendString(b, packet.ProtoName(e.Proto))
 		switch {
 		case e.Proto == packet.ProtoICMP || e.Proto == packet.ProtoICMPv6:
 			b = appendNum(b, "icmp_type", uint64(e.ICMPType))

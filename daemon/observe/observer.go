@@ -45,7 +45,7 @@ func New(cfg *config.File, log *slog.Logger) (*Observer, error) {
 			if size == 0 {
 				size = config.DefaultEventsMaxSize
 			}
-			f, err := rotate.Open(e.File, size, config.KeepOr(e.Keep), nil)
+			f, err := rotate.Open(cfg.Resolve(e.File), size, config.KeepOr(e.Keep), nil)
 			if err != nil {
 				return nil, fmt.Errorf("events: %w", err)
 			}
@@ -75,7 +75,7 @@ func New(cfg *config.File, log *slog.Logger) (*Observer, error) {
 			snap = uint32(c.Snaplen)
 		}
 		hdr := pcap.NGHeader(pcap.LinkTypeRaw, snap)
-		f, err := rotate.Open(c.File, size, config.KeepOr(c.Keep), func() []byte { return hdr })
+		f, err := rotate.Open(cfg.Resolve(c.File), size, config.KeepOr(c.Keep), func() []byte { return hdr })
 		if err != nil {
 			o.closeOutputs()
 			return nil, fmt.Errorf("capture: %w", err)
