@@ -78,7 +78,8 @@ func (d *Daemon) stopOutputs() {
 		d.out.obsCancel()
 		d.out.obs.Wait()
 		st := d.out.obs.Stats()
-		d.log.Info("event and capture files closed", "events", st.Events, "capture", st.Capture)
+		d.log.Info("event and capture files closed", "events_written", st.Events.Written, "events_suppressed", st.Events.Suppressed,
+			"events_lost", st.Events.Lost, "packets_captured", st.Capture.Written, "captures_lost", st.Capture.Lost)
 	}
 }
 

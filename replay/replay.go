@@ -55,6 +55,9 @@ type Result struct {
 	CTState string   `json:"ct_state,omitempty"`
 	Tags    []string `json:"tags"`
 	Errors  int      `json:"errors,omitempty"` // callbacks that failed on this packet
+	// Comment is the capture file's comment on the packet: for a file
+	// luafw's capture wrote, the decision it was captured with.
+	Comment string `json:"comment,omitempty"`
 }
 
 // skipped is the line for a record that is not an IP packet.
@@ -261,6 +264,7 @@ func Run(ctx context.Context, eng *host.Engine, capture io.Reader, opts Options,
 			sum.Skipped++
 		} else {
 			res := r.Packet(pk.N, pk.Data)
+			res.Comment = pk.Comment
 			sum.Packets++
 			sum.Verdicts[res.Verdict]++
 			sum.Errors += res.Errors

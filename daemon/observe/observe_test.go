@@ -53,7 +53,9 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-func tcpPacket(t *testing.T) []byte {
+func tcpPacket(t *testing.T) []byte { return tcpPacketB(t) }
+
+func tcpPacketB(t testing.TB) []byte {
 	b, err := packet.Build(packet.Spec{Src: netip.MustParseAddr("10.0.1.2"), Dst: netip.MustParseAddr("10.0.2.2"),
 		Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 23, TCPFlags: packet.TCPSyn})
 	if err != nil {
