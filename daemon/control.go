@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/luafw/luafw/daemon/control"
+	"github.com/luafw/luafw/daemon/observe"
 	"github.com/luafw/luafw/host"
 )
 
@@ -46,6 +47,9 @@ type Status struct {
 	} `json:"reloads"`
 	Plugins  []PluginStatus  `json:"plugins"`
 	Segments []SegmentStatus `json:"segments"`
+	// Outputs counts decision events and captured packets; absent when
+	// neither is configured.
+	Outputs *observe.Stats `json:"outputs,omitempty"`
 }
 
 // PluginStatus is one running plugin.
@@ -118,6 +122,10 @@ func (d *Daemon) Status() Status {
 		s.Reloads.LastError = *e
 	}
 	s.Plugins = pluginStatus(d.eng)
+	if d.out.obs != nil {
+		st := d.out.obs.Stats()
+		s.Outputs = &st
+	}
 	kernel := map[uint16]procfs.NFNetLinkQueue{}
 	if kq, err := kernelQueues(); err == nil {
 		for _, q := range kq {

@@ -45,6 +45,18 @@ func TestEventsAndCapture(t *testing.T) {
 	if res := connect(ctx, l.Client, l.Server.Addr4, 80, 2*time.Second); res.Outcome != lab.Connected {
 		t.Fatalf("port 80: %v, want connected", res)
 	}
+	// luafw status counts what the writers wrote.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := status(t, ctx, l.Router)
+		if o := st.Outputs; o != nil && o.Events.Written >= 1 && o.Capture.Written >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status outputs: %+v, want events and captures counted", st.Outputs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	d.stop() // the writers flush and close at shutdown
 
 	// Events: every line parses with the documented names only.

@@ -130,6 +130,10 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	if st.Reloads.LastError != "" {
 		fmt.Fprintf(w, "last reload failed: %s\n", st.Reloads.LastError)
 	}
+	if o := st.Outputs; o != nil {
+		fmt.Fprintf(w, "events: %d written, %d suppressed, %d lost; capture: %d packets, %d lost\n",
+			o.Events.Written, o.Events.Suppressed, o.Events.Lost, o.Capture.Written, o.Capture.Lost)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nPLUGIN\tCALLBACK\tHOOK\tPRIORITY\tCALLS\tERRORS\tTIMEOUTS\tVERDICTS\tSTATE")
 	for _, p := range st.Plugins {
