@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/luafw/luafw/daemon/observe"
 	"github.com/luafw/luafw/pcap"
 	"github.com/luafw/luafw/tests/lab"
 )
@@ -60,25 +61,6 @@ func TestEventsAndCapture(t *testing.T) {
 	d.stop() // the writers flush and close at shutdown
 
 	// Events: every line parses with the documented names only.
-	type event struct {
-		Type      string  `json:"type"`
-		Time      string  `json:"time"`
-		Hook      string  `json:"hook"`
-		Segment   string  `json:"segment"`
-		Src       string  `json:"src"`
-		Dst       string  `json:"dst"`
-		Proto     string  `json:"proto"`
-		SPort     int     `json:"sport"`
-		DPort     int     `json:"dport"`
-		Len       int     `json:"len"`
-		Plugin    *string `json:"plugin"`
-		Callback  *string `json:"callback"`
-		Verdict   string  `json:"verdict"`
-		Mark      uint32  `json:"mark"`
-		CTState   string  `json:"ct_state"`
-		CTMark    *uint32 `json:"ct_mark"`
-		CaptureBy string  `json:"capture_by"`
-	}
 	fh, err := os.Open(filepath.Join(d.dir, "log/events.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +71,7 @@ func TestEventsAndCapture(t *testing.T) {
 	for sc.Scan() {
 		dec := json.NewDecoder(strings.NewReader(sc.Text()))
 		dec.DisallowUnknownFields()
-		var e event
+		var e observe.Record
 		if err := dec.Decode(&e); err != nil {
 			t.Fatalf("event %s: %v", sc.Text(), err)
 		}

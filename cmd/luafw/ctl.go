@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/daemon"
-	"github.com/luafw/luafw/daemon/control"
 )
 
 // Exit codes of the control commands.
@@ -47,27 +45,7 @@ func socketPath(flagValue string) (string, error) {
 // callDaemon runs one control command and maps its failure to an exit code
 // and a message on stderr.
 func callDaemon(ctx context.Context, name, socket string, timeout time.Duration, result any, stderr io.Writer) int {
-	path, err := socketPath(socket)
-	if err != nil {
-		fmt.Fprintf(stderr, "luafw %s: %v\n", name, err)
-		return exitFailed
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err = control.Call(ctx, path, name, nil, result)
-	var re *control.RemoteError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, control.ErrNoDaemon):
-		fmt.Fprintf(stderr, "luafw %s: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", name, err)
-		return exitNoDaemon
-	case errors.As(err, &re):
-		fmt.Fprintf(stderr, "luafw %s: %s\n", name, re.Msg)
-		return exitFailed
-	}
-	fmt.Fprintf(stderr, "luafw %s: %v\n", name, err)
-	return exitFailed
+	return callDaemonArgs(ctx, name, socket, timeout, nil, result, stderr)
 }
 
 func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -182,8 +182,8 @@ func printEntry(w io.Writer, e daemon.StateEntry) {
 	fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Key, strings.TrimSpace(string(v)), e.Type, exp)
 }
 
-// callDaemonArgs is callDaemon with arguments.
-// TODO(merge): fold into callDaemon when it grows an args parameter.
+// callDaemonArgs is callDaemon with arguments for the command (nil for
+// none); "state.get" is named "state get" in messages.
 func callDaemonArgs(ctx context.Context, name, socket string, timeout time.Duration, args, result any, stderr io.Writer) int {
 	cmd := strings.ReplaceAll(name, ".", " ")
 	path, err := socketPath(socket)

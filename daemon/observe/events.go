@@ -33,6 +33,32 @@ type Event struct {
 	CaptureBy    string
 }
 
+// Record is one line of the events file as a reader decodes it: every
+// field name a line may carry (docs/operating.md, "Decision events").
+type Record struct {
+	Type       string  `json:"type"` // decision or suppressed
+	Time       string  `json:"time"`
+	Hook       string  `json:"hook,omitempty"`
+	Segment    string  `json:"segment,omitempty"`
+	Src        string  `json:"src,omitempty"`
+	Dst        string  `json:"dst,omitempty"`
+	Proto      string  `json:"proto,omitempty"`
+	SPort      int     `json:"sport,omitempty"`
+	DPort      int     `json:"dport,omitempty"`
+	ICMPType   *int    `json:"icmp_type,omitempty"`
+	ICMPCode   *int    `json:"icmp_code,omitempty"`
+	Len        int     `json:"len,omitempty"`
+	Plugin     *string `json:"plugin,omitempty"` // null when no callback decided
+	Callback   *string `json:"callback,omitempty"`
+	Verdict    string  `json:"verdict,omitempty"`
+	Mark       uint32  `json:"mark"`
+	CTState    string  `json:"ct_state,omitempty"`
+	CTMark     *uint32 `json:"ct_mark,omitempty"`
+	CaptureBy  string  `json:"capture_by,omitempty"`
+	Suppressed uint64  `json:"suppressed,omitempty"` // type suppressed: over the rate limit since the last such line
+	Lost       uint64  `json:"lost,omitempty"`       // type suppressed: the writer was behind
+}
+
 // newEvent fills an event from a decided packet.
 func newEvent(now time.Time, seg string, p *host.Packet, d *host.Decision) Event {
 	var h packet.Parsed

@@ -64,26 +64,6 @@ func tcpPacketB(t testing.TB) []byte {
 	return b
 }
 
-// eventFields are the documented field names of a decision event.
-type eventFields struct {
-	Type     string  `json:"type"`
-	Time     string  `json:"time"`
-	Hook     string  `json:"hook"`
-	Segment  string  `json:"segment"`
-	Src      string  `json:"src"`
-	Dst      string  `json:"dst"`
-	Proto    string  `json:"proto"`
-	SPort    int     `json:"sport"`
-	DPort    int     `json:"dport"`
-	Len      int     `json:"len"`
-	Plugin   *string `json:"plugin"`
-	Callback *string `json:"callback"`
-	Verdict  string  `json:"verdict"`
-	Mark     uint32  `json:"mark"`
-	CTState  string  `json:"ct_state"`
-	CTMark   *uint32 `json:"ct_mark"`
-}
-
 func TestEventJSON(t *testing.T) {
 	now := time.Date(2026, 12, 1, 15, 4, 5, 6, time.UTC)
 	p := host.Packet{Hook: host.Forward, Data: tcpPacket(t), CTState: host.CTNew, CTMark: 7, CTMarkKnown: true}
@@ -92,11 +72,11 @@ func TestEventJSON(t *testing.T) {
 	line := e.AppendJSON(nil)
 	dec := json.NewDecoder(strings.NewReader(string(line)))
 	dec.DisallowUnknownFields()
-	var f eventFields
+	var f Record
 	if err := dec.Decode(&f); err != nil {
 		t.Fatalf("%s: %v", line, err)
 	}
-	want := eventFields{Type: "decision", Time: "2026-12-01T15:04:05.000000006Z", Hook: "forward", Segment: "forward@0",
+	want := Record{Type: "decision", Time: "2026-12-01T15:04:05.000000006Z", Hook: "forward", Segment: "forward@0",
 		Src: "10.0.1.2", Dst: "10.0.2.2", Proto: "tcp", SPort: 40000, DPort: 23, Len: len(p.Data), Verdict: "drop", Mark: 0x10, CTState: "new"}
 	if f.Plugin == nil || *f.Plugin != "no_telnet" || f.Callback == nil || *f.Callback != "forward" || f.CTMark == nil || *f.CTMark != 7 {
 		t.Fatalf("%s", line)
