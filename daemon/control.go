@@ -122,8 +122,8 @@ func (d *Daemon) Status() Status {
 		s.Reloads.LastError = *e
 	}
 	s.Plugins = pluginStatus(d.eng)
-	if d.out.obs != nil {
-		st := d.out.obs.Stats()
+	if obs := d.out.obs.Load(); obs != nil {
+		st := obs.Stats()
 		s.Outputs = &st
 	}
 	kernel := map[uint16]procfs.NFNetLinkQueue{}

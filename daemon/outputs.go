@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/daemon/observe"
@@ -19,7 +22,9 @@ import (
 // captures (observe) and the saved state maps. They follow the
 // configuration the daemon started with; a reload keeps them.
 type outputs struct {
-	obs       *observe.Observer // nil when events and capture are off
+	// obs is nil when events and capture are off. Atomic: the metrics
+	// server may read it before Run sets it.
+	obs       atomic.Pointer[observe.Observer]
 	obsCancel context.CancelFunc
 	stateFile string
 	saveEvery time.Duration
@@ -36,7 +41,8 @@ func (d *Daemon) startOutputs(ctx context.Context) error {
 	if obs != nil {
 		octx, cancel := context.WithCancel(context.Background())
 		obs.Start(octx)
-		d.out.obs, d.out.obsCancel = obs, cancel
+		d.out.obsCancel = cancel
+		d.out.obs.Store(obs)
 	}
 	if s := d.cfg.State; s != nil {
 		d.out.stateFile, d.out.saveEvery = d.cfg.Resolve(s.File), time.Duration(s.SaveEvery)
@@ -74,10 +80,10 @@ func (d *Daemon) stopOutputs() {
 			d.log.Info("state saved", "file", d.out.stateFile)
 		}
 	}
-	if d.out.obs != nil {
+	if obs := d.out.obs.Load(); obs != nil {
 		d.out.obsCancel()
-		d.out.obs.Wait()
-		st := d.out.obs.Stats()
+		obs.Wait()
+		st := obs.Stats()
 		d.log.Info("event and capture files closed", "events_written", st.Events.Written, "events_suppressed", st.Events.Suppressed,
 			"events_lost", st.Events.Lost, "packets_captured", st.Capture.Written, "captures_lost", st.Capture.Lost)
 	}
@@ -155,4 +161,53 @@ func (d *Daemon) keepOutputs(cfg *config.File) {
 		d.log.Warn("events, capture and state settings change only on restart; keeping the running ones")
 	}
 	cfg.Events, cfg.Capture, cfg.State = d.cfg.Events, d.cfg.Capture, d.cfg.State
+}
+
+// outputsCollector reports the event and capture counters to Prometheus.
+type outputsCollector struct {
+	d                *Daemon
+	events, captured *prometheus.Desc
+}
+
+func newOutputsCollector(d *Daemon) *outputsCollector {
+	return &outputsCollector{d: d,
+		events: prometheus.NewDesc("luafw_events_total",
+			"Decision events: written, suppressed (over events.rate) or lost (the writer was behind).", []string{"result"}, nil),
+		captured: prometheus.NewDesc("luafw_captured_packets_total",
+			"Packets for the capture file: written, or lost (the writer was behind).", []string{"result"}, nil),
+	}
+}
+
+func (c *outputsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.events
+	ch <- c.captured
+}
+
+func (c *outputsCollector) Collect(ch chan<- prometheus.Metric) {
+	obs := c.d.out.obs.Load()
+	if obs == nil {
+		return
+	}
+	st := obs.Stats()
+	for result, n := range map[string]uint64{"written": st.Events.Written, "suppressed": st.Events.Suppressed, "lost": st.Events.Lost} {
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(n), result)
+	}
+	for result, n := range map[string]uint64{"written": st.Capture.Written, "lost": st.Capture.Lost} {
+		ch <- prometheus.MustNewConstMetric(c.captured, prometheus.CounterValue, float64(n), result)
+	}
+}
+
+// collectorList is several collectors as one.
+type collectorList []prometheus.Collector
+
+func (l collectorList) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range l {
+		c.Describe(ch)
+	}
+}
+
+func (l collectorList) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range l {
+		c.Collect(ch)
+	}
 }

@@ -207,7 +207,7 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 		w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
 	}
 	names := ifNames{}
-	obs := r.d.out.obs // nil when events and capture are off
+	obs := r.d.out.obs.Load() // nil when events and capture are off
 	reserved := skip | reject
 	beat := r.d.svc.readers.add(r.key, sock.Info().Queues)
 	defer r.d.svc.readers.remove(beat)

@@ -38,7 +38,7 @@ func TestEventsAndCapture(t *testing.T) {
 			"capture: {file: log/drops.pcapng}\n",
 		"guard.lua": guardLua,
 	}
-	d := startDaemon(t, l.Router, files)
+	d := startDaemon(t, l.Router, files, "--metrics", "127.0.0.1:0")
 	serveTCP(t, l.Server, 23, 80)
 	if res := connect(ctx, l.Client, l.Server.Addr4, 23, time.Second); res.Outcome != lab.TimedOut {
 		t.Fatalf("port 23: %v, want dropped", res)
@@ -57,6 +57,11 @@ func TestEventsAndCapture(t *testing.T) {
 			t.Fatalf("status outputs: %+v, want events and captures counted", st.Outputs)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	body := scrape(t, d)
+	if metricValue(body, `luafw_events_total{result="written"}`) < 1 || metricValue(body, `luafw_captured_packets_total{result="written"}`) < 2 ||
+		metricValue(body, `luafw_events_total{result="lost"}`) != 0 {
+		t.Errorf("metrics:\n%s", body)
 	}
 	d.stop() // the writers flush and close at shutdown
 
