@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +226,109 @@ func TestLiftBanAndPersistence(t *testing.T) {
 		t.Fatalf("after a corrupt state file: port 80 %v, want connected", res)
 	}
 	d.stop()
+}
+
+// TestEventsUnderFlood: a flood of dropped packets writes at most the
+// rate limit's worth of events, and every drop is accounted for: written,
+// suppressed (reported in suppressed lines) or lost. The capture holds or
+// counts every one too.
+func TestEventsUnderFlood(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 90*time.Second)
+	files := map[string]string{
+		"luafw.yaml": "plugins:\n  - {file: drop.lua}\n" +
+			"events: {file: ev.json, rate: 10/s, burst: 20}\ncapture: {file: c.pcapng, snaplen: 64}\n",
+		"drop.lua": `fw.register{name="sink", hook="forward", fn=function(pkt) if pkt.dport == 7000 then return fw.DROP end end}`,
+	}
+	d := startDaemon(t, l.Router, files)
+	sent, err := l.Client.UDPFlood(ctx, l.Server.Addr4.String()+":7000", 3000, 100, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the queue to drain: the drop count stands still.
+	var drops uint64
+	for prev := uint64(1 << 63); drops != prev; time.Sleep(300 * time.Millisecond) {
+		prev, drops = drops, 0
+		for _, s := range status(t, ctx, l.Router).Segments {
+			drops += s.Verdicts["drop"]
+		}
+	}
+	d.stop()
+	if drops == 0 || drops > uint64(sent) {
+		t.Fatalf("luafw dropped %d of %d sent", drops, sent)
+	}
+	var written, suppressed, lost uint64
+	for _, rec := range readEvents(t, filepath.Join(d.dir, "ev.json")) {
+		switch rec.Type {
+		case "decision":
+			written++
+		case "suppressed":
+			suppressed += rec.Suppressed
+			lost += rec.Lost
+		}
+	}
+	// About 1 s of flood: the burst and a second's rate, with slack for
+	// the flood taking longer on a busy machine.
+	if written < 20 || written > 20+10*10 {
+		t.Errorf("%d events written, want the burst of 20 plus about 10/s", written)
+	}
+	if written+suppressed+lost != drops {
+		t.Errorf("events: %d written + %d suppressed + %d lost != %d drops", written, suppressed, lost, drops)
+	}
+	cf, err := os.Open(filepath.Join(d.dir, "c.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Close()
+	r, err := pcap.NewReader(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var captured uint64
+	for {
+		p, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.CapLen != 64 || p.OrigLen != 128 {
+			t.Fatalf("packet %d: %d of %d bytes captured, want 64 of 128 (snaplen)", p.N, p.CapLen, p.OrigLen)
+		}
+		captured++
+	}
+	capLost := captureLost(d.logs.String())
+	if captured+capLost != drops {
+		t.Errorf("capture: %d written + %d lost != %d drops", captured, capLost, drops)
+	}
+}
+
+func readEvents(t *testing.T, path string) []observe.Record {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var out []observe.Record
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		var r observe.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// captureLost reads captures_lost from the daemon's shutdown log line.
+func captureLost(logs string) uint64 {
+	m := regexp.MustCompile(`captures_lost=(\d+)`).FindStringSubmatch(logs)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return n
 }
