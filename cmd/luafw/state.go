@@ -20,7 +20,8 @@ const stateUsage = `usage:
   luafw state list [--json]                          maps, counters and buckets of the running daemon
   luafw state show NAME [--json] [--limit N]         a map's entries (or a counter's value)
   luafw state get NAME KEY [--json]                  one entry
-  luafw state set NAME KEY VALUE [--ttl D] [--string]  set a key (VALUE: number, true/false, else text)
+  luafw state set NAME KEY VALUE [--ttl D] [--string]  set a key (VALUE: number, true/false, else text;
+                                                     put -- before a VALUE such as -5)
   luafw state delete NAME KEY                        delete a key (lift a ban)
   luafw state flush NAME                             delete every key of a map
 flags: --socket PATH, --timeout D
@@ -73,18 +74,26 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // parseInterspersed parses flags that may come before, between or after
-// the positional arguments, and returns the positional ones.
+// the positional arguments, and returns the positional ones. After "--"
+// everything is positional (a VALUE of -5).
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		if len(args) > 0 && args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
 		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		rest := fs.Args()
+		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil // fs.Parse took the "--"
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 }
 

@@ -67,10 +67,16 @@ func TestStateCommands(t *testing.T) {
 	if e, ok := bans.Lookup("10.0.9.9"); !ok || e.Value != state.StringValue("manual") || e.Expires.IsZero() {
 		t.Fatalf("after set: %+v %v", e, ok)
 	}
+	if code, _, errs = runCLI("state", "set", "--socket", sock, "--", "score", "10.0.9.9", "-5"); code != 0 {
+		t.Fatalf("set -- negative: exit %d %s", code, errs)
+	}
+	if v, ok := st.Map("score").Get("10.0.9.9"); !ok || v != state.NumberValue(-5) {
+		t.Fatalf("score: %+v %v", v, ok)
+	}
 	if code, out, _ = runCLI("state", "get", "bans", "10.0.9.9", "--socket", sock); code != 0 || !strings.Contains(out, `"manual"  string`) {
 		t.Fatalf("get: exit %d\n%s", code, out)
 	}
-	if code, _, errs = runCLI("state", "get", "bnas", "x", "--socket", sock); code != 1 || !strings.Contains(errs, `no state map "bnas" (maps: bans)`) {
+	if code, _, errs = runCLI("state", "get", "bnas", "x", "--socket", sock); code != 1 || !strings.Contains(errs, `no state map "bnas" (maps: bans, score)`) {
 		t.Fatalf("typo: exit %d %q", code, errs)
 	}
 	if code, out, _ = runCLI("state", "flush", "bans", "--socket", sock); code != 0 || out != "flushed bans: 2 keys deleted\n" || bans.Len() != 0 {
