@@ -274,3 +274,25 @@ func TestCaptureRotates(t *testing.T) {
 		}
 	}
 }
+
+// failWriter fails every write.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, io.ErrShortWrite }
+func (failWriter) Close() error              { return nil }
+
+// TestWriteFailureCountsLost: records whose write failed are lost, not
+// written.
+func TestWriteFailureCountsLost(t *testing.T) {
+	s := &sink[Event]{name: "events", batch: 100, ch: make(chan Event, 10), out: failWriter{},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), encode: func(b []byte, e *Event) []byte { return e.AppendJSON(b) }}
+	for i := 0; i < 5; i++ {
+		s.offer(Event{})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.run(ctx)
+	if c := s.counts(); c.Written != 0 || c.Lost != 5 {
+		t.Fatalf("counts %+v, want 5 lost", c)
+	}
+}

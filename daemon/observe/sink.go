@@ -38,12 +38,14 @@ func (s *sink[T]) offer(item T) bool {
 }
 
 // run writes what is queued until ctx ends, then what is left, and closes
-// the output.
+// the output. Records count as written once their batch is written, as
+// lost if the write fails.
 func (s *sink[T]) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var (
 		buf              []byte
+		pending          uint64 // records in buf
 		repSupp, repLost uint64
 		failing          bool
 	)
@@ -56,10 +58,31 @@ func (s *sink[T]) run(ctx context.Context) {
 				s.log.Error("writing "+s.name+" failed; dropping records until a write succeeds", "err", err)
 			}
 			failing = true
+			s.lost.Add(pending)
 		} else {
 			failing = false
+			s.written.Add(pending)
 		}
-		buf = buf[:0]
+		buf, pending = buf[:0], 0
+	}
+	// drain adds what is waiting to buf: one batch, or everything (at the
+	// end), flushing each full batch.
+	drain := func(all bool) {
+		for {
+			if len(buf) >= s.batch {
+				if !all {
+					return
+				}
+				flush()
+			}
+			select {
+			case item := <-s.ch:
+				buf = s.encode(buf, &item)
+				pending++
+			default:
+				return
+			}
+		}
 	}
 	reportCounts := func() {
 		supp, lost := s.suppressed.Load(), s.lost.Load()
@@ -79,35 +102,13 @@ func (s *sink[T]) run(ctx context.Context) {
 		select {
 		case item := <-s.ch:
 			buf = s.encode(buf, &item)
-			s.written.Add(1)
-			// Collect what else is waiting into the same write.
-			for len(buf) < s.batch {
-				select {
-				case item := <-s.ch:
-					buf = s.encode(buf, &item)
-					s.written.Add(1)
-					continue
-				default:
-				}
-				break
-			}
+			pending++
+			drain(false)
 			flush()
 		case <-tick.C:
 			reportCounts()
 		case <-ctx.Done():
-			for {
-				select {
-				case item := <-s.ch:
-					buf = s.encode(buf, &item)
-					s.written.Add(1)
-					if len(buf) >= s.batch {
-						flush()
-					}
-					continue
-				default:
-				}
-				break
-			}
+			drain(true)
 			flush()
 			return
 		}
