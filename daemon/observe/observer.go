@@ -35,56 +35,70 @@ func New(cfg *config.File, log *slog.Logger) (*Observer, error) {
 	}
 	o := &Observer{}
 	if e := cfg.Events; e != nil {
-		mask, err := config.VerdictSet(e.Verdicts)
-		if err != nil {
+		if err := o.openEvents(cfg, e, log); err != nil {
 			return nil, err
 		}
-		var out io.WriteCloser = nopCloser{os.Stdout}
-		if e.File != config.Stdout {
-			size := int64(e.MaxSize)
-			if size == 0 {
-				size = config.DefaultEventsMaxSize
-			}
-			f, err := rotate.Open(cfg.Resolve(e.File), size, config.KeepOr(e.Keep), nil)
-			if err != nil {
-				return nil, fmt.Errorf("events: %w", err)
-			}
-			out = f
-		}
-		rate := float64(config.DefaultEventsRate)
-		if e.Rate != nil {
-			rate = float64(*e.Rate)
-		}
-		o.evMask, o.lim = mask, newLimiter(rate, e.Burst)
-		o.events = &sink[Event]{name: "events", batch: batchFor(e.MaxSize), ch: make(chan Event, queueLen(e.Queue)), out: out, log: log,
-			encode: func(b []byte, ev *Event) []byte { return ev.AppendJSON(b) }, report: appendSuppressed}
 	}
 	if c := cfg.Capture; c != nil {
-		mask, err := config.VerdictSet(c.Verdicts)
-		if err != nil {
-			o.closeOutputs()
+		if err := o.openCapture(cfg, c, log); err != nil {
+			if o.events != nil {
+				o.events.out.Close()
+			}
 			return nil, err
 		}
-		size := int64(c.MaxSize)
-		if size == 0 {
-			size = config.DefaultCaptureMaxSize
-		}
-		o.snaplen = c.Snaplen
-		snap := uint32(pcap.MaxCapLen)
-		if c.Snaplen > 0 {
-			snap = uint32(c.Snaplen)
-		}
-		hdr := pcap.NGHeader(pcap.LinkTypeRaw, snap)
-		f, err := rotate.Open(cfg.Resolve(c.File), size, config.KeepOr(c.Keep), func() []byte { return hdr })
-		if err != nil {
-			o.closeOutputs()
-			return nil, fmt.Errorf("capture: %w", err)
-		}
-		o.capMask = mask
-		o.capture = &sink[capRec]{name: "capture", batch: batchFor(c.MaxSize), ch: make(chan capRec, queueLen(c.Queue)), out: f, log: log,
-			encode: encodeCapture}
 	}
 	return o, nil
+}
+
+func (o *Observer) openEvents(cfg *config.File, e *config.Events, log *slog.Logger) error {
+	mask, err := config.VerdictSet(e.Verdicts)
+	if err != nil {
+		return err
+	}
+	var out io.WriteCloser = nopCloser{os.Stdout}
+	if e.File != config.Stdout {
+		size := int64(e.MaxSize)
+		if size == 0 {
+			size = config.DefaultEventsMaxSize
+		}
+		f, err := rotate.Open(cfg.Resolve(e.File), size, config.KeepOr(e.Keep), nil)
+		if err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
+		out = f
+	}
+	rate := float64(config.DefaultEventsRate)
+	if e.Rate != nil {
+		rate = float64(*e.Rate)
+	}
+	o.evMask, o.lim = mask, newLimiter(rate, e.Burst)
+	o.events = &sink[Event]{name: "events", batch: batchFor(e.MaxSize), ch: make(chan Event, queueLen(e.Queue)), out: out, log: log,
+		encode: func(b []byte, ev *Event) []byte { return ev.AppendJSON(b) }, report: appendSuppressed}
+	return nil
+}
+
+func (o *Observer) openCapture(cfg *config.File, c *config.Capture, log *slog.Logger) error {
+	mask, err := config.VerdictSet(c.Verdicts)
+	if err != nil {
+		return err
+	}
+	size := int64(c.MaxSize)
+	if size == 0 {
+		size = config.DefaultCaptureMaxSize
+	}
+	snap := uint32(pcap.MaxCapLen)
+	if c.Snaplen > 0 {
+		snap = uint32(c.Snaplen)
+	}
+	hdr := pcap.NGHeader(pcap.LinkTypeRaw, snap)
+	f, err := rotate.Open(cfg.Resolve(c.File), size, config.KeepOr(c.Keep), func() []byte { return hdr })
+	if err != nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	o.capMask, o.snaplen = mask, c.Snaplen
+	o.capture = &sink[capRec]{name: "capture", batch: batchFor(c.MaxSize), ch: make(chan capRec, queueLen(c.Queue)), out: f, log: log,
+		encode: encodeCapture}
+	return nil
 }
 
 // batchFor keeps a batch to a quarter of a file, so files stay within
@@ -106,12 +120,6 @@ func queueLen(n int) int {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
-
-func (o *Observer) closeOutputs() {
-	if o.events != nil {
-		o.events.out.Close()
-	}
-}
 
 // Start runs the writers until ctx ends; Wait waits for them to write what
 // was queued and close their files.
