@@ -332,3 +332,23 @@ func captureLost(logs string) uint64 {
 	n, _ := strconv.ParseUint(m[1], 10, 64)
 	return n
 }
+
+// TestEventsFileUnwritable: luafw refuses to start, naming the file, when
+// it cannot open the events file, and leaves no rules behind.
+func TestEventsFileUnwritable(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 60*time.Second)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"luafw.yaml": "plugins:\n  - {file: drop.lua}\nevents: {file: notadir/events.json}\n",
+		"drop.lua":   drop23,
+		"notadir":    "a file where a directory should be\n",
+	})
+	code, _, errs := luafwIn(t, ctx, l.Router, "run", "--config", filepath.Join(dir, "luafw.yaml"), "--pidfile", "")
+	if code != 1 || !strings.Contains(errs, "events:") || !strings.Contains(errs, "notadir") {
+		t.Fatalf("exit %d, want 1 naming the events file:\n%s", code, errs)
+	}
+	if left := ourRules(t, ctx, l.Router); left != "" {
+		t.Errorf("rules left behind:\n%s", left)
+	}
+}
