@@ -2,6 +2,7 @@ package pcap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"
@@ -64,5 +65,24 @@ func TestNGWriterTcpdump(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "10.0.0.1.1000 > 10.0.0.2.53") {
 		t.Fatalf("tcpdump read:\n%s", out)
+	}
+}
+
+// TestCommentOptionsCutShort: options whose padding runs past the block
+// end read as no comment, without panicking.
+func TestCommentOptionsCutShort(t *testing.T) {
+	r := &Reader{order: binary.LittleEndian}
+	for _, opts := range [][]byte{
+		{2, 0, 1, 0, 'x'},                   // an option with its padding cut off
+		{2, 0, 1, 0, 'x', 0, 0, 0, 1, 0, 9}, // then a comment longer than what is left
+		{1, 0, 200, 0, 'a'},                 // a comment longer than the block
+		{1, 0},                              // a lone code
+	} {
+		if c := r.comment(opts); c != "" {
+			t.Errorf("% x: comment %q, want none", opts, c)
+		}
+	}
+	if c := r.comment([]byte{2, 0, 1, 0, 'x', 0, 0, 0, 1, 0, 2, 0, 'h', 'i', 0, 0}); c != "hi" {
+		t.Errorf("comment after another option: %q", c)
 	}
 }

@@ -216,7 +216,11 @@ func (r *Reader) comment(opts []byte) string {
 		if code == optComment {
 			return string(opts[4 : 4+n])
 		}
-		opts = opts[4+(n+3)&^3:]
+		next := 4 + (n+3)&^3
+		if next > len(opts) { // padding cut off: no further option
+			return ""
+		}
+		opts = opts[next:]
 	}
 	return ""
 }
