@@ -43,6 +43,10 @@ type File struct {
 	// them: "open" (default) lets them pass, "closed" drops them. See
 	// FailClosed and QueueFailOpen.
 	Fail string `yaml:"fail"`
+	// Events, Capture and State are off when absent (observe.go).
+	Events  *Events    `yaml:"events"`
+	Capture *Capture   `yaml:"capture"`
+	State   *StateFile `yaml:"state"`
 
 	// AllowDirs are directories every plugin may read files from
 	// (net.load), besides its own; relative to the configuration's

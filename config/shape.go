@@ -26,7 +26,12 @@ var (
 	hexType      = reflect.TypeFor[Hex]()
 	byteSizeType = reflect.TypeFor[ByteSize]()
 	anyType      = reflect.TypeFor[any]()
+	parserType   = reflect.TypeFor[scalarParser]()
 )
+
+// scalarParser is a value type written as one string with its own syntax
+// (Size, Rate); shape refuses what it cannot parse.
+type scalarParser interface{ parseScalar(string) error }
 
 // walk checks node n, found at path, against type t.
 func (s *shape) walk(n *yaml.Node, t reflect.Type, path string) error {
@@ -49,6 +54,14 @@ func (s *shape) walk(n *yaml.Node, t reflect.Type, path string) error {
 		return s.byteSize(n, path)
 	case t == anyType:
 		return nil // free-form (plugin options): the plugin checks it
+	case reflect.PointerTo(t).Implements(parserType):
+		if n.Kind != yaml.ScalarNode {
+			return s.f.errorf(n.Line, "%s: want a single value, not %s", path, kindName(n))
+		}
+		if err := reflect.New(t).Interface().(scalarParser).parseScalar(n.Value); err != nil {
+			return s.f.errorf(n.Line, "%s: %v", path, err)
+		}
+		return nil
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

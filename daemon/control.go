@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/luafw/luafw/daemon/control"
+	"github.com/luafw/luafw/daemon/observe"
 	"github.com/luafw/luafw/host"
 )
 
@@ -24,6 +25,7 @@ func (d *Daemon) registerCommands(srv *control.Server) {
 	srv.Handle("status", func(context.Context, json.RawMessage, func(any) error) (any, error) {
 		return d.Status(), nil
 	})
+	HandleState(srv, d.eng.State(), d.log)
 }
 
 // Status is what `luafw status` shows: the daemon, its plugins with their
@@ -45,6 +47,9 @@ type Status struct {
 	} `json:"reloads"`
 	Plugins  []PluginStatus  `json:"plugins"`
 	Segments []SegmentStatus `json:"segments"`
+	// Outputs counts decision events and captured packets; absent when
+	// neither is configured.
+	Outputs *observe.Stats `json:"outputs,omitempty"`
 }
 
 // PluginStatus is one running plugin.
@@ -117,6 +122,10 @@ func (d *Daemon) Status() Status {
 		s.Reloads.LastError = *e
 	}
 	s.Plugins = pluginStatus(d.eng)
+	if obs := d.out.obs.Load(); obs != nil {
+		st := obs.Stats()
+		s.Outputs = &st
+	}
 	kernel := map[uint16]procfs.NFNetLinkQueue{}
 	if kq, err := kernelQueues(); err == nil {
 		for _, q := range kq {

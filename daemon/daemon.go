@@ -77,6 +77,7 @@ type Daemon struct {
 	keepRules bool
 
 	svc service // control socket, service manager, watchdog (service.go)
+	out outputs // decision events, capture, saved state (outputs.go)
 }
 
 // New loads the configuration and its plugins. It touches no kernel state:
@@ -174,6 +175,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if err := d.startOutputs(ctx); err != nil {
+		cancel()
+		d.shutdown()
+		return err
+	}
 	d.mu.Lock()
 	_, err = d.apply(d.plan, d.rules)
 	d.mu.Unlock()
@@ -248,6 +254,7 @@ func (d *Daemon) shutdown() {
 	}
 	wg.Wait()
 	d.wg.Wait()
+	d.stopOutputs()
 	if d.ct != nil {
 		d.ct.Close()
 	}
@@ -282,6 +289,7 @@ func (d *Daemon) reload() error {
 		d.log.Warn("queue, conntrack and fail settings change only on restart; keeping the running ones")
 		cfg.Queue, cfg.Conntrack, cfg.Fail = d.cfg.Queue, d.cfg.Conntrack, d.cfg.Fail
 	}
+	d.keepOutputs(cfg)
 	if markOr(cfg.Marks.Skip) != markOr(d.cfg.Marks.Skip) || markOr(cfg.Marks.Reject) != markOr(d.cfg.Marks.Reject) {
 		// The queue readers apply the marks they started with.
 		d.log.Warn("marks change only on restart; keeping the running ones")

@@ -15,7 +15,9 @@ import (
 
 // Collector returns the daemon's Prometheus collector (luafw_* metrics),
 // for an embedding program that serves its own registry.
-func (d *Daemon) Collector() prometheus.Collector { return newCollector(d) }
+func (d *Daemon) Collector() prometheus.Collector {
+	return collectorList{newCollector(d), newOutputsCollector(d)}
+}
 
 // MetricsHandler serves the daemon's metrics, with the Go runtime's and the
 // process's, in the Prometheus exposition formats.

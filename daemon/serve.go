@@ -207,6 +207,7 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 		w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
 	}
 	names := ifNames{}
+	obs := r.d.out.obs.Load() // nil when events and capture are off
 	reserved := skip | reject
 	beat := r.d.svc.readers.add(r.key, sock.Info().Queues)
 	defer r.d.svc.readers.remove(beat)
@@ -230,6 +231,9 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
 			r.stats.verdicts[dec.Verdict].Add(1)
+			if obs != nil {
+				obs.Record(r.key, &p, &dec)
+			}
 			if dec.CT.Any() && r.d.updater != nil {
 				r.submitCT(m.Payload, dec.CT)
 			}

@@ -32,6 +32,8 @@ type Ctx struct {
 
 	tags []string
 
+	captureBy string // plugin that called pkt:capture()
+
 	// cached Lua values of this packet, built on first read
 	src, dst, indev, outdev lua.LValue
 }
@@ -43,6 +45,7 @@ func (c *Ctx) reset(p *Packet) {
 	c.ctMark, c.ctMarkKnown, c.ctLooked = p.CTMark, p.CTMarkKnown, p.CTMarkKnown
 	c.ctUpd = CTUpdate{}
 	c.tags = append(c.w.tags[:0], p.Tags...)
+	c.captureBy = ""
 	c.src, c.dst, c.indev, c.outdev = nil, nil, nil, nil
 }
 
@@ -139,6 +142,14 @@ func (c *Ctx) CTSetLabel(bit uint) bool {
 	c.ctUpd.SetLabels = true
 	c.ctUpd.Labels[bit/64] |= 1 << (bit % 64)
 	return true
+}
+
+// Capture asks for the packet to be written to the capture file (when the
+// daemon has one), whatever its verdict.
+func (c *Ctx) Capture() {
+	if c.captureBy == "" {
+		c.captureBy = c.cur
+	}
 }
 
 // Plugin returns the name of the plugin whose callback is running.

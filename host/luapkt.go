@@ -22,6 +22,7 @@ type pktView struct {
 
 	// methods, made once per state
 	setMark, tag, untag, tagged, bytes  *lua.LFunction
+	capture                             *lua.LFunction
 	ctSetMark, ctSetTimeout, ctSetLabel *lua.LFunction
 }
 
@@ -66,6 +67,7 @@ func (ps *pluginState) openPacket() {
 	self.Value = v
 	fn := func(f lua.LGFunction) *lua.LFunction { return L.NewClosure(f, self) }
 	v.setMark, v.tag, v.untag, v.tagged, v.bytes = fn(pktSetMark), fn(pktTag), fn(pktUntag), fn(pktTagged), fn(pktBytes)
+	v.capture = fn(pktCapture)
 	v.ctSetMark, v.ctSetTimeout, v.ctSetLabel = fn(ctSetMark), fn(ctSetTimeout), fn(ctSetLabel)
 	readOnlyErr := L.NewFunction(viewReadOnly)
 	v.tcp = newView(L, "pkt.tcp", readOnlyErr, fn(tcpIndex))
@@ -202,6 +204,8 @@ func (v *pktView) pktMethod(L *lua.LState, key string) lua.LValue {
 		return v.tagged
 	case "bytes":
 		return v.bytes
+	case "capture":
+		return v.capture
 	}
 	L.RaiseError("pkt has no field %q", key)
 	return nil
@@ -229,6 +233,13 @@ func pktUntag(L *lua.LState) int {
 func pktTagged(L *lua.LState) int {
 	L.Push(lua.LBool(viewOf(L).ctx.Tagged(L.CheckString(2))))
 	return 1
+}
+
+// pktCapture is pkt:capture(): ask for the packet in the capture file
+// (the configuration's capture section; without one it does nothing).
+func pktCapture(L *lua.LState) int {
+	viewOf(L).ctx.Capture()
+	return 0
 }
 
 // pktBytes is pkt:bytes([off [, n]]): raw bytes of the packet, nil when

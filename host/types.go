@@ -207,4 +207,8 @@ type Decision struct {
 	// Errors counts callbacks that failed (error, timeout, quarantine) on
 	// this packet; each was given its plugin's on_error verdict.
 	Errors int
+
+	// CaptureBy names the plugin that asked for the packet to be captured
+	// (pkt:capture()); "" when none did.
+	CaptureBy string
 }

@@ -210,6 +210,7 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 	d.Mark, d.MarkSet = c.mark, c.markSet
 	d.CT = c.ctUpd
 	d.Tags = c.tags
+	d.CaptureBy = c.captureBy
 	return d
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"testing"
+	"time"
 )
 
 // FuzzReader feeds arbitrary bytes to the reader: it must never panic,
@@ -22,6 +23,7 @@ func FuzzReader(f *testing.F) {
 	f.Add(b.b)
 	b2 := &ng{order: binary.BigEndian}
 	f.Add(b2.shb().idb(113, 0).epb(0, 1<<40, append(make([]byte, 14), 0x08, 0x00)).b)
+	f.Add(AppendNGPacket(NGHeader(LinkTypeRaw, 65535), time.Unix(1, 2), v4, 0, "plugin=p verdict=drop"))
 	f.Fuzz(func(t *testing.T, file []byte) {
 		r, err := NewReader(bytes.NewReader(file))
 		if err != nil {

@@ -1,6 +1,7 @@
 // Package pcap owns luafw's offline packet input and output: a reader for
 // classic pcap and pcapng capture files that hands out packets starting at
-// their IP header, a writer for classic pcap files, and Flows, a tiny
+// their IP header, a writer for classic pcap files and the pieces of pcapng files
+// (NGHeader, AppendNGPacket) that luafw's packet capture writes, and Flows, a tiny
 // offline connection tracker that gives replayed packets a conntrack state.
 //
 // It depends only on the standard library, uses no cgo and never panics on
@@ -59,6 +60,9 @@ type Packet struct {
 	LinkType uint32
 	// Interface is the pcapng interface ID of the record (0 for classic pcap).
 	Interface int
+	// Comment is the record's opt_comment (pcapng enhanced packet blocks;
+	// luafw's capture names the plugin, callback, hook and verdict there).
+	Comment string
 	// Skipped says why Data is nil: the record is not an IPv4 or IPv6
 	// packet ("not IP: ethertype 0x0806"), its link type is unsupported, or
 	// its link-layer header is cut short. Empty for IP packets.

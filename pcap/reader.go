@@ -198,8 +198,31 @@ func (r *Reader) nextNG() (Packet, error) {
 	if typ != blockSPB {
 		p.Time = ifc.time(ts)
 	}
+	if typ == blockEPB {
+		p.Comment = r.comment(body[min(len(body), 20+(capLen+3)&^3):])
+	}
 	p.Data, p.Skipped = decode(ifc.link, data)
 	return p, nil
+}
+
+// comment returns the first opt_comment among a packet block's options
+// ("" when there is none or the options are cut short).
+func (r *Reader) comment(opts []byte) string {
+	for len(opts) >= 4 {
+		code, n := r.order.Uint16(opts[0:]), int(r.order.Uint16(opts[2:]))
+		if code == optEnd || 4+n > len(opts) {
+			return ""
+		}
+		if code == optComment {
+			return string(opts[4 : 4+n])
+		}
+		next := 4 + (n+3)&^3
+		if next > len(opts) { // padding cut off: no further option
+			return ""
+		}
+		opts = opts[next:]
+	}
+	return ""
 }
 
 // parsePacketBlock decodes an enhanced, simple or obsolete packet block.

@@ -354,6 +354,9 @@ func decisionTable(L *lua.LState, d host.Decision) *lua.LTable {
 	t.RawSetString("mark", lua.LNumber(d.Mark))
 	t.RawSetString("tags", stringList(L, d.Tags))
 	t.RawSetString("errors", lua.LNumber(d.Errors))
+	if d.CaptureBy != "" {
+		t.RawSetString("capture_by", lua.LString(d.CaptureBy))
+	}
 	return t
 }
 
@@ -387,7 +390,7 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 	ctState, _ := host.ParseCTState(state)
 	mark, tags := p.ctx.mark, slices.Clone(p.ctx.tags)
 	var last host.Decision
-	verdict, by, callback, errors := host.Accept, "", "", 0
+	verdict, by, callback, errors, captureBy := host.Accept, "", "", 0, ""
 	hooks := L.NewTable()
 	for _, hook := range path {
 		hp := p.hostPacket(hook)
@@ -409,6 +412,9 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 		hooks.Append(lua.LString(hook.String()))
 		last = d
 		errors += d.Errors
+		if captureBy == "" {
+			captureBy = d.CaptureBy
+		}
 		mark = d.Mark
 		tags = slices.Clone(d.Tags)
 		if flow != nil && d.CT.Any() {
@@ -423,6 +429,7 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 		}
 	}
 	last.Verdict, last.By, last.ByName, last.Mark, last.Tags, last.Errors = verdict, by, callback, mark, tags, errors
+	last.CaptureBy = captureBy
 	t := decisionTable(L, last)
 	t.RawSetString("hooks", hooks)
 	t.RawSetString("path", lua.LString(name))

@@ -148,3 +148,12 @@ func TestFind(t *testing.T) {
 		t.Error("Find of a missing path: no error")
 	}
 }
+
+// TestCaptureBy: a decision says which plugin asked for the packet to be
+// captured.
+func TestCaptureBy(t *testing.T) {
+	sum, out := runPaths(t, Options{}, "testdata/capture")
+	if sum.Failed != 0 || sum.Passed != 1 {
+		t.Errorf("summary %+v, want 1 passed; output:\n%s", sum, out)
+	}
+}

@@ -42,6 +42,11 @@ func ParsePath(name string) ([]host.Hook, error) {
 // Result is what happened to one packet (one JSON line of luafw replay).
 type Result struct {
 	N       int      `json:"n"`
+	Src     string   `json:"src,omitempty"`   // addresses, protocol and ports, to find the packet
+	Dst     string   `json:"dst,omitempty"`   // (absent when the packet is not IP)
+	Proto   string   `json:"proto,omitempty"` // tcp, udp, icmp, icmpv6 or the protocol's name
+	SPort   uint16   `json:"sport,omitempty"` // TCP, UDP, UDP-Lite and SCTP
+	DPort   uint16   `json:"dport,omitempty"`
 	Verdict string   `json:"verdict,omitempty"` // accept, drop or reject
 	Hook    string   `json:"hook,omitempty"`    // where the walk ended
 	By      *string  `json:"by"`                // plugin of the deciding verdict, or null
@@ -50,6 +55,9 @@ type Result struct {
 	CTState string   `json:"ct_state,omitempty"`
 	Tags    []string `json:"tags"`
 	Errors  int      `json:"errors,omitempty"` // callbacks that failed on this packet
+	// Comment is the capture file's comment on the packet: for a file
+	// luafw's capture wrote, the decision it was captured with.
+	Comment string `json:"comment,omitempty"`
 }
 
 // skipped is the line for a record that is not an IP packet.
@@ -126,6 +134,10 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 	var p packet.Parsed
 	p.Decode(data)
 	res := Result{N: n, Verdict: "accept", Tags: []string{}}
+	if p.Family != 0 {
+		res.Src, res.Dst, res.Proto = p.Src.String(), p.Dst.String(), packet.ProtoName(p.Proto)
+		res.SPort, res.DPort = p.SrcPort, p.DstPort
+	}
 	flow, state := r.track(&p, data)
 	res.CTState = state
 	ctState, _ := host.ParseCTState(state)
@@ -252,6 +264,7 @@ func Run(ctx context.Context, eng *host.Engine, capture io.Reader, opts Options,
 			sum.Skipped++
 		} else {
 			res := r.Packet(pk.N, pk.Data)
+			res.Comment = pk.Comment
 			sum.Packets++
 			sum.Verdicts[res.Verdict]++
 			sum.Errors += res.Errors

@@ -137,6 +137,13 @@ func TestReplayConntrackAndMarks(t *testing.T) {
 	check(3, "verdict", "drop")
 	check(3, "hook", "forward")
 	check(3, "by", "b")
+	check(3, "src", "10.0.0.1") // the packet can be found by its addresses and ports
+	check(3, "dst", "10.0.1.1")
+	check(3, "proto", "tcp")
+	check(3, "sport", 40001.0)
+	check(3, "dport", 23.0)
+	check(4, "proto", "udp")
+	check(4, "dport", 9.0)
 	check(4, "verdict", "reject")
 	check(4, "hook", "postrouting")
 	check(4, "by", "c")

@@ -8,6 +8,7 @@ command -v nft       >/dev/null 2>&1 || need+=(nftables)
 command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v ip        >/dev/null 2>&1 || need+=(iproute2)
 command -v iperf3    >/dev/null 2>&1 || need+=(iperf3)
+command -v tcpdump   >/dev/null 2>&1 || need+=(tcpdump)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "deps: missing ${need[*]} (not root: kernel tests will skip)" >&2

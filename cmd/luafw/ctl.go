@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/daemon"
-	"github.com/luafw/luafw/daemon/control"
 )
 
 // Exit codes of the control commands.
@@ -47,27 +45,7 @@ func socketPath(flagValue string) (string, error) {
 // callDaemon runs one control command and maps its failure to an exit code
 // and a message on stderr.
 func callDaemon(ctx context.Context, name, socket string, timeout time.Duration, result any, stderr io.Writer) int {
-	path, err := socketPath(socket)
-	if err != nil {
-		fmt.Fprintf(stderr, "luafw %s: %v\n", name, err)
-		return exitFailed
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err = control.Call(ctx, path, name, nil, result)
-	var re *control.RemoteError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, control.ErrNoDaemon):
-		fmt.Fprintf(stderr, "luafw %s: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", name, err)
-		return exitNoDaemon
-	case errors.As(err, &re):
-		fmt.Fprintf(stderr, "luafw %s: %s\n", name, re.Msg)
-		return exitFailed
-	}
-	fmt.Fprintf(stderr, "luafw %s: %v\n", name, err)
-	return exitFailed
+	return callDaemonArgs(ctx, name, socket, timeout, nil, result, stderr)
 }
 
 func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -129,6 +107,10 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	fmt.Fprintf(w, "reloads: %d ok, %d failed\n", st.Reloads.OK, st.Reloads.Failed)
 	if st.Reloads.LastError != "" {
 		fmt.Fprintf(w, "last reload failed: %s\n", st.Reloads.LastError)
+	}
+	if o := st.Outputs; o != nil {
+		fmt.Fprintf(w, "events: %d written, %d suppressed, %d lost; capture: %d packets, %d lost\n",
+			o.Events.Written, o.Events.Suppressed, o.Events.Lost, o.Capture.Written, o.Capture.Lost)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nPLUGIN\tCALLBACK\tHOOK\tPRIORITY\tCALLS\tERRORS\tTIMEOUTS\tVERDICTS\tSTATE")

@@ -20,6 +20,7 @@ Usage:
   luafw run --config CONFIG.yaml [--dry-run] [--metrics ADDR]   serve the queues (root)
   luafw reload [--socket PATH]                                  reload the daemon's config; reports the result
   luafw status [--json] [--socket PATH]                         the daemon's plugins, counters, queues
+  luafw state list|show|get|set|delete|flush ...               see and edit the daemon's state maps (lift a ban)
   luafw version                                                 print the build's version
   luafw check FILE.lua|CONFIG.yaml                              load plugins, print the chains
   luafw replay --config CONFIG.yaml --pcap FILE [--path forward|in|out] [--hooks h1,h2]
@@ -42,6 +43,7 @@ func commands() map[string]func(ctx context.Context, args []string, stdout, stde
 		"replay":  cmdReplay,
 		"run":     cmdRun,
 		"reload":  cmdReload,
+		"state":   cmdState,
 		"status":  cmdStatus,
 		"test":    cmdTest,
 		"version": cmdVersion,

@@ -94,6 +94,7 @@ iptables -t mangle -A POSTROUTING -p tcp --dport 443 -m connmark --mark 0x1 -m c
 	}
 	defer dns.Close()
 
+	os.RemoveAll("/tmp/luafw-demo") // the capture file of an earlier run
 	d, err := startLuafw(ctx, l.Router, bin, cfg)
 	if err != nil {
 		return false, err
@@ -156,6 +157,11 @@ iptables -t mangle -A POSTROUTING -p tcp --dport 443 -m connmark --mark 0x1 -m c
 	if err := d.stop(); err != nil {
 		return false, err
 	}
+	comments, err := printCapture(ctx)
+	if err != nil {
+		return false, err
+	}
+	r.check("capture file: the telnet drop, named by plugin and verdict", capturedBy(comments, "policy", "drop"), fmt.Sprintf("%d packets", len(comments)))
 	left, _ := l.Router.Run(ctx, "nft", "list", "tables")
 	r.check("after SIGTERM: no luafw rules left in the router", !strings.Contains(left, "luafw"), strings.TrimSpace(strings.ReplaceAll(left, "\n", "; ")))
 	res = tcp(23, 2*time.Second)

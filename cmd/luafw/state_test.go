@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/luafw/luafw/daemon"
+	"github.com/luafw/luafw/daemon/control"
+	"github.com/luafw/luafw/host/state"
+)
+
+// stateDaemon serves the real state commands over a store the test fills.
+func stateDaemon(t *testing.T) (string, *state.Store) {
+	t.Helper()
+	st := state.NewStore(nil, state.Limits{})
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	srv, err := control.Listen(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon.HandleState(srv, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return path, st
+}
+
+func TestStateCommands(t *testing.T) {
+	sock, st := stateDaemon(t)
+	bans := st.Map("bans")
+	bans.Set("10.0.1.2", state.BoolValue(true), time.Hour)
+	bans.Set("10.0.1.3", state.NumberValue(5), 0)
+	st.Counter("drops").Add(3)
+
+	code, out, errs := runCLI("state", "list", "--socket", sock)
+	if code != 0 || !strings.Contains(out, "map      bans   2") || !strings.Contains(out, "counter  drops  3") {
+		t.Fatalf("list: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = runCLI("state", "show", "bans", "--socket", sock)
+	if code != 0 || !strings.Contains(out, "10.0.1.2  true   boolean") || !strings.Contains(out, "10.0.1.3  5      number   never") {
+		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI("state", "show", "bans", "--json", "--socket", sock)
+	var show daemon.StateShow
+	if err := json.Unmarshal([]byte(out), &show); code != 0 || err != nil || len(show.Entries) != 2 || show.Entries[0].TTL <= 3500 {
+		t.Fatalf("show --json: exit %d %v\n%s", code, err, out)
+	}
+	if code, out, _ = runCLI("state", "delete", "bans", "10.0.1.2", "--socket", sock); code != 0 || out != "deleted bans[10.0.1.2]\n" {
+		t.Fatalf("delete: exit %d %q", code, out)
+	}
+	if _, ok := bans.Get("10.0.1.2"); ok {
+		t.Fatal("the ban is still there")
+	}
+	if code, out, _ = runCLI("state", "delete", "bans", "10.0.1.2", "--socket", sock); code != 0 || out != "bans[10.0.1.2] was not set\n" {
+		t.Fatalf("second delete: exit %d %q", code, out)
+	}
+	if code, _, errs = runCLI("state", "set", "--socket", sock, "bans", "10.0.9.9", "manual", "--ttl", "10m"); code != 0 {
+		t.Fatalf("set: exit %d %s", code, errs)
+	}
+	if e, ok := bans.Lookup("10.0.9.9"); !ok || e.Value != state.StringValue("manual") || e.Expires.IsZero() {
+		t.Fatalf("after set: %+v %v", e, ok)
+	}
+	if code, _, errs = runCLI("state", "set", "--socket", sock, "--", "score", "10.0.9.9", "-5"); code != 0 {
+		t.Fatalf("set -- negative: exit %d %s", code, errs)
+	}
+	if v, ok := st.Map("score").Get("10.0.9.9"); !ok || v != state.NumberValue(-5) {
+		t.Fatalf("score: %+v %v", v, ok)
+	}
+	if code, out, _ = runCLI("state", "get", "bans", "10.0.9.9", "--socket", sock); code != 0 || !strings.Contains(out, `"manual"  string`) {
+		t.Fatalf("get: exit %d\n%s", code, out)
+	}
+	if code, _, errs = runCLI("state", "get", "bnas", "x", "--socket", sock); code != 1 || !strings.Contains(errs, `no state map "bnas" (maps: bans, score)`) {
+		t.Fatalf("typo: exit %d %q", code, errs)
+	}
+	if code, out, _ = runCLI("state", "flush", "bans", "--socket", sock); code != 0 || out != "flushed bans: 2 keys deleted\n" || bans.Len() != 0 {
+		t.Fatalf("flush: exit %d %q", code, out)
+	}
+	if code, _, _ = runCLI("state", "frobnicate", "--socket", sock); code != exitUsage {
+		t.Fatalf("unknown subcommand: exit %d", code)
+	}
+}

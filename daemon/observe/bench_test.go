@@ -1,0 +1,74 @@
+package observe
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/luafw/luafw/config"
+	"github.com/luafw/luafw/host"
+)
+
+// The per-packet cost of events and capture on the queue reader's path.
+// Off, the daemon only tests a nil *Observer (BenchmarkOff); on, a packet
+// whose verdict is not chosen costs a mask test (NotChosen); a chosen one
+// costs the rest.
+
+func benchObserver(b *testing.B, cfg string) *Observer {
+	f, err := config.Parse([]byte("plugins: [{file: a.lua}]\n"+cfg), filepath.Join(b.TempDir(), "c.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	o, err := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o.Start(ctx)
+	b.Cleanup(func() { cancel(); o.Wait() })
+	return o
+}
+
+func BenchmarkOff(b *testing.B) {
+	var o *Observer
+	p := host.Packet{Hook: host.Forward, Data: make([]byte, 60)}
+	d := host.Decision{Verdict: host.Drop}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if o != nil {
+			o.Record("forward@0", &p, &d)
+		}
+	}
+}
+
+func benchRecord(b *testing.B, cfg string, v host.Verdict) {
+	o := benchObserver(b, cfg)
+	p := host.Packet{Hook: host.Forward, Data: tcpPacketB(b)}
+	d := host.Decision{Verdict: v, By: "guard", ByName: "block_telnet"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		o.Record("forward@0", &p, &d)
+	}
+	b.StopTimer()
+	st := o.Stats()
+	b.ReportMetric(float64(st.Events.Lost+st.Capture.Lost)/float64(b.N), "lost/op")
+}
+
+func BenchmarkNotChosen(b *testing.B) {
+	benchRecord(b, "events: {file: ev.json}\ncapture: {file: c.pcapng}\n", host.Accept)
+}
+
+func BenchmarkEventRateLimited(b *testing.B) {
+	benchRecord(b, "events: {file: ev.json, rate: 1/h, burst: 1}\n", host.Drop)
+}
+
+func BenchmarkEventWritten(b *testing.B) {
+	benchRecord(b, "events: {file: ev.json, rate: 0, max_size: 1GiB}\n", host.Drop)
+}
+
+func BenchmarkCapture(b *testing.B) {
+	benchRecord(b, "capture: {file: c.pcapng, max_size: 1GiB}\n", host.Drop)
+}
