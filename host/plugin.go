@@ -75,6 +75,7 @@ type registration struct {
 	name     string
 	hooks    []Hook
 	priority int
+	matcher  *matcher // nil: every packet
 }
 
 // plugin is a compiled plugin of one loaded set, shared by all workers.
