@@ -81,6 +81,10 @@ type Diversion struct {
 	// used and its Count must be at least 1.
 	ByState bool
 	Queues  [CTStates]QueueSet
+	// Matches, when not empty, narrow the diversion to the packets that
+	// pass the Filter and at least one Match (see Match); empty diverts
+	// everything the Filter passes.
+	Matches []Match
 }
 
 // RuleSet is everything luafw installs: tables "ip <Table>" and "ip6 <Table>"
