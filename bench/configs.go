@@ -25,7 +25,7 @@ type configParams struct {
 // dir/FILE and returns its path.
 func renderConfig(benchDir, name, dir, file string, p configParams) (string, error) {
 	src := filepath.Join(benchDir, "configs", name+".yaml.tmpl")
-	t, err := template.ParseFiles(src)
+	t, err := template.New(filepath.Base(src)).Funcs(template.FuncMap{"dir": filepath.Dir}).ParseFiles(src)
 	if err != nil {
 		return "", fmt.Errorf("config template: %w", err)
 	}
