@@ -133,6 +133,7 @@ func compile(spec PluginSpec) (*lua.FunctionProto, error) {
 	if err != nil {
 		return nil, syntaxError(spec, src, err)
 	}
+	boxedKeys(proto)
 	return proto, nil
 }
 
