@@ -228,6 +228,7 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 			if m.HasCT {
 				p.CTState = ctStates[nfq.CTStateOf(m.CTInfo)]
 				p.CTMark, p.CTMarkKnown = nfq.CTMarkOf(m.CT)
+				p.CTPackets, _ = nfq.CTPacketsOf(m.CT)
 			}
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
