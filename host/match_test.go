@@ -2,6 +2,7 @@ package host
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -176,5 +177,31 @@ fw.register{hook="forward", match={proto="tcp", dport="1-1000", src=s, iif="eth*
 		if n := testing.AllocsPerRun(100, func() { w.Run(p) }); n != 0 {
 			t.Errorf("%d allocations per packet", int(n))
 		}
+	}
+}
+
+// BenchmarkMatch: a packet through one Lua callback whose match refuses it
+// (the check in Go, no Lua) and admits it (the check, then the call).
+func BenchmarkMatch(b *testing.B) {
+	code := `fw.register{hook="forward", match={proto="tcp", dport={22, "8000-8100"}, ct_state="new"}, fn=function(pkt) return fw.ACCEPT end}`
+	for _, c := range []struct {
+		name  string
+		dport uint16
+	}{{"refused", 443}, {"admitted", 22}} {
+		b.Run(c.name, func(b *testing.B) {
+			e := benchEngine(b)
+			if err := e.Load([]PluginSpec{src("m", code)}); err != nil {
+				b.Fatal(err)
+			}
+			p := benchPacket(b)
+			p.CTState = CTNew
+			data, err := packet.Build(packet.Spec{Src: netip.MustParseAddr("10.1.2.3"), Dst: netip.MustParseAddr("10.9.8.7"),
+				Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: c.dport, TCPFlags: packet.TCPSyn})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.Data = data
+			runBench(b, e, p, Accept)
+		})
 	}
 }
