@@ -78,6 +78,40 @@ func TestMatchesNarrowDiversion(t *testing.T) {
 	if q := queuedTotal(t, l.Router); q != 2 {
 		t.Fatalf("%d packets queued, want 2 (one SYN before the reload, one after)", q)
 	}
+
+	// A callback without a match brings back the whole hook (and the
+	// narrowing chains go).
+	files["guard.lua"] += `
+fw.register{hook="forward", fn=function(pkt) end}`
+	writeFiles(t, d.dir, files)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLogCount(t, d, "msg=reloaded", 2, 20*time.Second)
+	if sent, err := l.Client.UDPFlood(ctx, fmt.Sprintf("%s:9200", l.Server.Addr4), n, 64, 0); err != nil || sent != n {
+		t.Fatalf("flood: sent %d, %v", sent, err)
+	}
+	if err := sink.WaitCount(ctx, 2*n); err != nil {
+		t.Fatal(err)
+	}
+	if q := queuedTotal(t, l.Router); q < 2+n {
+		t.Fatalf("%d packets queued, want the %d of the flood besides the 2 SYNs", q, n)
+	}
+	if out, err := l.Router.Run(ctx, "nft", "list", "ruleset"); err != nil || strings.Contains(out, "chain div_forward_1_ct") || !strings.Contains(out, `queue num 1000 bypass comment "luafw div 0 new"`) {
+		t.Errorf("after the reload the forward diversion should queue from its base chain, the narrowing chain gone (%v):\n%s", err, out)
+	}
+}
+
+// waitLogCount waits until the daemon's log has n lines with s.
+func waitLogCount(t *testing.T, d *daemon, s string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for strings.Count(d.logs.String(), s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d log lines with %q after %v:\n%s", strings.Count(d.logs.String(), s), n, s, timeout, d.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestMatchesDryRun: --dry-run shows each match as a rule of its
