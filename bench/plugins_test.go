@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -75,7 +76,7 @@ func floodPacket(tb testing.TB) *host.Packet {
 // flood passes them while a listed source and a flood of SSH attempts do
 // not.
 func TestConfigsLoad(t *testing.T) {
-	for _, tmpl := range []string{"trivial", "realistic", "layered"} {
+	for _, tmpl := range []string{"trivial", "matched", "realistic", "layered"} {
 		cfg := benchConfig(t, tmpl, 1000)
 		specs, err := cfg.PluginSpecs()
 		if err != nil {
@@ -87,6 +88,12 @@ func TestConfigsLoad(t *testing.T) {
 			t.Errorf("%s: flood packet got %v, want accept", tmpl, d.Verdict)
 		}
 		w.Close()
+		if tmpl == "matched" {
+			// Every callback declares a match: the kernel diverts only them.
+			if ms, all := e.SegmentMatches(host.Forward, math.MinInt, math.MaxInt); all || len(ms) != 2 {
+				t.Errorf("matched: %d matches (all %v), want 2 and a narrowed diversion", len(ms), all)
+			}
+		}
 		if tmpl == "realistic" {
 			prios := e.HookPriorities()
 			if len(prios) != 1 || len(prios[host.Forward]) != 1 || prios[host.Forward][0] != 0 {

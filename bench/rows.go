@@ -27,6 +27,7 @@ func (b *bench) runAll(ctx context.Context) error {
 		{"balanced", b.balancedRows},
 		{"layered", b.layeredRows},
 		{"noct", b.noctRows},
+		{"matched", b.matchedRows},
 	}
 	want := map[string]bool{}
 	for _, g := range strings.Split(b.opt.only, ",") {
@@ -279,6 +280,18 @@ func (b *bench) realisticRows(ctx context.Context) error {
 			return err
 		}
 		b.add(t)
+		return nil
+	})
+}
+
+// matchedRows: plugins whose matches leave the flood in the kernel.
+func (b *bench) matchedRows(ctx context.Context) error {
+	return b.luafw(ctx, "matched-q1", func(c *consumer) error {
+		r := Row{ID: "udp/luafw-matched/q1", Setup: "luafw, SSH guard + dnsfilter with matches, flood to other ports", Queues: 1}
+		if err := b.flood(ctx, &r, c, 0, false); err != nil {
+			return err
+		}
+		b.add(r)
 		return nil
 	})
 }

@@ -113,7 +113,7 @@ func New(opts Options) (*Daemon, error) {
 		eng.Close()
 		return nil, err
 	}
-	d.rules = d.ruleSet(cfg, d.plan)
+	d.rules = d.ruleSet(cfg, d.plan, eng)
 	d.svc.init(opts)
 	return d, nil
 }
@@ -303,7 +303,7 @@ func (d *Daemon) reload() error {
 		return err
 	}
 	plan := Plan(next.HookPriorities())
-	rules := d.ruleSet(cfg, plan)
+	rules := d.ruleSet(cfg, plan, next)
 	if err := CheckQueues(cfg, plan); err != nil {
 		return err
 	}

@@ -71,8 +71,9 @@ func (d *Daemon) queueFirst(block, s int) uint16 {
 	return uint16(base + block*d.blockSize() + s*d.balance())
 }
 
-// ruleSet builds the diversion rules for a plan.
-func (d *Daemon) ruleSet(cfg *config.File, plan []Segment) nfq.RuleSet {
+// ruleSet builds the diversion rules for a plan; each diversion is
+// narrowed to what its callbacks' matches (from ms) want.
+func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) nfq.RuleSet {
 	rs := nfq.RuleSet{Table: cfg.Table, CTLabels: cfg.ConntrackEnabled(), ConnMarkOffload: uint32(cfg.Offload.Mask),
 		FailClosed: cfg.FailClosed()}
 	if cfg.Marks.Skip != nil {
@@ -92,7 +93,8 @@ func (d *Daemon) ruleSet(cfg *config.File, plan []Segment) nfq.RuleSet {
 	}
 	for _, seg := range plan {
 		block := d.allocBlock(seg.Key())
-		div := nfq.Diversion{Hook: seg.Hook.String(), Priority: seg.ChainPriority, Filter: filterFor(cfg, seg.Hook)}
+		div := nfq.Diversion{Hook: seg.Hook.String(), Priority: seg.ChainPriority, Filter: filterFor(cfg, seg.Hook),
+			Matches: segmentMatches(ms, seg)}
 		if d.byState(seg) {
 			div.ByState = true
 			for s := range div.Queues {
@@ -227,6 +229,7 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 			if m.HasCT {
 				p.CTState = ctStates[nfq.CTStateOf(m.CTInfo)]
 				p.CTMark, p.CTMarkKnown = nfq.CTMarkOf(m.CT)
+				p.CTPackets, _ = nfq.CTPacketsOf(m.CT)
 			}
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)

@@ -36,6 +36,7 @@ type Ctx struct {
 
 	// cached Lua values of this packet, built on first read
 	src, dst, indev, outdev lua.LValue
+	addrs                   addrCache // address texts, kept across packets
 }
 
 func (c *Ctx) reset(p *Packet) {

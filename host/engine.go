@@ -60,6 +60,7 @@ type goCallback struct {
 	priority int
 	name     string
 	fn       GoFunc
+	matcher  *matcher
 }
 
 // entry is one callback in a chain.
@@ -69,6 +70,7 @@ type entry struct {
 	plugin   int // index in generation.plugins; -1 for a Go callback
 	reg      int // registration index within the plugin
 	goFn     GoFunc
+	matcher  *matcher // nil: every packet
 	name     string
 	owner    string // plugin name, or "go" for Go callbacks
 	stats    *cbStats
@@ -233,6 +235,16 @@ func (e *Engine) probe(p *plugin) error {
 // priority, Go callbacks run before Lua ones, in registration order. It
 // takes effect at once for every worker.
 func (e *Engine) RegisterFunc(hook Hook, priority int, name string, fn GoFunc) error {
+	return e.RegisterFuncMatch(hook, priority, name, Match{}, fn)
+}
+
+// RegisterFuncMatch is RegisterFunc for a callback that wants only the
+// packets m admits (see Match).
+func (e *Engine) RegisterFuncMatch(hook Hook, priority int, name string, m Match, fn GoFunc) error {
+	mt, err := m.compile()
+	if err != nil {
+		return fmt.Errorf("register %q: match: %w", name, err)
+	}
 	if int(hook) >= NumHooks {
 		return fmt.Errorf("register %q: unknown hook %d", name, hook)
 	}
@@ -241,7 +253,7 @@ func (e *Engine) RegisterFunc(hook Hook, priority int, name string, fn GoFunc) e
 	}
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
-	e.goFuncs = append(e.goFuncs, goCallback{hook: hook, priority: priority, name: name, fn: fn})
+	e.goFuncs = append(e.goFuncs, goCallback{hook: hook, priority: priority, name: name, fn: fn, matcher: mt})
 	e.gen.Store(e.build(e.gen.Load().plugins))
 	return nil
 }
@@ -253,7 +265,7 @@ func (e *Engine) build(plugins []*plugin) *generation {
 	g := &generation{id: e.genSeq, plugins: plugins}
 	for i, gf := range e.goFuncs {
 		g.chains[gf.hook] = append(g.chains[gf.hook], entry{
-			priority: gf.priority, seq: i, plugin: -1, goFn: gf.fn, name: gf.name, owner: "go",
+			priority: gf.priority, seq: i, plugin: -1, goFn: gf.fn, matcher: gf.matcher, name: gf.name, owner: "go",
 			stats: e.statsFor("go", gf.name, gf.hook, gf.priority),
 		})
 	}
@@ -261,7 +273,7 @@ func (e *Engine) build(plugins []*plugin) *generation {
 		for ri, r := range p.regs {
 			for _, h := range r.hooks {
 				g.chains[h] = append(g.chains[h], entry{
-					priority: r.priority, seq: 1<<30 + pi<<12 + ri, plugin: pi, reg: ri,
+					priority: r.priority, seq: 1<<30 + pi<<12 + ri, plugin: pi, reg: ri, matcher: r.matcher,
 					name: r.name, owner: p.name(), stats: e.statsFor(p.name(), r.name, h, r.priority),
 				})
 			}
@@ -303,6 +315,7 @@ type CallbackInfo struct {
 	Plugin   string // "go" for Go callbacks
 	Name     string
 	File     string
+	Match    Match // the zero Match when the callback takes every packet
 }
 
 // Chains lists the running callbacks hook by hook, each chain in the order
@@ -313,6 +326,9 @@ func (e *Engine) Chains() []CallbackInfo {
 	for h, chain := range g.chains {
 		for _, en := range chain {
 			ci := CallbackInfo{Hook: Hook(h), Priority: en.priority, Plugin: en.owner, Name: en.name}
+			if en.matcher != nil {
+				ci.Match = en.matcher.m
+			}
 			if en.plugin >= 0 {
 				ci.File = g.plugins[en.plugin].spec.File
 			}

@@ -85,7 +85,7 @@ func fwList(L *lua.LState) int {
 	return 1
 }
 
-// fwRegister is fw.register{name=, hook=, priority=, fn=}.
+// fwRegister is fw.register{name=, hook=, priority=, match=, fn=}.
 func fwRegister(L *lua.LState) int {
 	ps := stateOf(L)
 	if !ps.loading {
@@ -116,6 +116,14 @@ func fwRegister(L *lua.LState) int {
 				bad = "fw.register: " + err.Error()
 			}
 			r.priority = p
+		case "match":
+			m, err := parseMatch(v)
+			if err == nil {
+				r.matcher, err = m.compile()
+			}
+			if err != nil {
+				bad = "fw.register: match: " + err.Error()
+			}
 		case "fn":
 			f, ok := v.(*lua.LFunction)
 			if !ok {
@@ -123,7 +131,7 @@ func fwRegister(L *lua.LState) int {
 			}
 			fn = f
 		default:
-			bad = fmt.Sprintf("fw.register: unknown field %q (want name, hook, priority, fn)", k.String())
+			bad = fmt.Sprintf("fw.register: unknown field %q (want name, hook, priority, match, fn)", k.String())
 		}
 	})
 	switch {

@@ -129,12 +129,12 @@ func (v *pktView) pktField(L *lua.LState, key string) lua.LValue {
 		return vals.num(uint32(c.Parsed().Family))
 	case "src":
 		if c.src == nil {
-			c.src = addrValue(c.Parsed().Src.IsValid(), c.parsed.Src.String())
+			c.src = c.addrs.value(c.Parsed().Src)
 		}
 		return c.src
 	case "dst":
 		if c.dst == nil {
-			c.dst = addrValue(c.Parsed().Dst.IsValid(), c.parsed.Dst.String())
+			c.dst = c.addrs.value(c.Parsed().Dst)
 		}
 		return c.dst
 	case "proto":
@@ -255,13 +255,6 @@ func pktBytes(L *lua.LState) int {
 	n = min(n, len(data)-off)
 	L.Push(lua.LString(data[off : off+n]))
 	return 1
-}
-
-func addrValue(valid bool, s string) lua.LValue {
-	if !valid {
-		return lua.LNil
-	}
-	return lua.LString(s)
 }
 
 func strValue(s string) lua.LValue {

@@ -80,6 +80,7 @@ type registration struct {
 	name     string
 	hooks    []Hook
 	priority int
+	matcher  *matcher // nil: every packet
 }
 
 // plugin is a compiled plugin of one loaded set, shared by all workers.
@@ -144,6 +145,7 @@ func compile(spec PluginSpec) (*lua.FunctionProto, error) {
 	if err != nil {
 		return nil, syntaxError(spec, src, err)
 	}
+	boxedKeys(proto)
 	return proto, nil
 }
 

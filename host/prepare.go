@@ -15,6 +15,7 @@ import (
 type Prepared struct {
 	plugins []*plugin
 	prios   map[Hook][]int
+	matches [NumHooks][]hookMatch
 }
 
 // HookPriorities is what Engine.HookPriorities will return once p runs
@@ -54,7 +55,7 @@ func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
 		}
 		plugins = append(plugins, p)
 	}
-	return &Prepared{plugins: plugins, prios: e.prioritiesOf(plugins)}, nil
+	return &Prepared{plugins: plugins, prios: e.prioritiesOf(plugins), matches: e.matchesOf(plugins)}, nil
 }
 
 // prioritiesOf is hookPriorities of the generation plugins would make.
@@ -88,5 +89,5 @@ func (e *Engine) Commit(p *Prepared) (previous *Prepared) {
 	g := e.build(p.plugins)
 	e.gen.Store(g)
 	e.log.Info("plugins loaded", "generation", g.id, "plugins", len(p.plugins), "callbacks", g.callbacks())
-	return &Prepared{plugins: old.plugins, prios: old.hookPriorities()}
+	return &Prepared{plugins: old.plugins, prios: old.hookPriorities(), matches: e.matchesOf(old.plugins)}
 }

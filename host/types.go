@@ -168,6 +168,10 @@ type Packet struct {
 	CTState     CTState // conntrack state; CTUnknown when not known
 	CTMark      uint32  // the connection's mark, valid when CTMarkKnown
 	CTMarkKnown bool
+	// CTPackets is how many packets the connection has carried in its
+	// original direction, this one included (conntrack's counter); 0 when
+	// not known. Matches with `first` read it.
+	CTPackets uint64
 
 	// Tags carried from an earlier hook of the same packet (pf's tag).
 	Tags []string

@@ -197,6 +197,9 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 		if en.priority >= hi {
 			break
 		}
+		if en.matcher != nil && !en.matcher.admits(c) {
+			continue
+		}
 		v, failed := w.call(en, c)
 		if failed {
 			d.Errors++

@@ -81,6 +81,10 @@ type Diversion struct {
 	// used and its Count must be at least 1.
 	ByState bool
 	Queues  [CTStates]QueueSet
+	// Matches, when not empty, narrow the diversion to the packets that
+	// pass the Filter and at least one Match (see Match); empty diverts
+	// everything the Filter passes.
+	Matches []Match
 }
 
 // RuleSet is everything luafw installs: tables "ip <Table>" and "ip6 <Table>"
@@ -297,7 +301,16 @@ func nftConn(ctx context.Context, extra ...nftables.ConnOption) (*nftables.Conn,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	opts := extra
+	// Every message of a transaction is acknowledged; without CAP_ACK an
+	// ack carries the whole request back (sets with their elements), and a
+	// rule set narrowed by many matches overflows the default receive
+	// buffer (ENOBUFS).
+	opts := append(extra, nftables.WithSockOptions(func(c *netlink.Conn) error {
+		if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
+			return err
+		}
+		return c.SetReadBuffer(4 << 20)
+	}))
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nftables.WithSockOptions(func(c *netlink.Conn) error {
 			return c.SetDeadline(dl)

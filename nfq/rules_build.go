@@ -144,6 +144,11 @@ func (rs RuleSet) withDefaults() (RuleSet, error) {
 		if err := d.Filter.check(); err != nil {
 			return rs, fmt.Errorf("diversion %d: %w", i, err)
 		}
+		for _, m := range d.Matches {
+			if err := m.check(); err != nil {
+				return rs, fmt.Errorf("diversion %d: %w", i, err)
+			}
+		}
 	}
 	return rs, nil
 }
@@ -304,6 +309,9 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 		base.rules = append(base.rules, r.add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
 	}
 
+	if len(d.Matches) > 0 {
+		return rs.matchedChains(fam, i, d, base)
+	}
 	filter := d.Filter.rule(fam)
 	if !d.ByState {
 		r := filter.add("counter", &expr.Counter{})
@@ -319,6 +327,14 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 		base.rules = append(base.rules, filter.add("jump "+states.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: states.name}))
 		out = append(out, states)
 	}
+	states.rules = append(states.rules, rs.stateRules(i, d)...)
+	return out
+}
+
+// stateRules are the rules that queue diversion i's packets by conntrack
+// state.
+func (rs RuleSet) stateRules(i int, d Diversion) []*nftRuleIR {
+	var rules []*nftRuleIR
 	bits := [CTStates]uint32{expr.CtStateBitNEW, expr.CtStateBitESTABLISHED, expr.CtStateBitRELATED, expr.CtStateBitINVALID, expr.CtStateBitUNTRACKED}
 	for s, q := range d.Queues {
 		if q.Count == 0 {
@@ -330,9 +346,9 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 		r.add("counter", &expr.Counter{})
 		ruleQueue(r, q, !rs.FailClosed)
 		r.comment = ruleComment(i, s)
-		states.rules = append(states.rules, r)
+		rules = append(rules, r)
 	}
-	return out
+	return rules
 }
 
 // chainName names a diversion's base chain by its hook and priority, not

@@ -65,6 +65,9 @@ fw.register{
 	name = "connlog",
 	hook = opt("hooks", { "input", "forward", "output" }, "string table"),
 	priority = opt("priority", "filter", "number string"),
+	-- Without conntrack the state is unknown and every packet comes here
+	-- (is_new then looks at the TCP flags).
+	match = { ct_state = "new" },
 	fn = function(pkt)
 		if not is_new(pkt) then
 			return

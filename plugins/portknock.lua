@@ -142,10 +142,29 @@ local function knock(pkt, key, src)
 	end
 end
 
+-- Only the knock and protected ports reach the plugin (knocks in any
+-- conntrack state: a second UDP knock from the same port is established).
+local match_protos, match_ports = {}, {}
+for _, set in ipairs({ knock_ports, protect }) do
+	for key in pairs(set) do
+		local p, port = key:match("^(%a+)/(%d+)$")
+		match_protos[p], match_ports[tonumber(port)] = true, true
+	end
+end
+local function sorted_keys(set)
+	local out = {}
+	for k in pairs(set) do
+		out[#out + 1] = k
+	end
+	table.sort(out)
+	return out
+end
+
 fw.register{
 	name = "portknock",
 	hook = opt("hooks", { "input" }, "string table"),
 	priority = opt("priority", "filter", "number string"),
+	match = { proto = sorted_keys(match_protos), dport = sorted_keys(match_ports) },
 	fn = function(pkt)
 		local p = pkt.proto
 		if p ~= "tcp" and p ~= "udp" then

@@ -35,18 +35,19 @@ type testPacket struct {
 
 // pktContext is what a packet carries that is not in its bytes.
 type pktContext struct {
-	hook    host.Hook
-	hasHook bool
-	indev   string
-	outdev  string
-	mark    uint32
-	uid     uint32
-	gid     uint32
-	hasUID  bool
-	ctState host.CTState
-	ctMark  uint32
-	ctKnown bool // ct.mark was given
-	tags    []string
+	hook      host.Hook
+	hasHook   bool
+	indev     string
+	outdev    string
+	mark      uint32
+	uid       uint32
+	gid       uint32
+	hasUID    bool
+	ctState   host.CTState
+	ctMark    uint32
+	ctKnown   bool   // ct.mark was given
+	ctPackets uint64 // ct.packets: the connection's original-direction count
+	tags      []string
 }
 
 // Which fields each constructor takes, besides the context fields.
@@ -140,7 +141,7 @@ func (p *testPacket) hostPacket(hook host.Hook) *host.Packet {
 	return &host.Packet{
 		Hook: hook, Data: p.data, InDev: c.indev, OutDev: c.outdev, Mark: c.mark,
 		UID: c.uid, GID: c.gid, HasUID: c.hasUID,
-		CTState: c.ctState, CTMark: c.ctMark, CTMarkKnown: c.ctKnown,
+		CTState: c.ctState, CTMark: c.ctMark, CTMarkKnown: c.ctKnown, CTPackets: c.ctPackets,
 		Tags: slices.Clone(c.tags),
 	}
 }
@@ -297,8 +298,8 @@ func (f *fieldReader) context(c *pktContext) error {
 		}
 		ct := fieldReader{kind: f.kind + " ct", fields: tableFields(t)}
 		for k := range ct.fields {
-			if k != "state" && k != "mark" {
-				f.fail("ct: unknown field %q (want state, mark)", k)
+			if k != "state" && k != "mark" && k != "packets" {
+				f.fail("ct: unknown field %q (want state, mark, packets)", k)
 			}
 		}
 		st, err := host.ParseCTState(ct.str("state", ""))
@@ -308,6 +309,7 @@ func (f *fieldReader) context(c *pktContext) error {
 		c.ctState = st
 		_, c.ctKnown = ct.fields["mark"]
 		c.ctMark = uint32(ct.uint("mark", 0, math.MaxUint32))
+		c.ctPackets = uint64(ct.uint("packets", 0, math.MaxUint32))
 		if ct.err != nil && f.err == nil {
 			f.err = ct.err
 		}

@@ -147,6 +147,7 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 		pk := host.Packet{Hook: hook, Data: data, Mark: mark, CTState: ctState, Tags: tags}
 		if flow != nil {
 			pk.CTMark, pk.CTMarkKnown = flow.Mark, true
+			pk.CTPackets = uint64(flow.Packets)
 		}
 		d := r.w.Run(&pk)
 		res.Hook = hook.String()

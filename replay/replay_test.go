@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,28 @@ func TestReplayClockFollowsCapture(t *testing.T) {
 	}
 	if tags := r[0]["tags"].([]any); len(tags) != 1 || tags[0] != "1700000000" {
 		t.Fatalf("time.now() in the script = %v, want the capture's 1700000000", tags)
+	}
+}
+
+// TestReplayMatches: matches apply in replay, "first" by the tracker's
+// packet count (both directions).
+func TestReplayMatches(t *testing.T) {
+	e := engine(t, `fw.register{hook="forward", match={proto="tcp", dport=22, first=2}, fn=function(pkt) return fw.DROP end}`)
+	in := capture(t, []pk{
+		{"10.0.0.1", "10.0.1.1", 40000, 22, tcp, syn},       // 1: packet 1 of the flow
+		{"10.0.1.1", "10.0.0.1", 22, 40000, tcp, syn | ack}, // 2: dport 40000, not admitted
+		{"10.0.0.1", "10.0.1.1", 40000, 22, tcp, ack},       // 3: packet 3: beyond first
+		{"10.0.0.1", "10.0.1.1", 5000, 22, udp, 0},          // 4: udp
+	})
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), e, in, Options{Path: Paths()["forward"]}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var got []any
+	for _, r := range results(t, &out) {
+		got = append(got, r["verdict"])
+	}
+	if want := []any{"drop", "accept", "accept", "accept"}; !slices.Equal(got, want) {
+		t.Fatalf("verdicts %v, want %v", got, want)
 	}
 }

@@ -58,9 +58,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOOK\tPRIORITY\tPLUGIN\tCALLBACK\tFILE")
+	fmt.Fprintln(tw, "HOOK\tPRIORITY\tPLUGIN\tCALLBACK\tFILE\tMATCH")
 	for _, c := range eng.Chains() {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", c.Hook, c.Priority, c.Plugin, c.Name, c.File)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", c.Hook, c.Priority, c.Plugin, c.Name, c.File, c.Match.String())
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))

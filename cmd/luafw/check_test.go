@@ -33,7 +33,7 @@ func write(t *testing.T, dir, name, content string) string {
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "a.lua", `fw.register{hook="forward", priority="raw", fn=function() end}
-fw.register{name="late", hook={"forward","input"}, priority=10, fn=function() end}`)
+fw.register{name="late", hook={"forward","input"}, priority=10, match={proto="tcp", dport=22, ct_state="new"}, fn=function() end}`)
 	write(t, dir, "b.lua", `fw.register{hook="forward", fn=function() end}`)
 	cfg := write(t, dir, "luafw.yaml", "plugins:\n  - file: a.lua\n  - file: b.lua\n")
 	code, out, errs := runCLI("check", cfg)
@@ -46,11 +46,11 @@ fw.register{name="late", hook={"forward","input"}, priority=10, fn=function() en
 		lines = append(lines, strings.Join(strings.Fields(l), " "))
 	}
 	want := []string{
-		"HOOK PRIORITY PLUGIN CALLBACK FILE",
-		"input 10 a late " + filepath.Join(dir, "a.lua"),
-		"forward -300 a a " + filepath.Join(dir, "a.lua"),
-		"forward 0 b b " + filepath.Join(dir, "b.lua"),
-		"forward 10 a late " + filepath.Join(dir, "a.lua"),
+		"HOOK PRIORITY PLUGIN CALLBACK FILE MATCH",
+		"input 10 a late " + filepath.Join(dir, "a.lua") + " proto=tcp dport=22 ct_state=new",
+		"forward -300 a a " + filepath.Join(dir, "a.lua") + " -",
+		"forward 0 b b " + filepath.Join(dir, "b.lua") + " -",
+		"forward 10 a late " + filepath.Join(dir, "a.lua") + " proto=tcp dport=22 ct_state=new",
 		"ok: 2 plugins, 4 callbacks",
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
