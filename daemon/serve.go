@@ -270,6 +270,7 @@ func verdict(d *host.Decision, kernelMark uint32, last bool, skip, reject uint32
 		}
 	}
 	v.Mark = mark
+	v.Payload = d.Data // the rewritten packet (NFQA_PAYLOAD), nil when none
 	return v
 }
 

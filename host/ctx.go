@@ -32,6 +32,8 @@ type Ctx struct {
 
 	tags []string
 
+	own Packet // the packet once rewritten: pkt points here (rewrite.go)
+
 	// cached Lua values of this packet, built on first read
 	src, dst, indev, outdev lua.LValue
 }
@@ -46,7 +48,8 @@ func (c *Ctx) reset(p *Packet) {
 	c.src, c.dst, c.indev, c.outdev = nil, nil, nil, nil
 }
 
-// Packet returns the packet as it was handed in.
+// Packet returns the packet with the rewrites of the callbacks so far
+// (the handed-in Packet itself is never written).
 func (c *Ctx) Packet() *Packet { return c.pkt }
 
 // Parsed returns the decoded headers (decoded on first use).

@@ -23,6 +23,7 @@ type pktView struct {
 	// methods, made once per state
 	setMark, tag, untag, tagged, bytes  *lua.LFunction
 	ctSetMark, ctSetTimeout, ctSetLabel *lua.LFunction
+	rw                                  rewriteFns // luarewrite.go
 }
 
 // boxedValues are the pre-boxed values of one state.
@@ -67,6 +68,7 @@ func (ps *pluginState) openPacket() {
 	fn := func(f lua.LGFunction) *lua.LFunction { return L.NewClosure(f, self) }
 	v.setMark, v.tag, v.untag, v.tagged, v.bytes = fn(pktSetMark), fn(pktTag), fn(pktUntag), fn(pktTagged), fn(pktBytes)
 	v.ctSetMark, v.ctSetTimeout, v.ctSetLabel = fn(ctSetMark), fn(ctSetTimeout), fn(ctSetLabel)
+	v.rw = newRewriteFns(fn)
 	readOnlyErr := L.NewFunction(viewReadOnly)
 	v.tcp = newView(L, "pkt.tcp", readOnlyErr, fn(tcpIndex))
 	v.ct = newView(L, "pkt.ct", readOnlyErr, fn(ctIndex))
@@ -203,8 +205,7 @@ func (v *pktView) pktMethod(L *lua.LState, key string) lua.LValue {
 	case "bytes":
 		return v.bytes
 	}
-	L.RaiseError("pkt has no field %q", key)
-	return nil
+	return v.rewriteMember(L, key)
 }
 
 // pktSetMark is pkt:set_mark(value [, mask]).

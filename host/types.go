@@ -204,6 +204,11 @@ type Decision struct {
 	// valid until the worker's next Run.
 	Tags []string
 
+	// Data is the rewritten packet when a callback rewrote it, nil when
+	// not; the kernel side sends it with the verdict. It is a fresh buffer
+	// per rewritten packet.
+	Data []byte
+
 	// Errors counts callbacks that failed (error, timeout, quarantine) on
 	// this packet; each was given its plugin's on_error verdict.
 	Errors int

@@ -186,6 +186,9 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 	d.Mark, d.MarkSet = c.mark, c.markSet
 	d.CT = c.ctUpd
 	d.Tags = c.tags
+	if c.Rewritten() {
+		d.Data = c.own.Data
+	}
 	return d
 }
 
