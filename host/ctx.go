@@ -32,7 +32,8 @@ type Ctx struct {
 
 	tags []string
 
-	own Packet // the packet once rewritten: pkt points here (rewrite.go)
+	own      Packet     // the packet once rewritten: pkt points here (rewrite.go)
+	injected []Injected // packets to send (inject.go)
 
 	// cached Lua values of this packet, built on first read
 	src, dst, indev, outdev lua.LValue
@@ -45,6 +46,7 @@ func (c *Ctx) reset(p *Packet) {
 	c.ctMark, c.ctMarkKnown, c.ctLooked = p.CTMark, p.CTMarkKnown, p.CTMarkKnown
 	c.ctUpd = CTUpdate{}
 	c.tags = append(c.w.tags[:0], p.Tags...)
+	c.injected = c.w.injected[:0]
 	c.src, c.dst, c.indev, c.outdev = nil, nil, nil, nil
 }
 

@@ -17,11 +17,13 @@ import (
 // rewriteFns are the rewrite methods of one state.
 type rewriteFns struct {
 	setPayload, write, setTTL, setDSCP, setECN, clampMSS *lua.LFunction
+	replyReset, replyICMP, replyUDP                      *lua.LFunction // luainject.go
 }
 
 func newRewriteFns(fn func(lua.LGFunction) *lua.LFunction) rewriteFns {
 	return rewriteFns{setPayload: fn(pktSetPayload), write: fn(pktWrite), setTTL: fn(pktSetTTL),
-		setDSCP: fn(pktSetDSCP), setECN: fn(pktSetECN), clampMSS: fn(pktClampMSS)}
+		setDSCP: fn(pktSetDSCP), setECN: fn(pktSetECN), clampMSS: fn(pktClampMSS),
+		replyReset: fn(pktReplyReset), replyICMP: fn(pktReplyICMP), replyUDP: fn(pktReplyUDP)}
 }
 
 // rewriteMember is a rewrite method or field of pkt by name.
@@ -39,6 +41,12 @@ func (v *pktView) rewriteMember(L *lua.LState, key string) lua.LValue {
 		return v.rw.setECN
 	case "clamp_mss":
 		return v.rw.clampMSS
+	case "reply_reset":
+		return v.rw.replyReset
+	case "reply_icmp":
+		return v.rw.replyICMP
+	case "reply_udp":
+		return v.rw.replyUDP
 	case "dscp":
 		d, _ := v.ctx.TrafficClass()
 		return v.vals.num(uint32(d))
