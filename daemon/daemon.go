@@ -62,6 +62,7 @@ type Daemon struct {
 	ct      *nfq.Conntrack
 	updater *nfq.CTUpdater
 	marks   *markCache
+	inj     *sender // injected packets (inject.go)
 
 	segStats map[string]*segStats // by segment key, kept across reloads
 
@@ -93,7 +94,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng := host.New(host.Options{Logger: opts.Logger})
+	eng := host.New(host.Options{Logger: opts.Logger, InjectRate: float64(cfg.Inject.Rate), InjectBurst: cfg.Inject.Burst})
 	if err := eng.Load(specs); err != nil {
 		eng.Close()
 		return nil, err
@@ -153,6 +154,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.ctx = ctx
 	d.mu.Unlock()
+	inj, err := nfq.OpenInjector()
+	if err != nil {
+		return err
+	}
+	d.inj = newSender(inj, d.rules, d.log)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.inj.run(ctx)
+	}()
 	if d.cfg.ConntrackEnabled() {
 		ct, err := nfq.OpenConntrack()
 		if err != nil {

@@ -87,6 +87,10 @@ func (d *Daemon) ruleSet(cfg *config.File, plan []Segment) nfq.RuleSet {
 	if rs.SkipMark == 0 {
 		rs.SkipMark = nfq.DefaultSkipMark
 	}
+	rs.InjectMark = nfq.DefaultInjectMark
+	if cfg.Marks.Inject != nil {
+		rs.InjectMark = uint32(*cfg.Marks.Inject)
+	}
 	if rs.RejectMark == 0 {
 		rs.RejectMark = nfq.DefaultRejectMark
 	}
@@ -230,6 +234,9 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
 			r.stats.verdicts[dec.Verdict].Add(1)
+			if len(dec.Injected) > 0 && r.d.inj != nil {
+				r.d.inj.submit(dec.Injected)
+			}
 			if dec.CT.Any() && r.d.updater != nil {
 				r.submitCT(m.Payload, dec.CT)
 			}

@@ -33,6 +33,7 @@ const (
 	DefaultTable      = "luafw"
 	DefaultSkipMark   = 0x80000000
 	DefaultRejectMark = 0x40000000
+	DefaultInjectMark = 0x20000000
 	// TailPriority is the priority of the per-hook chains that clear the
 	// SkipMark and RejectMark bits: after srcnat (100) and every usual stage,
 	// before conntrack confirm (math.MaxInt32). Diversions must sit below it.
@@ -101,6 +102,11 @@ type RuleSet struct {
 	// unreachable. In postrouting, where the kernel cannot reject, it is
 	// dropped. Default DefaultRejectMark.
 	RejectMark uint32
+	// InjectMark, when nonzero: packets whose mark has all these bits are
+	// never diverted, in any hook (the tail does not clear them). luafw
+	// sends the packets its scripts inject with it, so they cannot loop
+	// back into the queues. The daemon uses DefaultInjectMark.
+	InjectMark uint32
 	// Diversions, each a base chain. Their order only names the chains.
 	Diversions []Diversion
 	// ConnMarkOffload, when nonzero: packets whose conntrack mark has all

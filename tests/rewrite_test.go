@@ -189,4 +189,3 @@ func tcpMaxSeg(conn net.Conn) int {
 	})
 	return v
 }
-
