@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/pcap"
 	"github.com/luafw/luafw/replay"
 )
 
@@ -20,6 +22,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	pathName := fs.String("path", "forward", "kernel path: forward (prerouting, forward, postrouting), in (prerouting, input), out (output, postrouting)")
 	hooksFlag := fs.String("hooks", "", "only these hooks of the path, comma-separated")
 	logLevel := fs.String("log-level", "info", "log level of the scripts' log lines (stderr)")
+	writePcap := fs.String("write-pcap", "", "write the packets as they leave (rewritten, injected; dropped ones left out) to this pcap file (raw IP)")
 	budget := fs.Duration("budget", 0, "time budget per callback for every plugin, instead of the configuration's (e.g. 1s for results that do not depend on how busy the machine is)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -74,7 +77,26 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	defer f.Close()
-	sum, err := replay.Run(ctx, eng, f, replay.Options{Path: path, Hooks: hooks, Clock: clk}, stdout)
+	opts := replay.Options{Path: path, Hooks: hooks, Clock: clk}
+	if *writePcap != "" {
+		out, err := os.Create(*writePcap)
+		if err != nil {
+			fmt.Fprintf(stderr, "luafw replay: %v\n", err)
+			return 1
+		}
+		defer out.Close()
+		bw := bufio.NewWriter(out)
+		defer func() {
+			if err := bw.Flush(); err != nil {
+				fmt.Fprintf(stderr, "luafw replay: %s: %v\n", *writePcap, err)
+			}
+		}()
+		if opts.Out, err = pcap.NewWriter(bw, pcap.LinkTypeRaw); err != nil {
+			fmt.Fprintf(stderr, "luafw replay: %v\n", err)
+			return 1
+		}
+	}
+	sum, err := replay.Run(ctx, eng, f, opts, stdout)
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %s: %v\n", *pcapPath, err)
