@@ -2,6 +2,7 @@ package host
 
 import (
 	"fmt"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -73,14 +74,18 @@ func pushResult(L *lua.LState, err error) int {
 
 // pktSetPayload is pkt:set_payload(bytes).
 func pktSetPayload(L *lua.LState) int {
-	return pushResult(L, viewOf(L).ctx.SetPayload([]byte(L.CheckString(2))))
+	return pushResult(L, viewOf(L).ctx.SetPayload(stringBytes(L.CheckString(2))))
 }
+
+// stringBytes views s as bytes without copying; the rewrites only copy
+// from it, never write or keep it.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // pktWrite is pkt:write(offset, bytes): offset 0 is the first byte of the
 // IP header.
 func pktWrite(L *lua.LState) int {
 	off := checkInt(L, 2, 0, 0xffff)
-	return pushResult(L, viewOf(L).ctx.WriteAt(off, []byte(L.CheckString(3))))
+	return pushResult(L, viewOf(L).ctx.WriteAt(off, stringBytes(L.CheckString(3))))
 }
 
 // pktSetTTL is pkt:set_ttl(n): the TTL or hop limit.

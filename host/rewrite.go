@@ -21,10 +21,6 @@ import (
 // project's kernels refuse). The ends would then disagree about every later
 // byte, so such rewrites are refused.
 
-// rewriteSlack is the room kept after a copied packet, so that a payload
-// that grows a little needs no second copy.
-const rewriteSlack = 256
-
 // Rewritten reports whether a callback has rewritten the packet.
 func (c *Ctx) Rewritten() bool { return c.pkt == &c.own }
 
@@ -39,26 +35,28 @@ func (c *Ctx) writable() (*packet.Parsed, []byte, error) {
 		return nil, nil, err
 	}
 	if !c.Rewritten() {
-		n := len(c.pkt.Data)
-		buf := make([]byte, n, n+rewriteSlack)
-		copy(buf, c.pkt.Data)
+		// The copy decodes exactly as the original (Parsed holds offsets,
+		// not pointers), so p stays valid. No room is kept for growth: a
+		// payload that grows is copied once more by packet.SetPayload,
+		// cheaper than every rewrite paying for a bigger buffer.
 		c.own = *c.pkt
-		c.own.Data = buf
+		c.own.Data = append([]byte(nil), c.pkt.Data...)
 		c.pkt = &c.own
-		c.decoded = false
-		p = c.Parsed()
 	}
 	return p, c.own.Data, nil
 }
 
-// rewrote records new packet bytes, fixes the checksums and drops what was
-// decoded or cached from the old bytes.
-func (c *Ctx) rewrote(b []byte) {
+// rewrote records new packet bytes and fixes the checksums. redecode says
+// whether what was decoded or cached from the old bytes may be stale (any
+// change but the header fields the caller updated in c.parsed itself).
+func (c *Ctx) rewrote(b []byte, redecode bool) {
 	c.own.Data = b
-	c.parsed.Decode(b)
-	c.decoded = true
+	if redecode {
+		c.parsed.Decode(b)
+		c.decoded = true
+		c.src, c.dst = nil, nil
+	}
 	packet.FixChecksums(&c.parsed, b)
-	c.src, c.dst = nil, nil
 }
 
 // SetPayload replaces the transport payload (TCP only at the same length).
@@ -74,7 +72,7 @@ func (c *Ctx) SetPayload(payload []byte) error {
 	if err != nil {
 		return err
 	}
-	c.rewrote(nb)
+	c.rewrote(nb, len(nb) != len(b))
 	return nil
 }
 
@@ -92,7 +90,7 @@ func (c *Ctx) WriteAt(off int, data []byte) error {
 	if err := packet.WriteAt(b, off, data); err != nil {
 		return err
 	}
-	c.rewrote(b)
+	c.rewrote(b, true)
 	return nil
 }
 
@@ -103,7 +101,8 @@ func (c *Ctx) SetTTL(ttl uint8) error {
 		return err
 	}
 	packet.SetTTL(p, b, ttl)
-	c.rewrote(b)
+	p.TTL = ttl
+	c.rewrote(b, false)
 	return nil
 }
 
@@ -139,7 +138,7 @@ func (c *Ctx) setTrafficClass(mask, bits uint8) error {
 		return err
 	}
 	packet.SetTrafficClass(p, b, packet.TrafficClass(p, b)&^mask|bits)
-	c.rewrote(b)
+	c.rewrote(b, false)
 	return nil
 }
 
@@ -175,6 +174,6 @@ func (c *Ctx) ClampMSS(mss uint16) (bool, error) {
 	if _, err := packet.ClampMSS(p, b, mss); err != nil {
 		return false, err
 	}
-	c.rewrote(b)
+	c.rewrote(b, false)
 	return true, nil
 }
