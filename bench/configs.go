@@ -15,6 +15,7 @@ type configParams struct {
 	Repo        string // the repository root (absolute): plugins/ lives there
 	BenchDir    string // bench/ (absolute)
 	ListFile    string // the generated blocklist (absolute)
+	ListDir     string // its directory, which the blocklist plugin may read (allow_dirs)
 	Balance     int    // queues per diversion
 	Conntrack   bool   // per-ct-state queues
 	OffloadMask uint32 // offload.mask; 0 leaves offload off
