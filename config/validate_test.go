@@ -66,6 +66,9 @@ func TestRefused(t *testing.T) {
 		{"reject 0", p + "marks: {reject: 0}\n", `3: marks.reject: want at least one bit (default 0x40000000), not 0`},
 		{"offload overlaps skip", p + "offload:\n  mask: 0x80000100\n", `4: offload.mask 0x80000100 overlaps luafw's reserved mark bits 0x80000000 (marks.skip 0x80000000, marks.reject 0x40000000); pick other bits`},
 		{"offload overlaps own reject", p + "marks: {reject: 0x10}\noffload: {mask: 0x30}\n", `4: offload.mask 0x30 overlaps luafw's reserved mark bits 0x10 (marks.skip 0x80000000, marks.reject 0x10); pick other bits`},
+		{"inject overlaps skip", p + "marks: {inject: 0x80000000}\n", `3: marks.inject 0x80000000: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
+		{"inject 0", p + "marks: {inject: 0}\n", `3: marks.inject 0x0: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
+		{"inject rate negative", p + "inject: {rate: -1}\n", `3: inject: rate and burst must not be negative`},
 		// Divert.
 		{"unknown hook", p + "divert:\n  sideways: {}\n", `4: divert: unknown hook "sideways"; want one of prerouting, input, forward, output, postrouting`},
 		{"bad prefix", p + "divert:\n  forward:\n    src: [10.0.0.0/33]\n", `5: divert.forward.src: bad prefix "10.0.0.0/33" (want an address or a prefix such as 10.0.0.0/8)`},
