@@ -22,11 +22,12 @@ type collector struct {
 	queueReceived, queueErrors                  *prometheus.Desc
 	kernelWaiting, kernelDropped                *prometheus.Desc
 	quarantined, cbVerdicts, cbFailures, cbTime *prometheus.Desc
+	inject                                      injectMetrics // inject_metrics.go
 }
 
 func newCollector(d *Daemon) *collector {
 	cb := []string{"plugin", "callback", "hook"}
-	return &collector{d: d,
+	return &collector{d: d, inject: newInjectMetrics(),
 		generation: prometheus.NewDesc("luafw_generation", "Id of the running set of plugins (it grows with each load).", nil, nil),
 		reloads:    prometheus.NewDesc("luafw_reloads_total", "Reloads, by result (ok, failed).", []string{"result"}, nil),
 		restored: prometheus.NewDesc("luafw_tables_restored_total",
@@ -60,6 +61,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.kernelWaiting, c.kernelDropped, c.quarantined, c.cbVerdicts, c.cbFailures, c.cbTime} {
 		ch <- d
 	}
+	c.inject.describe(ch)
 }
 
 // Collect reads the counters. The registry groups samples into families
@@ -80,6 +82,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.GaugeValue, q, ps.Name)
 	}
 	c.collectCallbacks(ch)
+	c.inject.collect(ch, d)
 }
 
 // collectDaemon reads the segments' and sockets' counters.

@@ -136,9 +136,10 @@ type segRunner struct {
 
 // segStats count what the segment decided.
 type segStats struct {
-	verdicts [5]atomic.Uint64 // by host.Verdict
-	ctSubmit atomic.Uint64
-	ctDrop   atomic.Uint64
+	verdicts  [5]atomic.Uint64 // by host.Verdict
+	ctSubmit  atomic.Uint64
+	ctDrop    atomic.Uint64
+	rewritten atomic.Uint64 // verdicts that carried rewritten bytes
 }
 
 func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
@@ -234,6 +235,9 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
 			r.stats.verdicts[dec.Verdict].Add(1)
+			if dec.Data != nil {
+				r.stats.rewritten.Add(1)
+			}
 			if len(dec.Injected) > 0 && r.d.inj != nil {
 				r.d.inj.submit(dec.Injected)
 			}
