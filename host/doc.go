@@ -2,9 +2,9 @@
 // orders their callbacks into per-hook chains the way netfilter orders its
 // hooks (by priority, ties in load order), runs packets through those chains
 // and returns a Decision — verdict, packet mark, conntrack updates, tags,
-// rewritten bytes, packets to send — for the kernel side to carry out. It makes no kernel calls: a Go program
-// embeds it to filter packets it got anywhere, and `luafw replay` and
-// `luafw test` run it offline.
+// rewritten bytes, packets to send — for the kernel side to carry out. It
+// makes no kernel calls: a Go program embeds it to filter packets it got
+// anywhere, and `luafw replay` and `luafw test` run it offline.
 //
 // An Engine holds the loaded plugins; Load replaces them atomically and
 // keeps the old set when the new one fails. A Worker runs packets; make one
