@@ -303,7 +303,10 @@ func nftConn(ctx context.Context, extra ...nftables.ConnOption) (*nftables.Conn,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	opts := extra
+	// A transaction's replies (nftables echoes every new rule) arrive all
+	// at once after the batch; a large rule set overran the default receive
+	// buffer (ENOBUFS). Ask for room for a few thousand rules.
+	opts := append(extra, nftables.WithSockOptions(setRuleReadBuffer))
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nftables.WithSockOptions(func(c *netlink.Conn) error {
 			return c.SetDeadline(dl)
@@ -318,6 +321,24 @@ func nftConn(ctx context.Context, extra ...nftables.ConnOption) (*nftables.Conn,
 
 // ruleNetlinkTimeout bounds one nftables exchange when ctx has no deadline.
 const ruleNetlinkTimeout = 10 * time.Second
+
+// ruleReadBuffer is the receive buffer asked for nftables transactions.
+const ruleReadBuffer = 4 << 20
+
+// setRuleReadBuffer sets it, past net.core.rmem_max where we may
+// (SO_RCVBUFFORCE, root), else as far as rmem_max allows; best effort.
+func setRuleReadBuffer(c *netlink.Conn) error {
+	forced := false
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, ruleReadBuffer) == nil
+		})
+	}
+	if !forced {
+		_ = c.SetReadBuffer(ruleReadBuffer)
+	}
+	return nil
+}
 
 func ruleTableName(t string) string {
 	if t == "" {
