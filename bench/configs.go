@@ -15,12 +15,15 @@ type configParams struct {
 	Repo        string // the repository root (absolute): plugins/ lives there
 	BenchDir    string // bench/ (absolute)
 	ListFile    string // the generated blocklist (absolute)
-	ListDir     string // its directory, which the blocklist plugin may read (allow_dirs)
 	Balance     int    // queues per diversion
 	Conntrack   bool   // per-ct-state queues
 	OffloadMask uint32 // offload.mask; 0 leaves offload off
 	IperfPort   int    // the port classify offloads
 }
+
+// ListDir is the blocklist's directory, which the configuration lets the
+// blocklist plugin read (allow_dirs).
+func (p configParams) ListDir() string { return filepath.Dir(p.ListFile) }
 
 // renderConfig writes template bench/configs/NAME.yaml.tmpl filled with p to
 // dir/FILE and returns its path.

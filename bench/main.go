@@ -193,7 +193,7 @@ func (b *bench) prepareConfigs(ctx context.Context, work string) error {
 		return err
 	}
 	benchDir := filepath.Join(b.opt.repo, "bench")
-	base := configParams{Repo: b.opt.repo, BenchDir: benchDir, ListFile: list, ListDir: filepath.Dir(list), Balance: 1, Conntrack: true,
+	base := configParams{Repo: b.opt.repo, BenchDir: benchDir, ListFile: list, Balance: 1, Conntrack: true,
 		OffloadMask: 0x100, IperfPort: iperfPort}
 	for _, v := range []struct {
 		name, tmpl string

@@ -28,7 +28,7 @@ func benchConfig(tb testing.TB, tmpl string, listSize int) *config.File {
 		tb.Fatal(err)
 	}
 	path, err := renderConfig(filepath.Join(repo, "bench"), tmpl, dir, tmpl+".yaml",
-		configParams{Repo: repo, BenchDir: filepath.Join(repo, "bench"), ListFile: list, ListDir: filepath.Dir(list), Balance: 1,
+		configParams{Repo: repo, BenchDir: filepath.Join(repo, "bench"), ListFile: list, Balance: 1,
 			Conntrack: true, OffloadMask: 0x100, IperfPort: iperfPort})
 	if err != nil {
 		tb.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/host/state"
 )
 
 // File is a whole configuration file.
@@ -49,7 +50,26 @@ type File struct {
 	// directory.
 	AllowDirs []string `yaml:"allow_dirs"`
 
+	// PluginMemory is the memory limit of every plugin that sets none
+	// (default host.DefaultPluginMemory).
+	PluginMemory ByteSize `yaml:"plugin_memory"`
+	// MemoryLimit is the process's memory ceiling (default
+	// host.DefaultMemoryLimit); MemoryCheck how often plugins' memory is
+	// measured (default host.DefaultMemoryCheckInterval).
+	MemoryLimit ByteSize `yaml:"memory_limit"`
+	MemoryCheck Duration `yaml:"memory_check"`
+	// StateLimits bound each shared state map and bucket family.
+	StateLimits StateLimits `yaml:"state_limits"`
+
 	lines map[string]int // key path -> line, for errors
+}
+
+// StateLimits are the limits of each state map and bucket family; zero
+// fields take host/state's defaults.
+type StateLimits struct {
+	MaxKeys  int      `yaml:"max_keys"`
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	MaxValue ByteSize `yaml:"max_value"`
 }
 
 // Plugin is one entry of the plugins list.
@@ -61,6 +81,7 @@ type Plugin struct {
 	Budget          Duration       `yaml:"budget"`
 	QuarantineAfter int            `yaml:"quarantine_after"`
 	QuarantineFor   Duration       `yaml:"quarantine_for"`
+	Memory          ByteSize       `yaml:"memory"`
 	Disabled        bool           `yaml:"disabled"`
 	AllowDirs       []string       `yaml:"allow_dirs"` // more directories this plugin may read
 }
@@ -123,6 +144,40 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// ByteSize is a size in bytes written as a number with an optional unit,
+// as in GOMEMLIMIT: B, KiB, MiB, GiB, TiB ("64MiB", "512KiB", "4096").
+type ByteSize int64
+
+// UnmarshalYAML parses a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// ParseByteSize parses a size such as "64MiB".
+func ParseByteSize(s string) (int64, error) {
+	num := strings.TrimSpace(s)
+	mult := int64(1)
+	for i, unit := range []string{"KiB", "MiB", "GiB", "TiB", "B"} {
+		if strings.HasSuffix(num, unit) {
+			num = strings.TrimSpace(strings.TrimSuffix(num, unit))
+			if unit != "B" {
+				mult = 1 << (10 * (i + 1))
+			}
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || v*float64(mult) >= 1<<62 {
+		return 0, fmt.Errorf("bad size %q (want e.g. 64MiB, 512KiB, 4096)", s)
+	}
+	return int64(v * float64(mult)), nil
 }
 
 // Hex is a 32-bit value written in decimal or 0x hex.
@@ -232,9 +287,13 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 		if budget == 0 {
 			budget = f.Budget
 		}
+		memory := p.Memory
+		if memory == 0 {
+			memory = f.PluginMemory
+		}
 		spec := host.PluginSpec{Name: p.Name, File: file, Options: p.Options,
 			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor),
-			AllowDirs: f.dirs(f.AllowDirs, p.AllowDirs)}
+			AllowDirs: f.dirs(f.AllowDirs, p.AllowDirs), Memory: int64(memory)}
 		if p.OnError != "" {
 			v, err := host.ParseVerdict(p.OnError)
 			if err != nil {
@@ -269,6 +328,31 @@ func (f *File) dirs(lists ...[]string) []string {
 		}
 	}
 	return out
+}
+
+// MemoryCeiling is the process memory ceiling: memory_limit, or
+// host.DefaultMemoryLimit. A nil File (a single plugin, no configuration)
+// has the default.
+func (f *File) MemoryCeiling() int64 {
+	if f == nil || f.MemoryLimit <= 0 {
+		return host.DefaultMemoryLimit
+	}
+	return int64(f.MemoryLimit)
+}
+
+// EngineOptions are the engine settings of the configuration: the memory
+// ceiling, the memory measurement interval and the state limits. The
+// caller adds the logger and clock, and sets the Go runtime's limit
+// (host.SetMemoryCeiling(f.MemoryCeiling())).
+func (f *File) EngineOptions() host.Options {
+	o := host.Options{MemoryLimit: f.MemoryCeiling()}
+	if f != nil {
+		o.MemoryCheckInterval = time.Duration(f.MemoryCheck)
+		o.StateLimits = state.Limits{MaxKeys: f.StateLimits.MaxKeys,
+			MaxBytes: int64(f.StateLimits.MaxBytes), MaxValue: int(f.StateLimits.MaxValue)}
+		o.InjectRate, o.InjectBurst = float64(f.Inject.Rate), f.Inject.Burst
+	}
+	return o
 }
 
 // ConntrackEnabled reports whether ct state and ct updates are on

@@ -138,3 +138,52 @@ plugins:
 		}
 	}
 }
+
+func TestMemoryAndStateLimits(t *testing.T) {
+	f, err := Parse([]byte(`
+memory_limit: 1GiB
+plugin_memory: 32MiB
+memory_check: 500ms
+state_limits: {max_keys: 1000, max_bytes: 4MiB, max_value: 512}
+plugins:
+  - file: a.lua
+    memory: 8MiB
+  - file: b.lua
+`), "/etc/luafw/luafw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := f.PluginSpecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if specs[0].Memory != 8<<20 || specs[1].Memory != 32<<20 {
+		t.Errorf("plugin memory %d, %d; want 8 MiB, and the 32 MiB default", specs[0].Memory, specs[1].Memory)
+	}
+	o := f.EngineOptions()
+	if o.MemoryLimit != 1<<30 || o.MemoryCheckInterval != 500*time.Millisecond {
+		t.Errorf("engine options %+v", o)
+	}
+	if l := o.StateLimits; l.MaxKeys != 1000 || l.MaxBytes != 4<<20 || l.MaxValue != 512 {
+		t.Errorf("state limits %+v", l)
+	}
+	// Without a configuration (a single plugin file), or without the key,
+	// the ceiling is the default.
+	var none *File
+	if none.MemoryCeiling() != host.DefaultMemoryLimit || none.EngineOptions().MemoryLimit != host.DefaultMemoryLimit {
+		t.Error("a nil File has no default ceiling")
+	}
+	for in, want := range map[string]int64{"4096": 4096, "64KiB": 64 << 10, "1.5GiB": 3 << 29, "10 MiB": 10 << 20, "7B": 7} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1MiB", "12MB", "1e30GiB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) accepted", in)
+		}
+	}
+	if _, err := Parse([]byte("memory_limit: lots\n"), "x.yaml"); err == nil || !strings.Contains(err.Error(), "bad size") {
+		t.Errorf("a bad size: %v", err)
+	}
+}

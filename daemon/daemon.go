@@ -94,7 +94,13 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng := host.New(host.Options{Logger: opts.Logger, InjectRate: float64(cfg.Inject.Rate), InjectBurst: cfg.Inject.Burst})
+	// The Go runtime's memory limit makes the GC work harder near the
+	// ceiling; the engine cuts running Lua calls before it is reached.
+	// Both are set once: memory_limit takes effect at start, not on reload.
+	host.SetMemoryCeiling(cfg.MemoryCeiling())
+	engOpts := cfg.EngineOptions()
+	engOpts.Logger = opts.Logger
+	eng := host.New(engOpts)
 	if err := eng.Load(specs); err != nil {
 		eng.Close()
 		return nil, err

@@ -21,4 +21,9 @@
 // them. The sandbox is sandbox.go (the standard library), readonly.go
 // (read-only tables), files.go (which files a script may read) and
 // interrupt.go (budgets inside builtins).
+//
+// Memory is bounded off the packet path: each worker measures its plugins'
+// states between packets when asked (memory.go), and a heap watch cuts off
+// running calls when the process nears Options.MemoryLimit (memwatch.go).
+// The packet path pays one atomic load per packet for it.
 package host

@@ -37,6 +37,15 @@ type Options struct {
 	// WatchdogInterval is how often running callbacks are checked against
 	// their budget; default 250µs.
 	WatchdogInterval time.Duration
+	// MemoryLimit is the process ceiling in bytes: when the Go heap in
+	// use passes half of it, every running Lua call is cut off (see
+	// memwatch.go); 0: no ceiling. The engine does not change the Go
+	// runtime's settings: the program calls SetMemoryCeiling (the daemon
+	// and `luafw replay` do).
+	MemoryLimit int64
+	// MemoryCheckInterval is how often each worker measures what its
+	// plugins' Lua states keep; default DefaultMemoryCheckInterval.
+	MemoryCheckInterval time.Duration
 }
 
 // Module is a Lua module an embedding program gives scripts: Open builds
@@ -99,6 +108,15 @@ type Engine struct {
 	statsMu sync.Mutex
 	stats   map[statsKey]*cbStats
 
+	pluginStats map[string]*pluginCounters // guarded by statsMu
+	heap        *heapWatch
+	memLog      tokenLimiter
+	// loads are the cancel functions of running top-level runs, which the
+	// heap watch cuts off too.
+	loadsMu sync.Mutex
+	loads   map[uint64]context.CancelCauseFunc
+	loadSeq uint64
+
 	workersMu sync.Mutex
 	workers   map[*Worker]struct{}
 	nextID    int
@@ -114,13 +132,20 @@ type Engine struct {
 }
 
 // New returns an engine with no plugins loaded: every packet is accepted
-// until Load. Close stops its background goroutine.
+// until Load. Close stops its background goroutine. The first New in a
+// process lowers gopher-lua's lua.MaxArrayIndex (a package variable) to
+// 65536, for the program's own gopher-lua states too; call it before
+// starting any (see maxArrayIndex).
 func New(opts Options) *Engine {
+	boundArrays()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	if opts.WatchdogInterval <= 0 {
 		opts.WatchdogInterval = 250 * time.Microsecond
+	}
+	if opts.MemoryCheckInterval <= 0 {
+		opts.MemoryCheckInterval = DefaultMemoryCheckInterval
 	}
 	e := &Engine{
 		opts:    opts,
@@ -132,6 +157,9 @@ func New(opts Options) *Engine {
 		numbers: make([]lua.LValue, 65536),
 		done:    make(chan struct{}),
 	}
+	e.pluginStats = map[string]*pluginCounters{}
+	e.loads = map[uint64]context.CancelCauseFunc{}
+	e.heap = newHeapWatch(opts.MemoryLimit)
 	for i := range e.numbers {
 		e.numbers[i] = lua.LNumber(i)
 	}
@@ -145,6 +173,11 @@ func New(opts Options) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go e.background(ctx)
+	if opts.MemoryLimit > 0 {
+		go e.watchHeap(ctx)
+	} else {
+		close(e.heap.done)
+	}
 	return e
 }
 
@@ -153,6 +186,7 @@ func New(opts Options) *Engine {
 func (e *Engine) Close() {
 	e.cancel()
 	<-e.done
+	<-e.heap.done
 	for {
 		select {
 		case w := <-e.pool:
@@ -190,6 +224,11 @@ func (e *Engine) probe(p *plugin) error {
 		return err
 	}
 	defer ps.L.Close()
+	var m memWalker
+	if n := m.measure(ps, p.spec.Memory); n > p.spec.Memory {
+		return &LoadError{Plugin: p.name(), File: p.spec.File,
+			Reason: fmt.Sprintf("its top level keeps more than its memory limit of %d bytes", p.spec.Memory)}
+	}
 	if len(ps.regs) == 0 {
 		e.log.Warn("plugin registers no callbacks", "plugin", p.name(), "file", p.spec.File)
 	}
@@ -331,13 +370,15 @@ func (e *Engine) Process(p *Packet) Decision {
 	return d
 }
 
-// background checks running callbacks against their budget and sweeps
-// expired shared state.
+// background checks running callbacks against their budget and the heap
+// against the process ceiling, asks workers to measure their plugins'
+// memory, and sweeps expired shared state.
 func (e *Engine) background(ctx context.Context) {
 	defer close(e.done)
 	tick := time.NewTicker(e.opts.WatchdogInterval)
 	defer tick.Stop()
 	lastSweep := time.Now()
+	lastMeasure := lastSweep
 	var ws []*Worker
 	for {
 		select {
@@ -348,14 +389,16 @@ func (e *Engine) background(ctx context.Context) {
 		now := e.nanos()
 		e.coarse.Store(now)
 		e.coarseWall.Store(time.Now().UnixNano())
-		e.workersMu.Lock()
-		ws = ws[:0]
-		for w := range e.workers {
-			ws = append(ws, w)
-		}
-		e.workersMu.Unlock()
+		ws = e.workerList(ws)
 		for _, w := range ws {
 			w.checkBudget(now)
+		}
+		wall := time.Now()
+		if wall.Sub(lastMeasure) >= e.opts.MemoryCheckInterval {
+			for _, w := range ws {
+				w.chores.Or(choreMeasure)
+			}
+			lastMeasure = wall
 		}
 		if time.Since(lastSweep) > time.Second {
 			e.store.Sweep()

@@ -69,7 +69,7 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 	if printStyle != 0 {
 		msg = printMessage(L)
 	} else {
-		msg = cut(L.ToStringMeta(L.Get(1)).String(), maxLogMessage)
+		msg = cut(luaToText(L, L.Get(1)), maxLogMessage)
 		if t, ok := L.Get(2).(*lua.LTable); ok {
 			attrs = appendFields(L, attrs, contents(t))
 		}
@@ -93,7 +93,7 @@ func printMessage(L *lua.LState) string {
 		if i > 1 {
 			b.WriteByte('\t')
 		}
-		s := L.ToStringMeta(L.Get(i)).String()
+		s := luaToText(L, L.Get(i))
 		b.WriteString(s[:min(len(s), maxLogMessage+1-b.Len())]) // the final cut marks it
 	}
 	return cut(b.String(), maxLogMessage)
@@ -116,11 +116,11 @@ func appendFields(L *lua.LState, attrs []any, t *lua.LTable) []any {
 			break
 		}
 		m.step(1)
-		fields = append(fields, field{cut(k.String(), maxLogKey), v})
+		fields = append(fields, field{cut(objectName(L, k), maxLogKey), v})
 	}
 	sort.Slice(fields, func(i, j int) bool { return fields[i].k < fields[j].k })
 	for _, f := range fields {
-		attrs = append(attrs, f.k, luaToAttr(f.v))
+		attrs = append(attrs, f.k, luaToAttr(L, f.v))
 	}
 	if more {
 		attrs = append(attrs, "fields_left_out", true)
@@ -128,14 +128,14 @@ func appendFields(L *lua.LState, attrs []any, t *lua.LTable) []any {
 	return attrs
 }
 
-func luaToAttr(v lua.LValue) any {
+func luaToAttr(L *lua.LState, v lua.LValue) any {
 	switch x := v.(type) {
 	case lua.LNumber:
 		return float64(x)
 	case lua.LBool:
 		return bool(x)
 	}
-	return cut(v.String(), maxLogValue)
+	return cut(objectName(L, v), maxLogValue)
 }
 
 // cut shortens s to at most n bytes, ending in "..." when it was longer,

@@ -16,6 +16,7 @@ type pluginState struct {
 	L       *lua.LState
 	self    *lua.LUserData // holds ps: the upvalue of the module functions
 	loading bool
+	epoch   uint64 // of p when made
 	regs    []registration
 	fns     []*lua.LFunction
 	options *lua.LTable    // fw.options, which fw.option reads
@@ -37,7 +38,7 @@ func stateOf(L *lua.LState) *pluginState {
 // newPluginState makes a sandboxed state for p, sets up its API and runs
 // its top level, which registers its callbacks.
 func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
-	ps := &pluginState{e: e, p: p, w: w, L: newSandbox(), loading: true}
+	ps := &pluginState{e: e, p: p, w: w, L: newSandbox(), loading: true, epoch: p.epoch.Load()}
 	L := ps.L
 	ps.self = L.NewUserData()
 	ps.self.Value = ps
@@ -64,7 +65,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	}
 	ps.openPacket()
 
-	ctx, cancel := context.WithTimeout(context.Background(), loadBudget)
+	ctx, cancel := e.loadContext()
 	defer cancel()
 	L.SetContext(ctx)
 	L.Push(L.NewFunctionFromProto(p.proto))
@@ -72,6 +73,9 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	ps.loading = false
 	if err != nil {
 		L.Close()
+		if context.Cause(ctx) == errMemoryCeiling {
+			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: "top level cut off: the process is near its memory ceiling"}
+		}
 		if ctx.Err() != nil {
 			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: fmt.Sprintf("top level did not finish within %v", loadBudget)}
 		}

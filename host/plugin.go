@@ -52,6 +52,11 @@ type PluginSpec struct {
 	// QuarantineFor: its callbacks are skipped and packets get OnError.
 	QuarantineAfter int
 	QuarantineFor   time.Duration
+	// Memory is the estimated bytes one of the plugin's Lua states (there
+	// is one per worker) may keep across calls; default
+	// DefaultPluginMemory. A state over it gets the plugin quarantined and
+	// its states rebuilt.
+	Memory int64
 }
 
 // LoadError is a plugin that failed to load, with the place and the reason.
@@ -86,6 +91,10 @@ type plugin struct {
 
 	consecFails atomic.Int64
 	quarantined atomic.Int64 // until, in engine clock nanoseconds; 0 = not
+	// epoch counts resets: a worker's state made at an older epoch is
+	// rebuilt before its next packet.
+	epoch    atomic.Uint64
+	counters *pluginCounters
 
 	filesMu   sync.Mutex
 	files     map[string]*netset.Set // net.load cache by resolved path, shared by workers
@@ -109,6 +118,9 @@ func (s PluginSpec) normalize() PluginSpec {
 	}
 	if s.QuarantineFor <= 0 {
 		s.QuarantineFor = DefaultQuarantineFor
+	}
+	if s.Memory <= 0 {
+		s.Memory = DefaultPluginMemory
 	}
 	return s
 }

@@ -47,7 +47,8 @@ func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, allowDirs: dirs}
+		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, allowDirs: dirs,
+			counters: e.countersFor(spec.Name)}
 		if err := e.probe(p); err != nil {
 			return nil, err
 		}

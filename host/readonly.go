@@ -85,6 +85,10 @@ func ipairsStep(L *lua.LState) int {
 	t := contents(L.CheckTable(1))
 	i := L.CheckInt(2) + 1
 	v := t.RawGetInt(i)
+	if v == lua.LNil && i >= lua.MaxArrayIndex {
+		// Past the array bound (see luatable.go) keys live in the hash.
+		v = t.RawGet(lua.LNumber(i))
+	}
 	if v == lua.LNil {
 		return 0
 	}

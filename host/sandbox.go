@@ -31,6 +31,11 @@ func newSandbox() *lua.LState {
 		CallStackSize:   callStackSize,
 		RegistrySize:    registrySize,
 		RegistryMaxSize: registryMaxSize,
+		// gopher-lua grows the value stack by required+step slots at a
+		// time: with its default step of 32, a builtin pushing thousands
+		// of values (unpack, string.byte) reallocated it thousands of
+		// times, quadratic in time and garbage.
+		RegistryGrowStep: registrySize,
 	})
 	for _, open := range []lua.LGFunction{lua.OpenBase, lua.OpenTable, lua.OpenString, lua.OpenMath, lua.OpenOs} {
 		L.Push(L.NewFunction(open))
@@ -43,6 +48,10 @@ func newSandbox() *lua.LState {
 	}
 	g.RawSetString("collectgarbage", L.NewFunction(luaCollectGarbage))
 	g.RawSetString("rawset", L.NewFunction(luaRawSet))
+	openSafeBase(L, g)
+	openSafeTable(L, g.RawGetString("table").(*lua.LTable))
+	// After the safe builtins: it wraps them so they read through the
+	// read-only proxies and refuse to write them.
 	installProxyAware(L)
 
 	// os: only the clock.
@@ -51,14 +60,16 @@ func newSandbox() *lua.LState {
 	for _, name := range []string{"time", "clock", "date", "difftime"} {
 		osSafe.RawSetString(name, osOrig.RawGetString(name))
 	}
+	openSafeOS(L, osSafe)
 	g.RawSetString("os", osSafe)
 
 	// string: capped builtins; the table is also the string metatable.
 	str := g.RawGetString("string").(*lua.LTable)
 	str.RawSetString("dump", lua.LNil)
 	str.RawSetString("rep", L.NewFunction(luaStrRep))
+	str.RawSetString("byte", L.NewFunction(luaStrByte))
 	openPatternFuncs(L, str)
-	str.RawSetString("format", L.NewFunction(capFormat(str.RawGetString("format").(*lua.LFunction))))
+	str.RawSetString("format", L.NewFunction(luaStrFormat))
 	// The string metatable was the string table itself; give strings a
 	// metatable of their own whose __index is a copy, reachable from no
 	// script value.
@@ -137,61 +148,6 @@ func luaCollectGarbage(L *lua.LState) int {
 	return 1
 }
 
-// luaStrRep is string.rep(s, n [, sep]) with the result capped.
-func luaStrRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	sep := L.OptString(3, "")
-	if n <= 0 {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	if int64(len(s)+len(sep))*int64(n) > maxStringResult {
-		L.RaiseError("string.rep: result of %d x %d bytes exceeds the sandbox limit of %d bytes", n, len(s)+len(sep), maxStringResult)
-	}
-	var b strings.Builder
-	b.Grow((len(s) + len(sep)) * n)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteString(sep)
-		}
-		b.WriteString(s)
-	}
-	L.Push(lua.LString(b.String()))
-	return 1
-}
-
-// capFormat refuses widths and precisions above two digits, as Lua 5.1 does.
-func capFormat(orig *lua.LFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		f := L.CheckString(1)
-		for i := 0; i < len(f); i++ {
-			if f[i] != '%' {
-				continue
-			}
-			i++
-			digits := 0
-			for ; i < len(f) && strings.IndexByte("-+ #0123456789.", f[i]) >= 0; i++ {
-				if f[i] >= '0' && f[i] <= '9' {
-					digits++
-					if digits > 2 {
-						L.RaiseError("string.format: width or precision above %d in %q", maxFormatWidth, f)
-					}
-				} else {
-					digits = 0
-				}
-			}
-		}
-		n := L.GetTop()
-		L.Push(orig)
-		for i := 1; i <= n; i++ {
-			L.Push(L.Get(i))
-		}
-		L.Call(n, 1)
-		return 1
-	}
-}
-
 // luaToGo converts a Go value from configuration (YAML) to Lua.
 func goToLua(L *lua.LState, v any) lua.LValue {
 	switch x := v.(type) {
@@ -211,8 +167,11 @@ func goToLua(L *lua.LState, v any) lua.LValue {
 		return lua.LString(x)
 	case []any:
 		t := L.CreateTable(len(x), 0)
-		for _, e := range x {
-			t.Append(goToLua(L, e))
+		for i, e := range x {
+			// Not Append: it skips nils (shifting later elements) and
+			// fills the array part past lua.MaxArrayIndex, where reads
+			// no longer look.
+			t.RawSetInt(i+1, goToLua(L, e))
 		}
 		return t
 	case map[string]any:

@@ -28,6 +28,7 @@ const latencySample = 16
 type statSlot struct {
 	errors   atomic.Uint64
 	timeouts atomic.Uint64
+	memory   atomic.Uint64 // cut off at the process memory ceiling
 	skipped  atomic.Uint64 // quarantined
 	verdicts [numVerdicts]atomic.Uint64
 	latSum   atomic.Uint64
@@ -79,6 +80,9 @@ type CallbackStats struct {
 	Calls    uint64 // calls, including those that failed or were skipped
 	Errors   uint64 // script errors (the packet got on_error)
 	Timeouts uint64 // budget overruns (the packet got on_error)
+	// Memory counts calls cut off because the process neared its memory
+	// ceiling (the packet got on_error).
+	Memory   uint64
 	Skipped  uint64 // calls skipped while the plugin was quarantined
 	Verdicts map[string]uint64
 	// Latency histogram of the timed calls (one in 16): their total time,
@@ -101,6 +105,7 @@ func (e *Engine) Stats() []CallbackStats {
 			sl := &s.slots[i]
 			cs.Errors += sl.errors.Load()
 			cs.Timeouts += sl.timeouts.Load()
+			cs.Memory += sl.memory.Load()
 			cs.Skipped += sl.skipped.Load()
 			cs.Latency += time.Duration(sl.latSum.Load())
 			for v := range sl.verdicts {
@@ -129,12 +134,20 @@ func (e *Engine) Stats() []CallbackStats {
 	return out
 }
 
-// PluginStatus says whether a plugin is quarantined.
+// PluginStatus says whether a plugin is quarantined, and what it keeps.
 type PluginStatus struct {
 	Name                string
 	File                string
 	Quarantined         bool
 	ConsecutiveFailures int64
+	// MemoryBytes is the estimated memory of the plugin's Lua state that
+	// was measured last (each worker has one), against MemoryLimit.
+	MemoryBytes int64
+	MemoryLimit int64
+	// MemoryOverruns counts the times one of its states went over
+	// MemoryLimit (each time the plugin was quarantined and its states
+	// rebuilt); it survives reloads.
+	MemoryOverruns uint64
 }
 
 // Plugins returns the running plugins' status.
@@ -144,7 +157,8 @@ func (e *Engine) Plugins() []PluginStatus {
 	out := make([]PluginStatus, 0, len(g.plugins))
 	for _, p := range g.plugins {
 		out = append(out, PluginStatus{Name: p.name(), File: p.spec.File, Quarantined: p.quarantinedAt(now),
-			ConsecutiveFailures: p.consecFails.Load()})
+			ConsecutiveFailures: p.consecFails.Load(), MemoryBytes: p.counters.bytes.Load(),
+			MemoryLimit: p.spec.Memory, MemoryOverruns: p.counters.overruns.Load()})
 	}
 	return out
 }

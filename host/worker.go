@@ -7,12 +7,26 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 )
 
-// interrupted marks a worker's budget once the watchdog cut a call off.
-const interrupted = -1
+// A worker's budget holds one of these once the watchdog cut a call off:
+// for its time budget, or for the process's memory ceiling.
+const (
+	interrupted = -1
+	memoryCut   = -2
+)
+
+// failKind says how a callback failed.
+type failKind uint8
+
+const (
+	failError failKind = iota
+	failTimeout
+	failMemory
+)
 
 // Worker runs packets through the chains. Each worker owns one Lua state per
 // plugin and must be used by one goroutine at a time; make one per
@@ -39,6 +53,13 @@ type Worker struct {
 	luaCtx  context.Context
 	wdSeq   uint64
 	wdFirst int64
+
+	// chores is work asked of the worker between packets (choreMeasure,
+	// choreRebuild); mem measures its plugins' states, no sooner than
+	// measureAfter.
+	chores       atomic.Uint32
+	mem          memWalker
+	measureAfter time.Time
 
 	ct CTSource
 }
@@ -159,6 +180,9 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 	if g := w.eng.gen.Load(); g != w.gen {
 		w.sync(g)
 	}
+	if w.chores.Load() != 0 {
+		w.doChores()
+	}
 	c := &w.ctx
 	c.reset(p)
 	d := Decision{Verdict: Accept, Hook: p.Hook}
@@ -239,7 +263,7 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	p := w.gen.plugins[en.plugin]
 	ps := w.ps[en.plugin]
 	if ps == nil {
-		return w.fail(en, p, "plugin is not running in this worker", false), true
+		return w.fail(en, p, "plugin is not running in this worker", failError), true
 	}
 	if p.quarantinedAt(start) {
 		en.stats.slot(w.id).skipped.Add(1)
@@ -252,7 +276,8 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	L.Push(ps.fns[en.reg])
 	L.Push(ps.pkt)
 	err := L.PCall(1, 1, nil)
-	cut := w.budget.Swap(0) == interrupted
+	why := w.budget.Swap(0)
+	cut := why < 0
 	if cut {
 		w.newContext()
 	}
@@ -264,14 +289,17 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	if cut {
 		// Even a script that caught the interruption with pcall has
 		// overrun: the packet gets the failure verdict.
-		return w.fail(en, p, fmt.Sprintf("callback %q exceeded its budget of %v", en.name, p.spec.Budget), true), true
+		if why == memoryCut {
+			return w.fail(en, p, fmt.Sprintf("callback %q cut off: the process is near its memory ceiling", en.name), failMemory), true
+		}
+		return w.fail(en, p, fmt.Sprintf("callback %q exceeded its budget of %v", en.name, p.spec.Budget), failTimeout), true
 	}
 	if err != nil {
-		return w.fail(en, p, errorText(err), false), true
+		return w.fail(en, p, errorText(err), failError), true
 	}
 	v, ok := verdictOf(ret)
 	if !ok {
-		return w.fail(en, p, fmt.Sprintf("callback %q returned %s %q, not a verdict (fw.ACCEPT, fw.DROP, ...)", en.name, ret.Type(), ret.String()), false), true
+		return w.fail(en, p, fmt.Sprintf("callback %q returned %s %q, not a verdict (fw.ACCEPT, fw.DROP, ...)", en.name, ret.Type(), ret.String()), failError), true
 	}
 	if p.consecFails.Load() != 0 {
 		p.consecFails.Store(0)
@@ -316,11 +344,14 @@ func verdictOf(v lua.LValue) (Verdict, bool) {
 
 // fail counts a failed callback, quarantines the plugin after too many in a
 // row, and returns the plugin's on_error verdict.
-func (w *Worker) fail(en *entry, p *plugin, reason string, timeout bool) Verdict {
+func (w *Worker) fail(en *entry, p *plugin, reason string, kind failKind) Verdict {
 	slot := en.stats.slot(w.id)
-	if timeout {
+	switch kind {
+	case failTimeout:
 		slot.timeouts.Add(1)
-	} else {
+	case failMemory:
+		slot.memory.Add(1)
+	default:
 		slot.errors.Add(1)
 	}
 	now := w.eng.coarse.Load()

@@ -54,7 +54,7 @@ func writeList(tb testing.TB, n int) string {
 
 func blocklistSpec(file string) host.PluginSpec {
 	return host.PluginSpec{File: filepath.Join(pluginDir, "blocklist.lua"), Budget: time.Second,
-		Options: map[string]any{"files": []any{file}}}
+		Options: map[string]any{"files": []any{file}}, AllowDirs: []string{filepath.Dir(file)}}
 }
 
 func synFrom(tb testing.TB, src string) []byte {

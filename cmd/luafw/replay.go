@@ -52,7 +52,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 2
 	}
-	specs, _, err := loadSpecs(*cfgPath)
+	specs, cfg, err := loadSpecs(*cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 1
@@ -65,7 +65,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// Scripts see the capture's time: rate limits and TTLs behave as they
 	// would have when it was taken.
 	clk := &replay.Clock{}
-	eng := host.New(host.Options{Logger: log, Clock: clk.Now})
+	host.SetMemoryCeiling(cfg.MemoryCeiling())
+	opts := cfg.EngineOptions()
+	opts.Logger, opts.Clock = log, clk.Now
+	eng := host.New(opts)
 	defer eng.Close()
 	if err := eng.Load(specs); err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
@@ -77,30 +80,45 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	defer f.Close()
-	opts := replay.Options{Path: path, Hooks: hooks, Clock: clk}
+	ropts := replay.Options{Path: path, Hooks: hooks, Clock: clk}
 	if *writePcap != "" {
-		out, err := os.Create(*writePcap)
+		w, done, err := createPcap(*writePcap)
 		if err != nil {
 			fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 			return 1
 		}
-		defer out.Close()
-		bw := bufio.NewWriter(out)
 		defer func() {
-			if err := bw.Flush(); err != nil {
-				fmt.Fprintf(stderr, "luafw replay: %s: %v\n", *writePcap, err)
+			if err := done(); err != nil {
+				fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 			}
 		}()
-		if opts.Out, err = pcap.NewWriter(bw, pcap.LinkTypeRaw); err != nil {
-			fmt.Fprintf(stderr, "luafw replay: %v\n", err)
-			return 1
-		}
+		ropts.Out = w
 	}
-	sum, err := replay.Run(ctx, eng, f, opts, stdout)
+	sum, err := replay.Run(ctx, eng, f, ropts, stdout)
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %s: %v\n", *pcapPath, err)
 		return 1
 	}
 	return 0
+}
+
+// createPcap creates a raw-IP pcap file at path; done flushes and closes it.
+func createPcap(path string) (w *pcap.Writer, done func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	bw := bufio.NewWriter(f)
+	if w, err = pcap.NewWriter(bw, pcap.LinkTypeRaw); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return w, func() error {
+		if err := bw.Flush(); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return f.Close()
+	}, nil
 }

@@ -38,9 +38,8 @@ type bucketShard struct {
 	_  [64 - 16]byte // one shard per cache line
 }
 
-func newBucket(name string, rate, burst float64, clock Clock, maxKeys int) *Bucket {
-	b := &Bucket{name: name, rate: rate, burst: burst, clock: clock}
-	b.lim.max = int64(maxKeys)
+func newBucket(name string, rate, burst float64, clock Clock, limits Limits) *Bucket {
+	b := &Bucket{name: name, rate: rate, burst: burst, clock: clock, lim: newLimiter(limits)}
 	for i := range b.shards {
 		b.shards[i].m = make(map[string]tokens)
 	}
@@ -50,12 +49,16 @@ func newBucket(name string, rate, burst float64, clock Clock, maxKeys int) *Buck
 // Take takes one token from key's bucket and reports whether there was one.
 func (b *Bucket) Take(key string) bool { return b.TakeN(key, 1) }
 
+// keyCost is what a key's bucket counts against Limits.MaxBytes.
+func keyCost(key string) int64 { return int64(len(key)) + EntryOverhead }
+
 // TakeN takes n tokens from key's bucket if it holds at least n, and
 // reports whether it did. n above the burst never succeeds; n <= 0 always
-// does and changes nothing; NaN never does.
+// does and changes nothing; NaN never does; a key longer than
+// Limits.MaxValue never does.
 func (b *Bucket) TakeN(key string, n float64) bool {
 	switch {
-	case !(n <= b.burst): // also NaN
+	case !(n <= b.burst), len(key) > b.lim.maxValue: // also NaN
 		return false
 	case n <= 0:
 		return true
@@ -64,7 +67,7 @@ func (b *Bucket) TakeN(key string, n float64) bool {
 	sh := &b.shards[shardOf(key)]
 	sh.mu.Lock()
 	t, ok := sh.m[key]
-	if !ok && !b.lim.reserve() {
+	if !ok && !b.lim.reserve(keyCost(key)) {
 		// Full. Other shards must not be locked while holding this one,
 		// so drop idle keys unlocked and try once more.
 		sh.mu.Unlock()
@@ -72,7 +75,7 @@ func (b *Bucket) TakeN(key string, n float64) bool {
 			return false
 		}
 		sh.mu.Lock()
-		if t, ok = sh.m[key]; !ok && !b.lim.reserve() {
+		if t, ok = sh.m[key]; !ok && !b.lim.reserve(keyCost(key)) {
 			sh.mu.Unlock()
 			return false
 		}
@@ -110,7 +113,7 @@ func (b *Bucket) sweep(now int64) {
 			t.refill(now, b.rate, b.burst)
 			if t.n >= b.burst {
 				delete(sh.m, k)
-				b.lim.count.Add(-1)
+				b.lim.release(keyCost(k))
 			}
 		}
 		sh.mu.Unlock()

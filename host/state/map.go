@@ -55,6 +55,11 @@ type entry struct {
 	exp int64 // unix ns at which the entry expires; 0: never
 }
 
+// cost is what an entry of key counts against Limits.MaxBytes.
+func (e *entry) cost(key string) int64 {
+	return int64(len(key)+len(e.v.Str)) + EntryOverhead
+}
+
 func (e *entry) expired(now *lazyNow) bool {
 	return e.exp != 0 && now.get() >= e.exp
 }
@@ -107,9 +112,8 @@ type mapShard struct {
 	_  [64 - 16]byte // one shard per cache line
 }
 
-func newMap(name string, clock Clock, maxKeys int) *Map {
-	m := &Map{name: name, clock: clock}
-	m.lim.max = int64(maxKeys)
+func newMap(name string, clock Clock, limits Limits) *Map {
+	m := &Map{name: name, clock: clock, lim: newLimiter(limits)}
 	m.earliest.Store(math.MaxInt64)
 	for i := range m.shards {
 		m.shards[i].m = make(map[string]entry)
@@ -135,7 +139,7 @@ func (m *Map) Get(key string) (v Value, ok bool) {
 	e, ok := sh.m[key]
 	if ok && e.expired(&now) {
 		delete(sh.m, key)
-		m.lim.count.Add(-1)
+		m.lim.release(e.cost(key))
 		ok = false
 	}
 	sh.mu.Unlock()
@@ -146,10 +150,11 @@ func (m *Map) Get(key string) (v Value, ok bool) {
 }
 
 // Set stores v under key, expiring after ttl (never when ttl <= 0). Setting
-// a Nil value deletes the key. When key is new and the map holds
-// Limits.MaxKeys keys, Set first drops expired entries (at most one such
-// scan per second of clock time) and fails with ErrFull if that frees no
-// room.
+// a Nil value deletes the key. A key or string value longer than
+// Limits.MaxValue fails with ErrTooLong. When the write would take the map
+// past Limits.MaxKeys or Limits.MaxBytes, Set first drops expired entries
+// (at most one such scan per second of clock time) and fails with ErrFull
+// if that frees no room.
 func (m *Map) Set(key string, v Value, ttl time.Duration) error {
 	switch v.Kind {
 	case Nil:
@@ -159,13 +164,16 @@ func (m *Map) Set(key string, v Value, ttl time.Duration) error {
 	default:
 		return fmt.Errorf("state: map %q key %q: invalid value kind %v", m.name, key, v.Kind)
 	}
+	if err := m.checkLen(key, v); err != nil {
+		return err
+	}
 	now := lazyNow{clock: m.clock}
 	e := entry{v: v}
 	if ttl > 0 {
 		e.exp = expiry(now.get(), ttl)
 	}
 	sh := &m.shards[shardOf(key)]
-	if _, _, err := m.lockSlot(sh, key, &now); err != nil {
+	if _, _, err := m.lockSlot(sh, key, &now, e.cost(key), false); err != nil {
 		return err
 	}
 	sh.m[key] = e
@@ -182,9 +190,12 @@ func (m *Map) Set(key string, v Value, ttl time.Duration) error {
 // a value other than a number is left alone and the error wraps
 // ErrNotNumber. Creating a key in a full map fails as Set does.
 func (m *Map) Incr(key string, delta, init float64, ttl time.Duration) (float64, error) {
+	if err := m.checkLen(key, Value{}); err != nil {
+		return 0, err
+	}
 	now := lazyNow{clock: m.clock}
 	sh := &m.shards[shardOf(key)]
-	e, live, err := m.lockSlot(sh, key, &now)
+	e, live, err := m.lockSlot(sh, key, &now, int64(len(key))+EntryOverhead, true)
 	if err != nil {
 		return 0, err
 	}
@@ -195,6 +206,9 @@ func (m *Map) Incr(key string, delta, init float64, ttl time.Duration) (float64,
 		}
 		e.v.Num += delta
 	} else {
+		if e.v.Str != "" { // an expired string entry becomes a number
+			m.lim.grow(-int64(len(e.v.Str)))
+		}
 		e = entry{v: Value{Kind: Number, Num: init + delta}}
 		if ttl > 0 {
 			e.exp = expiry(now.get(), ttl)
@@ -208,24 +222,39 @@ func (m *Map) Incr(key string, delta, init float64, ttl time.Duration) (float64,
 	return e.v.Num, nil
 }
 
-// lockSlot locks sh and makes sure key may be written: either it is stored
-// already (live reports whether it has not expired, e is its entry) or room
-// for a new key has been reserved. On error sh is unlocked.
-func (m *Map) lockSlot(sh *mapShard, key string, now *lazyNow) (e entry, live bool, err error) {
+// checkLen refuses a key or string value over Limits.MaxValue.
+func (m *Map) checkLen(key string, v Value) error {
+	switch {
+	case len(key) > m.lim.maxValue:
+		return m.lim.tooLong("map", m.name, "key", len(key))
+	case len(v.Str) > m.lim.maxValue:
+		return m.lim.tooLong("map", m.name, "value", len(v.Str))
+	}
+	return nil
+}
+
+// lockSlot locks sh and makes sure key may be written with an entry that
+// costs cost bytes: either it is stored already (live reports whether it
+// has not expired, e is its entry) and, unless keep, the difference in
+// cost has been claimed; or room for a new key has been reserved. Incr
+// keeps: it changes an existing entry's size only when it replaces an
+// expired string, and accounts for that itself. On error sh is unlocked.
+func (m *Map) lockSlot(sh *mapShard, key string, now *lazyNow, cost int64, keep bool) (e entry, live bool, err error) {
 	for attempt := 0; ; attempt++ {
 		sh.mu.Lock()
 		e, ok := sh.m[key]
 		if ok {
-			return e, !e.expired(now), nil
-		}
-		if m.lim.reserve() {
+			if keep || m.lim.grow(cost-e.cost(key)) {
+				return e, !e.expired(now), nil
+			}
+		} else if m.lim.reserve(cost) {
 			return entry{}, false, nil
 		}
 		sh.mu.Unlock()
 		// Full. Other shards must not be locked while holding this one,
 		// so drop expired entries unlocked and try once more.
 		if attempt > 0 || !m.evict(now.get()) {
-			return entry{}, false, fmt.Errorf("%w (map %q, limit %d keys)", ErrFull, m.name, m.lim.max)
+			return entry{}, false, m.lim.fullError("map", m.name)
 		}
 	}
 }
@@ -255,7 +284,7 @@ func (m *Map) sweep(now int64) {
 			}
 			if now >= e.exp {
 				delete(sh.m, k)
-				m.lim.count.Add(-1)
+				m.lim.release(e.cost(k))
 			} else {
 				earliest = min(earliest, e.exp)
 			}
@@ -269,9 +298,9 @@ func (m *Map) sweep(now int64) {
 func (m *Map) Delete(key string) {
 	sh := &m.shards[shardOf(key)]
 	sh.mu.Lock()
-	if _, ok := sh.m[key]; ok {
+	if e, ok := sh.m[key]; ok {
 		delete(sh.m, key)
-		m.lim.count.Add(-1)
+		m.lim.release(e.cost(key))
 	}
 	sh.mu.Unlock()
 }
@@ -279,3 +308,6 @@ func (m *Map) Delete(key string) {
 // Len returns the number of stored keys, including expired ones not yet
 // dropped.
 func (m *Map) Len() int { return int(m.lim.count.Load()) }
+
+// Bytes returns what the stored entries count against Limits.MaxBytes.
+func (m *Map) Bytes() int64 { return m.lim.bytes.Load() }

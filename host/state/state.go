@@ -27,20 +27,56 @@ import (
 // Clock returns the current time.
 type Clock func() time.Time
 
-// DefaultMaxKeys is the key limit of each map and bucket family when
-// Limits.MaxKeys is 0.
-const DefaultMaxKeys = 1_000_000
+// Defaults of Limits.
+const (
+	// DefaultMaxKeys is the key limit of each map and bucket family.
+	DefaultMaxKeys = 1_000_000
+	// DefaultMaxBytes is the byte limit of each map and bucket family:
+	// about 170,000 entries with short keys.
+	DefaultMaxBytes = 16 << 20
+	// DefaultMaxValue is the longest key or string value a map stores.
+	DefaultMaxValue = 64 << 10
+)
 
-// Limits bounds the memory a Store may use.
+// EntryOverhead is what every entry counts against Limits.MaxBytes besides
+// the bytes of its key and string value: about what Go's map spends on it.
+const EntryOverhead = 80
+
+// Limits bounds the memory a Store may use. Each map and bucket family
+// has these limits of its own.
 type Limits struct {
 	// MaxKeys is the most keys one map, or one bucket family, holds;
 	// DefaultMaxKeys when <= 0.
 	MaxKeys int
+	// MaxBytes is the most bytes one map or bucket family holds, counting
+	// each entry as its key's and string value's length plus
+	// EntryOverhead; DefaultMaxBytes when <= 0.
+	MaxBytes int64
+	// MaxValue is the longest key or string value (in bytes) a map
+	// stores, and the longest bucket key; DefaultMaxValue when <= 0.
+	MaxValue int
 }
 
-// ErrFull is returned when a new key would exceed Limits.MaxKeys even after
-// dropping expired entries.
+func (l Limits) withDefaults() Limits {
+	if l.MaxKeys <= 0 {
+		l.MaxKeys = DefaultMaxKeys
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxValue <= 0 {
+		l.MaxValue = DefaultMaxValue
+	}
+	return l
+}
+
+// ErrFull is returned when a new key or a longer value would exceed
+// Limits.MaxKeys or Limits.MaxBytes even after dropping expired entries.
 var ErrFull = errors.New("state: map full")
+
+// ErrTooLong is returned for a key or string value longer than
+// Limits.MaxValue.
+var ErrTooLong = errors.New("state: key or value too long")
 
 // ErrNotNumber is returned by Map.Incr when the key holds a value that is
 // not a number.
@@ -48,8 +84,8 @@ var ErrNotNumber = errors.New("state: value is not a number")
 
 // Store holds the named maps, counters and buckets of one engine.
 type Store struct {
-	now     Clock
-	maxKeys int
+	now    Clock
+	limits Limits
 
 	mu       sync.RWMutex
 	maps     map[string]*Map
@@ -62,12 +98,9 @@ func NewStore(now Clock, limits Limits) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	if limits.MaxKeys <= 0 {
-		limits.MaxKeys = DefaultMaxKeys
-	}
 	return &Store{
 		now:      now,
-		maxKeys:  limits.MaxKeys,
+		limits:   limits.withDefaults(),
 		maps:     make(map[string]*Map),
 		counters: make(map[string]*Counter),
 		buckets:  make(map[string]*Bucket),
@@ -95,7 +128,7 @@ func getOrCreate[T any](s *Store, m map[string]*T, name string, mk func() *T) *T
 // Map returns the map called name, creating it on first use. Every call
 // with the same name returns the same *Map.
 func (s *Store) Map(name string) *Map {
-	return getOrCreate(s, s.maps, name, func() *Map { return newMap(name, s.now, s.maxKeys) })
+	return getOrCreate(s, s.maps, name, func() *Map { return newMap(name, s.now, s.limits) })
 }
 
 // Counter returns the counter called name, creating it (at 0) on first use.
@@ -112,7 +145,7 @@ func (s *Store) Bucket(name string, rate, burst float64) (*Bucket, error) {
 	if !(rate > 0) || !(burst >= 1) || math.IsInf(rate, 0) || math.IsInf(burst, 0) {
 		return nil, fmt.Errorf("state: bucket %q: rate %v/s, burst %v: need a finite rate > 0 and burst >= 1", name, rate, burst)
 	}
-	b := getOrCreate(s, s.buckets, name, func() *Bucket { return newBucket(name, rate, burst, s.now, s.maxKeys) })
+	b := getOrCreate(s, s.buckets, name, func() *Bucket { return newBucket(name, rate, burst, s.now, s.limits) })
 	if b.rate != rate || b.burst != burst {
 		return nil, fmt.Errorf("state: bucket %q exists with rate %v/s, burst %v; asked for rate %v/s, burst %v", name, b.rate, b.burst, rate, burst)
 	}
@@ -182,21 +215,64 @@ func shardOf(key string) uint32 {
 // attacker filling a table can cause: a scan visits every key.
 const evictInterval = int64(time.Second)
 
-// limiter counts the keys of a sharded table against its limit and decides
-// when a full table may be scanned for evictable keys.
+// limiter counts the keys and bytes of a sharded table against its limits
+// and decides when a full table may be scanned for evictable keys.
 type limiter struct {
-	max       int64
+	max       int64 // keys
+	maxBytes  int64
+	maxValue  int
 	count     atomic.Int64
+	bytes     atomic.Int64
 	nextEvict atomic.Int64 // unix ns; no eviction scan before
 }
 
-// reserve claims room for one more key.
-func (l *limiter) reserve() bool {
+func newLimiter(l Limits) limiter {
+	return limiter{max: int64(l.MaxKeys), maxBytes: l.MaxBytes, maxValue: l.MaxValue}
+}
+
+// reserve claims room for one more key of n bytes.
+func (l *limiter) reserve(n int64) bool {
 	if l.count.Add(1) > l.max {
 		l.count.Add(-1)
 		return false
 	}
+	if !l.grow(n) {
+		l.count.Add(-1)
+		return false
+	}
 	return true
+}
+
+// grow claims n more bytes (n > 0) or gives -n back; a change of 0, as
+// for an update of a number, costs nothing.
+func (l *limiter) grow(n int64) bool {
+	if n == 0 {
+		return true
+	}
+	if l.bytes.Add(n) > l.maxBytes && n > 0 {
+		l.bytes.Add(-n)
+		return false
+	}
+	return true
+}
+
+// release gives back a removed key of n bytes.
+func (l *limiter) release(n int64) {
+	l.count.Add(-1)
+	l.bytes.Add(-n)
+}
+
+// fullError says which limit a table hit.
+func (l *limiter) fullError(kind, name string) error {
+	if l.count.Load() >= l.max {
+		return fmt.Errorf("%w (%s %q, limit %d keys)", ErrFull, kind, name, l.max)
+	}
+	return fmt.Errorf("%w (%s %q, limit %d bytes)", ErrFull, kind, name, l.maxBytes)
+}
+
+// tooLong reports a key or value over Limits.MaxValue.
+func (l *limiter) tooLong(kind, name, what string, n int) error {
+	return fmt.Errorf("%w (%s %q: %s of %d bytes, limit %d)", ErrTooLong, kind, name, what, n, l.maxValue)
 }
 
 // mayEvict reports whether a write at now may run an eviction scan, and if

@@ -261,10 +261,87 @@ func TestErrFull(t *testing.T) {
 	}
 }
 
+func TestByteLimits(t *testing.T) {
+	clock := newFakeClock()
+	s := NewStore(clock.Now, Limits{MaxBytes: 3*EntryOverhead + 30, MaxValue: 20})
+	m := s.Map("bytes")
+	if err := m.Set("k", StringValue(strings.Repeat("x", 21)), 0); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("Set of a 21-byte value with MaxValue 20: %v, want ErrTooLong", err)
+	} else if want := `state: key or value too long (map "bytes": value of 21 bytes, limit 20)`; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if err := m.Set(strings.Repeat("k", 21), NumberValue(1), 0); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("Set with a 21-byte key: %v, want ErrTooLong", err)
+	}
+	if _, err := m.Incr(strings.Repeat("k", 21), 1, 0, 0); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("Incr with a 21-byte key: %v, want ErrTooLong", err)
+	}
+	mustMiss(t, m, "k")
+	// a: 1+20, b: 1+0: 22 of the 30 bytes beyond the overheads.
+	if err := m.Set("a", StringValue(strings.Repeat("x", 20)), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Incr("b", 1, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Bytes(), int64(2*EntryOverhead+22); got != want {
+		t.Errorf("Bytes = %d, want %d", got, want)
+	}
+	// c with a 9-byte value would make 32.
+	if err := m.Set("c", StringValue("123456789"), 0); !errors.Is(err, ErrFull) {
+		t.Fatalf("Set past MaxBytes: %v, want ErrFull", err)
+	} else if want := fmt.Sprintf(`state: map full (map "bytes", limit %d bytes)`, 3*EntryOverhead+30); err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if err := m.Set("c", StringValue("1234567"), 0); err != nil {
+		t.Fatalf("Set up to MaxBytes: %v", err)
+	}
+	// Growing an existing value counts too; shrinking makes room.
+	if err := m.Set("b", StringValue("xx"), 0); !errors.Is(err, ErrFull) {
+		t.Fatalf("growing b past MaxBytes: %v, want ErrFull", err)
+	}
+	mustGet(t, m, "b", NumberValue(1))
+	if err := m.Set("a", StringValue("x"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Set("b", StringValue("xx"), 0); err != nil {
+		t.Fatalf("growing b after a shrank: %v", err)
+	}
+	// An expired string is dropped to make room, and Delete gives back.
+	clock.Advance(2 * time.Second)
+	if err := m.Set("d", StringValue(strings.Repeat("y", 18)), 0); err != nil {
+		t.Fatalf("Set that fits once the expired a is dropped: %v", err)
+	}
+	mustMiss(t, m, "a")
+	if got, want := m.Bytes(), int64(3*EntryOverhead+30); got != want {
+		t.Errorf("Bytes after evicting a = %d, want %d", got, want)
+	}
+	m.Delete("d")
+	m.Delete("b")
+	m.Delete("c")
+	if got := m.Bytes(); got != 0 || m.Len() != 0 {
+		t.Errorf("empty map counts %d bytes, %d keys", got, m.Len())
+	}
+
+	// Bucket keys count too.
+	b := mustBucket(t, s, "rl", 1, 1)
+	if b.Take(strings.Repeat("k", 21)) {
+		t.Error("a bucket took a key over MaxValue")
+	}
+	for _, k := range []string{strings.Repeat("a", 15), strings.Repeat("b", 15)} {
+		if !b.Take(k) {
+			t.Fatalf("Take(%q) refused", k)
+		}
+	}
+	if b.Take("c") {
+		t.Error("a bucket family past MaxBytes took a new key")
+	}
+}
+
 func TestDefaultLimit(t *testing.T) {
 	s := NewStore(nil, Limits{})
-	if s.maxKeys != DefaultMaxKeys {
-		t.Errorf("maxKeys = %d, want %d", s.maxKeys, DefaultMaxKeys)
+	if want := (Limits{DefaultMaxKeys, DefaultMaxBytes, DefaultMaxValue}); s.limits != want {
+		t.Errorf("limits = %+v, want %+v", s.limits, want)
 	}
 	// A nil clock means the real one.
 	m := s.Map("real")
@@ -492,7 +569,11 @@ func TestConcurrent(t *testing.T) {
 					return
 				}
 				key := "k" + strconv.Itoa(i%50)
-				if err := m.Set(key, NumberValue(float64(i)), time.Minute); err != nil {
+				v := NumberValue(float64(i))
+				if i%3 == 0 { // values of changing size
+					v = StringValue(strings.Repeat("v", i%7))
+				}
+				if err := m.Set(key, v, time.Minute); err != nil {
 					t.Error(err)
 					return
 				}
@@ -529,18 +610,21 @@ func TestConcurrent(t *testing.T) {
 	if taken.Load() != 100 {
 		t.Errorf("bucket handed out %d tokens, want 100", taken.Load())
 	}
-	// Len matches the keys that are really there.
-	n := 0
+	// Len and Bytes match the entries that are really there.
+	n, bytes := 0, int64(0)
 	for i := range m.shards {
 		n += len(m.shards[i].m)
+		for k, e := range m.shards[i].m {
+			bytes += e.cost(k)
+		}
 	}
-	if m.Len() != n {
-		t.Errorf("Len = %d, but shards hold %d", m.Len(), n)
+	if m.Len() != n || m.Bytes() != bytes {
+		t.Errorf("Len = %d, Bytes = %d, but shards hold %d entries of %d bytes", m.Len(), m.Bytes(), n, bytes)
 	}
 	clock.Advance(2 * time.Hour)
 	s.Sweep()
-	if m.Len() != 1 { // only "hot" has no TTL
-		t.Errorf("after expiry and Sweep: Len = %d, want 1", m.Len())
+	if m.Len() != 1 || m.Bytes() != int64(len("hot"))+EntryOverhead { // only "hot" has no TTL
+		t.Errorf("after expiry and Sweep: Len = %d, Bytes = %d; want 1, %d", m.Len(), m.Bytes(), len("hot")+EntryOverhead)
 	}
 }
 
@@ -593,6 +677,7 @@ func TestNoAllocs(t *testing.T) {
 		"Incr":         func() { m.Incr("num", 1, 0, 0) },
 		"Incr/ttl":     func() { m.Incr("ttl", 1, 0, time.Minute) },
 		"Set/existing": func() { m.Set("num", NumberValue(2), 0) },
+		"Set/string":   func() { m.Set("str", StringValue("world"), time.Hour) },
 		"Take":         func() { b.Take("k") },
 		"TakeN":        func() { b.TakeN("k", 3) },
 		"Counter.Add":  func() { c.Add(1) },
