@@ -233,6 +233,9 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 				p.CTMark, p.CTMarkKnown = nfq.CTMarkOf(m.CT)
 			}
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
+			if r.d.inj != nil {
+				dec.Mark &^= r.d.inj.bit // only injected packets carry it (inject.go)
+			}
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
 			r.stats.verdicts[dec.Verdict].Add(1)
 			if dec.Data != nil {
