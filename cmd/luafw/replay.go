@@ -36,16 +36,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 2
 	}
-	var hooks []host.Hook
-	if *hooksFlag != "" {
-		for _, name := range strings.Split(*hooksFlag, ",") {
-			h, err := host.ParseHook(strings.TrimSpace(name))
-			if err != nil {
-				fmt.Fprintf(stderr, "luafw replay: --hooks: %v\n", err)
-				return 2
-			}
-			hooks = append(hooks, h)
-		}
+	hooks, err := parseHooks(*hooksFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw replay: --hooks: %v\n", err)
+		return 2
 	}
 	log, err := newLogger(stderr, "text", *logLevel)
 	if err != nil {
@@ -121,4 +115,20 @@ func createPcap(path string) (w *pcap.Writer, done func() error, err error) {
 		}
 		return f.Close()
 	}, nil
+}
+
+// parseHooks reads a comma-separated list of hook names ("" is none).
+func parseHooks(list string) ([]host.Hook, error) {
+	var hooks []host.Hook
+	if list == "" {
+		return nil, nil
+	}
+	for _, name := range strings.Split(list, ",") {
+		h, err := host.ParseHook(strings.TrimSpace(name))
+		if err != nil {
+			return nil, err
+		}
+		hooks = append(hooks, h)
+	}
+	return hooks, nil
 }
