@@ -9,27 +9,10 @@ import (
 )
 
 // naiveChecksumOK is an independent check of a packet's checksums, written
-// from RFC 791/793/768/792/4443 and RFC 1071 without this package's helpers:
-// it builds the pseudo-header as bytes and sums the words in a uint64.
+// from RFC 791/793/768/792/4443 without this package's helpers: it builds
+// the pseudo-header as bytes and sums with onesSum (packet_test.go).
 func naiveChecksumOK(t *testing.T, b []byte) {
 	t.Helper()
-	onesSum := func(parts ...[]byte) uint16 {
-		var all []byte
-		for _, p := range parts {
-			all = append(all, p...)
-		}
-		if len(all)%2 == 1 {
-			all = append(all, 0)
-		}
-		var s uint64
-		for i := 0; i < len(all); i += 2 {
-			s += uint64(binary.BigEndian.Uint16(all[i:]))
-		}
-		for s>>16 != 0 {
-			s = s&0xffff + s>>16
-		}
-		return uint16(s)
-	}
 	var src, dst, seg []byte
 	var proto byte
 	switch b[0] >> 4 {
