@@ -135,3 +135,47 @@ func TestInjectRateLimited(t *testing.T) {
 		t.Errorf("an injected packet came back into luafw:\n%s", d.logs)
 	}
 }
+
+// icmpPlugin answers UDP to 7020 with a port unreachable of its own.
+const icmpPlugin = `
+fw.register{hook="forward", fn=function(pkt)
+	if pkt.proto == "udp" and pkt.dport == 7020 then
+		if pkt.family == 4 then assert(pkt:reply_icmp(3, 3)) else assert(pkt:reply_icmp(1, 4)) end
+		return fw.DROP
+	end
+end}`
+
+// TestReplyICMPOnTheRealPath: the client's connected UDP socket gets
+// ECONNREFUSED from the port unreachable luafw sends in the server's name
+// (the server listens, so it would never send one): the client's kernel
+// took the checksum and matched the quoted packet to the socket.
+func TestReplyICMPOnTheRealPath(t *testing.T) {
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 60*time.Second)
+	startDaemon(t, l.Router, map[string]string{"luafw.yaml": "plugins:\n  - file: icmp.lua\n", "icmp.lua": icmpPlugin})
+	for _, addr := range []netip.Addr{l.Server.Addr4, l.Server.Addr6} {
+		// A listener, so the server's own kernel never answers unreachable.
+		sink, err := l.Server.ServeUDP(net.JoinHostPort(addr.String(), "7020"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sink.Close()
+		c, err := l.Client.Dial(ctx, "udp", net.JoinHostPort(addr.String(), "7020"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rerr error
+		for try := 0; try < 3 && !errors.Is(rerr, syscall.ECONNREFUSED); try++ {
+			if _, err := c.Write([]byte("anyone?")); err != nil {
+				rerr = err
+				continue
+			}
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			_, rerr = c.Read(make([]byte, 16))
+		}
+		c.Close()
+		if !errors.Is(rerr, syscall.ECONNREFUSED) || sink.Count() != 0 {
+			t.Errorf("%s: client read %v, want ECONNREFUSED from luafw's ICMP; server got %d datagrams, want 0", addr, rerr, sink.Count())
+		}
+	}
+}
