@@ -91,7 +91,7 @@ func viewKey(L *lua.LState, name string) string {
 }
 
 func viewReadOnly(L *lua.LState) int {
-	L.RaiseError("packet fields are read-only (assignment to %q); use pkt:set_mark, pkt:tag or pkt.ct:set_mark", L.ToString(2))
+	L.RaiseError("packet fields are read-only (assignment to %q); use pkt:set_mark, pkt:tag, pkt.ct:set_mark, or the rewrites (pkt:set_ttl, pkt:set_payload, ...)", L.ToString(2))
 	return 0
 }
 
