@@ -22,6 +22,7 @@ func (b *bench) runAll(ctx context.Context) error {
 		{"plain", b.plainRows},
 		{"batched", b.batchedRows},
 		{"trivial", b.trivialRows},
+		{"rewrite", b.rewriteRows}, // rewrite.go
 		{"realistic", b.realisticRows},
 		{"tcp", b.tcpNoOffloadRows},
 		{"balanced", b.balancedRows},

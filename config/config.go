@@ -33,6 +33,7 @@ type File struct {
 	Conntrack *bool             `yaml:"conntrack"`
 	Marks     Marks             `yaml:"marks"`
 	Offload   Offload           `yaml:"offload"`
+	Inject    Inject            `yaml:"inject"`
 	Log       Log               `yaml:"log"`
 	Metrics   string            `yaml:"metrics"`
 	Table     string            `yaml:"table"`
@@ -114,6 +115,14 @@ type Filter struct {
 type Marks struct {
 	Skip   *Hex `yaml:"skip"`   // a repeated packet carries it and skips our queues (default 0x80000000)
 	Reject *Hex `yaml:"reject"` // with skip: the kernel rejects the packet (default 0x40000000)
+	Inject *Hex `yaml:"inject"` // packets scripts send carry it and are never diverted (default 0x20000000)
+}
+
+// Inject bounds the packets each plugin may send (fw.send, pkt:reply_*):
+// a token bucket per plugin.
+type Inject struct {
+	Rate  int `yaml:"rate"`  // packets per second (default host.DefaultInjectRate)
+	Burst int `yaml:"burst"` // bucket size (default host.DefaultInjectBurst)
 }
 
 // Offload lets settled flows bypass the queues: packets whose conntrack
@@ -345,6 +354,7 @@ func (f *File) EngineOptions() host.Options {
 		o.MemoryCheckInterval = time.Duration(f.MemoryCheck)
 		o.StateLimits = state.Limits{MaxKeys: f.StateLimits.MaxKeys,
 			MaxBytes: int64(f.StateLimits.MaxBytes), MaxValue: int(f.StateLimits.MaxValue)}
+		o.InjectRate, o.InjectBurst = float64(f.Inject.Rate), f.Inject.Burst
 	}
 	return o
 }

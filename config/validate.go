@@ -171,6 +171,13 @@ func (f *File) checkMarks() error {
 		}
 		return f.ErrorAt(at, "marks.skip %#x and marks.reject %#x share bits %#x; each needs bits of its own", skip, reject, skip&reject)
 	}
+	inject := uint32(nfq.DefaultInjectMark)
+	if m := f.Marks.Inject; m != nil {
+		inject = uint32(*m)
+	}
+	if inject == 0 || inject&(skip|reject) != 0 {
+		return f.ErrorAt("marks.inject", "marks.inject %#x: want bits of its own, apart from marks.skip %#x and marks.reject %#x", inject, skip, reject)
+	}
 	if m := uint32(f.Offload.Mask); m&(skip|reject) != 0 {
 		return f.ErrorAt("offload.mask", "offload.mask %#x overlaps luafw's reserved mark bits %#x (marks.skip %#x, marks.reject %#x); pick other bits",
 			m, m&(skip|reject), skip, reject)
@@ -276,6 +283,9 @@ func (f *File) checkRest() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return f.ErrorAt("log.level", "log.level: want debug, info, warn or error, not %q", f.Log.Level)
+	}
+	if f.Inject.Rate < 0 || f.Inject.Burst < 0 {
+		return f.ErrorAt("inject", "inject: rate and burst must not be negative")
 	}
 	switch f.Fail {
 	case "", "open", "closed":

@@ -13,9 +13,9 @@ func TestRefused(t *testing.T) {
 		// Shape: keys, types, empty entries.
 		{"unknown plugin key", "plugins:\n  - file: a.lua\n    optoins: {x: 1}\n",
 			`3: unknown key "optoins" in plugin entry; allowed: file, name, options, on_error, budget, quarantine_after, quarantine_for, memory, disabled, allow_dirs`},
-		{"unknown top key", p + "budgets: 2ms\n", `3: unknown key "budgets" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, log, metrics, table, budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
+		{"unknown top key", p + "budgets: 2ms\n", `3: unknown key "budgets" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, inject, log, metrics, table, budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
 		{"syntax", p + "queue:\n\tbalance: 2\n", `4: YAML syntax: found character that cannot start any token`},
-		{"unknown key through a merge", "defaults: &d {budget: 1ms, bugdet: 2ms}\nplugins:\n  - {<<: *d, file: a.lua}\n", `1: unknown key "defaults" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, log, metrics, table, budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
+		{"unknown key through a merge", "defaults: &d {budget: 1ms, bugdet: 2ms}\nplugins:\n  - {<<: *d, file: a.lua}\n", `1: unknown key "defaults" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, inject, log, metrics, table, budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
 		{"unknown key in merged map", "plugins:\n  - &a {file: a.lua, on_error: drop}\n  - {<<: {bugdet: 2ms}, file: b.lua}\n", `3: unknown key "bugdet" in plugin entry; allowed: file, name, options, on_error, budget, quarantine_after, quarantine_for, memory, disabled, allow_dirs`},
 		{"unknown queue key", p + "queue:\n  balanc: 2\n", `4: unknown key "balanc" in queue; allowed: base, balance, max_len, fail_open, gso, burst`},
 		{"unknown divert key", p + "divert:\n  forward: {port: [22]}\n", `4: unknown key "port" in divert.forward; allowed: protos, dports, sports, in, out, src, dst`},
@@ -66,6 +66,9 @@ func TestRefused(t *testing.T) {
 		{"reject 0", p + "marks: {reject: 0}\n", `3: marks.reject: want at least one bit (default 0x40000000), not 0`},
 		{"offload overlaps skip", p + "offload:\n  mask: 0x80000100\n", `4: offload.mask 0x80000100 overlaps luafw's reserved mark bits 0x80000000 (marks.skip 0x80000000, marks.reject 0x40000000); pick other bits`},
 		{"offload overlaps own reject", p + "marks: {reject: 0x10}\noffload: {mask: 0x30}\n", `4: offload.mask 0x30 overlaps luafw's reserved mark bits 0x10 (marks.skip 0x80000000, marks.reject 0x10); pick other bits`},
+		{"inject overlaps skip", p + "marks: {inject: 0x80000000}\n", `3: marks.inject 0x80000000: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
+		{"inject 0", p + "marks: {inject: 0}\n", `3: marks.inject 0x0: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
+		{"inject rate negative", p + "inject: {rate: -1}\n", `3: inject: rate and burst must not be negative`},
 		// Divert.
 		{"unknown hook", p + "divert:\n  sideways: {}\n", `4: divert: unknown hook "sideways"; want one of prerouting, input, forward, output, postrouting`},
 		{"bad prefix", p + "divert:\n  forward:\n    src: [10.0.0.0/33]\n", `5: divert.forward.src: bad prefix "10.0.0.0/33" (want an address or a prefix such as 10.0.0.0/8)`},

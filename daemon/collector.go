@@ -23,11 +23,12 @@ type collector struct {
 	kernelWaiting, kernelDropped                *prometheus.Desc
 	quarantined, cbVerdicts, cbFailures, cbTime *prometheus.Desc
 	pluginMemory, memoryOverruns                *prometheus.Desc
+	inject                                      injectMetrics // inject_metrics.go
 }
 
 func newCollector(d *Daemon) *collector {
 	cb := []string{"plugin", "callback", "hook"}
-	return &collector{d: d,
+	return &collector{d: d, inject: newInjectMetrics(),
 		generation: prometheus.NewDesc("luafw_generation", "Id of the running set of plugins (it grows with each load).", nil, nil),
 		reloads:    prometheus.NewDesc("luafw_reloads_total", "Reloads, by result (ok, failed).", []string{"result"}, nil),
 		restored: prometheus.NewDesc("luafw_tables_restored_total",
@@ -65,6 +66,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.kernelWaiting, c.kernelDropped, c.quarantined, c.pluginMemory, c.memoryOverruns, c.cbVerdicts, c.cbFailures, c.cbTime} {
 		ch <- d
 	}
+	c.inject.describe(ch)
 }
 
 // Collect reads the counters. The registry groups samples into families
@@ -88,6 +90,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.memoryOverruns, prometheus.CounterValue, float64(ps.MemoryOverruns), ps.Name)
 	}
 	c.collectCallbacks(ch)
+	c.inject.collect(ch, d)
 }
 
 // collectDaemon reads the segments' and sockets' counters.

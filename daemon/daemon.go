@@ -62,6 +62,7 @@ type Daemon struct {
 	ct      *nfq.Conntrack
 	updater *nfq.CTUpdater
 	marks   *markCache
+	inj     *sender // injected packets (inject.go)
 
 	segStats map[string]*segStats // by segment key, kept across reloads
 
@@ -160,6 +161,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.ctx = ctx
 	d.mu.Unlock()
+	inj, err := nfq.OpenInjector()
+	if err != nil {
+		return err
+	}
+	d.inj = newSender(inj, d.rules, d.log)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.inj.run(ctx)
+	}()
 	if d.cfg.ConntrackEnabled() {
 		ct, err := nfq.OpenConntrack()
 		if err != nil {

@@ -88,6 +88,10 @@ func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) nfq.R
 	if rs.SkipMark == 0 {
 		rs.SkipMark = nfq.DefaultSkipMark
 	}
+	rs.InjectMark = nfq.DefaultInjectMark
+	if cfg.Marks.Inject != nil {
+		rs.InjectMark = uint32(*cfg.Marks.Inject)
+	}
 	if rs.RejectMark == 0 {
 		rs.RejectMark = nfq.DefaultRejectMark
 	}
@@ -134,9 +138,10 @@ type segRunner struct {
 
 // segStats count what the segment decided.
 type segStats struct {
-	verdicts [5]atomic.Uint64 // by host.Verdict
-	ctSubmit atomic.Uint64
-	ctDrop   atomic.Uint64
+	verdicts  [5]atomic.Uint64 // by host.Verdict
+	ctSubmit  atomic.Uint64
+	ctDrop    atomic.Uint64
+	rewritten atomic.Uint64 // verdicts that carried rewritten bytes
 }
 
 func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
@@ -232,10 +237,19 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 				p.CTPackets, _ = nfq.CTPacketsOf(m.CT)
 			}
 			dec := w.RunRange(&p, seg.Lo, seg.Hi)
+			if r.d.inj != nil {
+				dec.Mark &^= r.d.inj.bit // only injected packets carry it (inject.go)
+			}
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
 			r.stats.verdicts[dec.Verdict].Add(1)
 			if obs != nil {
 				obs.Record(r.key, &p, &dec)
+			}
+			if dec.Data != nil {
+				r.stats.rewritten.Add(1)
+			}
+			if len(dec.Injected) > 0 && r.d.inj != nil {
+				r.d.inj.submit(dec.Injected)
 			}
 			if dec.CT.Any() && r.d.updater != nil {
 				r.submitCT(m.Payload, dec.CT)
@@ -277,6 +291,7 @@ func verdict(d *host.Decision, kernelMark uint32, last bool, skip, reject uint32
 		}
 	}
 	v.Mark = mark
+	v.Payload = d.Data // the rewritten packet (NFQA_PAYLOAD), nil when none
 	return v
 }
 

@@ -32,7 +32,9 @@ type Ctx struct {
 
 	tags []string
 
-	captureBy string // plugin that called pkt:capture()
+	captureBy string     // plugin that called pkt:capture()
+	own       Packet     // the packet once rewritten: pkt points here (rewrite.go)
+	injected  []Injected // packets to send (inject.go)
 
 	// cached Lua values of this packet, built on first read
 	src, dst, indev, outdev lua.LValue
@@ -47,10 +49,12 @@ func (c *Ctx) reset(p *Packet) {
 	c.ctUpd = CTUpdate{}
 	c.tags = append(c.w.tags[:0], p.Tags...)
 	c.captureBy = ""
+	c.injected = c.w.injected[:0]
 	c.src, c.dst, c.indev, c.outdev = nil, nil, nil, nil
 }
 
-// Packet returns the packet as it was handed in.
+// Packet returns the packet with the rewrites of the callbacks so far
+// (the handed-in Packet itself is never written).
 func (c *Ctx) Packet() *Packet { return c.pkt }
 
 // Parsed returns the decoded headers (decoded on first use).

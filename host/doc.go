@@ -1,10 +1,10 @@
 // Package host is luafw's engine: it loads Lua plugins into sandboxes,
 // orders their callbacks into per-hook chains the way netfilter orders its
 // hooks (by priority, ties in load order), runs packets through those chains
-// and returns a Decision — verdict, packet mark, conntrack updates, tags —
-// for the kernel side to carry out. It makes no kernel calls: a Go program
-// embeds it to filter packets it got anywhere, and `luafw replay` and
-// `luafw test` run it offline.
+// and returns a Decision — verdict, packet mark, conntrack updates, tags,
+// rewritten bytes, packets to send — for the kernel side to carry out. It
+// makes no kernel calls: a Go program embeds it to filter packets it got
+// anywhere, and `luafw replay` and `luafw test` run it offline.
 //
 // An Engine holds the loaded plugins; Load replaces them atomically and
 // keeps the old set when the new one fails. A Worker runs packets; make one
@@ -15,7 +15,9 @@
 // named functions as in gopher-lua: luafw.go (fw), luanet.go and
 // luadomains.go (net), luastore.go (state), lualog.go (log, print),
 // luatime.go, luabit.go, luaproto.go (dns, tls), and the packet views
-// luapkt.go, luatcp.go, luact.go; luastate.go builds a plugin's state from
+// luapkt.go, luatcp.go, luact.go, with rewrites in luarewrite.go and
+// sending in luainject.go (fw.send, replies, the packet builders; the Ctx
+// side is rewrite.go and inject.go); luastate.go builds a plugin's state from
 // them. The sandbox is sandbox.go (the standard library), readonly.go
 // (read-only tables), files.go (which files a script may read) and
 // interrupt.go (budgets inside builtins).

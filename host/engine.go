@@ -29,6 +29,11 @@ type Options struct {
 	Modules []Module
 	// StateLimits bound the shared state (see host/state).
 	StateLimits state.Limits
+	// InjectRate and InjectBurst bound the packets each plugin may send
+	// (fw.send, pkt:reply_*): a token bucket per plugin; defaults
+	// DefaultInjectRate and DefaultInjectBurst.
+	InjectRate  float64
+	InjectBurst int
 	// WatchdogInterval is how often running callbacks are checked against
 	// their budget; default 250µs.
 	WatchdogInterval time.Duration
@@ -121,6 +126,8 @@ type Engine struct {
 	pool chan *Worker
 
 	numbers []lua.LValue // LNumber values 0..65535, boxed once
+
+	inject injectLimiter // per-plugin send budgets (inject.go)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -370,6 +377,7 @@ func (e *Engine) Process(p *Packet) Decision {
 	}
 	d := w.Run(p)
 	d.Tags = slices.Clone(d.Tags)
+	d.Injected = slices.Clone(d.Injected)
 	select {
 	case e.pool <- w:
 	default:

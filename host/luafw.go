@@ -16,6 +16,7 @@ var fwFuncs = map[string]lua.LGFunction{
 	"option":   fwOption,
 	"list":     fwList,
 	"register": fwRegister,
+	"send":     fwSend, // luainject.go
 }
 
 // openFw builds the fw table of ps.

@@ -24,6 +24,7 @@ type pktView struct {
 	setMark, tag, untag, tagged, bytes  *lua.LFunction
 	capture                             *lua.LFunction
 	ctSetMark, ctSetTimeout, ctSetLabel *lua.LFunction
+	rw                                  rewriteFns // luarewrite.go
 }
 
 // boxedValues are the pre-boxed values of one state.
@@ -69,6 +70,7 @@ func (ps *pluginState) openPacket() {
 	v.setMark, v.tag, v.untag, v.tagged, v.bytes = fn(pktSetMark), fn(pktTag), fn(pktUntag), fn(pktTagged), fn(pktBytes)
 	v.capture = fn(pktCapture)
 	v.ctSetMark, v.ctSetTimeout, v.ctSetLabel = fn(ctSetMark), fn(ctSetTimeout), fn(ctSetLabel)
+	v.rw = newRewriteFns(fn)
 	readOnlyErr := L.NewFunction(viewReadOnly)
 	v.tcp = newView(L, "pkt.tcp", readOnlyErr, fn(tcpIndex))
 	v.ct = newView(L, "pkt.ct", readOnlyErr, fn(ctIndex))
@@ -91,7 +93,7 @@ func viewKey(L *lua.LState, name string) string {
 }
 
 func viewReadOnly(L *lua.LState) int {
-	L.RaiseError("packet fields are read-only (assignment to %q); use pkt:set_mark, pkt:tag or pkt.ct:set_mark", L.ToString(2))
+	L.RaiseError("packet fields are read-only (assignment to %q); use pkt:set_mark, pkt:tag, pkt.ct:set_mark, or the rewrites (pkt:set_ttl, pkt:set_payload, ...)", L.ToString(2))
 	return 0
 }
 
@@ -207,8 +209,7 @@ func (v *pktView) pktMethod(L *lua.LState, key string) lua.LValue {
 	case "capture":
 		return v.capture
 	}
-	L.RaiseError("pkt has no field %q", key)
-	return nil
+	return v.rewriteMember(L, key)
 }
 
 // pktSetMark is pkt:set_mark(value [, mask]).

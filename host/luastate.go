@@ -55,6 +55,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	set("log", openLog(ps))
 	set("time", openTime(ps))
 	set("bit", bitModule(L))
+	set("packet", packetBuilders(L)) // luainject.go
 	g.RawSetString("print", L.NewClosure(luaPrint, ps.self))
 	for name, m := range protoModules(L) {
 		set(name, m)

@@ -208,6 +208,16 @@ type Decision struct {
 	// valid until the worker's next Run.
 	Tags []string
 
+	// Data is the rewritten packet when a callback rewrote it, nil when
+	// not; the kernel side sends it with the verdict. It is a fresh buffer
+	// per rewritten packet.
+	Data []byte
+
+	// Injected are the packets callbacks asked to send (fw.send, replies),
+	// in order. The slice aliases the worker's memory and is valid until
+	// the worker's next Run; each Data is a buffer of its own.
+	Injected []Injected
+
 	// Errors counts callbacks that failed (error, timeout, quarantine) on
 	// this packet; each was given its plugin's on_error verdict.
 	Errors int

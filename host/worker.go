@@ -32,13 +32,14 @@ const (
 // plugin and must be used by one goroutine at a time; make one per
 // goroutine (per queue reader). Compiled code is shared by all workers.
 type Worker struct {
-	eng   *Engine
-	id    int
-	gen   *generation
-	ps    []*pluginState // by plugin index of gen
-	ctx   Ctx
-	tags  []string
-	calls uint64 // callbacks run, for latency sampling
+	eng      *Engine
+	id       int
+	gen      *generation
+	ps       []*pluginState // by plugin index of gen
+	ctx      Ctx
+	tags     []string
+	injected []Injected // reused backing array of Ctx.injected
+	calls    uint64     // callbacks run, for latency sampling
 
 	// Budget enforcement without reading the clock per call: the worker
 	// publishes the running call's sequence number and budget (0 when
@@ -214,6 +215,10 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 	d.CT = c.ctUpd
 	d.Tags = c.tags
 	d.CaptureBy = c.captureBy
+	if c.Rewritten() {
+		d.Data = c.own.Data
+	}
+	d.Injected = c.injected
 	return d
 }
 

@@ -33,6 +33,7 @@ const (
 	DefaultTable      = "luafw"
 	DefaultSkipMark   = 0x80000000
 	DefaultRejectMark = 0x40000000
+	DefaultInjectMark = 0x20000000
 	// TailPriority is the priority of the per-hook chains that clear the
 	// SkipMark and RejectMark bits: after srcnat (100) and every usual stage,
 	// before conntrack confirm (math.MaxInt32). Diversions must sit below it.
@@ -105,6 +106,11 @@ type RuleSet struct {
 	// unreachable. In postrouting, where the kernel cannot reject, it is
 	// dropped. Default DefaultRejectMark.
 	RejectMark uint32
+	// InjectMark, when nonzero: packets whose mark has all these bits are
+	// never diverted, in any hook (the tail does not clear them). luafw
+	// sends the packets its scripts inject with it, so they cannot loop
+	// back into the queues. The daemon uses DefaultInjectMark.
+	InjectMark uint32
 	// Diversions, each a base chain. Their order only names the chains.
 	Diversions []Diversion
 	// ConnMarkOffload, when nonzero: packets whose conntrack mark has all
@@ -302,14 +308,15 @@ func nftConn(ctx context.Context, extra ...nftables.ConnOption) (*nftables.Conn,
 		return nil, err
 	}
 	// Every message of a transaction is acknowledged; without CAP_ACK an
-	// ack carries the whole request back (sets with their elements), and a
-	// rule set narrowed by many matches overflows the default receive
-	// buffer (ENOBUFS).
+	// ack carries the whole request back (sets with their elements). The
+	// replies still arrive all at once after the batch, and a large rule
+	// set (many matches, inject rules) overran the default receive buffer
+	// (ENOBUFS): ask for room for a few thousand rules.
 	opts := append(extra, nftables.WithSockOptions(func(c *netlink.Conn) error {
 		if err := c.SetOption(netlink.CapAcknowledge, true); err != nil {
 			return err
 		}
-		return c.SetReadBuffer(4 << 20)
+		return setRuleReadBuffer(c)
 	}))
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nftables.WithSockOptions(func(c *netlink.Conn) error {
@@ -325,6 +332,24 @@ func nftConn(ctx context.Context, extra ...nftables.ConnOption) (*nftables.Conn,
 
 // ruleNetlinkTimeout bounds one nftables exchange when ctx has no deadline.
 const ruleNetlinkTimeout = 10 * time.Second
+
+// ruleReadBuffer is the receive buffer asked for nftables transactions.
+const ruleReadBuffer = 4 << 20
+
+// setRuleReadBuffer sets it, past net.core.rmem_max where we may
+// (SO_RCVBUFFORCE, root), else as far as rmem_max allows; best effort.
+func setRuleReadBuffer(c *netlink.Conn) error {
+	forced := false
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			forced = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, ruleReadBuffer) == nil
+		})
+	}
+	if !forced {
+		_ = c.SetReadBuffer(ruleReadBuffer)
+	}
+	return nil
+}
 
 func ruleTableName(t string) string {
 	if t == "" {

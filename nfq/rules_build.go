@@ -97,6 +97,9 @@ func (rs RuleSet) withDefaults() (RuleSet, error) {
 	if rs.RejectMark == 0 {
 		rs.RejectMark = DefaultRejectMark
 	}
+	if rs.InjectMark&(rs.SkipMark|rs.RejectMark) != 0 {
+		return rs, fmt.Errorf("InjectMark %#x shares bits with SkipMark %#x or RejectMark %#x", rs.InjectMark, rs.SkipMark, rs.RejectMark)
+	}
 	if rs.SkipMark&rs.RejectMark != 0 {
 		return rs, fmt.Errorf("SkipMark %#x and RejectMark %#x share bits", rs.SkipMark, rs.RejectMark)
 	}
@@ -274,6 +277,9 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 		hooknum: nftables.ChainHook(ruleHooks[d.Hook]), prio: d.Priority,
 	}
 	both := rs.SkipMark | rs.RejectMark
+	if rs.InjectMark != 0 {
+		base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, rs.InjectMark).add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	}
 	if d.Hook == "postrouting" {
 		// The kernel refuses reject in postrouting.
 		base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, both).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))

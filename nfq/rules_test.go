@@ -182,6 +182,25 @@ func TestRuleSetDefaults(t *testing.T) {
 	}
 }
 
+// InjectMark: every diversion chain lets injected packets pass, first, and
+// no tail clears the bit; without it no such rule exists.
+func TestRuleSetInjectMark(t *testing.T) {
+	rs := RuleSet{InjectMark: DefaultInjectMark, Diversions: []Diversion{
+		{Hook: "output", Queues: [CTStates]QueueSet{{0, 1}}}, {Hook: "postrouting", Priority: 101, Queues: [CTStates]QueueSet{{1, 1}}}}}
+	s := rs.String()
+	const rule = "meta mark & 0x20000000 == 0x20000000 accept"
+	if n := strings.Count(s, rule); n != 4 { // two chains, two families
+		t.Errorf("%d inject rules, want 4:\n%s", n, s)
+	}
+	if !strings.Contains(s, "meta mark set meta mark & 0x3fffffff") {
+		t.Errorf("the tail clears more than skip and reject:\n%s", s)
+	}
+	rs.InjectMark = 0
+	if strings.Contains(rs.String(), rule) {
+		t.Error("inject rule without InjectMark")
+	}
+}
+
 func TestRuleSetInvalid(t *testing.T) {
 	q := [CTStates]QueueSet{{0, 1}}
 	ok := Diversion{Hook: "input", Queues: q}
@@ -189,6 +208,7 @@ func TestRuleSetInvalid(t *testing.T) {
 		"hook":            {Diversions: []Diversion{{Hook: "ingress", Queues: q}}},
 		"priority":        {Diversions: []Diversion{{Hook: "input", Priority: TailPriority, Queues: q}}},
 		"marks overlap":   {SkipMark: 0x3, RejectMark: 0x2, Diversions: []Diversion{ok}},
+		"inject overlap":  {InjectMark: DefaultSkipMark, Diversions: []Diversion{ok}},
 		"family":          {Families: []int{5}, Diversions: []Diversion{ok}},
 		"family twice":    {Families: []int{4, 4}, Diversions: []Diversion{ok}},
 		"table":           {Table: "bad name", Diversions: []Diversion{ok}},

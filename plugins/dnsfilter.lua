@@ -10,7 +10,12 @@
 --
 -- "reject" (the default) answers the client with an ICMP port unreachable
 -- (a TCP reset over TCP), so resolvers fail over at once instead of
--- waiting for a timeout. Packets on port 53 that do not parse as a DNS
+-- waiting for a timeout. "sinkhole" answers a blocked UDP query itself, as
+-- a resolver would (dns.answer: the query's id, question and RD flag): with
+-- the `sinkhole` addresses for A and AAAA queries (no records for other
+-- types), or NXDOMAIN when sinkhole = "nxdomain" (the default); the query
+-- is dropped. Over TCP, and when the answer cannot be sent (the plugin's
+-- send rate limit, see docs/lua-api.md), a sinkholed query is rejected. Packets on port 53 that do not parse as a DNS
 -- query (truncated, not DNS) pass unless malformed = "drop" (UDP only: a
 -- TCP segment may hold the middle of a message); responses are never
 -- touched. Over TCP only a segment that starts with a message (its 2-byte
@@ -19,7 +24,8 @@
 -- Options (defaults):
 --   names     = {}                    blocked names (each also blocks its subdomains)
 --   allow     = {}                    exceptions (each also allows its subdomains)
---   action    = "reject"              "reject" or "drop"
+--   action    = "reject"              "reject", "drop" or "sinkhole"
+--   sinkhole  = "nxdomain"            with action sinkhole: "nxdomain", or {a = "0.0.0.0", aaaa = "::", ttl = 60}
 --   malformed = "accept"              what unparsable UDP port-53 payloads get: "accept" or "drop"
 --   ports     = {53}                  DNS ports (a number or a list)
 --   tcp       = true                  also read DNS over TCP
@@ -43,10 +49,37 @@ local list = fw.list
 local names = net.domains(list(opt("names", {}, "table string")), fw.plugin .. ": option names")
 local allow = net.domains(list(opt("allow", {}, "table string")), fw.plugin .. ": option allow")
 local count = names:size()
-local actions = { drop = fw.DROP, reject = fw.REJECT }
+local actions = { drop = fw.DROP, reject = fw.REJECT, sinkhole = "sinkhole" }
 local verdict = actions[opt("action", "reject", "string")]
 if not verdict then
-	error(fw.plugin .. ": option action must be drop or reject", 0)
+	error(fw.plugin .. ": option action must be drop, reject or sinkhole", 0)
+end
+-- The sinkhole answer's settings, checked at load with a query built here.
+local sinkhole = opt("sinkhole", "nxdomain", "string table")
+if sinkhole == "nxdomain" then
+	sinkhole = { nxdomain = true }
+elseif type(sinkhole) ~= "table" then
+	error(fw.plugin .. ": option sinkhole must be \"nxdomain\" or a table {a = ..., aaaa = ..., ttl = ...}", 0)
+end
+do
+	local probe = "\0\1\1\0\0\1\0\0\0\0\0\0\1x\0\0\1\0\1"
+	local ok, err = pcall(dns.answer, probe, sinkhole)
+	if not ok then
+		error(fw.plugin .. ": option sinkhole: " .. tostring(err), 0)
+	end
+end
+
+-- answer sinkholes a blocked query: the answer goes back to the client
+-- and the query is dropped; REJECT when that is not possible.
+local function answer(pkt, proto, payload)
+	if proto ~= "udp" then
+		return fw.REJECT
+	end
+	local reply = dns.answer(payload, sinkhole)
+	if reply and pkt:reply_udp(reply) then
+		return fw.DROP
+	end
+	return fw.REJECT
 end
 local malformed = opt("malformed", "accept", "string")
 if malformed ~= "accept" and malformed ~= "drop" then
@@ -113,6 +146,9 @@ fw.register{
 		blocked_total:incr()
 		if log_blocked then
 			log.info("dns query blocked", { qname = qname, qtype = msg.qtype, rule = rule, src = pkt.src, dst = pkt.dst })
+		end
+		if verdict == "sinkhole" then
+			return answer(pkt, proto, payload)
 		end
 		return verdict
 	end,

@@ -120,3 +120,48 @@ test("bad options are load errors", function()
 	expect_error(function() harness("dnsfilter.lua", { names = { "a.example" }, action = "accept" }) end, "action")
 	expect_error(function() harness("dnsfilter.lua", { names = { "a.example" }, malformed = "maybe" }) end, "malformed")
 end)
+
+-- hdr reads a DNS header: id, flags, counts.
+local function hdr(p)
+	local b = { p:byte(1, 12) }
+	return { id = b[1] * 256 + b[2], flags = b[3] * 256 + b[4], qd = b[5] * 256 + b[6], an = b[7] * 256 + b[8] }
+end
+
+test("sinkhole: blocked UDP queries get an answer built from the query", function()
+	local sh = harness("dnsfilter.lua", { names = { "ads.example" }, action = "sinkhole",
+		sinkhole = { a = "0.0.0.0", aaaa = "::1", ttl = 30 } }, { name = "sinkhole" })
+	local query = q("www.Ads.example", "A")
+	local d = sh:run(query, "forward")
+	expect_verdict(d, "drop")
+	expect_eq(#d.injected, 1)
+	local r = d.injected[1]
+	expect_eq(r.src, "198.51.100.53")
+	expect_eq(r.dst, "192.0.2.10")
+	expect_eq(r.sport, 53)
+	expect_eq(r.dport, 53000)
+	expect_true(r.checksums_ok)
+	local h, qh = hdr(r.payload), hdr(query.payload)
+	expect_eq(h.id, qh.id)
+	expect_eq(h.flags, 0x8180, "QR, RD (copied), RA; NOERROR")
+	expect_eq(h.qd, 1)
+	expect_eq(h.an, 1)
+	expect_eq(r.payload:sub(13, #query.payload), query.payload:sub(13), "the question, byte for byte")
+	expect_eq(r.payload:sub(-4), "\0\0\0\0", "the A record's address")
+	local six = sh:run(packet.udp{ src = "2001:db8::10", dst = "2001:db8::53", dport = 53, payload = packet.dns_query("ads.example", "AAAA") }, "input")
+	expect_eq(six.injected[1].payload:sub(-16), string.rep("\0", 15) .. "\1", "the AAAA record's address")
+	expect_eq(hdr(sh:run(q("ads.example", "MX"), "forward").injected[1].payload).an, 0, "other types: no records")
+	local fine = sh:run(q("fine.example"), "forward")
+	expect_verdict(fine, "accept")
+	expect_eq(#fine.injected, 0)
+end)
+
+test("sinkhole: NXDOMAIN by default; TCP is rejected", function()
+	local sh = harness("dnsfilter.lua", { names = { "ads.example" }, action = "sinkhole" }, { name = "nx" })
+	local h = hdr(sh:run(q("ads.example"), "forward").injected[1].payload)
+	expect_eq(h.flags % 16, 3, "NXDOMAIN")
+	expect_eq(h.an, 0)
+	local msg = packet.dns_query("ads.example", "A")
+	local framed = string.char(math.floor(#msg / 256), #msg % 256) .. msg
+	expect_verdict(sh:run(packet.tcp{ src = "192.0.2.10", dst = "198.51.100.53", dport = 53, flags = "PA", payload = framed }, "forward"), "reject")
+	expect_error(function() harness("dnsfilter.lua", { names = { "a.example" }, action = "sinkhole", sinkhole = { a = "::" } }) end, "sinkhole")
+end)

@@ -5,7 +5,9 @@
 -- dnsfilter does: "example.com" covers example.com and every subdomain,
 -- case-insensitively. A name in `names` (and not in `allow`) blocks the
 -- connection: "reject" (the default) resets it, so the client fails at
--- once; "drop" leaves it hanging. A name in `marks` sets that mark on the
+-- once; "drop" leaves it hanging; "reset" sends TCP resets to both ends
+-- (pkt:reply_reset) and drops the hello, so the server's end is freed at
+-- once too (a QUIC packet, or a reset that cannot be sent, is rejected). A name in `marks` sets that mark on the
 -- packet and on the connection (ct mark), for policy routing, QoS or later
 -- rules; `mask` says which mark bits the plugin owns (default: the bits of
 -- all mark values together).
@@ -23,7 +25,7 @@
 -- Options (defaults):
 --   names      = {}                     names to block (and their subdomains)
 --   allow      = {}                     exceptions to names
---   action     = "reject"               "reject" or "drop"
+--   action     = "reject"               "reject", "drop" or "reset"
 --   marks      = {}                     name -> mark, e.g. {["video.example"] = 0x10}
 --   mask       = all marks' bits        mark bits this plugin sets or clears
 --   ports      = {443}                  TLS ports (a number or a list)
@@ -48,10 +50,10 @@ local list = fw.list
 
 local names = net.domains(list(opt("names", {}, "table string")), fw.plugin .. ": option names")
 local allow = net.domains(list(opt("allow", {}, "table string")), fw.plugin .. ": option allow")
-local actions = { drop = fw.DROP, reject = fw.REJECT }
+local actions = { drop = fw.DROP, reject = fw.REJECT, reset = "reset" }
 local verdict = actions[opt("action", "reject", "string")]
 if not verdict then
-	error(fw.plugin .. ": option action must be drop or reject", 0)
+	error(fw.plugin .. ": option action must be drop, reject or reset", 0)
 end
 local all_bits = 0
 for name, mark in pairs(opt("marks", {}, "table")) do
@@ -84,6 +86,9 @@ local function decide(pkt, name)
 		blocked_total:incr()
 		if log_blocked then
 			log.info("tls connection blocked", { sni = name, rule = rule, src = pkt.src, dst = pkt.dst, dport = pkt.dport })
+		end
+		if verdict == "reset" then
+			return pkt:reply_reset() and fw.DROP or fw.REJECT
 		end
 		return verdict
 	end
@@ -119,7 +124,7 @@ fw.register{
 		end
 		local proto = pkt.proto
 		if proto == "udp" and block_quic then
-			return verdict
+			return verdict == "reset" and fw.REJECT or verdict
 		end
 		if proto ~= "tcp" then
 			return

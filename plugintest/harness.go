@@ -357,6 +357,7 @@ func decisionTable(L *lua.LState, d host.Decision) *lua.LTable {
 	if d.CaptureBy != "" {
 		t.RawSetString("capture_by", lua.LString(d.CaptureBy))
 	}
+	addRewrites(L, t, d) // rewrites.go
 	return t
 }
 
@@ -391,10 +392,11 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 	mark, tags := p.ctx.mark, slices.Clone(p.ctx.tags)
 	var last host.Decision
 	verdict, by, callback, errors, captureBy := host.Accept, "", "", 0, ""
+	data, rewritten, injected := p.data, false, []host.Injected(nil)
 	hooks := L.NewTable()
 	for _, hook := range path {
 		hp := p.hostPacket(hook)
-		hp.Mark, hp.Tags, hp.CTState = mark, tags, ctState
+		hp.Mark, hp.Tags, hp.CTState, hp.Data = mark, tags, ctState, data
 		hp.CTMark, hp.CTMarkKnown = 0, false
 		if flow != nil {
 			hp.CTMark, hp.CTMarkKnown = flow.Mark, true
@@ -409,6 +411,10 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 			hp.UID, hp.GID, hp.HasUID = 0, 0, false
 		}
 		d := h.w.Run(hp)
+		if d.Data != nil {
+			data, rewritten = slices.Clone(d.Data), true
+		}
+		injected = append(injected, d.Injected...)
 		hooks.Append(lua.LString(hook.String()))
 		last = d
 		errors += d.Errors
@@ -430,6 +436,10 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 	}
 	last.Verdict, last.By, last.ByName, last.Mark, last.Tags, last.Errors = verdict, by, callback, mark, tags, errors
 	last.CaptureBy = captureBy
+	last.Data, last.Injected = nil, injected
+	if rewritten {
+		last.Data = data
+	}
 	t := decisionTable(L, last)
 	t.RawSetString("hooks", hooks)
 	t.RawSetString("path", lua.LString(name))

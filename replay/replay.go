@@ -58,6 +58,11 @@ type Result struct {
 	// Comment is the capture file's comment on the packet: for a file
 	// luafw's capture wrote, the decision it was captured with.
 	Comment string `json:"comment,omitempty"`
+	// Rewritten: a callback changed the packet's bytes (see Replayer.Out).
+	Rewritten bool `json:"rewritten,omitempty"`
+	// Injected counts the packets callbacks sent for this one (fw.send,
+	// pkt:reply_*).
+	Injected int `json:"injected,omitempty"`
 }
 
 // skipped is the line for a record that is not an IP packet.
@@ -115,6 +120,7 @@ type Replayer struct {
 	w     *host.Worker
 	path  []host.Hook
 	flows *pcap.Flows
+	out   [][]byte // what left with the last packet (Out)
 }
 
 // New returns a replayer for the engine's running plugins. hooks, when not
@@ -143,6 +149,7 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 	ctState, _ := host.ParseCTState(state)
 	var mark uint32
 	var tags []string
+	r.out = r.out[:0]
 	for _, hook := range r.path {
 		pk := host.Packet{Hook: hook, Data: data, Mark: mark, CTState: ctState, Tags: tags}
 		if flow != nil {
@@ -150,6 +157,13 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 			pk.CTPackets = uint64(flow.Packets)
 		}
 		d := r.w.Run(&pk)
+		if d.Data != nil {
+			data, res.Rewritten = d.Data, true // later hooks see the rewritten packet
+		}
+		for _, inj := range d.Injected {
+			r.out = append(r.out, inj.Data)
+			res.Injected++
+		}
 		res.Hook = hook.String()
 		res.Errors += d.Errors
 		mark = d.Mark
@@ -168,6 +182,9 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 		// Stop accepts the packet at this hook; Repeat re-runs the hook
 		// with luafw's diversions skipped. Either way it goes on.
 	}
+	if res.Verdict == "accept" {
+		r.out = append(r.out, data)
+	}
 	res.Mark = mark
 	if flow != nil {
 		res.CTMark = flow.Mark
@@ -177,6 +194,12 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 	}
 	return res
 }
+
+// Out returns the packets that left with the last packet Packet ran: the
+// packets callbacks injected, in order, then the packet itself as the
+// callbacks left it, unless it was dropped or rejected. The slices are valid
+// until the next Packet.
+func (r *Replayer) Out() [][]byte { return r.out }
 
 // track finds the packet's flow and its conntrack state.
 func (r *Replayer) track(p *packet.Parsed, data []byte) (*pcap.Flow, string) {
@@ -230,6 +253,9 @@ type Options struct {
 	Path  []host.Hook // the hooks each packet walks (see Paths)
 	Hooks []host.Hook // when set, only these hooks of the path
 	Clock *Clock      // when set, moved to each packet's timestamp before it runs
+	// Out, when set, gets the packets as they leave (Replayer.Out), with
+	// the timestamp of the packet they left with.
+	Out *pcap.Writer
 }
 
 // Run replays every record of a capture and writes one JSON object per
@@ -266,6 +292,13 @@ func Run(ctx context.Context, eng *host.Engine, capture io.Reader, opts Options,
 		} else {
 			res := r.Packet(pk.N, pk.Data)
 			res.Comment = pk.Comment
+			if opts.Out != nil {
+				for _, b := range r.Out() {
+					if err := opts.Out.WritePacket(pk.Time, b); err != nil {
+						return sum, fmt.Errorf("replay: writing packets: %w", err)
+					}
+				}
+			}
 			sum.Packets++
 			sum.Verdicts[res.Verdict]++
 			sum.Errors += res.Errors

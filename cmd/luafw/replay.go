@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/pcap"
 	"github.com/luafw/luafw/replay"
 )
 
@@ -20,6 +22,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	pathName := fs.String("path", "forward", "kernel path: forward (prerouting, forward, postrouting), in (prerouting, input), out (output, postrouting)")
 	hooksFlag := fs.String("hooks", "", "only these hooks of the path, comma-separated")
 	logLevel := fs.String("log-level", "info", "log level of the scripts' log lines (stderr)")
+	writePcap := fs.String("write-pcap", "", "write the packets as they leave (rewritten, injected; dropped ones left out) to this pcap file (raw IP)")
 	budget := fs.Duration("budget", 0, "time budget per callback for every plugin, instead of the configuration's (e.g. 1s for results that do not depend on how busy the machine is)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -33,16 +36,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 2
 	}
-	var hooks []host.Hook
-	if *hooksFlag != "" {
-		for _, name := range strings.Split(*hooksFlag, ",") {
-			h, err := host.ParseHook(strings.TrimSpace(name))
-			if err != nil {
-				fmt.Fprintf(stderr, "luafw replay: --hooks: %v\n", err)
-				return 2
-			}
-			hooks = append(hooks, h)
-		}
+	hooks, err := parseHooks(*hooksFlag)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw replay: --hooks: %v\n", err)
+		return 2
 	}
 	log, err := newLogger(stderr, "text", *logLevel)
 	if err != nil {
@@ -77,11 +74,61 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	defer f.Close()
-	sum, err := replay.Run(ctx, eng, f, replay.Options{Path: path, Hooks: hooks, Clock: clk}, stdout)
+	ropts := replay.Options{Path: path, Hooks: hooks, Clock: clk}
+	if *writePcap != "" {
+		w, done, err := createPcap(*writePcap)
+		if err != nil {
+			fmt.Fprintf(stderr, "luafw replay: %v\n", err)
+			return 1
+		}
+		defer func() {
+			if err := done(); err != nil {
+				fmt.Fprintf(stderr, "luafw replay: %v\n", err)
+			}
+		}()
+		ropts.Out = w
+	}
+	sum, err := replay.Run(ctx, eng, f, ropts, stdout)
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %s: %v\n", *pcapPath, err)
 		return 1
 	}
 	return 0
+}
+
+// createPcap creates a raw-IP pcap file at path; done flushes and closes it.
+func createPcap(path string) (w *pcap.Writer, done func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	bw := bufio.NewWriter(f)
+	if w, err = pcap.NewWriter(bw, pcap.LinkTypeRaw); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return w, func() error {
+		if err := bw.Flush(); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return f.Close()
+	}, nil
+}
+
+// parseHooks reads a comma-separated list of hook names ("" is none).
+func parseHooks(list string) ([]host.Hook, error) {
+	var hooks []host.Hook
+	if list == "" {
+		return nil, nil
+	}
+	for _, name := range strings.Split(list, ",") {
+		h, err := host.ParseHook(strings.TrimSpace(name))
+		if err != nil {
+			return nil, err
+		}
+		hooks = append(hooks, h)
+	}
+	return hooks, nil
 }

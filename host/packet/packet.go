@@ -4,7 +4,10 @@
 // [Parsed.Decode] fills a [Parsed] without allocating and never panics,
 // whatever the input: truncated buffers, malformed headers and length fields
 // that lie are reported through Parsed.Truncated and Parsed.Err. The package
-// also builds valid packets ([Build]) for tests and tools.
+// also builds valid packets ([Build]) for tests, tools and injection, rewrites
+// decoded packets in place ([SetPayload], [SetTTL], [ClampMSS], ...) and
+// recomputes their checksums ([FixChecksums]: one pass over the packet), and
+// builds replies to them ([ResetReplies], [ICMPErrorReply], [UDPReply]).
 //
 // The decoder does not verify checksums: the kernel has checked the IP header
 // before a packet reaches any netfilter hook.
