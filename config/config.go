@@ -48,6 +48,9 @@ type File struct {
 	// directory.
 	AllowDirs []string `yaml:"allow_dirs"`
 
+	// State selects the backend of cluster-scoped script state.
+	State State `yaml:"state"`
+
 	lines map[string]int // key path -> line, for errors
 }
 
