@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/host"
@@ -25,6 +27,9 @@ func newClusterState(cfg *config.File, log *slog.Logger) (*cluster.Store, error)
 	if s.Backend != "redis" {
 		return nil, nil
 	}
+	// go-redis logs through one logger per process; a daemon has one
+	// cluster state.
+	redis.SetLogger(redisLogger{log})
 	r := s.Redis
 	password := r.Password
 	if r.PasswordFile != "" {
@@ -142,4 +147,13 @@ func rel(cfg *config.File, p string) string {
 		return p
 	}
 	return filepath.Join(filepath.Dir(cfg.Path), p)
+}
+
+// redisLogger sends go-redis's own log lines (dial failures, pool
+// events) to the daemon's log at debug level: the cluster state logs
+// outages itself, once per transition.
+type redisLogger struct{ log *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }

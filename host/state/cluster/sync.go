@@ -131,7 +131,9 @@ func (s *Store) flush(ctx context.Context) error {
 		pipe.Publish(ctx, s.channel, payload)
 	}
 	if pipe.Len() == 0 {
-		return nil
+		// Nothing to send: a PING still finds out whether Redis answers,
+		// so an outage is noticed (and fallback limits start) while idle.
+		pipe.Ping(ctx)
 	}
 	_, err := pipe.Exec(ctx)
 	if err != nil && !isReplyError(err) {
