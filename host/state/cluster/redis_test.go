@@ -14,7 +14,7 @@ import (
 
 // testRedis is a redis-server on loopback that a test can stop and start.
 type testRedis struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	port int
 	cmd  *exec.Cmd
@@ -22,7 +22,7 @@ type testRedis struct {
 
 // startRedis starts Debian's redis-server on a free loopback port, or
 // skips the test when it is not installed (scripts/deps.sh installs it).
-func startRedis(t *testing.T) *testRedis {
+func startRedis(t testing.TB) *testRedis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed (scripts/deps.sh installs it)")
@@ -68,7 +68,7 @@ func (r *testRedis) stop() {
 }
 
 // newNode returns a Store on r under a prefix of the test's own.
-func newNode(t *testing.T, r *testRedis, name string, mod func(*Options)) *Store {
+func newNode(t testing.TB, r *testRedis, name string, mod func(*Options)) *Store {
 	t.Helper()
 	o := Options{Addrs: []string{r.addr}, Prefix: fmt.Sprintf("t%d:", r.port), Node: name}
 	if mod != nil {

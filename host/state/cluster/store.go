@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +86,7 @@ type Store struct {
 	local   *state.Store // local copies of maps and shared bucket families
 	fbStore *state.Store // fallback bucket families
 	channel string
+	self    string // how this node's published messages start
 
 	connected atomic.Bool
 	stats     counters
@@ -140,6 +143,7 @@ func New(opts Options) (*Store, error) {
 		local:    state.NewStore(opts.Clock, opts.Limits),
 		fbStore:  state.NewStore(opts.Clock, opts.Limits),
 		channel:  opts.Prefix + "sync",
+		self:     selfPrefix(opts.Node),
 		maps:     map[string]*Map{},
 		counters: map[string]*Counter{},
 		buckets:  map[string]*Bucket{},
@@ -151,6 +155,12 @@ func New(opts Options) (*Store, error) {
 	go func() { defer s.wg.Done(); s.syncLoop(ctx) }()
 	go func() { defer s.wg.Done(); s.subscribeLoop(ctx) }()
 	return s, nil
+}
+
+// selfPrefix is how json.Marshal starts a message of node.
+func selfPrefix(node string) string {
+	b, _ := json.Marshal(message{Node: node})
+	return strings.TrimSuffix(string(b), "}") + ","
 }
 
 func nodeName() string {

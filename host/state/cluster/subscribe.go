@@ -49,6 +49,11 @@ func (s *Store) subscribeLoop(ctx context.Context) {
 
 // apply applies one node's message to the local copies.
 func (s *Store) apply(payload string) error {
+	// Every node receives its own messages too; json.Marshal writes the
+	// node name first, so they are recognised without decoding.
+	if strings.HasPrefix(payload, s.self) {
+		return nil
+	}
 	var msg message
 	if err := json.Unmarshal([]byte(payload), &msg); err != nil {
 		return fmt.Errorf("cluster: decode: %w", err)

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/luafw/luafw/host/state"
@@ -32,5 +34,20 @@ func TestMapKeyPrefixesDoNotOverlap(t *testing.T) {
 	}
 	if got := globEscape(`a*b?[c]\`); got != `a\*b\?\[c\]\\` {
 		t.Errorf("globEscape = %q", got)
+	}
+}
+
+func TestOwnMessagesAreRecognised(t *testing.T) {
+	self := selfPrefix(`gw"1`)
+	// Only messages with something in them are published.
+	for _, msg := range []message{{Node: `gw"1`, Maps: []mapOp{{Kind: opDelete}}}, {Node: `gw"1`, Charges: []charge{{Bucket: "b", Key: "k", N: 1}}}} {
+		b, _ := json.Marshal(msg)
+		if !strings.HasPrefix(string(b), self) {
+			t.Errorf("%s does not start with %s", b, self)
+		}
+	}
+	b, _ := json.Marshal(message{Node: `gw"10`, Maps: []mapOp{{Kind: opSet}}})
+	if strings.HasPrefix(string(b), self) {
+		t.Errorf("another node's message %s starts with %s", b, self)
 	}
 }
