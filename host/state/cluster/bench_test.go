@@ -1,12 +1,17 @@
 package cluster
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/luafw/luafw/host"
 	"github.com/luafw/luafw/host/packet"
@@ -45,6 +50,7 @@ end}`
 	for _, scope := range []string{"local", "cluster"} {
 		b.Run(scope, func(b *testing.B) {
 			opts := host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			redisCmds := func() int64 { return 0 }
 			if scope == "cluster" {
 				r := startRedis(b)
 				s := newNode(b, r, "bench", nil)
@@ -52,6 +58,7 @@ end}`
 				for !s.Stats().Connected {
 					time.Sleep(time.Millisecond)
 				}
+				redisCmds = func() int64 { return commandsProcessed(b, r.addr) }
 			}
 			e := host.New(opts)
 			defer e.Close()
@@ -63,7 +70,7 @@ end}`
 			w := e.NewWorker()
 			defer w.Close()
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0, cmds0 := cpuTime(), redisCmds()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if d := w.Run(pkts[i&255]); d.Verdict != host.Accept {
@@ -73,6 +80,7 @@ end}`
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/pkt")
+			b.ReportMetric(float64(redisCmds()-cmds0)/b.Elapsed().Seconds(), "redis-cmds/s")
 		})
 	}
 }
@@ -82,4 +90,22 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// commandsProcessed reads total_commands_processed from the server.
+func commandsProcessed(b *testing.B, addr string) int64 {
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no total_commands_processed in INFO stats")
+	return 0
 }
