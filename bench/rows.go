@@ -23,6 +23,7 @@ func (b *bench) runAll(ctx context.Context) error {
 		{"batched", b.batchedRows},
 		{"trivial", b.trivialRows},
 		{"realistic", b.realisticRows},
+		{"cluster", b.clusterRows},
 		{"tcp", b.tcpNoOffloadRows},
 		{"balanced", b.balancedRows},
 		{"layered", b.layeredRows},
