@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,12 +146,75 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("outage: admitted %d > %.0f", admitted, bound)
 	}
 
+	restart := time.Now()
 	r.start()
-	d := eventually(t, 20*time.Second, "a reconnects", connected(a))
+	eventually(t, 20*time.Second, "a reconnects", connected(a))
 	eventually(t, 20*time.Second, "b reconnects", connected(b))
-	t.Logf("reconnected %v after redis returned", d)
+	t.Logf("both reconnected %v after redis-server was started", time.Since(restart).Round(time.Millisecond))
 	eventually(t, 10*time.Second, "a's outage write reaches b", func() bool { _, ok := mb.Get("198.51.100.9"); return ok })
 	if s := a.Stats(); s.Disconnects == 0 || s.Reconnects == 0 {
 		t.Errorf("stats do not count the outage: %+v", s)
 	}
+}
+
+// TestStartsWithoutRedis: a node whose Redis is down at start runs on
+// local state with the fallback share, says so once, and joins when Redis
+// comes up.
+func TestStartsWithoutRedis(t *testing.T) {
+	r := startRedis(t)
+	r.stop()
+	var logs syncLog
+	a := newNode(t, r, "a", func(o *Options) {
+		o.FallbackShare = 0.5
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	b, err := a.Bucket("syn", 1, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := a.Map("ban")
+	if err := m.Set("x", state.BoolValue(true), 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the outage is logged", func() bool { return strings.Contains(logs.String(), "redis unreachable") })
+	took := 0
+	for range 3 {
+		if b.TakeN("k", 1) {
+			took++
+		}
+	}
+	if took != 2 {
+		t.Errorf("%d of 3 takes from a fallback bucket of 0.5 × burst 4 at 1/s; want 2", took)
+	}
+	r.start()
+	eventually(t, 20*time.Second, "a connects", connected(a))
+	if n := strings.Count(logs.String(), "redis unreachable"); n != 1 {
+		t.Errorf("the outage was logged %d times:\n%s", n, logs.String())
+	}
+	// The write made while down reached Redis: a new node loads it.
+	c := newNode(t, r, "c", nil)
+	eventually(t, 10*time.Second, "the write made before Redis came up is in Redis", func() bool {
+		_, ok := c.Map("ban").Get("x")
+		return ok
+	})
+	if s := a.Stats(); s.Disconnects != 1 || s.Reconnects != 1 {
+		t.Errorf("stats %+v; want one disconnect and one reconnect", s)
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

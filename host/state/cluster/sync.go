@@ -20,20 +20,34 @@ func (s *Store) syncLoop(ctx context.Context) {
 	defer tick.Stop()
 	backoff := s.opts.SyncInterval
 	var retryAt time.Time
+	down := false // an outage has been logged and counted
+	fail := func(err error) {
+		s.connected.Store(false)
+		retryAt = time.Now().Add(backoff)
+		backoff = min(2*backoff, maxBackoff)
+		if !down && ctx.Err() == nil {
+			down = true
+			s.stats.disconnects.Add(1)
+			s.log.Warn("redis unreachable: deciding on local state, fallback limits apply", "err", err)
+		}
+	}
 	lastSweep := time.Now()
 	for {
 		if !s.connected.Load() && !time.Now().Before(retryAt) {
 			if err := s.reconnect(ctx); err != nil {
-				retryAt = time.Now().Add(backoff)
-				backoff = min(2*backoff, maxBackoff)
+				fail(err)
 			} else {
 				backoff = s.opts.SyncInterval
+				if down {
+					down = false
+					s.stats.reconnects.Add(1)
+					s.log.Info("redis reachable again: reconciled shared state")
+				}
 			}
 		}
 		if s.connected.Load() {
-			if err := s.flush(ctx); err != nil && ctx.Err() == nil {
-				s.lost(err)
-				retryAt = time.Now().Add(backoff)
+			if err := s.flush(ctx); err != nil {
+				fail(err)
 			}
 		}
 		if time.Since(lastSweep) > time.Second {
@@ -46,14 +60,6 @@ func (s *Store) syncLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-	}
-}
-
-// lost records that Redis became unreachable.
-func (s *Store) lost(err error) {
-	if s.connected.Swap(false) {
-		s.stats.disconnects.Add(1)
-		s.log.Warn("redis unreachable: deciding on local state, fallback limits apply", "err", err)
 	}
 }
 
@@ -73,10 +79,6 @@ func (s *Store) reconnect(ctx context.Context) error {
 		return err
 	}
 	s.connected.Store(true)
-	if s.stats.flushes.Load() > 0 || s.stats.disconnects.Load() > 0 {
-		s.stats.reconnects.Add(1)
-		s.log.Info("redis reachable again: reconciled shared state")
-	}
 	return nil
 }
 
