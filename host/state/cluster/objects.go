@@ -154,9 +154,27 @@ type Bucket struct {
 	shared   *state.Bucket
 	fallback *state.Bucket
 	floor    float64
+	// charges are the tokens taken here since the last sync, per key;
+	// sharded like the buckets so that workers rarely share a lock.
+	charges [chargeShards]chargeShard
+}
 
-	mu      sync.Mutex
-	charges map[string]float64
+const chargeShards = 16
+
+type chargeShard struct {
+	mu sync.Mutex
+	m  map[string]float64
+	_  [64 - 16]byte // one shard per cache line
+}
+
+// chargeShardOf hashes key with FNV-1a.
+func chargeShardOf(key string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % chargeShards)
 }
 
 // TakeN takes n tokens from key's bucket if it holds them.
@@ -168,20 +186,27 @@ func (b *Bucket) TakeN(key string, n float64) bool {
 		return false
 	}
 	if n > 0 {
-		b.mu.Lock()
-		b.charges[key] += n
-		b.mu.Unlock()
+		sh := &b.charges[chargeShardOf(key)]
+		sh.mu.Lock()
+		if sh.m == nil {
+			sh.m = map[string]float64{}
+		}
+		sh.m[key] += n
+		sh.mu.Unlock()
 	}
 	return true
 }
 
-func (b *Bucket) take() map[string]float64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.charges) == 0 {
-		return nil
+// take appends the charges since the last call to out and clears them.
+func (b *Bucket) take(out []charge) []charge {
+	for i := range b.charges {
+		sh := &b.charges[i]
+		sh.mu.Lock()
+		for key, n := range sh.m {
+			out = append(out, charge{Bucket: b.name, Key: key, N: n})
+		}
+		clear(sh.m)
+		sh.mu.Unlock()
 	}
-	c := b.charges
-	b.charges = make(map[string]float64)
-	return c
+	return out
 }

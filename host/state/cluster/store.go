@@ -247,8 +247,7 @@ func (s *Store) Bucket(name string, rate, burst float64) (state.BucketHandle, er
 	// The floor bounds how far other nodes' takes can push this bucket
 	// below empty: ten intervals' worth of lag.
 	floor := -(burst + rate*10*s.opts.SyncInterval.Seconds())
-	b := &Bucket{s: s, name: name, shared: shared, fallback: fallback,
-		floor: math.Min(0, floor), charges: map[string]float64{}}
+	b := &Bucket{s: s, name: name, shared: shared, fallback: fallback, floor: math.Min(0, floor)}
 	s.buckets[name] = b
 	return b, nil
 }

@@ -115,9 +115,7 @@ func (s *Store) flush(ctx context.Context) error {
 		msg.Maps = append(msg.Maps, taken[i]...)
 	}
 	for _, b := range bs {
-		for key, n := range b.take() {
-			msg.Charges = append(msg.Charges, charge{Bucket: b.name, Key: key, N: n})
-		}
+		msg.Charges = b.take(msg.Charges)
 	}
 	deltas := make([]int64, len(cs))
 	ccmds := make([]*redis.IntCmd, len(cs))
