@@ -15,6 +15,7 @@ import (
 
 	"github.com/luafw/luafw/host"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/host/state"
 )
 
 // BenchmarkRealisticState runs a plugin that touches shared state on
@@ -108,4 +109,47 @@ func commandsProcessed(b *testing.B, addr string) int64 {
 	}
 	b.Fatal("no total_commands_processed in INFO stats")
 	return 0
+}
+
+// BenchmarkHandles is the packet-path cost of each cluster-scoped
+// operation beside its node-local twin (Redis on loopback, connected).
+func BenchmarkHandles(b *testing.B) {
+	r := startRedis(b)
+	s := newNode(b, r, "bench", nil)
+	for !s.Stats().Connected {
+		time.Sleep(time.Millisecond)
+	}
+	local := state.NewStore(nil, state.Limits{})
+	keys := make([]string, 256)
+	for i := range keys {
+		keys[i] = netip.AddrFrom4([4]byte{10, 1, 2, byte(i)}).String()
+	}
+	lb, _ := local.Bucket("b", 1e9, 1e9)
+	cb, _ := s.Bucket("b", 1e9, 1e9)
+	lm, cm := local.Map("m"), s.Map("m")
+	for _, k := range keys {
+		_ = lm.Set(k, state.BoolValue(true), 0)
+		_ = cm.Set(k, state.BoolValue(true), 0)
+	}
+	ops := []struct {
+		name string
+		fn   func(i int)
+	}{
+		{"bucket-take/local", func(i int) { lb.TakeN(keys[i&255], 1) }},
+		{"bucket-take/cluster", func(i int) { cb.TakeN(keys[i&255], 1) }},
+		{"map-get/local", func(i int) { lm.Get(keys[i&255]) }},
+		{"map-get/cluster", func(i int) { cm.Get(keys[i&255]) }},
+		{"map-incr/local", func(i int) { _, _ = lm.Incr("n"+keys[i&255], 1, 0, 0) }},
+		{"map-incr/cluster", func(i int) { _, _ = cm.Incr("n"+keys[i&255], 1, 0, 0) }},
+		{"counter-add/local", func(int) { local.Counter("c").Add(1) }},
+		{"counter-add/cluster", func(int) { s.Counter("c").Add(1) }},
+	}
+	for _, op := range ops {
+		b.Run(op.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				op.fn(i)
+			}
+		})
+	}
 }
