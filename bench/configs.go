@@ -19,6 +19,7 @@ type configParams struct {
 	Conntrack   bool   // per-ct-state queues
 	OffloadMask uint32 // offload.mask; 0 leaves offload off
 	IperfPort   int    // the port classify offloads
+	Redis       string // host:port of a Redis: the rate limiter's state is cluster-scoped on it
 }
 
 // ListDir is the blocklist's directory, which the configuration lets the
@@ -29,7 +30,7 @@ func (p configParams) ListDir() string { return filepath.Dir(p.ListFile) }
 // dir/FILE and returns its path.
 func renderConfig(benchDir, name, dir, file string, p configParams) (string, error) {
 	src := filepath.Join(benchDir, "configs", name+".yaml.tmpl")
-	t, err := template.ParseFiles(src)
+	t, err := template.New(filepath.Base(src)).Funcs(template.FuncMap{"dir": filepath.Dir}).ParseFiles(src)
 	if err != nil {
 		return "", fmt.Errorf("config template: %w", err)
 	}

@@ -91,7 +91,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 4*time.Minute, "bound on the whole run")
 	flag.StringVar(&o.sinkMode, "sink", "counter", "how the server receives the flood: counter (an nftables rule counts and drops it in the input hook) or socket (a UDP socket reads it)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of each luafw row here (luafw run --cpuprofile)")
-	flag.StringVar(&o.only, "only", "", "run only the groups named (comma-separated: kernel,plain,batched,trivial,rewrite,realistic,layered,noct,balanced,tcp,matched); for profiling")
+	flag.StringVar(&o.only, "only", "", "run only the groups named (comma-separated: kernel,plain,batched,trivial,rewrite,realistic,cluster,layered,noct,balanced,tcp,matched); for profiling")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -206,6 +206,7 @@ func (b *bench) prepareConfigs(ctx context.Context, work string) error {
 		{"realistic-q1", "realistic", nil},
 		{"realistic-q2", "realistic", func(p *configParams) { p.Balance = 2 }},
 		{"realistic-nooffload", "realistic", func(p *configParams) { p.OffloadMask = 0 }},
+		{"realistic-cluster", "realistic", func(p *configParams) { p.Redis = benchRedis }},
 		{"layered-q1", "layered", nil},
 		{"matched-q1", "matched", nil},
 	} {

@@ -148,6 +148,7 @@ func (r *Results) finish() {
 	rowGoal("trivial plugin, 2 queues vs 1", "udp/luafw-trivial/q2", vs1, 1.6)
 	rowGoal("realistic config, 2 queues vs 1", "udp/luafw-realistic/q2", vs1, 1.6)
 	rowGoal("TCP bulk with offload vs kernel", "tcp/luafw-offload", func(x *Row) float64 { return x.VsKernel }, 0.80)
+	clusterGoals(r, goal)
 	if x := r.row("rate/luafw-trivial/q1"); x != nil {
 		goal(fmt.Sprintf("no loss at %d pkt/s (trivial plugin)", x.TargetPPS), "0", "packets lost", float64(x.Lost), true, x.Lost <= 0)
 	} else {

@@ -24,6 +24,7 @@ func (b *bench) runAll(ctx context.Context) error {
 		{"trivial", b.trivialRows},
 		{"rewrite", b.rewriteRows}, // rewrite.go
 		{"realistic", b.realisticRows},
+		{"cluster", b.clusterRows},
 		{"tcp", b.tcpNoOffloadRows},
 		{"balanced", b.balancedRows},
 		{"layered", b.layeredRows},

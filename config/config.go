@@ -44,10 +44,13 @@ type File struct {
 	// them: "open" (default) lets them pass, "closed" drops them. See
 	// FailClosed and QueueFailOpen.
 	Fail string `yaml:"fail"`
-	// Events, Capture and State are off when absent (observe.go).
-	Events  *Events    `yaml:"events"`
-	Capture *Capture   `yaml:"capture"`
-	State   *StateFile `yaml:"state"`
+	// Events and Capture are off when absent (observe.go).
+	Events  *Events  `yaml:"events"`
+	Capture *Capture `yaml:"capture"`
+	// State configures the shared state: where it is saved (file) and the
+	// backend of cluster-scoped state (state.go). Absent: nothing saved,
+	// cluster-scoped state stays in this process.
+	State *State `yaml:"state"`
 
 	// AllowDirs are directories every plugin may read files from
 	// (net.load), besides its own; relative to the configuration's

@@ -48,12 +48,6 @@ type Capture struct {
 	Queue    int      `yaml:"queue"`    // packets waiting for the writer (default 4096)
 }
 
-// StateFile configures persistence of the shared state maps.
-type StateFile struct {
-	File      string   `yaml:"file"`
-	SaveEvery Duration `yaml:"save_every"` // default 60s; the file is also written at shutdown
-}
-
 // Size is a byte count written as 1048576, 512KiB, 10MiB or 1GiB (KB, MB,
 // GB are read as powers of 1000).
 type Size int64
@@ -183,8 +177,8 @@ func (f *File) checkObserve() error {
 		}
 	}
 	if s := f.State; s != nil {
-		if s.File == "" {
-			return f.ErrorAt("state", "state: want file: (where the state maps are saved)")
+		if s.File == "" && f.has("state.save_every") {
+			return f.ErrorAt("state.save_every", "state.save_every: set state.file (where the state maps are saved) too")
 		}
 		if f.has("state.save_every") && s.SaveEvery < Duration(time.Second) {
 			return f.ErrorAt("state.save_every", "state.save_every: want at least 1s, not %s", time.Duration(s.SaveEvery))

@@ -54,7 +54,7 @@ func TestObserveRefused(t *testing.T) {
 		{"rate without unit", p + "events: {file: x, rate: 100}\n", `3: events.rate: bad rate "100"`},
 		{"capture to stdout", p + "capture: {file: stdout}\n", `3: capture: want file: (the pcapng file's path)`},
 		{"snaplen", p + "capture: {file: x, snaplen: 10}\n", `3: capture.snaplen: want 40 to 65535 bytes, not 10`},
-		{"state without file", p + "state: {save_every: 1m}\n", `3: state: want file: (where the state maps are saved)`},
+		{"state without file", p + "state: {save_every: 1m}\n", `3: state.save_every: set state.file (where the state maps are saved) too`},
 		{"save_every too short", p + "state:\n  file: s.json\n  save_every: 10ms\n", `5: state.save_every: want at least 1s, not 10ms`},
 		{"negative keep", p + "events: {file: x, keep: -1}\n", `3: events.keep: want 0 to 1000 rotated files, not -1`},
 	}

@@ -37,7 +37,7 @@ const (
 // silently mean something else than they say. Every error names the
 // key's line.
 func (f *File) check() error {
-	for _, c := range []func() error{f.checkPlugins, f.checkBudget, f.checkQueue, f.checkMarks, f.checkDivert, f.checkRest, f.checkObserve} {
+	for _, c := range []func() error{f.checkPlugins, f.checkBudget, f.checkQueue, f.checkMarks, f.checkDivert, f.checkRest, f.checkObserve, f.checkState} {
 		if err := c(); err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/host/state/cluster"
 	"github.com/luafw/luafw/nfq"
 )
 
@@ -51,6 +52,7 @@ type Daemon struct {
 	log     *slog.Logger
 	cfgPath string
 	eng     *host.Engine
+	cluster *cluster.Store // nil: the local state backend
 
 	mu      sync.Mutex // guards what follows; held by Reload
 	cfg     *config.File
@@ -99,19 +101,23 @@ func New(opts Options) (*Daemon, error) {
 	// ceiling; the engine cuts running Lua calls before it is reached.
 	// Both are set once: memory_limit takes effect at start, not on reload.
 	host.SetMemoryCeiling(cfg.MemoryCeiling())
-	engOpts := cfg.EngineOptions()
-	engOpts.Logger = opts.Logger
-	eng := host.New(engOpts)
-	if err := eng.Load(specs); err != nil {
-		eng.Close()
+	cl, err := newClusterState(cfg, opts.Logger)
+	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{log: opts.Logger, cfgPath: opts.ConfigPath, eng: eng, cfg: cfg,
+	eng := host.New(engineOptions(cfg, opts.Logger, cl))
+	if err := eng.Load(specs); err != nil {
+		eng.Close()
+		closeCluster(cl)
+		return nil, err
+	}
+	d := &Daemon{log: opts.Logger, cfgPath: opts.ConfigPath, eng: eng, cfg: cfg, cluster: cl,
 		runners: map[string]*segRunner{}, blocks: map[string]int{}, marks: newMarkCache(),
 		segStats: map[string]*segStats{}, fatal: make(chan error, 1), ctx: context.Background()}
 	d.plan = Plan(eng.HookPriorities())
 	if err := CheckQueues(cfg, d.plan); err != nil {
 		eng.Close()
+		closeCluster(cl)
 		return nil, err
 	}
 	d.rules = d.ruleSet(cfg, d.plan, eng)
@@ -270,6 +276,7 @@ func (d *Daemon) shutdown() {
 		d.ct.Close()
 	}
 	d.eng.Close()
+	closeCluster(d.cluster)
 }
 
 // Reload reads the configuration again and swaps plugins and rules. On any
@@ -301,6 +308,7 @@ func (d *Daemon) reload() error {
 		cfg.Queue, cfg.Conntrack, cfg.Fail = d.cfg.Queue, d.cfg.Conntrack, d.cfg.Fail
 	}
 	d.keepOutputs(cfg)
+	d.keepStateBackend(cfg)
 	if markOr(cfg.Marks.Skip) != markOr(d.cfg.Marks.Skip) || markOr(cfg.Marks.Reject) != markOr(d.cfg.Marks.Reject) {
 		// The queue readers apply the marks they started with.
 		d.log.Warn("marks change only on restart; keeping the running ones")

@@ -76,7 +76,7 @@ func TestStateFileUnusable(t *testing.T) {
 func TestReloadKeepsOutputs(t *testing.T) {
 	d, logs := outputsDaemon(t, "")
 	d.cfg.Events = &config.Events{File: "/var/log/a.json"}
-	next := &config.File{Events: &config.Events{File: "/var/log/b.json"}, State: &config.StateFile{File: "s.json"}}
+	next := &config.File{Events: &config.Events{File: "/var/log/b.json"}, State: &config.State{File: "s.json"}}
 	d.keepOutputs(next)
 	if next.Events.File != "/var/log/a.json" || next.State != nil || !strings.Contains(logs.String(), "change only on restart") {
 		t.Fatalf("after reload: events %+v state %+v; log %s", next.Events, next.State, logs)

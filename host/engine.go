@@ -34,6 +34,10 @@ type Options struct {
 	// DefaultInjectRate and DefaultInjectBurst.
 	InjectRate  float64
 	InjectBurst int
+	// Cluster holds the state scripts ask for with {scope = "cluster"}
+	// (host/state/cluster shares it through Redis); when nil, such state
+	// is this engine's alone.
+	Cluster ClusterState
 	// WatchdogInterval is how often running callbacks are checked against
 	// their budget; default 250µs.
 	WatchdogInterval time.Duration
@@ -96,6 +100,8 @@ type Engine struct {
 	log   *slog.Logger
 	start time.Time
 	store *state.Store
+	// cluster is Options.Cluster, or a localCluster.
+	cluster ClusterState
 
 	// coarse is the engine clock as of the watchdog's last tick: cheap to
 	// read on the packet path (reading the real clock costs ~70ns on VMs).
@@ -169,6 +175,10 @@ func New(opts Options) *Engine {
 		e.opts.Clock = func() time.Time { return time.Unix(0, e.coarseWall.Load()) }
 	}
 	e.store = state.NewStore(state.Clock(e.opts.Clock), opts.StateLimits)
+	e.cluster = opts.Cluster
+	if e.cluster == nil {
+		e.cluster = localCluster{state.NewStore(state.Clock(e.opts.Clock), opts.StateLimits)}
+	}
 	e.gen.Store(&generation{})
 	e.coarse.Store(e.nanos())
 	e.coarseWall.Store(time.Now().UnixNano())
@@ -418,6 +428,9 @@ func (e *Engine) background(ctx context.Context) {
 		}
 		if time.Since(lastSweep) > time.Second {
 			e.store.Sweep()
+			if c, ok := e.cluster.(localCluster); ok {
+				c.Sweep()
+			}
 			lastSweep = time.Now()
 		}
 	}

@@ -50,15 +50,25 @@ func openState(ps *pluginState) *lua.LTable {
 	return L.SetFuncs(L.NewTable(), stateFuncs, ps.self)
 }
 
+// stateMap is state.map(name [, {scope =}]).
 func stateMap(L *lua.LState) int {
-	return pushUD(L, stateOf(L).e.store.Map(L.CheckString(1)), stateMapType)
+	e := stateOf(L).e
+	if clusterScope(L, 2) {
+		return pushUD(L, e.cluster.Map(L.CheckString(1)), stateMapType)
+	}
+	return pushUD(L, e.store.Map(L.CheckString(1)), stateMapType)
 }
 
+// stateCounter is state.counter(name [, {scope =}]).
 func stateCounter(L *lua.LState) int {
-	return pushUD(L, stateOf(L).e.store.Counter(L.CheckString(1)), stateCounterType)
+	e := stateOf(L).e
+	if clusterScope(L, 2) {
+		return pushUD(L, e.cluster.Counter(L.CheckString(1)), stateCounterType)
+	}
+	return pushUD(L, e.store.Counter(L.CheckString(1)), stateCounterType)
 }
 
-// stateBucket is state.bucket(name, {rate=, burst=}).
+// stateBucket is state.bucket(name, {rate=, burst= [, scope=]}).
 func stateBucket(L *lua.LState) int {
 	ps := stateOf(L)
 	name := L.CheckString(1)
@@ -68,7 +78,13 @@ func stateBucket(L *lua.LState) int {
 	if !ok1 || !ok2 {
 		L.ArgError(2, "want {rate = tokens per second, burst = bucket size}")
 	}
-	b, err := ps.e.store.Bucket(name, float64(rate), float64(burst))
+	var b state.BucketHandle
+	var err error
+	if clusterScope(L, 2) {
+		b, err = ps.e.cluster.Bucket(name, float64(rate), float64(burst))
+	} else {
+		b, err = ps.e.store.Bucket(name, float64(rate), float64(burst))
+	}
 	if err != nil {
 		L.RaiseError("state.bucket: %v", err)
 	}
@@ -116,22 +132,22 @@ func mapLen(L *lua.LState) int {
 }
 
 func counterIncr(L *lua.LState) int {
-	L.Push(lua.LNumber(checkUD[*state.Counter](L, "state counter").Add(int64(L.OptInt64(2, 1)))))
+	L.Push(lua.LNumber(checkUD[state.CounterHandle](L, "state counter").Add(int64(L.OptInt64(2, 1)))))
 	return 1
 }
 
 func counterGet(L *lua.LState) int {
-	L.Push(lua.LNumber(checkUD[*state.Counter](L, "state counter").Get()))
+	L.Push(lua.LNumber(checkUD[state.CounterHandle](L, "state counter").Get()))
 	return 1
 }
 
 func bucketTake(L *lua.LState) int {
-	b := checkUD[*state.Bucket](L, "state bucket")
+	b := checkUD[state.BucketHandle](L, "state bucket")
 	L.Push(lua.LBool(b.TakeN(L.CheckString(2), float64(L.OptNumber(3, 1)))))
 	return 1
 }
 
-func checkMap(L *lua.LState) *state.Map { return checkUD[*state.Map](L, "state map") }
+func checkMap(L *lua.LState) state.MapHandle { return checkUD[state.MapHandle](L, "state map") }
 func optSeconds(L *lua.LState, n int) time.Duration {
 	return time.Duration(float64(L.OptNumber(n, 0)) * float64(time.Second))
 }

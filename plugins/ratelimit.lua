@@ -26,6 +26,9 @@
 --   hooks     = {"input"}  add "forward" to protect hosts behind a router
 --   priority  = "filter"
 --   log       = true       log a line when a source gets banned
+--   state     = "local"    "cluster": buckets, bans and the ban count are shared
+--                          by every luafw of the fleet (the config's state:
+--                          section, docs/scale.md); limits become approximate
 --
 -- Without conntrack, UDP has no "new" state: every UDP packet to a limited
 -- port takes a token. The bucket and ban state is shared by all workers.
@@ -90,9 +93,10 @@ if O.allow then
 end
 local log_bans = opt("log", true, "boolean")
 
-local bucket = state.bucket("ratelimit:" .. fw.plugin, { rate = rate, burst = burst })
-local bans = state.map("ratelimit:" .. fw.plugin .. ":bans")
-local banned_total = state.counter("ratelimit:" .. fw.plugin .. ":banned")
+local shared = opt("state", "local", "string")
+local bucket = state.bucket("ratelimit:" .. fw.plugin, { rate = rate, burst = burst, scope = shared })
+local bans = state.map("ratelimit:" .. fw.plugin .. ":bans", { scope = shared })
+local banned_total = state.counter("ratelimit:" .. fw.plugin .. ":banned", { scope = shared })
 
 -- v6key returns the first v6_prefix bits of an IPv6 address as hex
 -- digits, so that every address of one prefix shares a key.

@@ -9,6 +9,10 @@ command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v ip        >/dev/null 2>&1 || need+=(iproute2)
 command -v iperf3    >/dev/null 2>&1 || need+=(iperf3)
 command -v tcpdump   >/dev/null 2>&1 || need+=(tcpdump)
+# fleet tests: shared state (Redis) and the HA pair (VRRP, conntrack sync)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v keepalived   >/dev/null 2>&1 || need+=(keepalived)
+command -v conntrackd   >/dev/null 2>&1 || need+=(conntrackd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "deps: missing ${need[*]} (not root: kernel tests will skip)" >&2

@@ -1,0 +1,105 @@
+package cluster
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/luafw/luafw/host/state"
+)
+
+// opKind is what a queued map operation does.
+type opKind uint8
+
+const (
+	opSet opKind = iota + 1
+	opDelete
+	opIncr
+)
+
+// mapOp is one map write, queued for Redis and published to the other
+// nodes.
+type mapOp struct {
+	Kind  opKind  `json:"k"`
+	Map   string  `json:"m"`
+	Key   string  `json:"key"`
+	Val   string  `json:"v,omitempty"`   // encoded value (opSet)
+	TTL   int64   `json:"ttl,omitempty"` // milliseconds; 0: none
+	Delta float64 `json:"d,omitempty"`   // opIncr
+	Init  float64 `json:"i,omitempty"`   // opIncr: value of a new key before delta
+}
+
+// charge is tokens one node took from one bucket key in one interval.
+type charge struct {
+	Bucket string  `json:"b"`
+	Key    string  `json:"key"`
+	N      float64 `json:"n"`
+}
+
+// message is what a node publishes once per interval.
+type message struct {
+	Node    string   `json:"node"`
+	Maps    []mapOp  `json:"maps,omitempty"`
+	Charges []charge `json:"charges,omitempty"`
+}
+
+// encodeValue writes v as stored in Redis: numbers as plain decimal (so
+// INCRBYFLOAT works on them), strings and booleans with a type prefix.
+func encodeValue(v state.Value) string {
+	switch v.Kind {
+	case state.Number:
+		return strconv.FormatFloat(v.Num, 'g', -1, 64)
+	case state.String:
+		return "s:" + v.Str
+	case state.Bool:
+		if v.Bool {
+			return "b:1"
+		}
+		return "b:0"
+	}
+	return ""
+}
+
+// decodeValue reverses encodeValue; ok is false for anything else (a key
+// some other program wrote).
+func decodeValue(s string) (state.Value, bool) {
+	switch {
+	case strings.HasPrefix(s, "s:"):
+		return state.StringValue(s[2:]), true
+	case s == "b:1":
+		return state.BoolValue(true), true
+	case s == "b:0":
+		return state.BoolValue(false), true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return state.Value{}, false
+	}
+	return state.NumberValue(f), true
+}
+
+func millis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return max(1, d.Milliseconds())
+}
+
+// mapKeyPrefix is the Redis key prefix of map name's entries. The name's
+// length goes first so that no map's keys match another map's prefix.
+func mapKeyPrefix(prefix, name string) string {
+	return prefix + "m:" + strconv.Itoa(len(name)) + ":" + name + ":"
+}
+
+// globEscape escapes the characters SCAN MATCH treats as patterns.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
