@@ -125,6 +125,8 @@ type Engine struct {
 
 	pool chan *Worker
 
+	tap atomic.Pointer[Tap] // the attached trace, nil when none (host/trace.go)
+
 	numbers []lua.LValue // LNumber values 0..65535, boxed once
 
 	inject injectLimiter // per-plugin send budgets (inject.go)
