@@ -15,7 +15,6 @@ type workerTrace struct {
 	fs      *pluginState // the filter's state; nil without an expression
 	shadow  *Worker      // owns the Ctx the filter reads: a copy of the packet's
 	rec     TraceRecord
-	active  bool // rec is being built
 	pending bool // rec waits for TraceKernel
 
 	// the Ctx before the running callback
@@ -73,7 +72,6 @@ func (w *Worker) traceBegin(t *Tap, c *Ctx) *workerTrace {
 	*r = TraceRecord{Time: time.Now(), Hook: p.Hook, Src: pp.Src, Dst: pp.Dst, Proto: pp.Proto,
 		SPort: pp.SrcPort, DPort: pp.DstPort, Len: len(p.Data), InDev: p.InDev, OutDev: p.OutDev,
 		Mark: p.Mark, CTState: p.CTState, Tags: p.Tags, Calls: calls}
-	wt.active = true
 	return wt
 }
 
@@ -177,7 +175,6 @@ func (wt *workerTrace) after(w *Worker, en *entry, c *Ctx, v Verdict, failed boo
 // matches the filter's outcome fields, queues it (or holds it for
 // TraceKernel).
 func (w *Worker) traceEnd(wt *workerTrace, d *Decision) {
-	wt.active = false
 	wt.rec.Decision = *d
 	if !wt.tap.f.matchOutcome(&wt.rec) {
 		return
