@@ -103,7 +103,8 @@ type Engine struct {
 	coarseWall atomic.Int64 // wall clock, Unix nanoseconds
 
 	gen     atomic.Pointer[generation]
-	loadMu  sync.Mutex // serializes Load and RegisterFunc
+	tap     atomic.Pointer[Tap] // the attached trace, nil when none (host/trace.go); beside gen: one cache line
+	loadMu  sync.Mutex          // serializes Load and RegisterFunc
 	goFuncs []goCallback
 	genSeq  uint64
 
@@ -124,8 +125,6 @@ type Engine struct {
 	nextID    int
 
 	pool chan *Worker
-
-	tap atomic.Pointer[Tap] // the attached trace, nil when none (host/trace.go)
 
 	numbers []lua.LValue // LNumber values 0..65535, boxed once
 

@@ -33,15 +33,7 @@ func drain(t *Tap) []*TraceRecord {
 }
 
 func TestTraceRecordsCallbacksAndChanges(t *testing.T) {
-	e, _ := newTestEngine(t)
-	mustLoad(t, e, src("guard", tracePlugins))
-	tap, err := e.Trace(TraceFilter{Port: 23}, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tap.Close()
-	w := e.NewWorker()
-	defer w.Close()
+	tap, w := tracedWorker(t, TraceFilter{Port: 23}, 16)
 	w.Run(&Packet{Hook: Forward, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 4000, 80, 0)})
 	d := w.Run(&Packet{Hook: Forward, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 4000, 23, 0)})
 	if d.Verdict != Drop {
@@ -199,16 +191,24 @@ func TestTraceAttachRules(t *testing.T) {
 	tap2.Close()
 }
 
-func TestTraceSlowReaderLosesRecords(t *testing.T) {
+// tracedWorker is a worker of an engine running tracePlugins, with a tap
+// attached.
+func tracedWorker(t *testing.T, f TraceFilter, queue int) (*Tap, *Worker) {
+	t.Helper()
 	e, _ := newTestEngine(t)
 	mustLoad(t, e, src("guard", tracePlugins))
-	tap, err := e.Trace(TraceFilter{}, 4)
+	tap, err := e.Trace(f, queue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tap.Close()
+	t.Cleanup(tap.Close)
 	w := e.NewWorker()
-	defer w.Close()
+	t.Cleanup(w.Close)
+	return tap, w
+}
+
+func TestTraceSlowReaderLosesRecords(t *testing.T) {
+	tap, w := tracedWorker(t, TraceFilter{}, 4)
 	p := &Packet{Hook: Forward, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 4000, 23, 0)}
 	for range 100 {
 		if d := w.Run(p); d.Verdict != Drop {
@@ -221,15 +221,7 @@ func TestTraceSlowReaderLosesRecords(t *testing.T) {
 }
 
 func TestTraceHeldForKernel(t *testing.T) {
-	e, _ := newTestEngine(t)
-	mustLoad(t, e, src("guard", tracePlugins))
-	tap, err := e.Trace(TraceFilter{}, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tap.Close()
-	w := e.NewWorker()
-	defer w.Close()
+	tap, w := tracedWorker(t, TraceFilter{}, 4)
 	w.HoldTraces()
 	w.Run(&Packet{Hook: Forward, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 4000, 23, 0)})
 	if !w.TracePending() || len(tap.C()) != 0 {
