@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +33,7 @@ end}`,
 
 // traceProc is a `luafw trace` running in the background.
 type traceProc struct {
+	cmd            *exec.Cmd
 	stdout, stderr *syncBuf
 	done           chan struct{}
 	code           int
@@ -46,7 +49,7 @@ func startTrace(t *testing.T, ctx context.Context, d *daemon, stdout io.Writer, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &traceProc{stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
+	p := &traceProc{cmd: cmd, stdout: &syncBuf{}, stderr: &syncBuf{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if stdout != nil {
 		cmd.Stdout = stdout
@@ -208,6 +211,16 @@ func TestTraceFlagsAndBounds(t *testing.T) {
 		t.Errorf("stderr of a failing filter: %s", errs)
 	}
 
+	// Ctrl-C detaches at once, and cleanly: the next trace attaches.
+	tr = startTrace(t, ctx, d, nil, "--for", "60s", "--port", "7000")
+	tr.cmd.Process.Signal(syscall.SIGINT)
+	tr.wait(t, 10*time.Second)
+	if !strings.Contains(tr.stderr.String(), "trace detached") {
+		t.Errorf("after Ctrl-C: %s", tr.stderr)
+	}
+	tr = startTrace(t, ctx, d, nil, "--for", "1s")
+	tr.wait(t, 20*time.Second)
+
 	// A filter that does not compile is refused at once.
 	if code, _, errs := luafwIn(t, ctx, l.Router, "trace", "pkt.dport =="); code != 1 || !strings.Contains(errs, "trace filter") {
 		t.Errorf("a syntax error: exit %d: %s", code, errs)
@@ -326,5 +339,50 @@ func TestTopOneShot(t *testing.T) {
 	}
 	if !strings.Contains(out, "SEGMENT") || !strings.Contains(out, "forward@") || !strings.Contains(out, "verdicts/s") {
 		t.Errorf("no segment table or totals:\n%s", out)
+	}
+}
+
+// TestTopTerminal: on a terminal (a pseudo-terminal made by script(1)) luafw
+// top redraws in place until q is pressed.
+func TestTopTerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) (util-linux) is not installed")
+	}
+	l := lab.New(t, lab.Options{})
+	ctx := testCtx(t, 60*time.Second)
+	startDaemon(t, l.Router, traceFiles)
+	cmd, err := l.Router.Command(ctx, script, "-qfec", luafwBinary(t)+" top --interval 200ms", "/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(out.String(), "\x1b[H\x1b[2J") < 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	in.Write([]byte("q"))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("luafw top: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("q did not quit luafw top:\n%q", out.String())
+	}
+	if n := strings.Count(out.String(), "\x1b[H\x1b[2J"); n < 3 || !strings.Contains(out.String(), "telnetguard") ||
+		!strings.Contains(out.String(), "(q quits)") {
+		t.Errorf("%d redraws:\n%q", n, out.String())
 	}
 }
