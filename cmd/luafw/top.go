@@ -136,32 +136,46 @@ type cbKey struct {
 
 // renderTop writes the view of what happened between two snapshots.
 func renderTop(w io.Writer, prev, cur *daemon.Status, dt time.Duration, now time.Time) {
-	secs := dt.Seconds()
-	rate := func(a, b uint64) float64 {
-		if b < a { // counters restarted
-			return float64(b) / secs
-		}
-		return float64(b-a) / secs
-	}
+	r := rater(dt.Seconds())
 	fmt.Fprintf(w, "luafw %s  pid %d  up %s  generation %d  %s  (rates over %.1fs)\n", cur.Version, cur.PID,
-		(time.Duration(cur.Uptime) * time.Second).Round(time.Second), cur.Generation, now.Format("15:04:05"), secs)
-
-	var tot struct{ pkts, accept, drop, other, fail float64 }
+		(time.Duration(cur.Uptime) * time.Second).Round(time.Second), cur.Generation, now.Format("15:04:05"), float64(r))
+	var callbacks strings.Builder
+	fails := writeCallbacks(&callbacks, prev, cur, r)
+	var accept, drop, other float64
 	for _, s := range cur.Segments {
 		ps := findSegment(prev, s.Key)
 		for v, n := range s.Verdicts {
-			r := rate(ps.Verdicts[v], n)
-			tot.pkts += r
-			switch v {
+			switch x := r.rate(ps.Verdicts[v], n); v {
 			case "accept", "stop":
-				tot.accept += r
+				accept += x
 			case "drop":
-				tot.drop += r
+				drop += x
 			default:
-				tot.other += r
+				other += x
 			}
 		}
 	}
+	// A packet gets a verdict in every segment it passes: these are
+	// verdicts, not packets.
+	fmt.Fprintf(w, "total: %s verdicts/s (accept %s, drop %s, other %s), %s callback failures/s\n\n",
+		num(accept+drop+other), num(accept), num(drop), num(other), num(fails))
+	io.WriteString(w, callbacks.String())
+	fmt.Fprintln(w)
+	writeSegments(w, prev, cur, r)
+}
+
+// rater turns counter differences into rates over its seconds.
+type rater float64
+
+func (secs rater) rate(a, b uint64) float64 {
+	if b < a { // counters restarted
+		return float64(b) / float64(secs)
+	}
+	return float64(b-a) / float64(secs)
+}
+
+// writeCallbacks writes the callback table and returns the failures/s.
+func writeCallbacks(w io.Writer, prev, cur *daemon.Status, r rater) (fails float64) {
 	before := map[cbKey]daemon.CallbackStatus{}
 	for _, p := range prev.Plugins {
 		for _, c := range p.Callbacks {
@@ -179,54 +193,34 @@ func renderTop(w io.Writer, prev, cur *daemon.Status, dt time.Duration, now time
 			b := before[cbKey{p.Name, c.Name, c.Hook, c.Priority}]
 			var acc, drop, other float64
 			for v, n := range c.Verdicts {
-				switch r := rate(b.Verdicts[v], n); v {
+				switch x := r.rate(b.Verdicts[v], n); v {
 				case "accept":
-					acc += r
+					acc += x
 				case "drop":
-					drop += r
+					drop += x
 				default:
-					other += r
+					other += x
 				}
 			}
-			fail := rate(b.Errors+b.Timeouts+b.Skipped, c.Errors+c.Timeouts+c.Skipped)
-			tot.fail += fail
+			fail := r.rate(b.Errors+b.Timeouts+b.Skipped, c.Errors+c.Timeouts+c.Skipped)
+			fails += fail
 			p50, p99 := quantiles(cur.LatencyBoundsNS, b.LatencyBuckets, c.LatencyBuckets)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Name, c.Name, c.Hook, c.Priority,
-				num(rate(b.Calls, c.Calls)), num(acc), num(drop), num(other), p50, p99, num(fail), state)
+				num(r.rate(b.Calls, c.Calls)), num(acc), num(drop), num(other), p50, p99, num(fail), state)
 		}
 	}
-	// A packet gets a verdict in every segment it passes: these are
-	// verdicts, not packets.
-	fmt.Fprintf(w, "total: %s verdicts/s (accept %s, drop %s, other %s), %s callback failures/s\n\n",
-		num(tot.pkts), num(tot.accept), num(tot.drop), num(tot.other), num(tot.fail))
 	tw.Flush()
+	return fails
+}
 
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w)
+// writeSegments writes the segment (queue) table.
+func writeSegments(w io.Writer, prev, cur *daemon.Status, r rater) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SEGMENT\tQUEUES\tPKTS/S\tWAITING\tDROPPED\tDROPPED/S\tENOBUFS\t")
 	for _, s := range cur.Segments {
-		ps := findSegment(prev, s.Key)
-		var queues []string
-		var recv, recv0, waiting, dropped, dropped0, enobufs uint64
-		for i, so := range s.Sockets {
-			for _, q := range so.Queues {
-				queues = append(queues, fmt.Sprint(q))
-			}
-			recv += so.Received
-			enobufs += so.ENOBUFS
-			for _, k := range so.Kernel {
-				waiting += k.Waiting
-				dropped += k.Dropped + k.UserDropped
-			}
-			if i < len(ps.Sockets) {
-				recv0 += ps.Sockets[i].Received
-				for _, k := range ps.Sockets[i].Kernel {
-					dropped0 += k.Dropped + k.UserDropped
-				}
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t\n", s.Key, strings.Join(queues, ","), num(rate(recv0, recv)),
-			waiting, dropped, num(rate(dropped0, dropped)), enobufs)
+		now, then := sumSockets(s), sumSockets(findSegment(prev, s.Key))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t\n", s.Key, strings.Join(now.queues, ","), num(r.rate(then.received, now.received)),
+			now.waiting, now.dropped, num(r.rate(then.dropped, now.dropped)), now.enobufs)
 	}
 	tw.Flush()
 }
@@ -285,4 +279,26 @@ func quantiles(bounds []int64, before, after []uint64) (p50, p99 string) {
 		return ">" + time.Duration(bounds[len(bounds)-1]).String()
 	}
 	return q(0.50), q(0.99)
+}
+
+// socketSums are a segment's queue counters summed over its sockets.
+type socketSums struct {
+	queues                              []string
+	received, waiting, dropped, enobufs uint64 // dropped: the kernel's, queue full or undeliverable
+}
+
+func sumSockets(s daemon.SegmentStatus) socketSums {
+	var t socketSums
+	for _, so := range s.Sockets {
+		for _, q := range so.Queues {
+			t.queues = append(t.queues, fmt.Sprint(q))
+		}
+		t.received += so.Received
+		t.enobufs += so.ENOBUFS
+		for _, k := range so.Kernel {
+			t.waiting += k.Waiting
+			t.dropped += k.Dropped + k.UserDropped
+		}
+	}
+	return t
 }
