@@ -128,7 +128,12 @@ func (e *Engine) compileFilter(expr string) (*plugin, error) {
 	// The expression alone must parse, so that it cannot close the function
 	// it is wrapped in.
 	if _, err := parse.Parse(strings.NewReader("return ("+expr+"\n)"), "filter"); err != nil {
-		return nil, fmt.Errorf("trace filter: %w", err)
+		// The position is in the wrapped text: leave it out.
+		msg := strings.Join(strings.Fields(err.Error()), " ")
+		if i := strings.Index(msg, " near "); i >= 0 {
+			msg = msg[i+1:]
+		}
+		return nil, fmt.Errorf("trace filter %q is not a Lua expression: %s", expr, msg)
 	}
 	src := "fw.register{name=\"filter\", hook=fw.hooks, fn=function(pkt) return (" + expr + "\n) end}"
 	spec := PluginSpec{Name: "trace-filter", File: "trace filter", Source: []byte(src)}.normalize()
