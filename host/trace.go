@@ -141,7 +141,7 @@ func (e *Engine) compileFilter(expr string) (*plugin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trace filter: %w", err)
 	}
-	p := &plugin{spec: spec, proto: proto, files: map[string]*netset.Set{}}
+	p := &plugin{spec: spec, proto: proto, files: map[string]*netset.Set{}, counters: &pluginCounters{}}
 	if err := e.probe(p); err != nil {
 		return nil, fmt.Errorf("trace filter: %w", err)
 	}
