@@ -160,9 +160,14 @@ func (t *Tap) FilterErrors() uint64 { return t.filterErrors.Load() }
 // Matched counts packets that matched the filter (shown or lost).
 func (t *Tap) Matched() uint64 { return t.matched.Load() }
 
-// Close detaches the tap. Workers finishing a packet may still queue a
+// Close detaches the tap and has the workers release their filter states
+// before their next packet. Workers finishing a packet may still queue a
 // record on C; nothing reads it.
-func (t *Tap) Close() { t.e.tap.CompareAndSwap(t, nil) }
+func (t *Tap) Close() {
+	if t.e.tap.CompareAndSwap(t, nil) {
+		t.e.askWorkers(choreTraceDone)
+	}
+}
 
 // ParseProto reads a protocol name (tcp, udp, icmp, icmpv6) or number.
 func ParseProto(s string) (uint8, error) {

@@ -233,3 +233,20 @@ func TestTraceHeldForKernel(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 }
+
+func TestTraceDetachReleasesFilterState(t *testing.T) {
+	tap, w := tracedWorker(t, TraceFilter{Expr: "true"}, 4)
+	p := &Packet{Hook: Forward, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 4000, 80, 0)}
+	w.Run(p)
+	if w.tr == nil || w.tr.fs == nil {
+		t.Fatal("no filter state while attached")
+	}
+	tap.Close()
+	w.Run(p)
+	if w.tr.fs != nil || w.tr.tap != nil {
+		t.Error("the filter state outlived the tap")
+	}
+	if n := len(drain(tap)); n != 1 {
+		t.Errorf("%d records, want the one from before detaching", n)
+	}
+}
