@@ -55,9 +55,9 @@ const (
 
 // Bits of Worker.chores: work the worker does between two packets.
 const (
-	choreMeasure = 1 << iota // measure the memory of every plugin state
-	choreRebuild             // some plugin's states must be rebuilt
-	choreTraceDone           // the trace tap detached: release the filter state (host/tracework.go)
+	choreMeasure   = 1 << iota // measure the memory of every plugin state
+	choreRebuild               // some plugin's states must be rebuilt
+	choreTraceDone             // the trace tap detached: release the filter state (host/tracework.go)
 )
 
 // pluginCounters are a plugin's memory figures; like callback stats they
