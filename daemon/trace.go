@@ -72,6 +72,8 @@ type TracePacket struct {
 	TagsOut   []string    `json:"tags_out,omitempty"`
 	CT        *TraceCT    `json:"ct,omitempty"` // conntrack update submitted
 	Errors    int         `json:"errors,omitempty"`
+	Rewritten bool        `json:"rewritten,omitempty"` // a callback rewrote the packet; the kernel got the new bytes
+	Injected  int         `json:"injected,omitempty"`  // packets callbacks asked to send (fw.send, replies)
 	Kernel    TraceKernel `json:"kernel"`
 }
 
@@ -252,7 +254,7 @@ func tracePacket(r *host.TraceRecord) *TracePacket {
 		SPort: r.SPort, DPort: r.DPort, Len: r.Len, In: r.InDev, Out: r.OutDev, Mark: r.Mark,
 		CTState: r.CTState.String(), Tags: r.Tags, Callbacks: make([]TraceCall, 0, len(r.Calls)),
 		Verdict: dec.Verdict.String(), By: dec.By, ByName: dec.ByName, TagsOut: dec.Tags, CT: traceCT(dec.CT),
-		Errors: dec.Errors, Kernel: TraceKernel{Verdict: r.Kernel.Verdict}}
+		Errors: dec.Errors, Rewritten: dec.Data != nil, Injected: len(dec.Injected), Kernel: TraceKernel{Verdict: r.Kernel.Verdict}}
 	if r.Src.IsValid() {
 		p.Src, p.Dst = r.Src.String(), r.Dst.String()
 	}

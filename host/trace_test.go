@@ -250,3 +250,20 @@ func TestTraceDetachReleasesFilterState(t *testing.T) {
 		t.Errorf("%d records, want the one from before detaching", n)
 	}
 }
+
+func TestTraceShowsRewrites(t *testing.T) {
+	e, _ := newTestEngine(t)
+	mustLoad(t, e, src("ttl", `fw.register{hook="forward", fn=function(pkt) pkt:set_ttl(9) end}`))
+	tap, err := e.Trace(TraceFilter{}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tap.Close()
+	w := e.NewWorker()
+	defer w.Close()
+	w.Run(&Packet{Hook: Forward, Data: udpPkt(t, "10.0.0.1", "10.0.0.2", 53, 5353, []byte("x"))})
+	recs := drain(tap)
+	if len(recs) != 1 || recs[0].Decision.Data == nil {
+		t.Fatalf("records %+v", recs)
+	}
+}

@@ -202,6 +202,7 @@ func (wt *workerTrace) publish() {
 	r.Calls = slices.Clone(wt.rec.Calls)
 	r.Tags = slices.Clone(wt.rec.Tags)
 	r.Decision.Tags = slices.Clone(wt.rec.Decision.Tags)
+	r.Decision.Injected = slices.Clone(wt.rec.Decision.Injected)
 	select {
 	case t.c <- r:
 	default:

@@ -206,6 +206,12 @@ func printTracePacket(w io.Writer, p *daemon.TracePacket) error {
 	if p.Errors > 0 {
 		fmt.Fprintf(&b, ", %d failed", p.Errors)
 	}
+	if p.Rewritten {
+		b.WriteString(", rewritten")
+	}
+	if p.Injected > 0 {
+		fmt.Fprintf(&b, ", %d sent", p.Injected)
+	}
 	if p.Kernel.Verdict != "" {
 		fmt.Fprintf(&b, "; kernel: %s", p.Kernel.Verdict)
 		if p.Kernel.Mark != nil {
