@@ -26,6 +26,7 @@ func (d *Daemon) registerCommands(srv *control.Server) {
 		return d.Status(), nil
 	})
 	HandleState(srv, d.eng.State(), d.log)
+	srv.Handle("trace", d.trace)
 }
 
 // Status is what `luafw status` shows: the daemon, its plugins with their
@@ -50,6 +51,9 @@ type Status struct {
 	// Outputs counts decision events and captured packets; absent when
 	// neither is configured.
 	Outputs *observe.Stats `json:"outputs,omitempty"`
+	// LatencyBoundsNS are the upper bounds of the callbacks' latency
+	// buckets; each callback's latency_buckets has one more, for longer.
+	LatencyBoundsNS []int64 `json:"latency_bounds_ns"`
 }
 
 // PluginStatus is one running plugin.
@@ -71,6 +75,11 @@ type CallbackStatus struct {
 	Timeouts uint64            `json:"timeouts"`
 	Skipped  uint64            `json:"skipped"` // while quarantined
 	Verdicts map[string]uint64 `json:"verdicts"`
+	// The timed calls (one in 16): how many, their total time, and their
+	// count per latency bucket (not cumulative).
+	Timed          uint64   `json:"timed"`
+	LatencySumNS   int64    `json:"latency_sum_ns"`
+	LatencyBuckets []uint64 `json:"latency_buckets,omitempty"`
 }
 
 // SegmentStatus is one diversion and what it decided.
@@ -125,6 +134,9 @@ func (d *Daemon) Status() Status {
 	if obs := d.out.obs.Load(); obs != nil {
 		st := obs.Stats()
 		s.Outputs = &st
+	}
+	for _, b := range host.LatencyBuckets() {
+		s.LatencyBoundsNS = append(s.LatencyBoundsNS, int64(b))
 	}
 	kernel := map[uint16]procfs.NFNetLinkQueue{}
 	if kq, err := kernelQueues(); err == nil {
@@ -201,7 +213,8 @@ func pluginStatus(eng *host.Engine) []PluginStatus {
 			verdicts = map[string]uint64{}
 		}
 		out[i].Callbacks = append(out[i].Callbacks, CallbackStatus{Name: c.Name, Hook: c.Hook.String(), Priority: c.Priority,
-			Calls: cs.Calls, Errors: cs.Errors, Timeouts: cs.Timeouts, Skipped: cs.Skipped, Verdicts: verdicts})
+			Calls: cs.Calls, Errors: cs.Errors, Timeouts: cs.Timeouts, Skipped: cs.Skipped, Verdicts: verdicts,
+			Timed: cs.Timed, LatencySumNS: int64(cs.Latency), LatencyBuckets: cs.Buckets})
 	}
 	return out
 }

@@ -209,6 +209,7 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 	defer r.wg.Done()
 	w := r.d.eng.NewWorker()
 	defer w.Close()
+	w.HoldTraces() // a traced packet's record shows the kernel verdict
 	if lookup != nil {
 		defer lookup.Close()
 		w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
@@ -241,6 +242,9 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 				dec.Mark &^= r.d.inj.bit // only injected packets carry it (inject.go)
 			}
 			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
+			if w.TracePending() {
+				w.TraceKernel(host.TraceKernel{Segment: r.key, Verdict: kernelVerdictName(out[i].Verdict), Mark: out[i].Mark, SetMark: out[i].SetMark})
+			}
 			r.stats.verdicts[dec.Verdict].Add(1)
 			if obs != nil {
 				obs.Record(r.key, &p, &dec)

@@ -26,4 +26,11 @@
 // states between packets when asked (memory.go), and a heap watch cuts off
 // running calls when the process nears Options.MemoryLimit (memwatch.go).
 // The packet path pays one atomic load per packet for it.
+//
+// Engine.Trace attaches a tap that records, for the packets its filter
+// matches, every callback's verdict, time and changes (trace.go,
+// tracework.go: what `luafw trace` shows). While none is attached the packet
+// path pays one more atomic load per packet; while one is, a matching packet
+// costs about a microsecond, and records a slow reader cannot take are
+// dropped and counted, never waited for.
 package host

@@ -109,7 +109,8 @@ type Engine struct {
 	coarseWall atomic.Int64 // wall clock, Unix nanoseconds
 
 	gen     atomic.Pointer[generation]
-	loadMu  sync.Mutex // serializes Load and RegisterFunc
+	tap     atomic.Pointer[Tap] // the attached trace, nil when none (host/trace.go); beside gen: one cache line
+	loadMu  sync.Mutex          // serializes Load and RegisterFunc
 	goFuncs []goCallback
 	genSeq  uint64
 

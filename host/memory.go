@@ -55,8 +55,9 @@ const (
 
 // Bits of Worker.chores: work the worker does between two packets.
 const (
-	choreMeasure = 1 << iota // measure the memory of every plugin state
-	choreRebuild             // some plugin's states must be rebuilt
+	choreMeasure   = 1 << iota // measure the memory of every plugin state
+	choreRebuild               // some plugin's states must be rebuilt
+	choreTraceDone             // the trace tap detached: release the filter state (host/tracework.go)
 )
 
 // pluginCounters are a plugin's memory figures; like callback stats they
@@ -106,6 +107,9 @@ const measureShare = 100
 // whose plugin was reset, and measuring states. Called between packets.
 func (w *Worker) doChores() {
 	c := w.chores.Swap(0)
+	if c&choreTraceDone != 0 && w.tr != nil {
+		w.tr.close()
+	}
 	var start time.Time
 	if c&choreMeasure != 0 {
 		start = time.Now()

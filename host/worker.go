@@ -62,6 +62,9 @@ type Worker struct {
 	measureAfter time.Time
 
 	ct CTSource
+
+	tr        *workerTrace // tracing state, made when a tap first attaches
+	traceHold bool
 }
 
 // CTSource looks up a connection's mark when a script reads pkt.ct.mark and
@@ -99,6 +102,9 @@ func (w *Worker) Close() {
 	}
 	w.ps = nil
 	w.gen = nil
+	if w.tr != nil {
+		w.tr.close()
+	}
 	if c := w.cancel.Load(); c != nil {
 		(*c)()
 	}
@@ -189,6 +195,11 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 	if int(p.Hook) >= NumHooks {
 		return d
 	}
+	// The only cost of tracing while no tap is attached: one atomic load.
+	var tr *workerTrace
+	if t := w.eng.tap.Load(); t != nil {
+		tr = w.traceBegin(t, c)
+	}
 	chain := w.gen.chains[p.Hook]
 	for i := range chain {
 		en := &chain[i]
@@ -201,7 +212,13 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 		if en.matcher != nil && !en.matcher.admits(c) {
 			continue
 		}
+		if tr != nil {
+			tr.before(w, c)
+		}
 		v, failed := w.call(en, c)
+		if tr != nil {
+			tr.after(w, en, c, v, failed)
+		}
 		if failed {
 			d.Errors++
 		}
@@ -219,6 +236,9 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 		d.Data = c.own.Data
 	}
 	d.Injected = c.injected
+	if tr != nil {
+		w.traceEnd(tr, &d)
+	}
 	return d
 }
 

@@ -127,19 +127,8 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSEGMENT\tAFTER\tQUEUES\tRECEIVED\tWAITING\tDROPPED\tVERDICTS")
 	for _, s := range st.Segments {
-		var queues []string
-		var received, waiting, dropped uint64
-		for _, so := range s.Sockets {
-			received += so.Received
-			for _, q := range so.Queues {
-				queues = append(queues, fmt.Sprint(q))
-			}
-			for _, k := range so.Kernel {
-				waiting += k.Waiting
-				dropped += k.Dropped + k.UserDropped
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Key, s.After, strings.Join(queues, ","), received, waiting, dropped, counts(s.Verdicts))
+		t := sumSockets(s)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Key, s.After, strings.Join(t.queues, ","), t.received, t.waiting, t.dropped, counts(s.Verdicts))
 	}
 	tw.Flush()
 }

@@ -21,6 +21,9 @@ Usage:
   luafw reload [--socket PATH]                                  reload the daemon's config; reports the result
   luafw status [--json] [--socket PATH]                         the daemon's plugins, counters, queues
   luafw state list|show|get|set|delete|flush ...               see and edit the daemon's state maps (lift a ban)
+  luafw trace [--proto P --src A --dst A --port N --hook H --plugin P --verdict V] [-n N] [--for D] [--json] [LUA-EXPR]
+                                                                show each matching packet's callbacks, verdicts, changes
+  luafw top                                                     live view of plugins, callbacks and queues
   luafw version                                                 print the build's version
   luafw check FILE.lua|CONFIG.yaml                              load plugins, print the chains
   luafw replay --config CONFIG.yaml --pcap FILE [--path forward|in|out] [--hooks h1,h2]
@@ -46,6 +49,8 @@ func commands() map[string]func(ctx context.Context, args []string, stdout, stde
 		"state":   cmdState,
 		"status":  cmdStatus,
 		"test":    cmdTest,
+		"top":     cmdTop,
+		"trace":   cmdTrace,
 		"version": cmdVersion,
 	}
 }

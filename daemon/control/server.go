@@ -21,6 +21,10 @@ import (
 // requestTimeout bounds how long a client may take to send its request.
 const requestTimeout = 5 * time.Second
 
+// StreamWriteTimeout is how long a streamed item may wait for a client
+// that does not read before the connection is given up.
+const StreamWriteTimeout = 30 * time.Second
+
 // Server answers control requests on a Unix socket.
 type Server struct {
 	path     string
@@ -165,11 +169,19 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 		c.Read(b[:]) // returns when the client closes (it sends nothing more)
 		cancel()
 	}()
+	// A write blocked on a client that stopped reading ends when the
+	// request does (shutdown, hang-up) or after StreamWriteTimeout.
+	stopWrites := context.AfterFunc(ctx, func() { c.SetWriteDeadline(time.Now()) })
+	defer stopWrites()
 	send := func(item any) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		b, err := json.Marshal(item)
 		if err != nil {
 			return err
 		}
+		c.SetWriteDeadline(time.Now().Add(StreamWriteTimeout))
 		return enc.Encode(Response{More: true, Result: b})
 	}
 	res, err := h(ctx, req.Args, send)

@@ -110,8 +110,13 @@ iptables -t mangle -A POSTROUTING -p tcp --dport 443 -m connmark --mark 0x1 -m c
 	}
 	res := tcp(22, 2*time.Second)
 	r.check("tcp/22 (ssh): passes", res.Outcome == lab.Connected, fmt.Sprintf("%v in %v", res.Outcome, res.Elapsed.Round(time.Millisecond)))
-	res = tcp(23, time.Second)
+	trace, err := traceDuring(ctx, l.Router, bin, d, func() { res = tcp(23, time.Second) })
+	if err != nil {
+		return false, err
+	}
 	r.check("tcp/23 (telnet): dropped by policy", res.Outcome == lab.TimedOut, fmt.Sprintf("%v", res.Outcome))
+	r.check("luafw trace names the callback that dropped it", strings.Contains(trace, "=> drop by policy/"), "luafw trace -n 1 --verdict drop 'pkt.dport == 23 ...':")
+	fmt.Print(indent(trace))
 	res = tcp(25, 2*time.Second)
 	r.check("tcp/25 (smtp): rejected by policy, refused at once", res.Outcome == lab.Refused && res.Elapsed < time.Second,
 		fmt.Sprintf("%v in %v", res.Outcome, res.Elapsed.Round(time.Millisecond)))

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/luafw/luafw/daemon"
+	"github.com/luafw/luafw/daemon/control"
+)
+
+// cmdTop is `luafw top`: the daemon's status every interval, as rates over
+// the interval, redrawn in place on a terminal (q or Ctrl-C quits). When
+// stdout is not a terminal it prints one view, over one interval, and exits.
+func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("top", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket, timeout := controlFlags(fs)
+	interval := fs.Duration("interval", time.Second, "refresh interval (and the window rates are computed over)")
+	once := fs.Bool("once", false, "print one view and exit (the default when stdout is not a terminal)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *interval < 100*time.Millisecond {
+		fmt.Fprintln(stderr, "usage: luafw top [--interval D (>= 100ms)] [--once] [--socket PATH]")
+		return exitUsage
+	}
+	path, err := socketPath(*socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw top: %v\n", err)
+		return exitFailed
+	}
+	snap := func() (*daemon.Status, int) {
+		var st daemon.Status
+		cctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		err := control.Call(cctx, path, "status", nil, &st)
+		if err == nil {
+			return &st, exitOK
+		}
+		if ctx.Err() != nil {
+			return nil, exitOK
+		}
+		if errors.Is(err, control.ErrNoDaemon) {
+			fmt.Fprintf(stderr, "luafw top: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", err)
+			return nil, exitNoDaemon
+		}
+		fmt.Fprintf(stderr, "luafw top: %v\n", err)
+		return nil, exitFailed
+	}
+	tty := false
+	if f, ok := stdout.(*os.File); ok && !*once {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		tty = err == nil
+	}
+	prev, code := snap()
+	if prev == nil {
+		return code
+	}
+	prevAt := time.Now()
+	if tty {
+		var stop func()
+		ctx, stop = keyQuits(ctx)
+		defer stop()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(*interval):
+		}
+		cur, code := snap()
+		if cur == nil {
+			return code
+		}
+		now := time.Now()
+		var b strings.Builder
+		if tty {
+			b.WriteString("\x1b[H\x1b[2J") // home, clear
+		}
+		renderTop(&b, prev, cur, now.Sub(prevAt), now)
+		if tty {
+			b.WriteString("\n(q quits)")
+		}
+		io.WriteString(stdout, b.String())
+		if !tty {
+			return exitOK
+		}
+		prev, prevAt = cur, now
+	}
+}
+
+// keyQuits puts the terminal on stdin in cbreak mode (keys arrive without
+// Enter; Ctrl-C still signals) and cancels the context when q is pressed.
+// stop restores the terminal.
+func keyQuits(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	fd := int(os.Stdin.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return ctx, cancel
+	}
+	raw := *old
+	raw.Lflag &^= unix.ICANON | unix.ECHO
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if unix.IoctlSetTermios(fd, unix.TCSETS, &raw) != nil {
+		return ctx, cancel
+	}
+	go func() {
+		var b [1]byte
+		for {
+			n, err := os.Stdin.Read(b[:])
+			if err != nil || (n == 1 && (b[0] == 'q' || b[0] == 'Q')) {
+				cancel()
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		cancel()
+		unix.IoctlSetTermios(fd, unix.TCSETS, old)
+		fmt.Fprintln(os.Stdout)
+	}
+}
+
+type cbKey struct {
+	plugin, name, hook string
+	priority           int
+}
+
+// renderTop writes the view of what happened between two snapshots.
+func renderTop(w io.Writer, prev, cur *daemon.Status, dt time.Duration, now time.Time) {
+	r := rater(dt.Seconds())
+	fmt.Fprintf(w, "luafw %s  pid %d  up %s  generation %d  %s  (rates over %.1fs)\n", cur.Version, cur.PID,
+		(time.Duration(cur.Uptime) * time.Second).Round(time.Second), cur.Generation, now.Format("15:04:05"), float64(r))
+	var callbacks strings.Builder
+	fails := writeCallbacks(&callbacks, prev, cur, r)
+	var accept, drop, other float64
+	for _, s := range cur.Segments {
+		ps := findSegment(prev, s.Key)
+		for v, n := range s.Verdicts {
+			switch x := r.rate(ps.Verdicts[v], n); v {
+			case "accept", "stop":
+				accept += x
+			case "drop":
+				drop += x
+			default:
+				other += x
+			}
+		}
+	}
+	// A packet gets a verdict in every segment it passes: these are
+	// verdicts, not packets.
+	fmt.Fprintf(w, "total: %s verdicts/s (accept %s, drop %s, other %s), %s callback failures/s\n\n",
+		num(accept+drop+other), num(accept), num(drop), num(other), num(fails))
+	io.WriteString(w, callbacks.String())
+	fmt.Fprintln(w)
+	writeSegments(w, prev, cur, r)
+}
+
+// rater turns counter differences into rates over its seconds.
+type rater float64
+
+func (secs rater) rate(a, b uint64) float64 {
+	if b < a { // counters restarted
+		return float64(b) / float64(secs)
+	}
+	return float64(b-a) / float64(secs)
+}
+
+// writeCallbacks writes the callback table and returns the failures/s.
+func writeCallbacks(w io.Writer, prev, cur *daemon.Status, r rater) (fails float64) {
+	before := map[cbKey]daemon.CallbackStatus{}
+	for _, p := range prev.Plugins {
+		for _, c := range p.Callbacks {
+			before[cbKey{p.Name, c.Name, c.Hook, c.Priority}] = c
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "PLUGIN\tCALLBACK\tHOOK\tPRIO\tCALLS/S\tACCEPT/S\tDROP/S\tOTHER/S\tP50\tP99\tFAIL/S\tSTATE\t")
+	for _, p := range cur.Plugins {
+		state := "ok"
+		if p.Quarantined {
+			state = "QUARANTINED"
+		}
+		for _, c := range p.Callbacks {
+			b := before[cbKey{p.Name, c.Name, c.Hook, c.Priority}]
+			var acc, drop, other float64
+			for v, n := range c.Verdicts {
+				switch x := r.rate(b.Verdicts[v], n); v {
+				case "accept":
+					acc += x
+				case "drop":
+					drop += x
+				default:
+					other += x
+				}
+			}
+			fail := r.rate(b.Errors+b.Timeouts+b.Skipped, c.Errors+c.Timeouts+c.Skipped)
+			fails += fail
+			p50, p99 := quantiles(cur.LatencyBoundsNS, b.LatencyBuckets, c.LatencyBuckets)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Name, c.Name, c.Hook, c.Priority,
+				num(r.rate(b.Calls, c.Calls)), num(acc), num(drop), num(other), p50, p99, num(fail), state)
+		}
+	}
+	tw.Flush()
+	return fails
+}
+
+// writeSegments writes the segment (queue) table.
+func writeSegments(w io.Writer, prev, cur *daemon.Status, r rater) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SEGMENT\tQUEUES\tPKTS/S\tWAITING\tDROPPED\tDROPPED/S\tENOBUFS\t")
+	for _, s := range cur.Segments {
+		now, then := sumSockets(s), sumSockets(findSegment(prev, s.Key))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t\n", s.Key, strings.Join(now.queues, ","), num(r.rate(then.received, now.received)),
+			now.waiting, now.dropped, num(r.rate(then.dropped, now.dropped)), now.enobufs)
+	}
+	tw.Flush()
+}
+
+func findSegment(st *daemon.Status, key string) daemon.SegmentStatus {
+	for _, s := range st.Segments {
+		if s.Key == key {
+			return s
+		}
+	}
+	return daemon.SegmentStatus{}
+}
+
+// num renders a rate: one decimal below 10, whole numbers above.
+func num(r float64) string {
+	switch {
+	case r == 0:
+		return "0"
+	case r < 10:
+		return fmt.Sprintf("%.1f", r)
+	}
+	return fmt.Sprintf("%.0f", math.Round(r))
+}
+
+// quantiles are the p50 and p99 of the calls timed between two snapshots of
+// a latency histogram, as the upper bound of the bucket they fall in ("-"
+// when none was timed).
+func quantiles(bounds []int64, before, after []uint64) (p50, p99 string) {
+	delta := make([]uint64, len(after))
+	var total uint64
+	for i := range after {
+		delta[i] = after[i]
+		if i < len(before) && before[i] <= after[i] {
+			delta[i] -= before[i]
+		}
+		total += delta[i]
+	}
+	if total == 0 {
+		return "-", "-"
+	}
+	q := func(f float64) string {
+		want := uint64(math.Ceil(f * float64(total)))
+		var cum uint64
+		for i, n := range delta {
+			cum += n
+			if cum >= want {
+				if i < len(bounds) {
+					return "≤" + time.Duration(bounds[i]).String()
+				}
+				break
+			}
+		}
+		if len(bounds) == 0 {
+			return "?"
+		}
+		return ">" + time.Duration(bounds[len(bounds)-1]).String()
+	}
+	return q(0.50), q(0.99)
+}
+
+// socketSums are a segment's queue counters summed over its sockets.
+type socketSums struct {
+	queues                              []string
+	received, waiting, dropped, enobufs uint64 // dropped: the kernel's, queue full or undeliverable
+}
+
+func sumSockets(s daemon.SegmentStatus) socketSums {
+	var t socketSums
+	for _, so := range s.Sockets {
+		for _, q := range so.Queues {
+			t.queues = append(t.queues, fmt.Sprint(q))
+		}
+		t.received += so.Received
+		t.enobufs += so.ENOBUFS
+		for _, k := range so.Kernel {
+			t.waiting += k.Waiting
+			t.dropped += k.Dropped + k.UserDropped
+		}
+	}
+	return t
+}
