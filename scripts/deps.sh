@@ -20,5 +20,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Installing redis-server, keepalived or conntrackd must not start them in
+# the machine's own namespace (conntrackd's default configuration would talk
+# on the machine's network): the tests start their own, inside lab
+# namespaces. policy-rc.d answering 101 tells the packages not to start
+# services; ours is removed afterwards, one already there is left alone.
+policy=/usr/sbin/policy-rc.d
+ours=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && ours=1
+  trap '[ -n "$ours" ] && rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq "${need[@]}" >/dev/null
