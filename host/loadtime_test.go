@@ -19,6 +19,7 @@ func TestLoadTimeOnlyFunctions(t *testing.T) {
 		"net.domains": `net.domains{"example.com"}`,
 		"net.load":    `net.load("l.txt")`,
 		"fw.register": `fw.register{hook="input", fn=function() end}`,
+		"fw.keys":     `fw.keys{[22] = true}`,
 	}
 	for fn, call := range calls {
 		t.Run(fn, func(t *testing.T) {
@@ -48,5 +49,18 @@ fw.register{hook="input", fn=function(pkt)
 end}`))
 	if d := e.Process(&Packet{Hook: Input, Data: tcpPkt(t, "10.1.1.1", "10.0.0.2", 1, 2, 0)}); d.Verdict != Drop || d.Errors != 0 {
 		t.Fatalf("net.cidr and lookups in a callback: verdict %v errors %d, want drop", d.Verdict, d.Errors)
+	}
+}
+
+// fw.keys sorts numbers first, in numeric order, then strings.
+func TestFwKeysOrder(t *testing.T) {
+	e, _ := newTestEngine(t)
+	mustLoad(t, e, src("keys", `local k = fw.keys{[443] = true, [80] = true, b = 1, [8080] = true, a = 2}
+local want = {80, 443, 8080, "a", "b"}
+for i = 1, #want do assert(k[i] == want[i], "key " .. i .. ": " .. tostring(k[i])) end
+assert(#k == 5)
+fw.register{hook="input", fn=function() return fw.DROP end}`))
+	if d := e.Process(&Packet{Hook: Input, Data: tcpPkt(t, "10.1.1.1", "10.0.0.2", 1, 2, 0)}); d.Verdict != Drop {
+		t.Fatalf("verdict %v, want drop", d.Verdict)
 	}
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,6 +16,7 @@ import (
 var fwFuncs = map[string]lua.LGFunction{
 	"option":   fwOption,
 	"list":     fwList,
+	"keys":     fwKeys,
 	"register": fwRegister,
 	"send":     fwSend, // luainject.go
 }
@@ -83,6 +85,42 @@ func fwList(L *lua.LState) int {
 		t.Append(v)
 		L.Push(t)
 	}
+	return 1
+}
+
+// fwKeys is fw.keys(t): t's keys as a sorted list (numbers first, in
+// order, then strings), e.g. a set of ports turned into a match's list. It
+// is load-time work (sorting a big table would spend a callback's budget),
+// so like fw.register it is refused inside callbacks.
+func fwKeys(L *lua.LState) int {
+	if !stateOf(L).loading {
+		L.RaiseError("fw.keys can only be called while the plugin loads (at its top level)")
+	}
+	t := L.CheckTable(1)
+	var nums []float64
+	var strs []string
+	m := meter(L)
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		m.step(1)
+		switch x := k.(type) {
+		case lua.LNumber:
+			nums = append(nums, float64(x))
+		case lua.LString:
+			strs = append(strs, string(x))
+		default:
+			L.ArgError(1, fmt.Sprintf("keys must be numbers or strings, not %s", k.Type()))
+		}
+	}
+	slices.Sort(nums)
+	slices.Sort(strs)
+	out := L.CreateTable(len(nums)+len(strs), 0)
+	for i, n := range nums {
+		out.RawSetInt(i+1, lua.LNumber(n))
+	}
+	for i, s := range strs {
+		out.RawSetInt(len(nums)+i+1, lua.LString(s))
+	}
+	L.Push(out)
 	return 1
 }
 

@@ -97,19 +97,8 @@ if count == 0 and state.counter("dnsfilter:" .. fw.plugin .. ":warned"):incr() =
 	log.warn("dnsfilter has no names to block: set options.names")
 end
 
--- sorted_keys lists a set's keys in order (for a match: what the kernel
--- diverts to this plugin).
-local function sorted_keys(set)
-	local out = {}
-	for k in pairs(set) do
-		out[#out + 1] = k
-	end
-	table.sort(out)
-	return out
-end
-
 -- Only queries to the DNS ports reach the plugin (and leave the kernel).
-local port_list = sorted_keys(ports)
+local port_list = fw.keys(ports)
 fw.register{
 	name = "dnsfilter",
 	hook = opt("hooks", { "input", "forward" }, "string table"),

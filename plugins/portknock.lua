@@ -151,20 +151,11 @@ for _, set in ipairs({ knock_ports, protect }) do
 		match_protos[p], match_ports[tonumber(port)] = true, true
 	end
 end
-local function sorted_keys(set)
-	local out = {}
-	for k in pairs(set) do
-		out[#out + 1] = k
-	end
-	table.sort(out)
-	return out
-end
-
 fw.register{
 	name = "portknock",
 	hook = opt("hooks", { "input" }, "string table"),
 	priority = opt("priority", "filter", "number string"),
-	match = { proto = sorted_keys(match_protos), dport = sorted_keys(match_ports) },
+	match = { proto = fw.keys(match_protos), dport = fw.keys(match_ports) },
 	fn = function(pkt)
 		local p = pkt.proto
 		if p ~= "tcp" and p ~= "udp" then

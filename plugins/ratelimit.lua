@@ -176,21 +176,10 @@ local function limited(pkt)
 	return ports[pkt.dport] == true
 end
 
--- sorted_keys lists a set's keys in order (for a match: what the kernel
--- diverts to this plugin).
-local function sorted_keys(set)
-	local out = {}
-	for k in pairs(set) do
-		out[#out + 1] = k
-	end
-	table.sort(out)
-	return out
-end
-
 -- With scope "ports" only new connections to the limited ports matter;
 -- with "all" a banned source's every packet does.
 local match
-local port_list = sorted_keys(ports)
+local port_list = fw.keys(ports)
 if scope == "ports" and #port_list > 0 then
 	match = { proto = proto == "any" and { "tcp", "udp" } or proto, dport = port_list, ct_state = "new" }
 end

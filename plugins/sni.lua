@@ -99,20 +99,9 @@ local function decide(pkt, name)
 	end
 end
 
--- sorted_keys lists a set's keys in order (for a match: what the kernel
--- diverts to this plugin).
-local function sorted_keys(set)
-	local out = {}
-	for k in pairs(set) do
-		out[#out + 1] = k
-	end
-	table.sort(out)
-	return out
-end
-
 -- Only traffic to the TLS ports (and QUIC's, when blocked) reaches the
 -- plugin.
-local port_list = sorted_keys(ports)
+local port_list = fw.keys(ports)
 fw.register{
 	name = "sni",
 	hook = opt("hooks", { "forward", "output" }, "string table"),
