@@ -59,11 +59,11 @@ type File struct {
 
 	// PluginMemory is the memory limit of every plugin that sets none
 	// (default host.DefaultPluginMemory).
-	PluginMemory ByteSize `yaml:"plugin_memory"`
+	PluginMemory Size `yaml:"plugin_memory"`
 	// MemoryLimit is the process's memory ceiling (default
 	// host.DefaultMemoryLimit); MemoryCheck how often plugins' memory is
 	// measured (default host.DefaultMemoryCheckInterval).
-	MemoryLimit ByteSize `yaml:"memory_limit"`
+	MemoryLimit Size     `yaml:"memory_limit"`
 	MemoryCheck Duration `yaml:"memory_check"`
 	// StateLimits bound each shared state map and bucket family.
 	StateLimits StateLimits `yaml:"state_limits"`
@@ -74,9 +74,9 @@ type File struct {
 // StateLimits are the limits of each state map and bucket family; zero
 // fields take host/state's defaults.
 type StateLimits struct {
-	MaxKeys  int      `yaml:"max_keys"`
-	MaxBytes ByteSize `yaml:"max_bytes"`
-	MaxValue ByteSize `yaml:"max_value"`
+	MaxKeys  int  `yaml:"max_keys"`
+	MaxBytes Size `yaml:"max_bytes"`
+	MaxValue Size `yaml:"max_value"`
 }
 
 // Plugin is one entry of the plugins list.
@@ -88,7 +88,7 @@ type Plugin struct {
 	Budget          Duration       `yaml:"budget"`
 	QuarantineAfter int            `yaml:"quarantine_after"`
 	QuarantineFor   Duration       `yaml:"quarantine_for"`
-	Memory          ByteSize       `yaml:"memory"`
+	Memory          Size           `yaml:"memory"`
 	Disabled        bool           `yaml:"disabled"`
 	AllowDirs       []string       `yaml:"allow_dirs"` // more directories this plugin may read
 }
@@ -151,40 +151,6 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*d = Duration(v)
 	return nil
-}
-
-// ByteSize is a size in bytes written as a number with an optional unit,
-// as in GOMEMLIMIT: B, KiB, MiB, GiB, TiB ("64MiB", "512KiB", "4096").
-type ByteSize int64
-
-// UnmarshalYAML parses a size.
-func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParseByteSize(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*b = ByteSize(v)
-	return nil
-}
-
-// ParseByteSize parses a size such as "64MiB".
-func ParseByteSize(s string) (int64, error) {
-	num := strings.TrimSpace(s)
-	mult := int64(1)
-	for i, unit := range []string{"KiB", "MiB", "GiB", "TiB", "B"} {
-		if strings.HasSuffix(num, unit) {
-			num = strings.TrimSpace(strings.TrimSuffix(num, unit))
-			if unit != "B" {
-				mult = 1 << (10 * (i + 1))
-			}
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 || v*float64(mult) >= 1<<62 {
-		return 0, fmt.Errorf("bad size %q (want e.g. 64MiB, 512KiB, 4096)", s)
-	}
-	return int64(v * float64(mult)), nil
 }
 
 // Hex is a 32-bit value written in decimal or 0x hex.

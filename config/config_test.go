@@ -174,13 +174,13 @@ plugins:
 		t.Error("a nil File has no default ceiling")
 	}
 	for in, want := range map[string]int64{"4096": 4096, "64KiB": 64 << 10, "1.5GiB": 3 << 29, "10 MiB": 10 << 20, "7B": 7} {
-		if got, err := ParseByteSize(in); err != nil || got != want {
-			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "MiB", "-1MiB", "12MB", "1e30GiB"} {
-		if _, err := ParseByteSize(in); err == nil {
-			t.Errorf("ParseByteSize(%q) accepted", in)
+	for _, in := range []string{"", "MiB", "-1MiB", "12XB", "1e30GiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
 		}
 	}
 	if _, err := Parse([]byte("memory_limit: lots\n"), "x.yaml"); err == nil || !strings.Contains(err.Error(), "bad size") {

@@ -48,39 +48,6 @@ type Capture struct {
 	Queue    int      `yaml:"queue"`    // packets waiting for the writer (default 4096)
 }
 
-// Size is a byte count written as 1048576, 512KiB, 10MiB or 1GiB (KB, MB,
-// GB are read as powers of 1000).
-type Size int64
-
-var sizeUnits = []struct {
-	suffix string
-	mult   int64
-}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-
-func (s *Size) parseScalar(v string) error {
-	num, mult := strings.TrimSpace(v), int64(1)
-	for _, u := range sizeUnits {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || n > math.MaxInt64/mult {
-		return fmt.Errorf("bad size %q (want e.g. 1048576, 512KiB, 10MiB)", v)
-	}
-	*s = Size(n * mult)
-	return nil
-}
-
-// UnmarshalYAML parses a size.
-func (s *Size) UnmarshalYAML(n *yaml.Node) error {
-	if err := s.parseScalar(n.Value); err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	return nil
-}
-
 // Rate is events per second, written as 100/s, 6000/m or 0 (no limit).
 type Rate float64
 

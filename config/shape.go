@@ -24,7 +24,6 @@ type shape struct {
 var (
 	durationType = reflect.TypeFor[Duration]()
 	hexType      = reflect.TypeFor[Hex]()
-	byteSizeType = reflect.TypeFor[ByteSize]()
 	anyType      = reflect.TypeFor[any]()
 	parserType   = reflect.TypeFor[scalarParser]()
 )
@@ -50,8 +49,6 @@ func (s *shape) walk(n *yaml.Node, t reflect.Type, path string) error {
 		return s.duration(n, path)
 	case t == hexType:
 		return s.hex(n, path)
-	case t == byteSizeType:
-		return s.byteSize(n, path)
 	case t == anyType:
 		return nil // free-form (plugin options): the plugin checks it
 	case reflect.PointerTo(t).Implements(parserType):
@@ -181,15 +178,6 @@ func (s *shape) duration(n *yaml.Node, path string) error {
 		}
 	}
 	return s.f.errorf(n.Line, "%s: bad duration %q (want e.g. 2ms, 1s)", path, n.Value)
-}
-
-func (s *shape) byteSize(n *yaml.Node, path string) error {
-	if n.Kind == yaml.ScalarNode {
-		if v, err := ParseByteSize(n.Value); err == nil && v > 0 {
-			return nil
-		}
-	}
-	return s.f.errorf(n.Line, "%s: bad size %q (want a positive size such as 64MiB, 512KiB or 1GiB)", path, n.Value)
 }
 
 func (s *shape) hex(n *yaml.Node, path string) error {
