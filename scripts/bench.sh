@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "bench: needs root (network namespaces, nftables, NFQUEUE): sudo make bench" >&2
+  echo "bench: needs root (network namespaces, nftables, NFQUEUE): run make bench as root" >&2
   exit 1
 fi
 go build -o bin/luafw ./cmd/luafw

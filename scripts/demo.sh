@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "demo: needs root (network namespaces, nftables, NFQUEUE): sudo make demo" >&2
+  echo "demo: needs root (network namespaces, nftables, NFQUEUE): run make demo as root" >&2
   exit 1
 fi
 go run ./examples/demo -luafw bin/luafw -config examples/demo/luafw.yaml
