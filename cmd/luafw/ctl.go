@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/daemon"
+	"github.com/luafw/luafw/daemon/control"
 )
 
 // Exit codes of the control commands.
@@ -46,6 +48,38 @@ func socketPath(flagValue string) (string, error) {
 // and a message on stderr.
 func callDaemon(ctx context.Context, name, socket string, timeout time.Duration, result any, stderr io.Writer) int {
 	return callDaemonArgs(ctx, name, socket, timeout, nil, result, stderr)
+}
+
+// callDaemonArgs is callDaemon with arguments for the command (nil for
+// none); "state.get" is named "state get" in messages.
+func callDaemonArgs(ctx context.Context, name, socket string, timeout time.Duration, args, result any, stderr io.Writer) int {
+	cmd := strings.ReplaceAll(name, ".", " ")
+	path, err := socketPath(socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "luafw %s: %v\n", cmd, err)
+		return exitFailed
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return callFailed(cmd, control.Call(ctx, path, name, args, result), stderr)
+}
+
+// callFailed maps a control call's error to an exit code (exitOK for nil)
+// and, for a failure, a message on stderr naming the command.
+func callFailed(cmd string, err error, stderr io.Writer) int {
+	var re *control.RemoteError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, control.ErrNoDaemon):
+		fmt.Fprintf(stderr, "luafw %s: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", cmd, err)
+		return exitNoDaemon
+	case errors.As(err, &re):
+		fmt.Fprintf(stderr, "luafw %s: %s\n", cmd, re.Msg)
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "luafw %s: %v\n", cmd, err)
+	return exitFailed
 }
 
 func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {

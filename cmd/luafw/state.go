@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/daemon"
-	"github.com/luafw/luafw/daemon/control"
 )
 
 const stateUsage = `usage:
@@ -189,31 +187,4 @@ func printEntry(w io.Writer, e daemon.StateEntry) {
 	}
 	v, _ := json.Marshal(e.Value)
 	fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.Key, strings.TrimSpace(string(v)), e.Type, exp)
-}
-
-// callDaemonArgs is callDaemon with arguments for the command (nil for
-// none); "state.get" is named "state get" in messages.
-func callDaemonArgs(ctx context.Context, name, socket string, timeout time.Duration, args, result any, stderr io.Writer) int {
-	cmd := strings.ReplaceAll(name, ".", " ")
-	path, err := socketPath(socket)
-	if err != nil {
-		fmt.Fprintf(stderr, "luafw %s: %v\n", cmd, err)
-		return exitFailed
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err = control.Call(ctx, path, name, args, result)
-	var re *control.RemoteError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, control.ErrNoDaemon):
-		fmt.Fprintf(stderr, "luafw %s: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", cmd, err)
-		return exitNoDaemon
-	case errors.As(err, &re):
-		fmt.Fprintf(stderr, "luafw %s: %s\n", cmd, re.Msg)
-		return exitFailed
-	}
-	fmt.Fprintf(stderr, "luafw %s: %v\n", cmd, err)
-	return exitFailed
 }

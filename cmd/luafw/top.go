@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,12 +46,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if ctx.Err() != nil {
 			return nil, exitOK
 		}
-		if errors.Is(err, control.ErrNoDaemon) {
-			fmt.Fprintf(stderr, "luafw top: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", err)
-			return nil, exitNoDaemon
-		}
-		fmt.Fprintf(stderr, "luafw top: %v\n", err)
-		return nil, exitFailed
+		return nil, callFailed("top", err, stderr)
 	}
 	tty := false
 	if f, ok := stdout.(*os.File); ok && !*once {

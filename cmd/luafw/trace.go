@@ -136,7 +136,6 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return printTracePacket(stdout, item.Packet)
 	}
 	err = control.Stream(ctx, path, "trace", &t.args, each, &sum)
-	var re *control.RemoteError
 	switch {
 	case err == nil:
 		fmt.Fprintf(stderr, "trace ended (%s): %d shown, %d matched, %d lost, %d filter errors\n",
@@ -145,15 +144,8 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled):
 		fmt.Fprintln(stderr, "trace detached")
 		return exitOK
-	case errors.Is(err, control.ErrNoDaemon):
-		fmt.Fprintf(stderr, "luafw trace: %v (is `luafw run` running in this network namespace? use --socket to name another)\n", err)
-		return exitNoDaemon
-	case errors.As(err, &re):
-		fmt.Fprintf(stderr, "luafw trace: %s\n", re.Msg)
-		return exitFailed
 	}
-	fmt.Fprintf(stderr, "luafw trace: %v\n", err)
-	return exitFailed
+	return callFailed("trace", err, stderr)
 }
 
 // printTracePacket writes one packet for people: a header line, a line per
