@@ -109,24 +109,8 @@ func TestEventsAndCapture(t *testing.T) {
 	} else {
 		t.Log("tcpdump not installed (scripts/deps.sh installs it); checked with luafw's reader only")
 	}
-	cf, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cf.Close()
-	r, err := pcap.NewReader(cf)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var telnet, web int
-	for {
-		p, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range readCapture(t, path) {
 		switch {
 		case strings.HasPrefix(p.Comment, "plugin=guard callback=block_telnet hook=forward verdict=drop"):
 			telnet++
@@ -275,24 +259,8 @@ func TestEventsUnderFlood(t *testing.T) {
 	if written+suppressed+lost != drops {
 		t.Errorf("events: %d written + %d suppressed + %d lost != %d drops", written, suppressed, lost, drops)
 	}
-	cf, err := os.Open(filepath.Join(d.dir, "c.pcapng"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cf.Close()
-	r, err := pcap.NewReader(cf)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var captured uint64
-	for {
-		p, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range readCapture(t, filepath.Join(d.dir, "c.pcapng")) {
 		if p.CapLen != 64 || p.OrigLen != 128 {
 			t.Fatalf("packet %d: %d of %d bytes captured, want 64 of 128 (snaplen)", p.N, p.CapLen, p.OrigLen)
 		}
@@ -350,5 +318,30 @@ func TestEventsFileUnwritable(t *testing.T) {
 	}
 	if left := ourRules(t, ctx, l.Router); left != "" {
 		t.Errorf("rules left behind:\n%s", left)
+	}
+}
+
+// readCapture reads every packet of a capture file with luafw's reader.
+func readCapture(t *testing.T, path string) []pcap.Packet {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcap.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkts []pcap.Packet
+	for {
+		p, err := r.Next()
+		if err == io.EOF {
+			return pkts
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts = append(pkts, p)
 	}
 }
