@@ -360,26 +360,16 @@ func (flt Filter) Prefixes() (src, dst []netip.Prefix, err error) {
 	return src, dst, err
 }
 
-// ProtoNumbers parses Protos ("tcp", "udp", "icmp", "icmpv6" or numbers).
+// ProtoNumbers parses Protos: names as host.ParseProto reads them (the
+// trace filter's too) or numbers 1..255.
 func (flt Filter) ProtoNumbers() ([]uint8, error) {
 	var out []uint8
 	for _, s := range flt.Protos {
-		switch strings.ToLower(s) {
-		case "tcp":
-			out = append(out, 6)
-		case "udp":
-			out = append(out, 17)
-		case "icmp":
-			out = append(out, 1)
-		case "icmpv6":
-			out = append(out, 58)
-		default:
-			n, err := strconv.ParseUint(s, 10, 8)
-			if err != nil {
-				return nil, fmt.Errorf("unknown protocol %q", s)
-			}
-			out = append(out, uint8(n))
+		p, err := host.ParseProto(s)
+		if err != nil {
+			return nil, fmt.Errorf("unknown protocol %q", s)
 		}
+		out = append(out, p)
 	}
 	return out, nil
 }
