@@ -58,20 +58,3 @@ func (b *Bucket) Charge(key string, n, floor float64) {
 	t.n = max(floor, t.n-n)
 	sh.m[key] = t
 }
-
-// Keys returns the live keys of m (a copy; the map may change meanwhile).
-func (m *Map) Keys() []string {
-	now := lazyNow{clock: m.clock}
-	var keys []string
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.Lock()
-		for k, e := range sh.m {
-			if !e.expired(&now) {
-				keys = append(keys, k)
-			}
-		}
-		sh.mu.Unlock()
-	}
-	return keys
-}

@@ -125,9 +125,9 @@ func (s *Store) loadMap(ctx context.Context, m *Map) error {
 		remote[key] = true
 		_ = m.local.Set(key, v, ttl)
 	}
-	for _, key := range m.local.Keys() {
-		if !remote[key] && !pending[key] {
-			m.local.Delete(key)
+	for _, e := range m.local.Entries() {
+		if !remote[e.Key] && !pending[e.Key] {
+			m.local.Delete(e.Key)
 		}
 	}
 	return nil
