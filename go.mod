@@ -33,3 +33,5 @@ require (
 	golang.org/x/sync v0.19.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 )
+
+replace github.com/yuin/gopher-lua => ./third_party/gopher-lua
