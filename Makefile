@@ -51,11 +51,12 @@ verify-unit:
 deps:
 	@bash scripts/deps.sh
 
-# test runs everything: unit tests, plugin tests, and (as root) the end-to-end
-# tests on real network namespaces.
+# test runs everything: unit tests, plugin tests, (as root) the end-to-end
+# tests on real network namespaces, and the patched gopher-lua's own tests.
 test: deps build fmt-check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
+	cd third_party/gopher-lua && $(GO) test -count=1 .
 	./$(BIN) test plugins/ docs/examples
 
 fmt-check:

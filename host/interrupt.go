@@ -6,18 +6,22 @@ import (
 
 // checkEvery is how many units of work (pattern-matching steps, table
 // entries walked, bytes copied in 64-byte units) a builtin does between two
-// looks at its call's budget. A look costs a few nanoseconds (a non-blocking
-// receive on the call's context); 1024 steps of the cheapest builtin take
+// looks at its call's budget. A look costs a nanosecond or two (an atomic
+// load, and a non-blocking receive on the context at load time); 1024 steps of the cheapest builtin take
 // well under a microsecond, so a cut-off call returns within microseconds
 // of the watchdog's decision.
 const checkEvery = 1024
 
 // interruptCheck raises a Lua error in L when the watchdog has cut off the
-// running call (its context is done). gopher-lua looks at the context only
-// between VM instructions; every builtin that can run long in Go calls this
+// running call (the worker's interrupt flag is set; for a top-level run at
+// load, its context is done). The VM looks at them only between
+// instructions; every builtin that can run long in Go calls this
 // (through a budgetMeter) so that a call's budget also bounds time spent
 // inside builtins.
 func interruptCheck(L *lua.LState) {
+	if L.Interrupted() {
+		L.RaiseError("interrupted")
+	}
 	ctx := L.Context()
 	if ctx == nil {
 		return

@@ -7,35 +7,28 @@ import (
 // pkt.ct: the packet's connection (conntrack) state and mark, and the
 // updates a script asks for (applied with the verdict).
 
-// ctIndex is pkt.ct's __index.
-func ctIndex(L *lua.LState) int {
-	v := viewOf(L)
-	key := viewKey(L, "pkt.ct")
+// ctField is a field or method of pkt.ct by name.
+func (v *pktView) ctField(L *lua.LState, key string) lua.LValue {
 	switch key {
 	case "state":
-		s := v.ctx.pkt.CTState
-		if s == CTUnknown {
-			L.Push(lua.LNil)
-		} else {
-			L.Push(v.vals.states[s])
+		if s := v.ctx.pkt.CTState; s != CTUnknown {
+			return v.vals.states[s]
 		}
+		return lua.LNil
 	case "mark":
-		m, ok := v.ctx.CTMark()
-		if !ok {
-			L.Push(lua.LNil)
-		} else {
-			L.Push(v.vals.num(m))
+		if m, ok := v.ctx.CTMark(); ok {
+			return v.vals.num(m)
 		}
+		return lua.LNil
 	case "set_mark":
-		L.Push(v.ctSetMark)
+		return v.ctSetMark
 	case "set_timeout":
-		L.Push(v.ctSetTimeout)
+		return v.ctSetTimeout
 	case "set_label":
-		L.Push(v.ctSetLabel)
-	default:
-		L.RaiseError("pkt.ct has no field %q (want state, mark, set_mark, set_timeout, set_label)", key)
+		return v.ctSetLabel
 	}
-	return 1
+	L.RaiseError("pkt.ct has no field %q (want state, mark, set_mark, set_timeout, set_label)", key)
+	return nil
 }
 
 // ctSetMark is pkt.ct:set_mark(value [, mask]).

@@ -82,7 +82,8 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 		return nil, luaError(p.spec, err)
 	}
 	if w != nil {
-		L.SetContext(w.luaCtx)
+		L.RemoveContext()
+		L.SetInterrupt(w.intr)
 		if len(ps.regs) != len(p.regs) {
 			L.Close()
 			return nil, fmt.Errorf("plugin %s registered %d callbacks in this worker but %d at load", p.name(), len(ps.regs), len(p.regs))

@@ -191,7 +191,7 @@ func (e *Engine) memoryCut(ws []*Worker, heap, now int64) {
 	for _, w := range ws {
 		b := w.budget.Load()
 		if b > 0 && w.budget.CompareAndSwap(b, memoryCut) {
-			(*w.cancel.Load())()
+			w.cut()
 			n++
 		}
 	}

@@ -83,7 +83,7 @@ func (wt *workerTrace) attach(w *Worker, t *Tap) {
 	if t.filter == nil {
 		return
 	}
-	sh := &Worker{eng: w.eng, luaCtx: w.luaCtx}
+	sh := &Worker{eng: w.eng, intr: w.intr}
 	sh.ctx.w = sh
 	fs, err := w.eng.newPluginState(t.filter, sh)
 	if err != nil {
@@ -110,7 +110,6 @@ func (w *Worker) traceFilter(wt *workerTrace, p *Packet) bool {
 	sh.ctx.reset(p)
 	L := wt.fs.L
 	top := L.GetTop()
-	L.SetContext(w.luaCtx)
 	w.callSeq.Store(w.callSeq.Load() + 1)
 	w.budget.Store(int64(t.f.Budget))
 	L.Push(wt.fs.fns[0])
@@ -118,7 +117,7 @@ func (w *Worker) traceFilter(wt *workerTrace, p *Packet) bool {
 	err := L.PCall(1, 1, nil)
 	cut := w.budget.Swap(0) == interrupted
 	if cut {
-		w.newContext()
+		w.clearInterrupt()
 	}
 	var ret lua.LValue = lua.LFalse
 	if err == nil {

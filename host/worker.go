@@ -1,9 +1,9 @@
 package host
 
 import (
-	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
@@ -45,12 +45,13 @@ type Worker struct {
 	// publishes the running call's sequence number and budget (0 when
 	// idle, interrupted once cut off); the watchdog notes when it first
 	// saw a call running and cuts it off once it has seen it run for the
-	// whole budget, by its own clock. wdSeq and wdFirst belong to the
-	// watchdog goroutine.
+	// whole budget, by its own clock, by setting intr, the interrupt flag
+	// the VMs of all the worker's Lua states look at between instructions
+	// (one atomic load; third_party/gopher-lua's patch). wdSeq and wdFirst
+	// belong to the watchdog goroutine.
 	callSeq atomic.Uint64
 	budget  atomic.Int64
-	cancel  atomic.Pointer[context.CancelFunc]
-	luaCtx  context.Context
+	intr    *atomic.Int32
 	wdSeq   uint64
 	wdFirst int64
 
@@ -76,9 +77,8 @@ type CTSource interface {
 // NewWorker returns a worker for the engine's running plugins; it follows
 // reloads by itself. Close it when done.
 func (e *Engine) NewWorker() *Worker {
-	w := &Worker{eng: e}
+	w := &Worker{eng: e, intr: new(atomic.Int32)}
 	w.ctx.w = w
-	w.newContext()
 	e.workersMu.Lock()
 	e.nextID++
 	w.id = e.nextID
@@ -105,20 +105,20 @@ func (w *Worker) Close() {
 	if w.tr != nil {
 		w.tr.close()
 	}
-	if c := w.cancel.Load(); c != nil {
-		(*c)()
-	}
 }
 
-func (w *Worker) newContext() {
-	ctx, cancel := context.WithCancel(context.Background())
-	w.luaCtx = ctx
-	w.cancel.Store(&cancel)
-	for _, ps := range w.ps {
-		if ps != nil {
-			ps.L.SetContext(ctx)
-		}
+// cut interrupts the running call once the caller has won the budget
+// (swapped it for interrupted or memoryCut).
+func (w *Worker) cut() { w.intr.Store(1) }
+
+// clearInterrupt readies the worker's states for the next call after its
+// call was cut. The cutter sets the flag right after it won the budget;
+// waiting for that store keeps it from landing on the next call.
+func (w *Worker) clearInterrupt() {
+	for w.intr.Load() == 0 {
+		runtime.Gosched()
 	}
+	w.intr.Store(0)
 }
 
 // checkBudget is called by the watchdog at time now: it cuts off a call it
@@ -134,11 +134,8 @@ func (w *Worker) checkBudget(now int64) {
 		w.wdSeq, w.wdFirst = seq, now
 		return
 	}
-	if now-w.wdFirst >= b {
-		c := w.cancel.Load()
-		if w.budget.CompareAndSwap(b, interrupted) {
-			(*c)()
-		}
+	if now-w.wdFirst >= b && w.budget.CompareAndSwap(b, interrupted) {
+		w.cut()
 	}
 }
 
@@ -303,7 +300,7 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	why := w.budget.Swap(0)
 	cut := why < 0
 	if cut {
-		w.newContext()
+		w.clearInterrupt()
 	}
 	var ret lua.LValue = lua.LNil
 	if err == nil {

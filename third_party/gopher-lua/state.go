@@ -1282,6 +1282,10 @@ func (ls *LState) getField(obj LValue, key LValue) LValue {
 			if ret != LNil {
 				return ret
 			}
+		} else if ud, ok := curobj.(*LUserData); ok && ud.Index != nil {
+			if skey, ok := key.(LString); ok {
+				return ud.Index(ls, ud, string(skey))
+			}
 		}
 		metaindex := ls.metaOp1(curobj, "__index")
 		if metaindex == LNil {
@@ -1313,6 +1317,8 @@ func (ls *LState) getFieldString(obj LValue, key string) LValue {
 			if ret != LNil {
 				return ret
 			}
+		} else if ud, ok := curobj.(*LUserData); ok && ud.Index != nil {
+			return ud.Index(ls, ud, key)
 		}
 		metaindex := ls.metaOp1(curobj, "__index")
 		if metaindex == LNil {
@@ -1620,6 +1626,9 @@ func (ls *LState) NewThread() (*LState, context.CancelFunc) {
 		thread.mainLoop = mainLoopWithContext
 		thread.ctx, f = context.WithCancel(ls.ctx)
 		thread.ctxCancelFn = f
+	}
+	if ls.intr != nil {
+		thread.SetInterrupt(ls.intr)
 	}
 	return thread, f
 }
@@ -2259,8 +2268,35 @@ func (ls *LState) SetMx(mx int) {
 
 // SetContext set a context ctx to this LState. The provided ctx must be non-nil.
 func (ls *LState) SetContext(ctx context.Context) {
-	ls.mainLoop = mainLoopWithContext
 	ls.ctx = ctx
+	ls.pickMainLoop()
+}
+
+// SetInterrupt (luafw patch) makes the VM raise an error before its next
+// instruction once *flag is not 0; nil removes the flag. While a flag is
+// set, the VM looks at it instead of at the context's Done channel
+// between instructions (the context stays for Context()). The flag is the
+// caller's to set and clear; several states may share one.
+func (ls *LState) SetInterrupt(flag *atomic.Int32) {
+	ls.intr = flag
+	ls.pickMainLoop()
+}
+
+// Interrupted (luafw patch) reports whether the state's interrupt flag is
+// set, for Go functions that run long between instructions.
+func (ls *LState) Interrupted() bool {
+	return ls.intr != nil && ls.intr.Load() != 0
+}
+
+func (ls *LState) pickMainLoop() {
+	switch {
+	case ls.intr != nil:
+		ls.mainLoop = mainLoopWithInterrupt
+	case ls.ctx != nil:
+		ls.mainLoop = mainLoopWithContext
+	default:
+		ls.mainLoop = mainLoop
+	}
 }
 
 // Context returns the LState's context. To change the context, use WithContext.
@@ -2271,8 +2307,8 @@ func (ls *LState) Context() context.Context {
 // RemoveContext removes the context associated with this LState and returns this context.
 func (ls *LState) RemoveContext() context.Context {
 	oldctx := ls.ctx
-	ls.mainLoop = mainLoop
 	ls.ctx = nil
+	ls.pickMainLoop()
 	return oldctx
 }
 

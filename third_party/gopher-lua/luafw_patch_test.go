@@ -1,0 +1,123 @@
+package lua
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Tests of the luafw patches (see LUAFW-PATCHES.md).
+
+func TestUserDataIndex(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	ud := L.NewUserData()
+	calls := 0
+	ud.Index = func(L *LState, u *LUserData, key string) LValue {
+		calls++
+		if u != ud {
+			t.Errorf("Index got another userdata")
+		}
+		if key == "boom" {
+			L.RaiseError("no field %q", key)
+		}
+		return LString("v:" + key)
+	}
+	mt := L.NewTable()
+	mt.RawSetString("__index", L.NewFunction(func(L *LState) int {
+		L.Push(LString("meta"))
+		return 1
+	}))
+	ud.Metatable = mt
+	L.SetGlobal("u", ud)
+	for _, c := range []struct{ code, want string }{
+		{`return u.name`, "v:name"},
+		{`return u["na".."me"]`, "v:name"},
+		{`local k = "x"; return u[k]`, "v:x"},
+		{`return u[1]`, "meta"}, // not a string key: the metatable answers
+		{`return u[true]`, "meta"},
+	} {
+		if err := L.DoString(c.code); err != nil {
+			t.Fatalf("%s: %v", c.code, err)
+		}
+		if got := L.Get(-1).String(); got != c.want {
+			t.Errorf("%s = %q, want %q", c.code, got, c.want)
+		}
+		L.Pop(1)
+	}
+	// A method call goes through Index too (OP_SELF).
+	ud.Index = func(L *LState, u *LUserData, key string) LValue {
+		return L.NewFunction(func(L *LState) int {
+			L.Push(LString(key + ":" + L.CheckUserData(1).Value.(string)))
+			return 1
+		})
+	}
+	ud.Value = "self"
+	if err := L.DoString(`return u:hello()`); err != nil {
+		t.Fatal(err)
+	}
+	if got := L.Get(-1).String(); got != "hello:self" {
+		t.Errorf("u:hello() = %q", got)
+	}
+	L.Pop(1)
+	if calls != 3 {
+		t.Errorf("Index called %d times, want 3", calls)
+	}
+	if got := L.GetField(ud, "x"); got.Type() != LTFunction {
+		t.Errorf("GetField(u, \"x\") = %v, want Index's function", got)
+	}
+}
+
+func TestUserDataIndexError(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	ud := L.NewUserData()
+	ud.Index = func(L *LState, _ *LUserData, key string) LValue {
+		L.RaiseError("no field %q", key)
+		return nil
+	}
+	L.SetGlobal("u", ud)
+	err := L.DoString("local x = 1\nreturn u.missing")
+	if err == nil || !strings.Contains(err.Error(), `no field "missing"`) || !strings.Contains(err.Error(), ":2:") {
+		t.Fatalf("err = %v, want the Index error at line 2", err)
+	}
+}
+
+func TestInterruptFlag(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	var flag atomic.Int32
+	L.SetInterrupt(&flag)
+	if err := L.DoString(`local n = 0 for i = 1, 1000 do n = n + i end assert(n == 500500)`); err != nil {
+		t.Fatalf("ordinary code under a clear flag: %v", err)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		flag.Store(1)
+	}()
+	start := time.Now()
+	err := L.DoString(`while true do end`)
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("endless loop: err = %v, want interrupted", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("interrupt took %v", d)
+	}
+	if !L.Interrupted() {
+		t.Errorf("Interrupted() is false while the flag is set")
+	}
+	flag.Store(0)
+	if err := L.DoString(`return 1`); err != nil {
+		t.Fatalf("after clearing the flag: %v", err)
+	}
+	// A coroutine's thread shares the flag.
+	th, _ := L.NewThread()
+	if th.intr != &flag {
+		t.Errorf("NewThread did not share the interrupt flag")
+	}
+	L.SetInterrupt(nil)
+	if L.Interrupted() {
+		t.Errorf("Interrupted() without a flag")
+	}
+}
