@@ -26,6 +26,7 @@ type replayRun struct {
 	results []replay.Result
 	stderr  string        // its first 64 KiB and last 4 KiB
 	logSize int64         // of the whole stderr
+	failLog bool          // the whole stderr has a "callback failed" line
 	wall    time.Duration // the whole process
 	loop    time.Duration // the replay loop, from its summary line
 	peakKiB int64
@@ -49,6 +50,7 @@ func runReplay(t *testing.T, bin, dir, capture string) replayRun {
 	err = cmd.Run()
 	run := replayRun{wall: time.Since(start)}
 	run.stderr, run.logSize = readHeadTail(t, errFile.Name(), 64<<10, 4<<10)
+	run.failLog = fileHas(t, errFile.Name(), `msg="callback failed"`)
 	if ctx.Err() != nil {
 		t.Fatalf("luafw replay did not finish within %v (no budget cut the calls off):\n%s", hostileCaseTimeout, firstLines(run.stderr, 20))
 	}
@@ -104,6 +106,30 @@ func readHeadTail(t *testing.T, path string, head, tail int64) (string, int64) {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%s\n[... %d bytes ...]\n%s", h, fi.Size()-head-tail, tl), fi.Size()
+}
+
+// fileHas reports whether a line of the file at path contains s: the
+// failure of a callback may come after megabytes of its log lines.
+func fileHas(t *testing.T, path, s string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<16)
+	for {
+		line, err := r.ReadSlice('\n')
+		if strings.Contains(string(line), s) {
+			return true
+		}
+		if err == io.EOF {
+			return false
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			t.Fatal(err)
+		}
+	}
 }
 
 func firstLines(s string, n int) string {
