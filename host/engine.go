@@ -107,6 +107,10 @@ type Engine struct {
 	// read on the packet path (reading the real clock costs ~70ns on VMs).
 	coarse     atomic.Int64
 	coarseWall atomic.Int64 // wall clock, Unix nanoseconds
+	// asleep: the watchdog and the heap watch wait for wake (host/idle.go).
+	asleep       atomic.Bool
+	wakeWatchdog chan struct{}
+	wakeHeap     chan struct{}
 
 	gen     atomic.Pointer[generation]
 	tap     atomic.Pointer[Tap] // the attached trace, nil when none (host/trace.go); beside gen: one cache line
@@ -165,6 +169,9 @@ func New(opts Options) *Engine {
 		pool:    make(chan *Worker, 64),
 		numbers: make([]lua.LValue, 65536),
 		done:    make(chan struct{}),
+
+		wakeWatchdog: make(chan struct{}, 1),
+		wakeHeap:     make(chan struct{}, 1),
 	}
 	e.pluginStats = map[string]*pluginCounters{}
 	e.loads = map[uint64]context.CancelCauseFunc{}
@@ -173,7 +180,7 @@ func New(opts Options) *Engine {
 		e.numbers[i] = lua.LNumber(i)
 	}
 	if e.opts.Clock == nil {
-		e.opts.Clock = func() time.Time { return time.Unix(0, e.coarseWall.Load()) }
+		e.opts.Clock = e.wallClock
 	}
 	e.store = state.NewStore(state.Clock(e.opts.Clock), opts.StateLimits)
 	e.cluster = opts.Cluster
@@ -407,6 +414,14 @@ func (e *Engine) background(ctx context.Context) {
 	lastSweep := time.Now()
 	lastMeasure := lastSweep
 	var ws []*Worker
+	var idle idleTracker
+	sweep := func() {
+		e.store.Sweep()
+		if c, ok := e.cluster.(localCluster); ok {
+			c.Sweep()
+		}
+		lastSweep = time.Now()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -428,11 +443,33 @@ func (e *Engine) background(ctx context.Context) {
 			lastMeasure = wall
 		}
 		if time.Since(lastSweep) > time.Second {
-			e.store.Sweep()
-			if c, ok := e.cluster.(localCluster); ok {
-				c.Sweep()
+			sweep()
+		}
+		if idle.idle(ws) && e.trySleep(ws) {
+			tick.Stop()
+			if !e.sleep(ctx, sweep) {
+				return
 			}
-			lastSweep = time.Now()
+			tick.Reset(e.opts.WatchdogInterval)
+			idle.ticks = 0
+		}
+	}
+}
+
+// sleep waits for wake, sweeping expired state every idleSweep; it
+// returns false when ctx ends first.
+func (e *Engine) sleep(ctx context.Context, sweep func()) bool {
+	t := time.NewTimer(idleSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-e.wakeWatchdog:
+			return true
+		case <-t.C:
+			sweep()
+			t.Reset(idleSweep)
 		}
 	}
 }

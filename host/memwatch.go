@@ -111,6 +111,14 @@ func (e *Engine) watchHeap(ctx context.Context) {
 	defer close(e.heap.done)
 	var ws []*Worker
 	for ctx.Err() == nil {
+		if e.asleep.Load() {
+			// No Lua runs (host/idle.go).
+			select {
+			case <-ctx.Done():
+			case <-e.wakeHeap:
+			}
+			continue
+		}
 		sleepSyscall(heapCheckInterval)
 		cut, heap := e.heap.check(time.Now())
 		if !cut {
@@ -169,6 +177,7 @@ func (e *Engine) loadContext() (context.Context, context.CancelFunc) {
 	id := e.loadSeq
 	e.loads[id] = cancel
 	e.loadsMu.Unlock()
+	e.wake()
 	return ctx, func() {
 		e.loadsMu.Lock()
 		delete(e.loads, id)

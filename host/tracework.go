@@ -110,8 +110,7 @@ func (w *Worker) traceFilter(wt *workerTrace, p *Packet) bool {
 	sh.ctx.reset(p)
 	L := wt.fs.L
 	top := L.GetTop()
-	w.callSeq.Store(w.callSeq.Load() + 1)
-	w.budget.Store(int64(t.f.Budget))
+	w.startCall(t.f.Budget)
 	L.Push(wt.fs.fns[0])
 	L.Push(wt.fs.pkt)
 	err := L.PCall(1, 1, nil)

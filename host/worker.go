@@ -107,6 +107,15 @@ func (w *Worker) Close() {
 	}
 }
 
+// startCall publishes a Lua call about to run for the watchdog.
+func (w *Worker) startCall(budget time.Duration) {
+	w.callSeq.Store(w.callSeq.Load() + 1)
+	w.budget.Store(int64(budget))
+	// After the store: a watchdog going to sleep sees the budget, or
+	// this sees it asleep (host/idle.go).
+	w.eng.wake()
+}
+
 // cut interrupts the running call once the caller has won the budget
 // (swapped it for interrupted or memoryCut).
 func (w *Worker) cut() { w.intr.Store(1) }
@@ -180,6 +189,7 @@ func (w *Worker) Run(p *Packet) Decision {
 // RunRange runs only the callbacks of the packet's hook whose priority is
 // in [lo, hi): the part of the chain one kernel diversion covers.
 func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
+	w.eng.wake()
 	if g := w.eng.gen.Load(); g != w.gen {
 		w.sync(g)
 	}
@@ -292,8 +302,7 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	}
 	c.cur = p.name()
 	L := ps.L
-	w.callSeq.Store(w.callSeq.Load() + 1)
-	w.budget.Store(int64(p.spec.Budget))
+	w.startCall(p.spec.Budget)
 	L.Push(ps.fns[en.reg])
 	L.Push(ps.pkt)
 	err := L.PCall(1, 1, nil)
