@@ -234,16 +234,24 @@ func (rs RuleSet) build() (*nftProgram, error) {
 		if fam == 6 {
 			tb.family, tb.famName = nftables.TableFamilyIPv6, "ip6"
 		}
-		hooks := map[string]bool{}
+		// A hook with one diversion has its bits cleared in that chain; a
+		// tail base chain (a hook call for every packet) only where later
+		// diversions must see them. Counted over both families: the
+		// daemon sets the skip bit on a final accept when a later segment
+		// exists in either.
+		hooks := map[string]int{} // diversions per hook
+		used := map[string]bool{} // hooks with a diversion in this family
+		for _, d := range rs.Diversions {
+			hooks[d.Hook]++
+			used[d.Hook] = used[d.Hook] || d.Filter.familyOK(fam)
+		}
 		for i, d := range rs.Diversions {
-			if !d.Filter.familyOK(fam) {
-				continue
+			if d.Filter.familyOK(fam) {
+				tb.chains = append(tb.chains, rs.diversionChains(fam, i, d, hooks[d.Hook] == 1)...)
 			}
-			hooks[d.Hook] = true
-			tb.chains = append(tb.chains, rs.diversionChains(fam, i, d)...)
 		}
 		for _, h := range ruleHookOrder {
-			if !hooks[h] {
+			if !used[h] || hooks[h] < 2 {
 				continue
 			}
 			tb.chains = append(tb.chains, &nftChainIR{
@@ -264,7 +272,8 @@ func (rs RuleSet) build() (*nftProgram, error) {
 	return prog, nil
 }
 
-// diversionChains builds the chains of diversion i for one family. A
+// diversionChains builds the chains of diversion i for one family (sole:
+// the only one of its hook). A
 // diversion narrowed by matches or a filter tests those first: a packet
 // none of them admits leaves after one mark test and the selector rules,
 // and luafw's own checks (its marks, the kernel's reject replies,
@@ -272,7 +281,7 @@ func (rs RuleSet) build() (*nftProgram, error) {
 // so a packet marked by a verdict is still rejected or let through when
 // it no longer matches (rewritten by the verdict, or the rules reloaded
 // while it was queued).
-func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
+func (rs RuleSet) diversionChains(fam, i int, d Diversion, sole bool) []*nftChainIR {
 	base := &nftChainIR{
 		name: d.chainName(), base: true, hook: d.Hook,
 		hooknum: nftables.ChainHook(ruleHooks[d.Hook]), prio: d.Priority,
@@ -280,16 +289,16 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 	dispatch := rs.dispatchRules(i, d)
 	selectors, narrowed := d.selectors(fam)
 	if !narrowed {
-		base.rules = slices.Concat(rs.markRules(fam, d), rs.passRules(d), dispatch)
+		base.rules = slices.Concat(rs.markRules(fam, d, sole), rs.passRules(d), dispatch)
 		return []*nftChainIR{base}
 	}
-	marked := &nftChainIR{name: base.name + "_mark", rules: rs.markRules(fam, d)}
+	marked := &nftChainIR{name: base.name + "_mark", rules: rs.markRules(fam, d, sole)}
 	inner := &nftChainIR{name: base.name + "_q"}
 	if d.ByState {
 		inner.name = base.name + "_ct"
 	}
 	inner.rules = slices.Concat(rs.injectRules(), rs.passRules(d), dispatch)
-	base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, rs.SkipMark).
+	base.rules = append(base.rules, rs.anyMarkBit().
 		add("jump "+marked.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: marked.name}))
 	for _, r := range selectors {
 		base.rules = append(base.rules, r.add("jump "+inner.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: inner.name}))
@@ -337,7 +346,9 @@ func (rs RuleSet) injectRules() []*nftRuleIR {
 
 // markRules act on the marks luafw's verdicts set: injected packets pass,
 // rejected ones are rejected (dropped in postrouting), skipped ones pass.
-func (rs RuleSet) markRules(fam int, d Diversion) []*nftRuleIR {
+// In the only diversion of a hook (sole) they also clear the skip and
+// reject bits, which a tail chain does in hooks with several.
+func (rs RuleSet) markRules(fam int, d Diversion, sole bool) []*nftRuleIR {
 	rules := rs.injectRules()
 	both := rs.SkipMark | rs.RejectMark
 	if d.Hook == "postrouting" {
@@ -356,7 +367,31 @@ func (rs RuleSet) markRules(fam int, d Diversion) []*nftRuleIR {
 		}
 		rules = append(rules, r)
 	}
-	return append(rules, ruleMarkBits(&nftRuleIR{}, rs.SkipMark).add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	skip := ruleMarkBits(&nftRuleIR{}, rs.SkipMark)
+	if !sole {
+		return append(rules, skip.add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	}
+	rs.clearBits(skip).add("accept", &expr.Verdict{Kind: expr.VerdictAccept})
+	// A reject bit without the skip bit was not set by luafw's verdicts;
+	// cleared all the same, as the tail would.
+	return append(rules, skip, rs.clearBits(rs.anyMarkBit()))
+}
+
+// anyMarkBit matches packets whose mark has the skip or the reject bit.
+func (rs RuleSet) anyMarkBit() *nftRuleIR {
+	both := rs.SkipMark | rs.RejectMark
+	return (&nftRuleIR{}).add(fmt.Sprintf("meta mark & %s != 0", ruleHex(both)),
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg}, ruleAndMask(both),
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: nftReg, Data: make([]byte, 4)})
+}
+
+// clearBits appends the statement that clears the skip and reject bits.
+func (rs RuleSet) clearBits(r *nftRuleIR) *nftRuleIR {
+	keep := ^(rs.SkipMark | rs.RejectMark)
+	return r.add("meta mark set meta mark & "+ruleHex(keep),
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg},
+		ruleAndMask(keep),
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: nftReg})
 }
 
 // passRules let through, undiverted, what conntrack says must not be
@@ -398,18 +433,7 @@ func (rs RuleSet) dispatchRules(i int, d Diversion) []*nftRuleIR {
 // tailRule clears the skip and reject bits at the end of a hook, so the
 // next hook diverts the packet again. It reads the mark first: most
 // packets carry neither bit, and are not written to.
-func (rs RuleSet) tailRule() *nftRuleIR {
-	both := rs.SkipMark | rs.RejectMark
-	keep := ^both
-	return (&nftRuleIR{}).
-		add(fmt.Sprintf("meta mark & %s != 0", ruleHex(both)),
-			&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg}, ruleAndMask(both),
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: nftReg, Data: make([]byte, 4)}).
-		add("meta mark set meta mark & "+ruleHex(keep),
-			&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg},
-			ruleAndMask(keep),
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: nftReg})
-}
+func (rs RuleSet) tailRule() *nftRuleIR { return rs.clearBits(rs.anyMarkBit()) }
 
 // stateRules are the rules that queue diversion i's packets by conntrack
 // state.
