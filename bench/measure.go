@@ -46,8 +46,8 @@ type Row struct {
 
 	// TCP rows.
 	Gbps       float64 `json:"gbps,omitempty"`
-	VsKernel   float64 `json:"vs_kernel,omitempty"`
-	VsKernelCT float64 `json:"vs_kernel_conntrack,omitempty"` // Gbps / the kernel's with conntrack on
+	VsKernel   float64 `json:"vs_kernel,omitempty"`           // Gbps or RecvPPS / the kernel alone's
+	VsKernelCT float64 `json:"vs_kernel_conntrack,omitempty"` // the same / the kernel's with conntrack on
 	Retrans    int64   `json:"retransmits,omitempty"`
 	TCPQueued  uint64  `json:"tcp_queued,omitempty"`
 

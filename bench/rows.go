@@ -61,7 +61,10 @@ func (b *bench) runAll(ctx context.Context) error {
 
 func (b *bench) add(r Row) { b.res.Rows = append(b.res.Rows, r) }
 
-// kernelRows: no queue at all.
+// kernelRows: no queue at all; then the kernel with conntrack on (one
+// nftables rule that needs it, as luafw's ct-state rules do), which
+// separates what conntrack costs every stateful firewall from what luafw's
+// own rules cost.
 func (b *bench) kernelRows(ctx context.Context) error {
 	r := Row{ID: "udp/kernel", Setup: "kernel alone (no queue)"}
 	if err := b.flood(ctx, &r, nil, 0, false); err != nil {
@@ -73,32 +76,47 @@ func (b *bench) kernelRows(ctx context.Context) error {
 		return err
 	}
 	b.add(rt)
-	if b.opt.iperf == "" {
+	if b.opt.iperf != "" {
+		t := Row{ID: "tcp/kernel", Setup: "kernel alone"}
+		if err := b.tcpBulk(ctx, &t, nil); err != nil {
+			return err
+		}
+		b.add(t)
+	}
+	return b.withConntrack(ctx, func() error {
+		u := Row{ID: "udp/kernel-ct", Setup: "kernel + conntrack, one nft rule (no queue)"}
+		if err := b.flood(ctx, &u, nil, 0, false); err != nil {
+			return err
+		}
+		b.add(u)
+		if b.opt.iperf == "" {
+			return nil
+		}
+		tc := Row{ID: "tcp/kernel-ct", Setup: "kernel + conntrack, one nft rule"}
+		if err := b.tcpBulk(ctx, &tc, nil); err != nil {
+			return err
+		}
+		b.add(tc)
 		return nil
-	}
-	t := Row{ID: "tcp/kernel", Setup: "kernel alone"}
-	if err := b.tcpBulk(ctx, &t, nil); err != nil {
-		return err
-	}
-	b.add(t)
-	// The kernel with conntrack and one nftables forward rule, as luafw's
-	// rules have them: what offloaded flows can reach at best.
+	})
+}
+
+// withConntrack runs fn with one nftables forward rule in the router that
+// turns conntrack on, as luafw's rules have it (an offload test that never
+// matches the bench's flows): what the kernel reaches with connection
+// tracking but nothing queued.
+func (b *bench) withConntrack(ctx context.Context, fn func() error) error {
 	const table = "lfwbenchct"
 	if _, err := b.l.Router.Shell(ctx, `nft add table ip `+table+`
 nft add chain ip `+table+` forward '{ type filter hook forward priority 1; }'
 nft add rule ip `+table+` forward ct mark and 0x100 == 0x100 accept`); err != nil {
 		return err
 	}
-	tc := Row{ID: "tcp/kernel-ct", Setup: "kernel + conntrack, one nft rule"}
-	err := b.tcpBulk(ctx, &tc, nil)
+	err := fn()
 	if _, derr := b.l.Router.Shell(context.WithoutCancel(ctx), "nft delete table ip "+table); derr != nil {
 		err = errors.Join(err, derr)
 	}
-	if err != nil {
-		return err
-	}
-	b.add(tc)
-	return nil
+	return err
 }
 
 // withQueueRule installs an iptables rule in the router diverting forwarded

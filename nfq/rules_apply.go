@@ -40,7 +40,9 @@ func (c Change) String() string {
 // (nf_queue_nf_hook_drop), which deleting a base chain or a table does.
 // So Apply never deletes a base chain while the tables stay: one no longer
 // needed is emptied and kept, and reused if its hook and priority come
-// back. Verify tells whether someone else changed the tables since.
+// back. A hook's tail chain, once installed, stays with its rule until the
+// tables are removed. Verify tells whether someone else changed the tables
+// since.
 //
 // A Tables acts in the network namespace of the calling thread and is not
 // safe for concurrent use.
@@ -239,6 +241,12 @@ func (t *Tables) diff(prog *nftProgram) *tableDiff {
 				d.deleted = append(d.deleted, chainRef{fam, old})
 				continue
 			}
+			if isTail(old) {
+				// Kept as it is: a verdict the daemon computed before the
+				// reload may still carry the skip bit out of the hook.
+				next[name] = old
+				continue
+			}
 			empty := &nftChainIR{name: old.name, base: true, hook: old.hook, hooknum: old.hooknum, prio: old.prio}
 			next[name] = empty
 			if len(old.rules) > 0 {
@@ -248,6 +256,9 @@ func (t *Tables) diff(prog *nftProgram) *tableDiff {
 	}
 	return d
 }
+
+// isTail tells a hook's tail chain (see RuleSet.tailRule).
+func isTail(ch *nftChainIR) bool { return ch.base && ch.prio == TailPriority }
 
 // sameChain reports whether two chains are the same down to their rules'
 // text, which renders every match, value and comment.

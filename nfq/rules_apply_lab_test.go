@@ -170,7 +170,7 @@ func TestTablesApplyKeepsQueuedPackets(t *testing.T) {
 	if d := verify(); d != "" {
 		t.Errorf("Verify after Restore: %s", d)
 	}
-	for _, cmd := range []string{"nft delete table ip luafw", "nft add rule ip luafw div_forward_1 drop", "nft flush chain ip luafw tail_forward"} {
+	for _, cmd := range []string{"nft delete table ip luafw", "nft add rule ip luafw div_forward_1 drop", "nft flush chain ip luafw div_forward_1_q"} {
 		if _, err := l.Router.Shell(ctx, cmd); err != nil {
 			t.Fatal(err)
 		}

@@ -234,26 +234,29 @@ func (rs RuleSet) build() (*nftProgram, error) {
 		if fam == 6 {
 			tb.family, tb.famName = nftables.TableFamilyIPv6, "ip6"
 		}
-		hooks := map[string]bool{}
+		// A hook with one diversion has its bits cleared in that chain; a
+		// tail base chain (a hook call for every packet) only where later
+		// diversions must see them. Counted over both families: the
+		// daemon sets the skip bit on a final accept when a later segment
+		// exists in either.
+		hooks := map[string]int{} // diversions per hook
+		used := map[string]bool{} // hooks with a diversion in this family
+		for _, d := range rs.Diversions {
+			hooks[d.Hook]++
+			used[d.Hook] = used[d.Hook] || d.Filter.familyOK(fam)
+		}
 		for i, d := range rs.Diversions {
-			if !d.Filter.familyOK(fam) {
-				continue
+			if d.Filter.familyOK(fam) {
+				tb.chains = append(tb.chains, rs.diversionChains(fam, i, d, hooks[d.Hook] == 1)...)
 			}
-			hooks[d.Hook] = true
-			tb.chains = append(tb.chains, rs.diversionChains(fam, i, d)...)
 		}
 		for _, h := range ruleHookOrder {
-			if !hooks[h] {
+			if !used[h] || hooks[h] < 2 {
 				continue
 			}
-			keep := ^(rs.SkipMark | rs.RejectMark)
-			r := (&nftRuleIR{}).add("meta mark set meta mark & "+ruleHex(keep),
-				&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg},
-				ruleAndMask(keep),
-				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: nftReg})
 			tb.chains = append(tb.chains, &nftChainIR{
 				name: "tail_" + h, base: true, hook: h, hooknum: nftables.ChainHook(ruleHooks[h]),
-				prio: TailPriority, rules: []*nftRuleIR{r},
+				prio: TailPriority, rules: []*nftRuleIR{rs.tailRule()},
 			})
 		}
 		if rs.CTLabels {
@@ -269,34 +272,132 @@ func (rs RuleSet) build() (*nftProgram, error) {
 	return prog, nil
 }
 
-// diversionChains builds the base chain of diversion i (and its state
-// dispatch chain) for one family.
-func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
+// diversionChains builds the chains of diversion i for one family (sole:
+// the only one of its hook). A
+// diversion narrowed by matches or a filter tests those first: a packet
+// none of them admits leaves after one mark test and the selector rules,
+// and luafw's own checks (its marks, the kernel's reject replies,
+// offload) run only for packets it would queue. The mark test comes first
+// so a packet marked by a verdict is still rejected or let through when
+// it no longer matches (rewritten by the verdict, or the rules reloaded
+// while it was queued).
+func (rs RuleSet) diversionChains(fam, i int, d Diversion, sole bool) []*nftChainIR {
 	base := &nftChainIR{
 		name: d.chainName(), base: true, hook: d.Hook,
 		hooknum: nftables.ChainHook(ruleHooks[d.Hook]), prio: d.Priority,
 	}
-	both := rs.SkipMark | rs.RejectMark
-	if rs.InjectMark != 0 {
-		base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, rs.InjectMark).add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	dispatch := rs.dispatchRules(i, d)
+	selectors, narrowed := d.selectors(fam)
+	if !narrowed {
+		base.rules = slices.Concat(rs.markRules(fam, d, sole), rs.passRules(d), dispatch)
+		return []*nftChainIR{base}
 	}
+	marked := &nftChainIR{name: base.name + "_mark", rules: rs.markRules(fam, d, sole)}
+	inner := &nftChainIR{name: base.name + "_q"}
+	if d.ByState {
+		inner.name = base.name + "_ct"
+	}
+	inner.rules = slices.Concat(rs.injectRules(), rs.passRules(d), dispatch)
+	base.rules = append(base.rules, rs.anyMarkBit().
+		add("jump "+marked.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: marked.name}))
+	for _, r := range selectors {
+		base.rules = append(base.rules, r.add("jump "+inner.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: inner.name}))
+	}
+	return []*nftChainIR{base, inner, marked}
+}
+
+// selectors returns the rules that pick the packets diversion d queues in
+// family fam, one per distinct match (or the filter's one), and whether d
+// is narrowed at all (without matches and filter it queues everything;
+// narrowed with no selector, nothing of this family).
+func (d Diversion) selectors(fam int) ([]*nftRuleIR, bool) {
+	if len(d.Matches) == 0 {
+		f := d.Filter.rule(fam)
+		if len(f.exprs) == 0 {
+			return nil, false
+		}
+		return []*nftRuleIR{f}, true
+	}
+	var out []*nftRuleIR
+	seen := map[string]bool{}
+	for _, m := range d.Matches {
+		if !m.filter().familyOK(fam) {
+			continue
+		}
+		r := d.Filter.rule(fam)
+		m.rule(r, fam, d.ByState)
+		text := strings.Join(r.text, " ")
+		if seen[text] {
+			continue
+		}
+		seen[text] = true
+		out = append(out, r)
+	}
+	return out, true
+}
+
+// injectRules let luafw's injected packets pass.
+func (rs RuleSet) injectRules() []*nftRuleIR {
+	if rs.InjectMark == 0 {
+		return nil
+	}
+	return []*nftRuleIR{ruleMarkBits(&nftRuleIR{}, rs.InjectMark).add("accept", &expr.Verdict{Kind: expr.VerdictAccept})}
+}
+
+// markRules act on the marks luafw's verdicts set: injected packets pass,
+// rejected ones are rejected (dropped in postrouting), skipped ones pass.
+// In the only diversion of a hook (sole) they also clear the skip and
+// reject bits, which a tail chain does in hooks with several.
+func (rs RuleSet) markRules(fam int, d Diversion, sole bool) []*nftRuleIR {
+	rules := rs.injectRules()
+	both := rs.SkipMark | rs.RejectMark
 	if d.Hook == "postrouting" {
 		// The kernel refuses reject in postrouting.
-		base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, both).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
+		rules = append(rules, ruleMarkBits(&nftRuleIR{}, both).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
 	} else {
 		r := ruleMarkBits(&nftRuleIR{}, both)
 		ruleL4Proto(r, []uint8{unix.IPPROTO_TCP})
 		r.add("reject with tcp reset", &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
-		base.rules = append(base.rules, r)
+		rules = append(rules, r)
 		r = ruleMarkBits(&nftRuleIR{}, both)
 		if fam == 4 {
 			r.add("reject with icmp type port-unreachable", &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3})
 		} else {
 			r.add("reject with icmpv6 type port-unreachable", &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 4})
 		}
-		base.rules = append(base.rules, r)
+		rules = append(rules, r)
 	}
-	base.rules = append(base.rules, ruleMarkBits(&nftRuleIR{}, rs.SkipMark).add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	skip := ruleMarkBits(&nftRuleIR{}, rs.SkipMark)
+	if !sole {
+		return append(rules, skip.add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+	}
+	rs.clearBits(skip).add("accept", &expr.Verdict{Kind: expr.VerdictAccept})
+	// A reject bit without the skip bit was not set by luafw's verdicts;
+	// cleared all the same, as the tail would.
+	return append(rules, skip, rs.clearBits(rs.anyMarkBit()))
+}
+
+// anyMarkBit matches packets whose mark has the skip or the reject bit.
+func (rs RuleSet) anyMarkBit() *nftRuleIR {
+	both := rs.SkipMark | rs.RejectMark
+	return (&nftRuleIR{}).add(fmt.Sprintf("meta mark & %s != 0", ruleHex(both)),
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg}, ruleAndMask(both),
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: nftReg, Data: make([]byte, 4)})
+}
+
+// clearBits appends the statement that clears the skip and reject bits.
+func (rs RuleSet) clearBits(r *nftRuleIR) *nftRuleIR {
+	keep := ^(rs.SkipMark | rs.RejectMark)
+	return r.add("meta mark set meta mark & "+ruleHex(keep),
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: nftReg},
+		ruleAndMask(keep),
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: nftReg})
+}
+
+// passRules let through, undiverted, what conntrack says must not be
+// queued: the kernel's reject replies and offloaded flows.
+func (rs RuleSet) passRules(d Diversion) []*nftRuleIR {
+	var rules []*nftRuleIR
 	// Replies the kernel generates for a rejected packet (a TCP reset, an
 	// ICMP error) are attached to that packet's conntrack entry, which was
 	// never confirmed and is now shared; NFQUEUE drops such packets when
@@ -305,37 +406,34 @@ func (rs RuleSet) diversionChains(fam, i int, d Diversion) []*nftChainIR {
 	// rule set that does not use conntrack must not turn it on, so this
 	// rule comes only with conntrack.)
 	if d.ByState || rs.ConnMarkOffload != 0 || rs.CTLabels {
-		base.rules = append(base.rules, rs.relatedUnconfirmedAccept())
+		rules = append(rules, rs.relatedUnconfirmedAccept())
 	}
 	if rs.ConnMarkOffload != 0 {
 		m := rs.ConnMarkOffload
 		r := (&nftRuleIR{}).add(fmt.Sprintf("ct mark & %s == %s", ruleHex(m), ruleHex(m)),
 			&expr.Ct{Key: expr.CtKeyMARK, Register: nftReg}, ruleAndMask(m),
 			&expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: binaryutil.NativeEndian.PutUint32(m)})
-		base.rules = append(base.rules, r.add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
+		rules = append(rules, r.add("accept", &expr.Verdict{Kind: expr.VerdictAccept}))
 	}
-
-	if len(d.Matches) > 0 {
-		return rs.matchedChains(fam, i, d, base)
-	}
-	filter := d.Filter.rule(fam)
-	if !d.ByState {
-		r := filter.add("counter", &expr.Counter{})
-		ruleQueue(r, d.Queues[0], !rs.FailClosed)
-		r.comment = ruleComment(i, -1)
-		base.rules = append(base.rules, r)
-		return []*nftChainIR{base}
-	}
-	states := base
-	out := []*nftChainIR{base}
-	if len(filter.exprs) > 0 {
-		states = &nftChainIR{name: base.name + "_ct"}
-		base.rules = append(base.rules, filter.add("jump "+states.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: states.name}))
-		out = append(out, states)
-	}
-	states.rules = append(states.rules, rs.stateRules(i, d)...)
-	return out
+	return rules
 }
+
+// dispatchRules queue diversion i's packets: by conntrack state, or to its
+// one queue set.
+func (rs RuleSet) dispatchRules(i int, d Diversion) []*nftRuleIR {
+	if d.ByState {
+		return rs.stateRules(i, d)
+	}
+	r := (&nftRuleIR{}).add("counter", &expr.Counter{})
+	ruleQueue(r, d.Queues[0], !rs.FailClosed)
+	r.comment = ruleComment(i, -1)
+	return []*nftRuleIR{r}
+}
+
+// tailRule clears the skip and reject bits at the end of a hook, so the
+// next hook diverts the packet again. It reads the mark first: most
+// packets carry neither bit, and are not written to.
+func (rs RuleSet) tailRule() *nftRuleIR { return rs.clearBits(rs.anyMarkBit()) }
 
 // stateRules are the rules that queue diversion i's packets by conntrack
 // state.

@@ -15,10 +15,10 @@ import (
 )
 
 // Matches narrow a diversion to the packets some callback wants: each one
-// becomes a rule of the base chain that jumps to the queueing chain, so a
-// packet is queued when it passes the Filter and at least one Match (the
-// exact union of the callbacks' matches, as nftables evaluates rules in
-// order and the first jump wins).
+// becomes a rule of the base chain that jumps to the queueing chain (see
+// Diversion.selectors), so a packet is queued when it passes the Filter
+// and at least one Match (the exact union of the callbacks' matches, as
+// nftables evaluates rules in order and the first jump wins).
 
 // PortRange is an inclusive range of transport ports.
 type PortRange struct{ Lo, Hi uint16 }
@@ -178,35 +178,4 @@ func rulePortRanges(r *nftRuleIR, field string, offset uint32, ranges []PortRang
 		}
 	}
 	ruleLookup(r, "th "+field, nftables.TypeInetService, true, ruleIntervalElems(ivs, 2), names)
-}
-
-// matchedChains builds diversion i's rules when it has matches: one rule
-// per distinct match that passes the Filter jumps to the chain that
-// queues (by state, or to one queue set).
-func (rs RuleSet) matchedChains(fam, i int, d Diversion, base *nftChainIR) []*nftChainIR {
-	target := &nftChainIR{name: base.name + "_q"}
-	if d.ByState {
-		target.name = base.name + "_ct"
-		target.rules = rs.stateRules(i, d)
-	} else {
-		r := (&nftRuleIR{}).add("counter", &expr.Counter{})
-		ruleQueue(r, d.Queues[0], !rs.FailClosed)
-		r.comment = ruleComment(i, -1)
-		target.rules = []*nftRuleIR{r}
-	}
-	seen := map[string]bool{}
-	for _, m := range d.Matches {
-		if !m.filter().familyOK(fam) {
-			continue
-		}
-		r := d.Filter.rule(fam)
-		m.rule(r, fam, d.ByState)
-		text := strings.Join(r.text, " ")
-		if seen[text] {
-			continue
-		}
-		seen[text] = true
-		base.rules = append(base.rules, r.add("jump "+target.name, &expr.Verdict{Kind: expr.VerdictJump, Chain: target.name}))
-	}
-	return []*nftChainIR{base, target}
 }

@@ -24,6 +24,8 @@ func ruleGoldenSet() RuleSet {
 					Dst: []netip.Prefix{netip.MustParsePrefix("::ffff:203.0.113.7/128"), netip.MustParsePrefix("2001:db8::1/128")}}},
 			{Hook: "input", Priority: 1, ByState: true, Queues: [CTStates]QueueSet{{6, 1}, {7, 1}, {7, 1}, {7, 1}, {7, 1}}},
 			{Hook: "postrouting", Priority: 101, Queues: [CTStates]QueueSet{{8, 4}}, Filter: Filter{Dst: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}},
+			// A second diversion of a hook: a tail chain clears the bits there.
+			{Hook: "forward", Priority: 101, Queues: [CTStates]QueueSet{{12, 1}}},
 		},
 	}
 }
@@ -31,36 +33,50 @@ func ruleGoldenSet() RuleSet {
 const ruleGoldenText = `table ip lfw {
 	chain div_prerouting_m299 {
 		type filter hook prerouting priority -299; policy accept;
-		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
-		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
-		meta mark & 0x80000000 == 0x80000000 accept
+		meta mark & 0xc0000000 != 0 jump div_prerouting_m299_mark
+		meta l4proto icmp iifname "eth0" jump div_prerouting_m299_q
+	}
+
+	chain div_prerouting_m299_q {
 		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
-		meta l4proto icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
+		counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
+	}
+
+	chain div_prerouting_m299_mark {
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 meta mark set meta mark & 0x3fffffff accept
+		meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff
 	}
 
 	chain div_forward_1 {
 		type filter hook forward priority 1; policy accept;
-		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
-		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
-		meta mark & 0x80000000 == 0x80000000 accept
-		ct state related ct status & confirmed == 0 accept
-		ct mark & 0x00000001 == 0x00000001 accept
+		meta mark & 0xc0000000 != 0 jump div_forward_1_mark
 		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip saddr { 10.0.0.0/8, 192.168.1.0/24 } ip daddr 203.0.113.7 jump div_forward_1_ct
 	}
 
 	chain div_forward_1_ct {
+		ct state related ct status & confirmed == 0 accept
+		ct mark & 0x00000001 == 0x00000001 accept
 		ct state new counter xt target NFQUEUE --queue-balance 1:2 --queue-bypass comment "luafw div 1 new"
 		ct state established counter xt target NFQUEUE --queue-num 3 --queue-bypass comment "luafw div 1 established"
 		ct state related counter xt target NFQUEUE --queue-num 4 --queue-bypass comment "luafw div 1 related"
 		ct state invalid counter xt target NFQUEUE --queue-num 5 --queue-bypass comment "luafw div 1 invalid"
 	}
 
+	chain div_forward_1_mark {
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+	}
+
 	chain div_input_1 {
 		type filter hook input priority 1; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
-		meta mark & 0x80000000 == 0x80000000 accept
+		meta mark & 0x80000000 == 0x80000000 meta mark set meta mark & 0x3fffffff accept
+		meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff
 		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		ct state new counter xt target NFQUEUE --queue-num 6 --queue-bypass comment "luafw div 2 new"
@@ -73,66 +89,76 @@ const ruleGoldenText = `table ip lfw {
 	chain div_postrouting_101 {
 		type filter hook postrouting priority 101; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 drop
-		meta mark & 0x80000000 == 0x80000000 accept
+		meta mark & 0x80000000 == 0x80000000 meta mark set meta mark & 0x3fffffff accept
+		meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff
 		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		counter xt target NFQUEUE --queue-balance 8:11 --queue-bypass comment "luafw div 3"
 	}
 
-	chain tail_prerouting {
-		type filter hook prerouting priority 2147483646; policy accept;
-		meta mark set meta mark & 0x3fffffff
-	}
-
-	chain tail_input {
-		type filter hook input priority 2147483646; policy accept;
-		meta mark set meta mark & 0x3fffffff
+	chain div_forward_101 {
+		type filter hook forward priority 101; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmp type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		counter xt target NFQUEUE --queue-num 12 --queue-bypass comment "luafw div 4"
 	}
 
 	chain tail_forward {
 		type filter hook forward priority 2147483646; policy accept;
-		meta mark set meta mark & 0x3fffffff
-	}
-
-	chain tail_postrouting {
-		type filter hook postrouting priority 2147483646; policy accept;
-		meta mark set meta mark & 0x3fffffff
+		meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff
 	}
 }
 
 table ip6 lfw {
 	chain div_prerouting_m299 {
 		type filter hook prerouting priority -299; policy accept;
-		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
-		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
-		meta mark & 0x80000000 == 0x80000000 accept
+		meta mark & 0xc0000000 != 0 jump div_prerouting_m299_mark
+		meta l4proto ipv6-icmp iifname "eth0" jump div_prerouting_m299_q
+	}
+
+	chain div_prerouting_m299_q {
 		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
-		meta l4proto ipv6-icmp iifname "eth0" counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
+		counter xt target NFQUEUE --queue-num 0 --queue-bypass comment "luafw div 0"
+	}
+
+	chain div_prerouting_m299_mark {
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 meta mark set meta mark & 0x3fffffff accept
+		meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff
 	}
 
 	chain div_forward_1 {
 		type filter hook forward priority 1; policy accept;
-		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
-		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
-		meta mark & 0x80000000 == 0x80000000 accept
-		ct state related ct status & confirmed == 0 accept
-		ct mark & 0x00000001 == 0x00000001 accept
+		meta mark & 0xc0000000 != 0 jump div_forward_1_mark
 		meta l4proto { tcp, udp } th sport 1024 th dport { 53, 80 } iifname { "lan0", "veth*" } oifname "wan*" ip6 saddr fd00::/8 ip6 daddr 2001:db8::1 jump div_forward_1_ct
 	}
 
 	chain div_forward_1_ct {
+		ct state related ct status & confirmed == 0 accept
+		ct mark & 0x00000001 == 0x00000001 accept
 		ct state new counter xt target NFQUEUE --queue-balance 1:2 --queue-bypass comment "luafw div 1 new"
 		ct state established counter xt target NFQUEUE --queue-num 3 --queue-bypass comment "luafw div 1 established"
 		ct state related counter xt target NFQUEUE --queue-num 4 --queue-bypass comment "luafw div 1 related"
 		ct state invalid counter xt target NFQUEUE --queue-num 5 --queue-bypass comment "luafw div 1 invalid"
 	}
 
+	chain div_forward_1_mark {
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+	}
+
 	chain div_input_1 {
 		type filter hook input priority 1; policy accept;
 		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
 		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
-		meta mark & 0x80000000 == 0x80000000 accept
+		meta mark & 0x80000000 == 0x80000000 meta mark set meta mark & 0x3fffffff accept
+		meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff
 		ct state related ct status & confirmed == 0 accept
 		ct mark & 0x00000001 == 0x00000001 accept
 		ct state new counter xt target NFQUEUE --queue-num 6 --queue-bypass comment "luafw div 2 new"
@@ -142,19 +168,19 @@ table ip6 lfw {
 		ct state untracked counter xt target NFQUEUE --queue-num 7 --queue-bypass comment "luafw div 2 untracked"
 	}
 
-	chain tail_prerouting {
-		type filter hook prerouting priority 2147483646; policy accept;
-		meta mark set meta mark & 0x3fffffff
-	}
-
-	chain tail_input {
-		type filter hook input priority 2147483646; policy accept;
-		meta mark set meta mark & 0x3fffffff
+	chain div_forward_101 {
+		type filter hook forward priority 101; policy accept;
+		meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset
+		meta mark & 0xc0000000 == 0xc0000000 reject with icmpv6 type port-unreachable
+		meta mark & 0x80000000 == 0x80000000 accept
+		ct state related ct status & confirmed == 0 accept
+		ct mark & 0x00000001 == 0x00000001 accept
+		counter xt target NFQUEUE --queue-num 12 --queue-bypass comment "luafw div 4"
 	}
 
 	chain tail_forward {
 		type filter hook forward priority 2147483646; policy accept;
-		meta mark set meta mark & 0x3fffffff
+		meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff
 	}
 }
 `
@@ -171,8 +197,8 @@ func TestRuleSetStringGolden(t *testing.T) {
 
 func TestRuleSetDefaults(t *testing.T) {
 	s := RuleSet{Diversions: []Diversion{{Hook: "output", Queues: [CTStates]QueueSet{{0, 1}}}}}.String()
-	for _, want := range []string{"table ip luafw {", "table ip6 luafw {", "meta mark & 0x80000000 == 0x80000000 accept",
-		"meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset", "meta mark set meta mark & 0x3fffffff"} {
+	for _, want := range []string{"table ip luafw {", "table ip6 luafw {", "meta mark & 0x80000000 == 0x80000000 meta mark set meta mark & 0x3fffffff accept",
+		"meta mark & 0xc0000000 == 0xc0000000 meta l4proto tcp reject with tcp reset", "meta mark & 0xc0000000 != 0 meta mark set meta mark & 0x3fffffff"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("default rule set lacks %q:\n%s", want, s)
 		}
@@ -249,10 +275,10 @@ func TestRuleSetFamilySplit(t *testing.T) {
 			names[i] = append(names[i], ch.name)
 		}
 	}
-	if got := strings.Join(names[0], " "); got != "div_output_0 tail_output" {
+	if got := strings.Join(names[0], " "); got != "div_output_0 div_output_0_q div_output_0_mark" {
 		t.Errorf("ip chains %q", got)
 	}
-	if got := strings.Join(names[1], " "); got != "div_input_0 tail_input" {
+	if got := strings.Join(names[1], " "); got != "div_input_0 div_input_0_q div_input_0_mark" {
 		t.Errorf("ip6 chains %q", got)
 	}
 }
