@@ -99,6 +99,11 @@ func (r *Results) finish() {
 		x := &r.Rows[i]
 		switch x.Kind {
 		case "udp-flood":
+			if x.Queues == 2 {
+				if one := r.row(strings.TrimSuffix(x.ID, "q2") + "q1"); one != nil {
+					x.CPUVsOneQueue = ratio(x.CPUPerPacket, one.CPUPerPacket)
+				}
+			}
 			if !strings.HasPrefix(x.ID, "udp/luafw") {
 				continue
 			}
@@ -111,6 +116,7 @@ func (r *Results) finish() {
 			x.VsBatched = ratio(x.RecvPPS, pps("udp/batched/"+q))
 			if bx := r.row("udp/batched/" + q); bx != nil {
 				x.PerCoreVsBatch = ratio(x.PerCore, bx.PerCore)
+				x.CPUVsBatched = ratio(x.CPUPerPacket, bx.CPUPerPacket)
 			}
 		case "tcp-bulk":
 			if k := r.row("tcp/kernel"); k != nil && x.ID != k.ID {
@@ -147,6 +153,7 @@ func (r *Results) finish() {
 	rowGoal("realistic config vs batched reader", "udp/luafw-realistic/q1", vsB, 0.50)
 	rowGoal("trivial plugin, 2 queues vs 1", "udp/luafw-trivial/q2", vs1, 1.6)
 	rowGoal("realistic config, 2 queues vs 1", "udp/luafw-realistic/q2", vs1, 1.6)
+	cpuGoals(r, goal)
 	rowGoal("TCP bulk with offload vs kernel", "tcp/luafw-offload", func(x *Row) float64 { return x.VsKernel }, 0.80)
 	clusterGoals(r, goal)
 	if x := r.row("rate/luafw-trivial/q1"); x != nil {
@@ -161,7 +168,7 @@ func (r *Results) print(w io.Writer) {
 	fmt.Fprintf(w, "\nUDP flood, %v s of %v-byte datagrams client -> router -> server (one run, one lab)\n",
 		r.Settings["flood_seconds"], r.Settings["payload_bytes"])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "setup\tq\tsent/s\trecv/s\tloss %\tq full\tsock drop\tconsumer CPU %\tmachine CPU %\tvs plain\tvs batched\tvs 1 queue\trecv/s per core\tper core vs batched\tqueued/pkt\tper queue\t")
+	fmt.Fprintln(tw, "setup\tq\tsent/s\trecv/s\tloss %\tq full\tsock drop\tconsumer CPU %\tmachine CPU %\tvs plain\tvs batched\tvs 1 queue\trecv/s per core\tper core vs batched\tCPU µs/pkt\tCPU/pkt vs batched\tCPU/pkt vs 1 queue\tqueued/pkt\tper queue\t")
 	for _, x := range r.Rows {
 		if x.Kind != "udp-flood" && x.Kind != "udp-rate" {
 			continue
@@ -174,11 +181,12 @@ func (r *Results) print(w io.Writer) {
 		if x.PerCore > 0 {
 			perCore = fmt.Sprintf("%.0f", x.PerCore)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", setup, queues(x.Queues), x.SentPPS, x.RecvPPS, x.LossPct, x.QueueFull, x.SocketDropped,
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", setup, queues(x.Queues), x.SentPPS, x.RecvPPS, x.LossPct, x.QueueFull, x.SocketDropped,
 			cpuCell(&x), x.MachineCPU, ratioCell(x.VsPlain), ratioCell(x.VsBatched), ratioCell(x.VsOneQueue), perCore, ratioCell(x.PerCoreVsBatch),
-			ratioCell(x.PacketsPerPass), perQueue(x.PerQueue))
+			ratioCell(x.CPUPerPacket), ratioCell(x.CPUVsBatched), ratioCell(x.CPUVsOneQueue), ratioCell(x.PacketsPerPass), perQueue(x.PerQueue))
 	}
 	tw.Flush()
+	printQueueScaling(w, r)
 
 	fmt.Fprintf(w, "\nTCP bulk, iperf3 client -> server, %v s\n", r.Settings["tcp_seconds"])
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
