@@ -25,16 +25,7 @@ func TestQueueReaderBurst(t *testing.T) {
 	if pkt.dport == 24 and pkt.indev ~= "lo" then error("indev " .. tostring(pkt.indev)) end
 end}`,
 	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d, err := New(Options{ConfigPath: filepath.Join(dir, "luafw.yaml")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.eng.Close()
+	d := newTestDaemon(t, dir, files)
 	const key = "forward@0"
 	r := &segRunner{d: d, key: key, stats: d.statsFor(key)}
 	r.seg.Store(&Segment{Hook: host.Forward, Lo: math.MinInt32, Hi: math.MaxInt32, Last: true})
@@ -78,6 +69,23 @@ end}`,
 	if q.pkt.Data != nil {
 		t.Error("the reader still references the last packet's bytes after the burst")
 	}
+}
+
+// newTestDaemon writes files (luafw.yaml and what it names) to dir and
+// makes a daemon of them, not running; its engine closes with the test.
+func newTestDaemon(t *testing.T, dir string, files map[string]string) *Daemon {
+	t.Helper()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := New(Options{ConfigPath: filepath.Join(dir, "luafw.yaml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.eng.Close)
+	return d
 }
 
 // TestIfNames: index 0 is no interface, known indexes get their names, and
