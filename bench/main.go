@@ -90,7 +90,7 @@ func main() {
 	flag.IntVar(&o.ratePct, "rate-pct", 80, "the fixed-rate run's rate, in % of the batched reader's measured rate")
 	flag.DurationVar(&o.timeout, "timeout", 4*time.Minute, "bound on the whole run")
 	flag.StringVar(&o.sinkMode, "sink", "counter", "how the server receives the flood: counter (an nftables rule counts and drops it in the input hook) or socket (a UDP socket reads it)")
-	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of each luafw row here (luafw run --cpuprofile)")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of each consumer here (luafw run --cpuprofile, nfqbaseline -cpuprofile)")
 	flag.StringVar(&o.only, "only", "", "run only the groups named (comma-separated: kernel,plain,batched,trivial,rewrite,realistic,cluster,layered,noct,balanced,tcp,matched); for profiling")
 	flag.Parse()
 

@@ -36,8 +36,16 @@ type Row struct {
 	// PerCore is RecvPPS per core the consumer used (RecvPPS / consumer
 	// CPU): what it could carry with a core to itself. Floods here are
 	// often limited by the sender, not the consumer.
-	PerCore        float64  `json:"pps_per_consumer_core,omitempty"`
-	PerCoreVsBatch float64  `json:"per_core_vs_batched,omitempty"`
+	PerCore        float64 `json:"pps_per_consumer_core,omitempty"`
+	PerCoreVsBatch float64 `json:"per_core_vs_batched,omitempty"`
+	// CPUPerPacket is the consumer's CPU time over the measurement divided
+	// by the packets the sink received, in µs: what the goals compare.
+	CPUPerPacket float64 `json:"consumer_cpu_us_per_packet,omitempty"`
+	// CPUVsBatched is CPUPerPacket / the batched reader's on as many
+	// queues; CPUVsOneQueue, on two-queue rows, CPUPerPacket / the same
+	// setup's on one queue (flat scaling: 1).
+	CPUVsBatched   float64  `json:"cpu_per_packet_vs_batched,omitempty"`
+	CPUVsOneQueue  float64  `json:"cpu_per_packet_vs_one_queue,omitempty"`
 	Queued         uint64   `json:"queued,omitempty"`         // packets the kernel queued (all queues)
 	QueueFull      uint64   `json:"queue_full,omitempty"`     // dropped by the kernel: queue full
 	SocketDropped  uint64   `json:"socket_dropped,omitempty"` // dropped by the kernel: reader's socket buffer full
@@ -187,6 +195,9 @@ func (b *bench) flood(ctx context.Context, r *Row, c *consumer, rate int, unansw
 	queueFill(r, a, z)
 	if r.ConsumerCPU > 0 {
 		r.PerCore = round(r.RecvPPS/(r.ConsumerCPU/100), 0)
+	}
+	if c != nil && r.Received > 0 {
+		r.CPUPerPacket = round(float64((z.consumer-a.consumer).Microseconds())/float64(r.Received), 2)
 	}
 	if r.Received > 0 && r.Queued > r.SocketDropped {
 		r.PacketsPerPass = round(float64(r.Queued-r.SocketDropped)/float64(r.Received), 2)

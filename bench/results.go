@@ -102,6 +102,11 @@ func (r *Results) finish() {
 			if x.ID != "udp/kernel" {
 				x.VsKernel = ratio(x.RecvPPS, pps("udp/kernel"))
 			}
+			if x.Queues == 2 {
+				if one := r.row(strings.TrimSuffix(x.ID, "q2") + "q1"); one != nil {
+					x.CPUVsOneQueue = ratio(x.CPUPerPacket, one.CPUPerPacket)
+				}
+			}
 			if !strings.HasPrefix(x.ID, "udp/luafw") {
 				continue
 			}
@@ -115,6 +120,7 @@ func (r *Results) finish() {
 			x.VsBatched = ratio(x.RecvPPS, pps("udp/batched/"+q))
 			if bx := r.row("udp/batched/" + q); bx != nil {
 				x.PerCoreVsBatch = ratio(x.PerCore, bx.PerCore)
+				x.CPUVsBatched = ratio(x.CPUPerPacket, bx.CPUPerPacket)
 			}
 		case "tcp-bulk":
 			if k := r.row("tcp/kernel"); k != nil && x.ID != k.ID {
@@ -156,6 +162,7 @@ func (r *Results) finish() {
 	// What luafw's rules cost beyond conntrack, which its ct-state matches
 	// need and which the kernel-alone row does not pay.
 	rowGoal("matches, unmatched flood vs kernel+conntrack", "udp/luafw-matched/q1", func(x *Row) float64 { return x.VsKernelCT }, 0.95)
+	cpuGoals(r, goal)
 	rowGoal("TCP bulk with offload vs kernel", "tcp/luafw-offload", vsK, 0.80)
 	clusterGoals(r, goal)
 	if x := r.row("rate/luafw-trivial/q1"); x != nil {
@@ -170,7 +177,7 @@ func (r *Results) print(w io.Writer) {
 	fmt.Fprintf(w, "\nUDP flood, %v s of %v-byte datagrams client -> router -> server (one run, one lab)\n",
 		r.Settings["flood_seconds"], r.Settings["payload_bytes"])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "setup\tq\tsent/s\trecv/s\tloss %\tq full\tsock drop\tconsumer CPU %\tmachine CPU %\tvs kernel\tvs kernel+ct\tvs plain\tvs batched\tvs 1 queue\trecv/s per core\tper core vs batched\tqueued/pkt\tper queue\t")
+	fmt.Fprintln(tw, "setup\tq\tsent/s\trecv/s\tloss %\tq full\tsock drop\tconsumer CPU %\tmachine CPU %\tvs kernel\tvs kernel+ct\tvs plain\tvs batched\tvs 1 queue\trecv/s per core\tper core vs batched\tCPU µs/pkt\tCPU/pkt vs batched\tCPU/pkt vs 1 queue\tqueued/pkt\tper queue\t")
 	for _, x := range r.Rows {
 		if x.Kind != "udp-flood" && x.Kind != "udp-rate" {
 			continue
@@ -183,11 +190,12 @@ func (r *Results) print(w io.Writer) {
 		if x.PerCore > 0 {
 			perCore = fmt.Sprintf("%.0f", x.PerCore)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", setup, queues(x.Queues), x.SentPPS, x.RecvPPS, x.LossPct, x.QueueFull, x.SocketDropped,
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2f\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", setup, queues(x.Queues), x.SentPPS, x.RecvPPS, x.LossPct, x.QueueFull, x.SocketDropped,
 			cpuCell(&x), x.MachineCPU, ratioCell(x.VsKernel), ratioCell(x.VsKernelCT), ratioCell(x.VsPlain), ratioCell(x.VsBatched), ratioCell(x.VsOneQueue), perCore, ratioCell(x.PerCoreVsBatch),
-			ratioCell(x.PacketsPerPass), perQueue(x.PerQueue))
+			ratioCell(x.CPUPerPacket), ratioCell(x.CPUVsBatched), ratioCell(x.CPUVsOneQueue), ratioCell(x.PacketsPerPass), perQueue(x.PerQueue))
 	}
 	tw.Flush()
+	printQueueScaling(w, r)
 
 	fmt.Fprintf(w, "\nTCP bulk, iperf3 client -> server, %v s\n", r.Settings["tcp_seconds"])
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

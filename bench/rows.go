@@ -140,6 +140,13 @@ func (b *bench) withQueueRule(ctx context.Context, n int, fn func() error) error
 func (b *bench) baseline(ctx context.Context, mode string, n int, fn func(*consumer) error) error {
 	return b.withQueueRule(ctx, n, func() error {
 		args := append([]string{"-mode", mode, "-duration", "10m"}, queueArgs(n)...)
+		prof, err := b.profilePath(fmt.Sprintf("%s-q%d", mode, n))
+		if err != nil {
+			return err
+		}
+		if prof != "" {
+			args = append(args, "-cpuprofile", prof)
+		}
 		c, err := startConsumer(ctx, b.l.Router, "nfqbaseline -mode "+mode, b.opt.baseline, args, queuesBound(ctx, b.l.Router, n))
 		if err != nil {
 			return err
@@ -213,6 +220,19 @@ func (b *bench) fixedRate() int {
 	return int(r.RecvPPS * float64(b.opt.ratePct) / 100)
 }
 
+// profilePath is where a consumer's CPU profile goes with -profile-dir
+// (empty without it).
+func (b *bench) profilePath(name string) (string, error) {
+	if b.opt.profileDir == "" {
+		return "", nil
+	}
+	dir, err := filepath.Abs(b.opt.profileDir)
+	if err != nil {
+		return "", fmt.Errorf("-profile-dir: %w", err)
+	}
+	return filepath.Join(dir, name+".cpu.pprof"), nil
+}
+
 // luafw runs luafw with the named configuration in the router for fn.
 func (b *bench) luafw(ctx context.Context, config string, fn func(*consumer) error) error {
 	path, ok := b.configs[config]
@@ -220,12 +240,12 @@ func (b *bench) luafw(ctx context.Context, config string, fn func(*consumer) err
 		return fmt.Errorf("no configuration %q", config)
 	}
 	args := []string{"run", "--config", path, "-pidfile="}
-	if b.opt.profileDir != "" {
-		dir, err := filepath.Abs(b.opt.profileDir)
-		if err != nil {
-			return err
-		}
-		args = append(args, "--cpuprofile", filepath.Join(dir, config+".cpu.pprof"))
+	prof, err := b.profilePath(config)
+	if err != nil {
+		return err
+	}
+	if prof != "" {
+		args = append(args, "--cpuprofile", prof)
 	}
 	c, err := startConsumer(ctx, b.l.Router, "luafw "+config, b.opt.luafw, args, luafwRunning)
 	if err != nil {

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,16 +29,7 @@ func TestMetricsScrape(t *testing.T) {
 fw.register{name="rej", hook="forward", priority=10, fn=function(pkt) if pkt.dport == 25 then return fw.REJECT end end}`,
 		"odd.lua": `fw.register{hook="input", fn=function(pkt) error("always") end}`,
 	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d, err := New(Options{ConfigPath: filepath.Join(dir, "luafw.yaml")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.eng.Close()
+	d := newTestDaemon(t, dir, files)
 
 	w := d.eng.NewWorker()
 	defer w.Close()

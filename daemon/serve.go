@@ -132,7 +132,7 @@ type segRunner struct {
 	socks  []*nfq.Socket
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	bursts atomic.Uint64 // bursts served: drain watches it stand still
+	beats  []*heartbeat // one per reader: drain watches them stand still
 	stats  *segStats
 }
 
@@ -194,8 +194,11 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 				return nil, fmt.Errorf("segment %s: conntrack: %w", seg.Key(), err)
 			}
 		}
+		q := &queueReader{r: r, beat: d.svc.readers.add(r.key, sock.Info().Queues), first: first, stateOf: stateOf,
+			skip: d.rules.SkipMark, reject: d.rules.RejectMark}
+		r.beats = append(r.beats, q.beat)
 		r.wg.Add(1)
-		go r.serve(ctx, sock, lookup, first, stateOf, d.rules.SkipMark, d.rules.RejectMark)
+		go r.serve(ctx, sock, lookup, q)
 	}
 	d.runners[seg.Key()] = r
 	d.log.Info("serving segment", "segment", seg.String(), "queues", len(r.socks)*states)
@@ -205,61 +208,18 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 // serve runs one socket's packets through a worker of its own. lookup, when
 // not nil, is the worker's conntrack socket for pkt.ct.mark (its own: the
 // shared one is busy with the updater's retries).
-func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Conntrack, first uint16, stateOf []host.CTState, skip, reject uint32) {
+func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Conntrack, q *queueReader) {
 	defer r.wg.Done()
-	w := r.d.eng.NewWorker()
-	defer w.Close()
-	w.HoldTraces() // a traced packet's record shows the kernel verdict
+	defer r.d.svc.readers.remove(q.beat)
+	q.w = r.d.eng.NewWorker()
+	defer q.w.Close()
+	q.w.HoldTraces() // a traced packet's record shows the kernel verdict
 	if lookup != nil {
 		defer lookup.Close()
-		w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
+		q.w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
 	}
-	names := ifNames{}
-	obs := r.d.out.obs.Load() // nil when events and capture are off
-	reserved := skip | reject
-	beat := r.d.svc.readers.add(r.key, sock.Info().Queues)
-	defer r.d.svc.readers.remove(beat)
-	err := sock.Serve(ctx, func(msgs []nfq.Msg, out []nfq.Verdict) {
-		beat.enter()
-		defer beat.leave()
-		seg := r.seg.Load()
-		r.bursts.Add(1)
-		for i := range msgs {
-			m := &msgs[i]
-			p := host.Packet{Hook: seg.Hook, Data: m.Payload, Mark: m.Mark &^ reserved,
-				InDev: names.name(m.InDev), OutDev: names.name(m.OutDev),
-				UID: m.UID, GID: m.GID, HasUID: m.HasUID}
-			if k := int(m.Queue - first); k < len(stateOf) {
-				p.CTState = stateOf[k]
-			}
-			if m.HasCT {
-				p.CTState = ctStates[nfq.CTStateOf(m.CTInfo)]
-				p.CTMark, p.CTMarkKnown = nfq.CTMarkOf(m.CT)
-				p.CTPackets, _ = nfq.CTPacketsOf(m.CT)
-			}
-			dec := w.RunRange(&p, seg.Lo, seg.Hi)
-			if r.d.inj != nil {
-				dec.Mark &^= r.d.inj.bit // only injected packets carry it (inject.go)
-			}
-			out[i] = verdict(&dec, m.Mark, seg.Last, skip, reject)
-			if w.TracePending() {
-				w.TraceKernel(host.TraceKernel{Segment: r.key, Verdict: kernelVerdictName(out[i].Verdict), Mark: out[i].Mark, SetMark: out[i].SetMark})
-			}
-			r.stats.verdicts[dec.Verdict].Add(1)
-			if obs != nil {
-				obs.Record(r.key, &p, &dec)
-			}
-			if dec.Data != nil {
-				r.stats.rewritten.Add(1)
-			}
-			if len(dec.Injected) > 0 && r.d.inj != nil {
-				r.d.inj.submit(dec.Injected)
-			}
-			if dec.CT.Any() && r.d.updater != nil {
-				r.submitCT(m.Payload, dec.CT)
-			}
-		}
-	})
+	q.obs = r.d.out.obs.Load() // nil when events and capture are off
+	err := sock.Serve(ctx, q.burst)
 	if err != nil && ctx.Err() == nil {
 		// The queue now has no reader and its traffic bypasses luafw:
 		// stop the daemon rather than filter silently less.
@@ -350,9 +310,9 @@ func (r *segRunner) stop() {
 // without a verdict, then stops.
 func (r *segRunner) drainAndStop() {
 	deadline := time.Now().Add(drainMax)
-	for last := r.bursts.Load(); time.Now().Before(deadline); {
+	for last := r.progress(); time.Now().Before(deadline); {
 		time.Sleep(drainQuiet)
-		now := r.bursts.Load()
+		now := r.progress()
 		if now == last {
 			break
 		}
@@ -361,22 +321,22 @@ func (r *segRunner) drainAndStop() {
 	r.stop()
 }
 
-// ifNames caches interface names by index (one per worker).
-type ifNames map[uint32]string
+// progress sums the readers' heartbeats: it stands still while no burst
+// starts or ends.
+func (r *segRunner) progress() uint64 {
+	var n uint64
+	for _, b := range r.beats {
+		n += b.seq.Load()
+	}
+	return n
+}
 
-func (n ifNames) name(idx uint32) string {
-	if idx == 0 {
-		return ""
-	}
-	if s, ok := n[idx]; ok {
-		return s
-	}
-	s := fmt.Sprintf("if%d", idx)
+// ifName names interface idx ("ifN" when it is gone).
+func ifName(idx uint32) string {
 	if ifc, err := net.InterfaceByIndex(int(idx)); err == nil {
-		s = ifc.Name
+		return ifc.Name
 	}
-	n[idx] = s
-	return s
+	return fmt.Sprintf("if%d", idx)
 }
 
 // ctSource answers pkt.ct.mark: first from marks luafw set itself (which the

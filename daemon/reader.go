@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"github.com/luafw/luafw/daemon/observe"
+	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/nfq"
+)
+
+// queueReader turns one socket's bursts into engine runs and verdicts. It
+// belongs to the socket's serve goroutine. What it needs per packet lives
+// here and is reused, so that a packet costs no allocation and touches no
+// memory another queue's reader writes: the segment's counters, shared by
+// the segment's readers, are added to once per burst.
+type queueReader struct {
+	r       *segRunner
+	w       *host.Worker
+	beat    *heartbeat
+	obs     *observe.Observer // nil when events and capture are off
+	names   ifNames
+	first   uint16         // the socket's first queue number
+	stateOf []host.CTState // ct state by queue number - first
+	skip    uint32         // luafw's reserved mark bits
+	reject  uint32
+	// pkt is the packet handed to the engine, reused from packet to packet
+	// (the engine keeps it only until the next run).
+	pkt host.Packet
+	// Counts of the current burst, added to the segment's at its end.
+	verdicts  [len(segStats{}.verdicts)]uint64
+	rewritten uint64
+}
+
+// burst is the socket's handler (nfq.Socket.Serve).
+func (q *queueReader) burst(msgs []nfq.Msg, out []nfq.Verdict) {
+	q.beat.enter()
+	defer q.endBurst()
+	r := q.r
+	seg := r.seg.Load()
+	reserved := q.skip | q.reject
+	p := &q.pkt
+	for i := range msgs {
+		m := &msgs[i]
+		*p = host.Packet{Hook: seg.Hook, Data: m.Payload, Mark: m.Mark &^ reserved,
+			InDev: q.names.name(m.InDev), OutDev: q.names.name(m.OutDev),
+			UID: m.UID, GID: m.GID, HasUID: m.HasUID}
+		if k := int(m.Queue - q.first); k < len(q.stateOf) {
+			p.CTState = q.stateOf[k]
+		}
+		if m.HasCT {
+			p.CTState = ctStates[nfq.CTStateOf(m.CTInfo)]
+			p.CTMark, p.CTMarkKnown = nfq.CTMarkOf(m.CT)
+			p.CTPackets, _ = nfq.CTPacketsOf(m.CT)
+		}
+		dec := q.w.RunRange(p, seg.Lo, seg.Hi)
+		if r.d.inj != nil {
+			dec.Mark &^= r.d.inj.bit // only injected packets carry it (inject.go)
+		}
+		out[i] = verdict(&dec, m.Mark, seg.Last, q.skip, q.reject)
+		if q.w.TracePending() {
+			q.w.TraceKernel(host.TraceKernel{Segment: r.key, Verdict: kernelVerdictName(out[i].Verdict), Mark: out[i].Mark, SetMark: out[i].SetMark})
+		}
+		if int(dec.Verdict) < len(q.verdicts) {
+			q.verdicts[dec.Verdict]++
+		}
+		if q.obs != nil {
+			q.obs.Record(r.key, p, &dec)
+		}
+		if dec.Data != nil {
+			q.rewritten++
+		}
+		if len(dec.Injected) > 0 && r.d.inj != nil {
+			r.d.inj.submit(dec.Injected)
+		}
+		if dec.CT.Any() && r.d.updater != nil {
+			r.submitCT(m.Payload, dec.CT)
+		}
+	}
+}
+
+// endBurst adds the burst's counts to the segment's and leaves the burst
+// (deferred, so a handler panic leaves no reader looking stuck).
+func (q *queueReader) endBurst() {
+	st := q.r.stats
+	for v, n := range q.verdicts {
+		if n > 0 {
+			st.verdicts[v].Add(n)
+		}
+	}
+	q.verdicts = [len(q.verdicts)]uint64{}
+	if q.rewritten > 0 {
+		st.rewritten.Add(q.rewritten)
+		q.rewritten = 0
+	}
+	q.pkt = host.Packet{} // drop the reference to the socket's buffer
+	q.beat.leave()
+}
+
+// ifNames caches interface names by index (one per reader). Indexes below
+// len(small), the common case, cost an array read; others a map lookup.
+type ifNames struct {
+	small [64]string
+	more  map[uint32]string
+}
+
+func (n *ifNames) name(idx uint32) string {
+	if idx == 0 {
+		return ""
+	}
+	if idx < uint32(len(n.small)) {
+		if s := n.small[idx]; s != "" {
+			return s
+		}
+	} else if s, ok := n.more[idx]; ok {
+		return s
+	}
+	s := ifName(idx)
+	if idx < uint32(len(n.small)) {
+		n.small[idx] = s
+	} else {
+		if n.more == nil {
+			n.more = map[uint32]string{}
+		}
+		n.more[idx] = s
+	}
+	return s
+}
