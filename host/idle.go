@@ -36,14 +36,8 @@ func (e *Engine) wake() {
 		return
 	}
 	e.tickClocks()
-	select {
-	case e.wakeWatchdog <- struct{}{}:
-	default:
-	}
-	select {
-	case e.wakeHeap <- struct{}{}:
-	default:
-	}
+	e.signal(e.wakeWatchdog)
+	e.signal(e.wakeHeap)
 }
 
 // tickClocks sets the coarse clocks to now.
@@ -108,9 +102,24 @@ func (e *Engine) trySleep(ws []*Worker) bool {
 		busy = true
 	}
 	e.loadsMu.Unlock()
-	if busy && !e.asleep.CompareAndSwap(true, false) {
+	if !busy {
+		return true
+	}
+	if e.asleep.CompareAndSwap(true, false) {
+		// The heap watch may have seen the flag meanwhile and gone to
+		// wait: wake it, or it would sleep through the calls to come.
+		e.signal(e.wakeHeap)
+	} else {
 		// A worker woke us already: take its wake-up.
 		<-e.wakeWatchdog
 	}
-	return !busy
+	return false
+}
+
+// signal sends a wake-up on c unless one is pending.
+func (e *Engine) signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }

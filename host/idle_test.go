@@ -1,6 +1,7 @@
 package host
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -78,5 +79,32 @@ func TestIdleSleepClocks(t *testing.T) {
 	w.Run(&Packet{Hook: Input, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)})
 	if e.coarse.Load()-coarseBefore < int64(5*time.Millisecond) {
 		t.Errorf("a packet after sleep saw a stale coarse clock")
+	}
+}
+
+// The heap watch reads the heap while calls run, also for calls that start
+// around the moment the watchdog decides to sleep (after 10 ms idle).
+func TestIdleHeapWatchAwakeDuringCalls(t *testing.T) {
+	var buf syncBuffer
+	e := New(Options{MemoryLimit: 1 << 30, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	t.Cleanup(e.Close)
+	mustLoad(t, e, src("busy", `fw.register{hook="input", fn=function(pkt)
+	local t = os.clock()
+	while os.clock() - t < 0.2 do end
+	return fw.ACCEPT
+end}`))
+	w := e.NewWorker()
+	defer w.Close()
+	p := &Packet{Hook: Input, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)}
+	for i := 0; i < 12; i++ {
+		// Idle for about the watchdog's idle span, give or take.
+		time.Sleep(time.Duration(6+i%3*2) * time.Millisecond)
+		before := e.heap.checks.Load()
+		if d := w.Run(p); d.Errors != 0 {
+			t.Fatalf("round %d: the busy call failed:\n%s", i, buf.String())
+		}
+		if e.heap.checks.Load() == before {
+			t.Fatalf("round %d: the heap watch read nothing during a 200 ms call (asleep: %v)", i, e.asleep.Load())
+		}
 	}
 }

@@ -89,6 +89,7 @@ type heapWatch struct {
 	cutCycles uint64
 	cutHeap   int64
 	gcBusy    atomic.Bool
+	checks    atomic.Uint64 // heap readings so far, for tests
 	// Two heap samples growthWindow apart, for the fast-growth line.
 	older, newer int64
 	newerAt      time.Time
@@ -120,6 +121,7 @@ func (e *Engine) watchHeap(ctx context.Context) {
 			continue
 		}
 		sleepSyscall(heapCheckInterval)
+		e.heap.checks.Add(1)
 		cut, heap := e.heap.check(time.Now())
 		if !cut {
 			continue
