@@ -84,6 +84,9 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	if w != nil {
 		L.RemoveContext()
 		L.SetInterrupt(w.intr)
+		if e.heap.limit > 0 {
+			L.SetConcatCheck(w.concatCheck)
+		}
 		if len(ps.regs) != len(p.regs) {
 			L.Close()
 			return nil, fmt.Errorf("plugin %s registered %d callbacks in this worker but %d at load", p.name(), len(ps.regs), len(p.regs))

@@ -8,6 +8,8 @@ import (
 	"runtime/metrics"
 	"sync/atomic"
 	"time"
+
+	lua "github.com/yuin/gopher-lua"
 )
 
 // The process ceiling.
@@ -49,6 +51,10 @@ const (
 	// windows ago to see fast growth.
 	growthWindow = 64 * time.Millisecond
 )
+
+// heapObjects is the runtime metric the watch reads: the heap's objects,
+// live and not yet freed.
+const heapObjects = "/memory/classes/heap/objects:bytes"
 
 // cutLine is the heap in use at which running calls are cut off.
 func cutLine(ceiling int64) int64 { return ceiling / 2 }
@@ -97,7 +103,7 @@ type heapWatch struct {
 
 func newHeapWatch(limit int64) *heapWatch {
 	h := &heapWatch{limit: limit, cutAt: cutLine(limit), done: make(chan struct{})}
-	h.samples[0].Name = "/memory/classes/heap/objects:bytes" // live and not yet freed
+	h.samples[0].Name = heapObjects
 	h.samples[1].Name = "/gc/cycles/total:gc-cycles"
 	return h
 }
@@ -213,4 +219,24 @@ func (e *Engine) memoryCut(ws []*Worker, heap, now int64) {
 		e.log.Error("process memory near its ceiling: running Lua calls cut off", "heap", heap,
 			"cut_at", e.heap.cutAt, "limit", e.heap.limit, "calls", n, "suppressed", suppressed)
 	}
+}
+
+// concatCheck is the worker's states' check of a `..` result of at least
+// 1 MiB (third_party/gopher-lua's SetConcatCheck): a copy that would take
+// the heap past the cut line is refused before it begins, as a memory cut
+// of the running call. The heap watch cannot stop a copy already under
+// way, and one doubling of a large string could otherwise land on top of
+// a heap already near the line.
+func (w *Worker) concatCheck(L *lua.LState, n int) {
+	h := w.eng.heap
+	var s [1]metrics.Sample
+	s[0].Name = heapObjects
+	metrics.Read(s[:])
+	if int64(s[0].Value.Uint64())+int64(n) <= h.cutAt {
+		return
+	}
+	if b := w.budget.Load(); b > 0 && w.budget.CompareAndSwap(b, memoryCut) {
+		w.cut()
+	}
+	L.RaiseError("interrupted: a %d-byte string would take the process past its memory line", n)
 }

@@ -121,3 +121,29 @@ func TestInterruptFlag(t *testing.T) {
 		t.Errorf("Interrupted() without a flag")
 	}
 }
+
+func TestConcatCheck(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	var seen []int
+	L.SetConcatCheck(func(L *LState, n int) {
+		seen = append(seen, n)
+		if n > 3<<20 {
+			L.RaiseError("concat of %d bytes refused", n)
+		}
+	})
+	err := L.DoString(`
+local small = "a" .. "b" .. 1
+assert(small == "ab1")
+local s = string.rep("x", 1048576)
+local t = s .. s        -- 2 MiB: checked, allowed
+assert(#t == 2097152)
+local u = t .. t        -- 4 MiB: refused
+`)
+	if err == nil || !strings.Contains(err.Error(), "concat of 4194304 bytes refused") {
+		t.Fatalf("err = %v, want the 4 MiB concat refused", err)
+	}
+	if len(seen) != 2 || seen[0] != 2<<20 || seen[1] != 4<<20 {
+		t.Errorf("check saw %v, want [2 MiB 4 MiB] (small results are not checked)", seen)
+	}
+}

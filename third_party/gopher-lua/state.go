@@ -2282,6 +2282,19 @@ func (ls *LState) SetInterrupt(flag *atomic.Int32) {
 	ls.pickMainLoop()
 }
 
+// concatCheckMin is the smallest `..` result SetConcatCheck's function
+// sees.
+const concatCheckMin = 1 << 20
+
+// SetConcatCheck (luafw patch) makes `..` call check with the length of a
+// result of at least 1 MiB before building it; check may raise an error
+// to refuse it. A `..` copy cannot be interrupted once it has begun: this
+// lets the host refuse one that would cross a memory bound. nil removes
+// the check.
+func (ls *LState) SetConcatCheck(check func(L *LState, n int)) {
+	ls.concatCheck = check
+}
+
 // Interrupted (luafw patch) reports whether the state's interrupt flag is
 // set, for Go functions that run long between instructions.
 func (ls *LState) Interrupted() bool {

@@ -196,7 +196,8 @@ type LState struct {
 	mainLoop     func(*LState, *callFrame)
 	ctx          context.Context
 	ctxCancelFn  context.CancelFunc
-	intr         *atomic.Int32 // luafw patch: see SetInterrupt
+	intr         *atomic.Int32          // luafw patch: see SetInterrupt
+	concatCheck  func(L *LState, n int) // luafw patch: see SetConcatCheck
 }
 
 func (ls *LState) String() string   { return fmt.Sprintf("thread: %p", ls) }

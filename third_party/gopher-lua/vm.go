@@ -2406,6 +2406,15 @@ func stringConcat(L *LState, total, last int) LValue {
 				i--
 				total--
 			}
+			if L.concatCheck != nil {
+				n := 0
+				for _, part := range buf {
+					n += len(part)
+				}
+				if n >= concatCheckMin {
+					L.concatCheck(L, n)
+				}
+			}
 			rhs = LString(strings.Join(buf, ""))
 		}
 	}
