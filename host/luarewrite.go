@@ -61,17 +61,6 @@ func (v *pktView) rewriteMember(L *lua.LState, key string) lua.LValue {
 	return nil
 }
 
-// pushResult returns true, or false and err's text.
-func pushResult(L *lua.LState, err error) int {
-	if err != nil {
-		L.Push(lua.LFalse)
-		L.Push(lua.LString(err.Error()))
-		return 2
-	}
-	L.Push(lua.LTrue)
-	return 1
-}
-
 // pktSetPayload is pkt:set_payload(bytes).
 func pktSetPayload(L *lua.LState) int {
 	return pushResult(L, viewOf(L).ctx.SetPayload(stringBytes(L.CheckString(2))))

@@ -102,14 +102,7 @@ func mapGet(L *lua.LState) int {
 }
 
 func mapSet(L *lua.LState) int {
-	err := checkMap(L).Set(L.CheckString(2), toValue(L, 3), optSeconds(L, 4))
-	if err != nil {
-		L.Push(lua.LFalse)
-		L.Push(lua.LString(err.Error()))
-		return 2
-	}
-	L.Push(lua.LTrue)
-	return 1
+	return pushResult(L, checkMap(L).Set(L.CheckString(2), toValue(L, 3), optSeconds(L, 4)))
 }
 
 func mapIncr(L *lua.LState) int {

@@ -32,3 +32,14 @@ func checkUD[T any](L *lua.LState, what string) T {
 	}
 	return v
 }
+
+// pushResult returns true, or false and err's text.
+func pushResult(L *lua.LState, err error) int {
+	if err != nil {
+		L.Push(lua.LFalse)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	L.Push(lua.LTrue)
+	return 1
+}
