@@ -414,7 +414,7 @@ func (e *Engine) background(ctx context.Context) {
 	lastSweep := time.Now()
 	lastMeasure := lastSweep
 	var ws []*Worker
-	var idle idleTracker
+	idle := 0 // ticks in a row without a call
 	sweep := func() {
 		e.store.Sweep()
 		if c, ok := e.cluster.(localCluster); ok {
@@ -428,12 +428,14 @@ func (e *Engine) background(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		now := e.nanos()
-		e.coarse.Store(now)
-		e.coarseWall.Store(time.Now().UnixNano())
+		e.tickClocks()
+		now := e.coarse.Load()
 		ws = e.workerList(ws)
+		idle++
 		for _, w := range ws {
-			w.checkBudget(now)
+			if w.checkBudget(now) {
+				idle = 0
+			}
 		}
 		wall := time.Now()
 		if wall.Sub(lastMeasure) >= e.opts.MemoryCheckInterval {
@@ -445,13 +447,13 @@ func (e *Engine) background(ctx context.Context) {
 		if time.Since(lastSweep) > time.Second {
 			sweep()
 		}
-		if idle.idle(ws) && e.trySleep(ws) {
+		if idle >= idleTicks && e.trySleep(ws) {
 			tick.Stop()
 			if !e.sleep(ctx, sweep) {
 				return
 			}
 			tick.Reset(e.opts.WatchdogInterval)
-			idle.ticks = 0
+			idle = 0
 		}
 	}
 }

@@ -9,9 +9,9 @@ import (
 // heapCheckInterval (1 ms): about 5,000 wake-ups a second, which cost an
 // idle daemon about 17% of a core (measured in the bench lab), taken from
 // whatever else the machine does. After idleTicks ticks in which no worker
-// started a Lua call and no top-level run was loading, the watchdog sets
-// asleep and both goroutines wait; the next packet (RunRange), Lua call or
-// load wakes them.
+// ran or started a Lua call (Worker.checkBudget), and if no top-level run
+// is loading, the watchdog sets asleep and both goroutines wait; the next
+// packet (RunRange), Lua call or load wakes them.
 //
 // Why no call can run unwatched: a worker stores its call's budget and then
 // reads asleep; the watchdog stores asleep and then reads every budget
@@ -53,38 +53,6 @@ func (e *Engine) wallClock() time.Time {
 		return time.Now()
 	}
 	return time.Unix(0, e.coarseWall.Load())
-}
-
-// idleTracker is the watchdog's view of activity since its last ticks.
-type idleTracker struct {
-	ticks int
-	seqs  map[*Worker]uint64
-}
-
-// idle records one tick and reports whether the engine has been idle for
-// idleTicks ticks: no call running, no call started, no load.
-func (t *idleTracker) idle(ws []*Worker) bool {
-	if t.seqs == nil {
-		t.seqs = map[*Worker]uint64{}
-	}
-	busy := false
-	for _, w := range ws {
-		seq := w.callSeq.Load()
-		if w.budget.Load() != 0 || t.seqs[w] != seq {
-			busy = true
-		}
-		t.seqs[w] = seq
-	}
-	if len(t.seqs) > len(ws) {
-		clear(t.seqs) // workers closed; the next tick refills
-		busy = true
-	}
-	if busy {
-		t.ticks = 0
-		return false
-	}
-	t.ticks++
-	return t.ticks >= idleTicks
 }
 
 // trySleep sets asleep unless a call or a load started meanwhile; it

@@ -47,13 +47,15 @@ type Worker struct {
 	// saw a call running and cuts it off once it has seen it run for the
 	// whole budget, by its own clock, by setting intr, the interrupt flag
 	// the VMs of all the worker's Lua states look at between instructions
-	// (one atomic load; third_party/gopher-lua's patch). wdSeq and wdFirst
-	// belong to the watchdog goroutine.
-	callSeq atomic.Uint64
-	budget  atomic.Int64
-	intr    *atomic.Int32
-	wdSeq   uint64
-	wdFirst int64
+	// (one atomic load; third_party/gopher-lua's patch). wdSeq, wdFirst
+	// and wdLastSeq (the call sequence at the last tick) belong to the
+	// watchdog goroutine.
+	callSeq   atomic.Uint64
+	budget    atomic.Int64
+	intr      *atomic.Int32
+	wdSeq     uint64
+	wdFirst   int64
+	wdLastSeq uint64
 
 	// chores is work asked of the worker between packets (choreMeasure,
 	// choreRebuild); mem measures its plugins' states, no sooner than
@@ -131,21 +133,25 @@ func (w *Worker) clearInterrupt() {
 }
 
 // checkBudget is called by the watchdog at time now: it cuts off a call it
-// has seen running for longer than its budget.
-func (w *Worker) checkBudget(now int64) {
+// has seen running for longer than its budget. It reports whether the
+// worker runs a call or started one since the last tick (host/idle.go).
+func (w *Worker) checkBudget(now int64) (busy bool) {
 	b := w.budget.Load()
+	seq := w.callSeq.Load() // after the budget: at least the running call's
+	busy = b != 0 || seq != w.wdLastSeq
+	w.wdLastSeq = seq
 	if b <= 0 {
 		w.wdSeq = 0
-		return
+		return busy
 	}
-	seq := w.callSeq.Load()
 	if seq != w.wdSeq {
 		w.wdSeq, w.wdFirst = seq, now
-		return
+		return true
 	}
 	if now-w.wdFirst >= b && w.budget.CompareAndSwap(b, interrupted) {
 		w.cut()
 	}
+	return true
 }
 
 // sync brings the worker's Lua states in line with the running generation,
