@@ -6,8 +6,9 @@ import lua "github.com/yuin/gopher-lua"
 // name (pkt.dport) use OP_GETTABLE instead of OP_GETTABLEKS. Both read
 // R(B)[RK(C)] with the same semantics and errors; gopher-lua implements the
 // KS form by unboxing the constant to a Go string and boxing it again (a
-// 16-byte allocation) whenever the read reaches an __index function, as
-// every read of the packet view does, while OP_GETTABLE hands the
+// 16-byte allocation) whenever the read reaches an __index function (a
+// script's own metatables: luafw's views answer through LUserData.Index
+// and its proxies have __index tables), while OP_GETTABLE hands the
 // constant, boxed once at compile time, to the function. Reads of plain
 // tables cost the same either way.
 func boxedKeys(p *lua.FunctionProto) {
