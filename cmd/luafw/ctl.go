@@ -149,10 +149,7 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nPLUGIN\tCALLBACK\tHOOK\tPRIORITY\tCALLS\tERRORS\tTIMEOUTS\tVERDICTS\tSTATE")
 	for _, p := range st.Plugins {
-		state := "ok"
-		if p.Quarantined {
-			state = "QUARANTINED"
-		}
+		state := pluginState(p.Quarantined)
 		for _, c := range p.Callbacks {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, c.Name, c.Hook, c.Priority, c.Calls, c.Errors, c.Timeouts, counts(c.Verdicts), state)
 		}
@@ -180,4 +177,12 @@ func counts(m map[string]uint64) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
+}
+
+// pluginState is a plugin's STATE column in status and top.
+func pluginState(quarantined bool) string {
+	if quarantined {
+		return "QUARANTINED"
+	}
+	return "ok"
 }

@@ -179,10 +179,7 @@ func writeCallbacks(w io.Writer, prev, cur *daemon.Status, r rater) (fails float
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "PLUGIN\tCALLBACK\tHOOK\tPRIO\tCALLS/S\tACCEPT/S\tDROP/S\tOTHER/S\tP50\tP99\tFAIL/S\tSTATE\t")
 	for _, p := range cur.Plugins {
-		state := "ok"
-		if p.Quarantined {
-			state = "QUARANTINED"
-		}
+		state := pluginState(p.Quarantined)
 		for _, c := range p.Callbacks {
 			b := before[cbKey{p.Name, c.Name, c.Hook, c.Priority}]
 			var acc, drop, other float64
