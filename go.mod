@@ -13,7 +13,6 @@ require (
 	github.com/prometheus/procfs v0.19.2
 	github.com/redis/go-redis/v9 v9.17.3
 	github.com/ti-mo/conntrack v0.5.2
-	github.com/yuin/gopher-lua v1.1.1
 	golang.org/x/sys v0.41.0
 	gopkg.in/yaml.v3 v3.0.1
 )
@@ -33,5 +32,3 @@ require (
 	golang.org/x/sync v0.19.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 )
-
-replace github.com/yuin/gopher-lua => ./third_party/gopher-lua

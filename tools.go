@@ -8,6 +8,6 @@ import (
 	_ "github.com/google/nftables"
 	_ "github.com/mdlayher/netlink"
 	_ "github.com/ti-mo/conntrack"
-	_ "github.com/yuin/gopher-lua"
+	_ "github.com/luafw/luafw/lua"
 	_ "gopkg.in/yaml.v3"
 )

@@ -3,7 +3,7 @@ package host
 import (
 	"net/netip"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // addrCacheSize bounds a worker's cache of address strings. A flow's

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 func TestAddrCache(t *testing.T) {

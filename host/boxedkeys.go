@@ -1,6 +1,6 @@
 package host
 
-import lua "github.com/yuin/gopher-lua"
+import lua "github.com/luafw/luafw/lua"
 
 // boxedKeys rewrites a compiled chunk so that field reads with a constant
 // name (pkt.dport) use OP_GETTABLE instead of OP_GETTABLEKS. Both read

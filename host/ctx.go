@@ -3,7 +3,7 @@ package host
 import (
 	"slices"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host/packet"
 )

@@ -1,7 +1,7 @@
 package host
 
 import (
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // checkEvery is how many units of work (pattern-matching steps, table

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unsafe"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // Sandboxed replacements for base-library functions: tostring without Go

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // bitModule is bit.band/bor/bxor/bnot/lshift/rshift/tohex: Lua 5.1 has no

@@ -1,7 +1,7 @@
 package host
 
 import (
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host/state"
 )

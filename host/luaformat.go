@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unsafe"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // string.format and string.rep, written for the sandbox: every piece of a

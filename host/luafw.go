@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // The fw module: registration, verdicts, priorities, hooks and the

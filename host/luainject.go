@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host/packet"
 )

@@ -5,7 +5,7 @@ import (
 	"math"
 	"strings"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host/netset"
 	"github.com/luafw/luafw/host/packet"

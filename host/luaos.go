@@ -3,7 +3,7 @@ package host
 import (
 	"math"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // os.date and os.time, bounded: gopher-lua's os.date expands each

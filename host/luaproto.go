@@ -4,7 +4,7 @@ import (
 	"strings"
 	"unsafe"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host/dnsmsg"
 	"github.com/luafw/luafw/host/tlshello"

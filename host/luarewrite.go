@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"unsafe"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // The packet view's rewrites: pkt:set_payload, pkt:write, pkt:set_ttl,

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // pluginState is one plugin's Lua state in one worker (or in the load-time

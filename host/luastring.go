@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host/luapattern"
 )

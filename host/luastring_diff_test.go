@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // diffOps are the calls the differential test makes, as Lua functions of

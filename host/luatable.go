@@ -5,7 +5,7 @@ import (
 	"strings"
 	"sync"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // The table library, rewritten so that one call is bounded: it walks with a

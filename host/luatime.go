@@ -1,7 +1,7 @@
 package host
 
 import (
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // The time module: time.now(), seconds (with fraction) from the engine

@@ -1,7 +1,7 @@
 package host
 
 import (
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // Go values handed to scripts (net sets, domain sets, state handles) are

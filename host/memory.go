@@ -5,7 +5,7 @@ import (
 	"time"
 	"unsafe"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // Per-plugin memory accounting.

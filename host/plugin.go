@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
+	lua "github.com/luafw/luafw/lua"
+	"github.com/luafw/luafw/lua/parse"
 
 	"github.com/luafw/luafw/host/netset"
 )

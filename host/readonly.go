@@ -1,7 +1,7 @@
 package host
 
 import (
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // Read-only tables are proxies (see readOnly): an empty table whose

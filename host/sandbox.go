@@ -5,7 +5,7 @@ import (
 	"runtime/metrics"
 	"strings"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // Limits on what one call of a builtin may build, so that a script cannot

@@ -3,7 +3,7 @@ package host
 import (
 	"testing"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // The cost of the worst single table instruction at the array bound, and of

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // Hostile calls into builtins: each runs in a callback with a 2 ms budget

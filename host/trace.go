@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/yuin/gopher-lua/parse"
+	"github.com/luafw/luafw/lua/parse"
 
 	"github.com/luafw/luafw/host/netset"
 	"github.com/luafw/luafw/host/packet"

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // workerTrace is a worker's side of the attached tap: the record of the

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // A worker's budget holds one of these once the watchdog cut a call off:

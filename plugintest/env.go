@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/pm"
+	lua "github.com/luafw/luafw/lua"
+	"github.com/luafw/luafw/lua/pm"
 
 	"github.com/luafw/luafw/host"
 )

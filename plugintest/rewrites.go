@@ -3,7 +3,7 @@ package plugintest
 import (
 	"net/netip"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host"
 	"github.com/luafw/luafw/host/packet"

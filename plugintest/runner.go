@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
+	lua "github.com/luafw/luafw/lua"
+	"github.com/luafw/luafw/lua/parse"
 )
 
 // Defaults of Options.

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // deepEqual compares two Lua values, tables by content. When they differ,

@@ -12,7 +12,7 @@ import (
 	"os"
 	"strings"
 
-	lua "github.com/yuin/gopher-lua"
+	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host"
 	"github.com/luafw/luafw/host/packet"
