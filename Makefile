@@ -56,7 +56,6 @@ deps:
 test: deps build fmt-check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
-	cd third_party/gopher-lua && $(GO) test -count=1 .
 	./$(BIN) test plugins/ docs/examples
 
 fmt-check:
