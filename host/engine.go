@@ -75,7 +75,6 @@ type goCallback struct {
 // entry is one callback in a chain.
 type entry struct {
 	priority int
-	seq      int // tie-breaker: load order
 	plugin   int // index in generation.plugins; -1 for a Go callback
 	reg      int // registration index within the plugin
 	goFn     GoFunc
@@ -284,13 +283,16 @@ func (e *Engine) RegisterFuncMatch(hook Hook, priority int, name string, m Match
 }
 
 // build makes a generation's chains: each hook's callbacks sorted by
-// priority, ties in load order (Go callbacks first). Called with loadMu.
+// priority, ties in load order (Go callbacks first). The entries are
+// appended in load order and the sort is stable, so equal priorities keep
+// that order whatever the number of plugins or registrations. Called with
+// loadMu.
 func (e *Engine) build(plugins []*plugin) *generation {
 	e.genSeq++
 	g := &generation{id: e.genSeq, plugins: plugins}
-	for i, gf := range e.goFuncs {
+	for _, gf := range e.goFuncs {
 		g.chains[gf.hook] = append(g.chains[gf.hook], entry{
-			priority: gf.priority, seq: i, plugin: -1, goFn: gf.fn, matcher: gf.matcher, name: gf.name, owner: "go",
+			priority: gf.priority, plugin: -1, goFn: gf.fn, matcher: gf.matcher, name: gf.name, owner: "go",
 			stats: e.statsFor("go", gf.name, gf.hook, gf.priority),
 		})
 	}
@@ -298,19 +300,14 @@ func (e *Engine) build(plugins []*plugin) *generation {
 		for ri, r := range p.regs {
 			for _, h := range r.hooks {
 				g.chains[h] = append(g.chains[h], entry{
-					priority: r.priority, seq: 1<<30 + pi<<12 + ri, plugin: pi, reg: ri, matcher: r.matcher,
+					priority: r.priority, plugin: pi, reg: ri, matcher: r.matcher,
 					name: r.name, owner: p.name(), stats: e.statsFor(p.name(), r.name, h, r.priority),
 				})
 			}
 		}
 	}
 	for h := range g.chains {
-		slices.SortStableFunc(g.chains[h], func(a, b entry) int {
-			if a.priority != b.priority {
-				return compareInt(a.priority, b.priority)
-			}
-			return compareInt(a.seq, b.seq)
-		})
+		slices.SortStableFunc(g.chains[h], func(a, b entry) int { return compareInt(a.priority, b.priority) })
 	}
 	return g
 }

@@ -120,6 +120,36 @@ func TestOrderByPriorityThenLoadOrder(t *testing.T) {
 	}
 }
 
+// TestOrderManyRegistrations: ties keep load order however many callbacks a
+// plugin registers. The tie-breaker once packed plugin and callback indices
+// as 1<<30 + pi<<12 + ri, so a plugin's 4,097th callback sorted after the
+// next plugin's first.
+func TestOrderManyRegistrations(t *testing.T) {
+	e, _ := newTestEngine(t)
+	const n = 4100
+	mustLoad(t, e,
+		src("many", `for i = 1, `+strconv.Itoa(n)+` do fw.register{hook="forward", name="m"..i, fn=function() end} end`),
+		src("after", `fw.register{hook="forward", name="last", fn=function() end}`),
+	)
+	var names []string
+	for _, ci := range e.Chains() {
+		if ci.Hook == Forward {
+			names = append(names, ci.Plugin+"/"+ci.Name)
+		}
+	}
+	if len(names) != n+1 {
+		t.Fatalf("%d callbacks in forward, want %d", len(names), n+1)
+	}
+	for i := 0; i < n; i++ {
+		if want := "many/m" + strconv.Itoa(i+1); names[i] != want {
+			t.Fatalf("position %d = %s, want %s", i, names[i], want)
+		}
+	}
+	if names[n] != "after/last" {
+		t.Fatalf("last = %s, want after/last", names[n])
+	}
+}
+
 func TestVerdicts(t *testing.T) {
 	cases := []struct {
 		ret      string
