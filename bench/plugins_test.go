@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 )
 
@@ -41,9 +41,9 @@ func benchConfig(tb testing.TB, tmpl string, listSize int) *config.File {
 	return cfg
 }
 
-func loadEngine(tb testing.TB, specs []host.PluginSpec) *host.Engine {
+func loadEngine(tb testing.TB, specs []engine.PluginSpec) *engine.Engine {
 	tb.Helper()
-	e := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	tb.Cleanup(e.Close)
 	if err := e.Load(specs); err != nil {
 		tb.Fatal(err)
@@ -66,8 +66,8 @@ var (
 )
 
 // floodPacket is what the bench's UDP flood looks like at the router.
-func floodPacket(tb testing.TB) *host.Packet {
-	return &host.Packet{Hook: host.Forward, CTState: host.CTNew, InDev: "r0", OutDev: "r1",
+func floodPacket(tb testing.TB) *engine.Packet {
+	return &engine.Packet{Hook: engine.Forward, CTState: engine.CTNew, InDev: "r0", OutDev: "r1",
 		Data: buildPacket(tb, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 40000, DstPort: sinkPort, Payload: make([]byte, 64)})}
 }
 
@@ -84,19 +84,19 @@ func TestConfigsLoad(t *testing.T) {
 		}
 		e := loadEngine(t, specs)
 		w := e.NewWorker()
-		if d := w.Run(floodPacket(t)); d.Verdict != host.Accept {
+		if d := w.Run(floodPacket(t)); d.Verdict != engine.Accept {
 			t.Errorf("%s: flood packet got %v, want accept", tmpl, d.Verdict)
 		}
 		w.Close()
 		if tmpl == "matched" {
 			// Every callback declares a match: the kernel diverts only them.
-			if ms, all := e.SegmentMatches(host.Forward, math.MinInt, math.MaxInt); all || len(ms) != 2 {
+			if ms, all := e.SegmentMatches(engine.Forward, math.MinInt, math.MaxInt); all || len(ms) != 2 {
 				t.Errorf("matched: %d matches (all %v), want 2 and a narrowed diversion", len(ms), all)
 			}
 		}
 		if tmpl == "realistic" {
 			prios := e.HookPriorities()
-			if len(prios) != 1 || len(prios[host.Forward]) != 1 || prios[host.Forward][0] != 0 {
+			if len(prios) != 1 || len(prios[engine.Forward]) != 1 || prios[engine.Forward][0] != 0 {
 				t.Errorf("realistic: callbacks at %v, want all in forward at priority 0 (one segment)", prios)
 			}
 		}
@@ -115,21 +115,21 @@ func TestConfigsLoad(t *testing.T) {
 	listed := firstListed(t, cfg)
 	p := floodPacket(t)
 	p.Data = buildPacket(t, packet.Spec{Src: listed, Dst: server, Proto: packet.ProtoUDP, SrcPort: 1, DstPort: sinkPort})
-	if d := w.Run(p); d.Verdict != host.Drop {
+	if d := w.Run(p); d.Verdict != engine.Drop {
 		t.Errorf("listed source %s: %v, want drop", listed, d.Verdict)
 	}
-	syn := func(dport uint16) *host.Packet {
-		return &host.Packet{Hook: host.Forward, CTState: host.CTNew,
+	syn := func(dport uint16) *engine.Packet {
+		return &engine.Packet{Hook: engine.Forward, CTState: engine.CTNew,
 			Data: buildPacket(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoTCP, SrcPort: 40001, DstPort: dport, TCPFlags: packet.TCPSyn})}
 	}
-	if d := w.Run(syn(iperfPort)); d.Verdict != host.Accept || !d.CT.SetMark || d.CT.Mark&0x100 == 0 {
+	if d := w.Run(syn(iperfPort)); d.Verdict != engine.Accept || !d.CT.SetMark || d.CT.Mark&0x100 == 0 {
 		t.Errorf("iperf3 SYN: %v, ct %+v; want accept with offload bit 0x100 in the ct mark", d.Verdict, d.CT)
 	}
-	var verdicts []host.Verdict
+	var verdicts []engine.Verdict
 	for range 6 {
 		verdicts = append(verdicts, w.Run(syn(22)).Verdict)
 	}
-	if verdicts[4] != host.Accept || verdicts[5] != host.Drop {
+	if verdicts[4] != engine.Accept || verdicts[5] != engine.Drop {
 		t.Errorf("6 SSH SYNs: %v, want 5 accepted (burst) then drop", verdicts)
 	}
 }
@@ -173,26 +173,26 @@ func BenchmarkShippedPlugins(b *testing.B) {
 	}
 	cases := []struct {
 		name  string
-		specs []host.PluginSpec
+		specs []engine.PluginSpec
 	}{{"accept", trivial}}
 	for _, s := range all {
 		cases = append(cases, struct {
 			name  string
-			specs []host.PluginSpec
-		}{strings.TrimSuffix(filepath.Base(s.File), ".lua"), []host.PluginSpec{s}})
+			specs []engine.PluginSpec
+		}{strings.TrimSuffix(filepath.Base(s.File), ".lua"), []engine.PluginSpec{s}})
 	}
 	cases = append(cases, struct {
 		name  string
-		specs []host.PluginSpec
+		specs []engine.PluginSpec
 	}{"realistic", all})
-	for _, st := range []host.CTState{host.CTEstablished, host.CTNew} {
+	for _, st := range []engine.CTState{engine.CTEstablished, engine.CTNew} {
 		for _, c := range cases {
 			b.Run(st.String()+"/"+c.name, func(b *testing.B) {
 				w := loadEngine(b, c.specs).NewWorker()
 				defer w.Close()
 				p := floodPacket(b)
 				p.CTState = st
-				if d := w.Run(p); d.Verdict != host.Accept || d.Errors != 0 {
+				if d := w.Run(p); d.Verdict != engine.Accept || d.Errors != 0 {
 					b.Fatalf("verdict %v errors %d, want accept", d.Verdict, d.Errors)
 				}
 				b.ReportAllocs()

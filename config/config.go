@@ -17,7 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/state"
 )
 
@@ -38,7 +38,7 @@ type File struct {
 	Metrics   string            `yaml:"metrics"`
 	Table     string            `yaml:"table"`
 	// Budget is the time budget of every plugin that sets none (default
-	// host.DefaultBudget).
+	// engine.DefaultBudget).
 	Budget Duration `yaml:"budget"`
 	// Fail is what happens to diverted packets when luafw cannot judge
 	// them: "open" (default) lets them pass, "closed" drops them. See
@@ -58,11 +58,11 @@ type File struct {
 	AllowDirs []string `yaml:"allow_dirs"`
 
 	// PluginMemory is the memory limit of every plugin that sets none
-	// (default host.DefaultPluginMemory).
+	// (default engine.DefaultPluginMemory).
 	PluginMemory Size `yaml:"plugin_memory"`
 	// MemoryLimit is the process's memory ceiling (default
-	// host.DefaultMemoryLimit); MemoryCheck how often plugins' memory is
-	// measured (default host.DefaultMemoryCheckInterval).
+	// engine.DefaultMemoryLimit); MemoryCheck how often plugins' memory is
+	// measured (default engine.DefaultMemoryCheckInterval).
 	MemoryLimit Size     `yaml:"memory_limit"`
 	MemoryCheck Duration `yaml:"memory_check"`
 	// StateLimits bound each shared state map and bucket family.
@@ -124,8 +124,8 @@ type Marks struct {
 // Inject bounds the packets each plugin may send (fw.send, pkt:reply_*):
 // a token bucket per plugin.
 type Inject struct {
-	Rate  int `yaml:"rate"`  // packets per second (default host.DefaultInjectRate)
-	Burst int `yaml:"burst"` // bucket size (default host.DefaultInjectBurst)
+	Rate  int `yaml:"rate"`  // packets per second (default engine.DefaultInjectRate)
+	Burst int `yaml:"burst"` // bucket size (default engine.DefaultInjectBurst)
 }
 
 // Offload lets settled flows bypass the queues: packets whose conntrack
@@ -249,8 +249,8 @@ func (f *File) ErrorAt(path, format string, args ...any) error {
 
 // PluginSpecs returns the enabled plugins as engine specs, files resolved
 // against the configuration's directory.
-func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
-	var specs []host.PluginSpec
+func (f *File) PluginSpecs() ([]engine.PluginSpec, error) {
+	var specs []engine.PluginSpec
 	for i, p := range f.Plugins {
 		if p.Disabled {
 			continue
@@ -264,11 +264,11 @@ func (f *File) PluginSpecs() ([]host.PluginSpec, error) {
 		if memory == 0 {
 			memory = f.PluginMemory
 		}
-		spec := host.PluginSpec{Name: p.Name, File: file, Options: p.Options,
+		spec := engine.PluginSpec{Name: p.Name, File: file, Options: p.Options,
 			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor),
 			AllowDirs: f.dirs(f.AllowDirs, p.AllowDirs), Memory: int64(memory)}
 		if p.OnError != "" {
-			v, err := host.ParseVerdict(p.OnError)
+			v, err := engine.ParseVerdict(p.OnError)
 			if err != nil {
 				return nil, f.ErrorAt(fmt.Sprintf("plugins[%d].on_error", i), "on_error: %v", err)
 			}
@@ -304,11 +304,11 @@ func (f *File) dirs(lists ...[]string) []string {
 }
 
 // MemoryCeiling is the process memory ceiling: memory_limit, or
-// host.DefaultMemoryLimit. A nil File (a single plugin, no configuration)
+// engine.DefaultMemoryLimit. A nil File (a single plugin, no configuration)
 // has the default.
 func (f *File) MemoryCeiling() int64 {
 	if f == nil || f.MemoryLimit <= 0 {
-		return host.DefaultMemoryLimit
+		return engine.DefaultMemoryLimit
 	}
 	return int64(f.MemoryLimit)
 }
@@ -316,9 +316,9 @@ func (f *File) MemoryCeiling() int64 {
 // EngineOptions are the engine settings of the configuration: the memory
 // ceiling, the memory measurement interval and the state limits. The
 // caller adds the logger and clock, and sets the Go runtime's limit
-// (host.SetMemoryCeiling(f.MemoryCeiling())).
-func (f *File) EngineOptions() host.Options {
-	o := host.Options{MemoryLimit: f.MemoryCeiling()}
+// (engine.SetMemoryCeiling(f.MemoryCeiling())).
+func (f *File) EngineOptions() engine.Options {
+	o := engine.Options{MemoryLimit: f.MemoryCeiling()}
 	if f != nil {
 		o.MemoryCheckInterval = time.Duration(f.MemoryCheck)
 		o.StateLimits = state.Limits{MaxKeys: f.StateLimits.MaxKeys,
@@ -360,12 +360,12 @@ func (flt Filter) Prefixes() (src, dst []netip.Prefix, err error) {
 	return src, dst, err
 }
 
-// ProtoNumbers parses Protos: names as host.ParseProto reads them (the
+// ProtoNumbers parses Protos: names as engine.ParseProto reads them (the
 // trace filter's too) or numbers 1..255.
 func (flt Filter) ProtoNumbers() ([]uint8, error) {
 	var out []uint8
 	for _, s := range flt.Protos {
-		p, err := host.ParseProto(s)
+		p, err := engine.ParseProto(s)
 		if err != nil {
 			return nil, fmt.Errorf("unknown protocol %q", s)
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 func TestParse(t *testing.T) {
@@ -40,13 +40,13 @@ log: {format: json}
 		t.Fatalf("%d specs, want 2 (one disabled)", len(specs))
 	}
 	a, b := specs[0], specs[1]
-	if a.File != "/etc/luafw/a.lua" || a.OnError != host.Drop || a.Budget != 5*time.Millisecond {
+	if a.File != "/etc/luafw/a.lua" || a.OnError != engine.Drop || a.Budget != 5*time.Millisecond {
 		t.Errorf("a = %+v", a)
 	}
 	if ports := a.Options["ports"].([]any); len(ports) != 2 || ports[0] != 22 {
 		t.Errorf("a options = %v", a.Options)
 	}
-	if b.File != "/abs/b.lua" || b.Name != "bee" || b.Budget != time.Second || b.OnError != host.Accept {
+	if b.File != "/abs/b.lua" || b.Name != "bee" || b.Budget != time.Second || b.OnError != engine.Accept {
 		t.Errorf("b = %+v (the config's default budget applies)", b)
 	}
 	if f.Queue.Balance != 2 || f.Queue.Base != 2000 || f.Offload.Mask != 0x100 || *f.Marks.Skip != 0x1000000 || f.Log.Format != "json" {
@@ -170,7 +170,7 @@ plugins:
 	// Without a configuration (a single plugin file), or without the key,
 	// the ceiling is the default.
 	var none *File
-	if none.MemoryCeiling() != host.DefaultMemoryLimit || none.EngineOptions().MemoryLimit != host.DefaultMemoryLimit {
+	if none.MemoryCeiling() != engine.DefaultMemoryLimit || none.EngineOptions().MemoryLimit != engine.DefaultMemoryLimit {
 		t.Error("a nil File has no default ceiling")
 	}
 	for in, want := range map[string]int64{"4096": 4096, "64KiB": 64 << 10, "1.5GiB": 3 << 29, "10 MiB": 10 << 20, "7B": 7} {

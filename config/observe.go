@@ -10,7 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // Defaults of the events, capture and state sections.
@@ -79,21 +79,21 @@ func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// VerdictMask is a set of verdicts: bit v is set for host.Verdict v.
+// VerdictMask is a set of verdicts: bit v is set for engine.Verdict v.
 type VerdictMask uint32
 
 // Has reports whether v is in the set.
-func (m VerdictMask) Has(v host.Verdict) bool { return m&(1<<v) != 0 }
+func (m VerdictMask) Has(v engine.Verdict) bool { return m&(1<<v) != 0 }
 
 // VerdictSet returns the configured verdicts as a set (drop and reject
 // when none are listed).
 func VerdictSet(names []string) (VerdictMask, error) {
 	if len(names) == 0 {
-		return 1<<host.Drop | 1<<host.Reject, nil
+		return 1<<engine.Drop | 1<<engine.Reject, nil
 	}
 	var m VerdictMask
 	for _, n := range names {
-		v, err := host.ParseVerdict(n)
+		v, err := engine.ParseVerdict(n)
 		if err != nil {
 			return 0, err
 		}
@@ -156,7 +156,7 @@ func (f *File) checkObserve() error {
 
 func (f *File) checkOutput(sec string, verdicts []string, keep *int, queue int) error {
 	for i, v := range verdicts {
-		if _, err := host.ParseVerdict(v); err != nil {
+		if _, err := engine.ParseVerdict(v); err != nil {
 			return f.ErrorAt(fmt.Sprintf("%s.verdicts[%d]", sec, i), "%s.verdicts: %v", sec, err)
 		}
 	}

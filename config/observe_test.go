@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 func TestObserveSections(t *testing.T) {
@@ -28,7 +28,7 @@ state: {file: /var/lib/luafw/state.json, save_every: 30s}
 		t.Fatalf("events: %+v", e)
 	}
 	m, err := VerdictSet(e.Verdicts)
-	if err != nil || !m.Has(host.Drop) || !m.Has(host.Accept) || m.Has(host.Reject) {
+	if err != nil || !m.Has(engine.Drop) || !m.Has(engine.Accept) || m.Has(engine.Reject) {
 		t.Fatalf("verdicts %v: %b %v", e.Verdicts, m, err)
 	}
 	if c := f.Capture; c.MaxSize != 512<<10 || KeepOr(c.Keep) != DefaultKeep || c.Snaplen != 128 {
@@ -37,7 +37,7 @@ state: {file: /var/lib/luafw/state.json, save_every: 30s}
 	if s := f.State; s.File != "/var/lib/luafw/state.json" || time.Duration(s.SaveEvery) != 30*time.Second {
 		t.Fatalf("state: %+v", s)
 	}
-	if m, _ := VerdictSet(nil); !m.Has(host.Drop) || !m.Has(host.Reject) || m.Has(host.Accept) {
+	if m, _ := VerdictSet(nil); !m.Has(engine.Drop) || !m.Has(engine.Reject) || m.Has(engine.Accept) {
 		t.Fatalf("default verdicts: %b", m)
 	}
 }

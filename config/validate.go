@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 
@@ -57,8 +57,8 @@ func (f *File) checkPlugins() error {
 			return f.ErrorAt(entry, "plugin entry %d has no file: (the Lua file to load)", i+1)
 		}
 		if p.OnError != "" {
-			v, err := host.ParseVerdict(p.OnError)
-			if err != nil || (v != host.Accept && v != host.Drop && v != host.Reject) {
+			v, err := engine.ParseVerdict(p.OnError)
+			if err != nil || (v != engine.Accept && v != engine.Drop && v != engine.Reject) {
 				return f.ErrorAt(at("on_error"), "on_error: want accept, drop or reject, not %q", p.OnError)
 			}
 		}
@@ -66,10 +66,10 @@ func (f *File) checkPlugins() error {
 			return err
 		}
 		if f.has(at("quarantine_after")) && p.QuarantineAfter < 1 {
-			return f.ErrorAt(at("quarantine_after"), "quarantine_after: want at least 1 consecutive failure (default %d), not %d", host.DefaultQuarantineAfter, p.QuarantineAfter)
+			return f.ErrorAt(at("quarantine_after"), "quarantine_after: want at least 1 consecutive failure (default %d), not %d", engine.DefaultQuarantineAfter, p.QuarantineAfter)
 		}
 		if f.has(at("quarantine_for")) && p.QuarantineFor <= 0 {
-			return f.ErrorAt(at("quarantine_for"), "quarantine_for: want a positive duration (default %s), not %s", host.DefaultQuarantineFor, time.Duration(p.QuarantineFor))
+			return f.ErrorAt(at("quarantine_for"), "quarantine_for: want a positive duration (default %s), not %s", engine.DefaultQuarantineFor, time.Duration(p.QuarantineFor))
 		}
 		if p.Disabled {
 			continue
@@ -94,7 +94,7 @@ func (f *File) checkDuration(path string, d time.Duration) error {
 	}
 	key := path[strings.LastIndexByte(path, '.')+1:]
 	if d <= 0 {
-		return f.ErrorAt(path, "%s: want a positive duration such as 2ms (default %s), not %s", key, host.DefaultBudget, d)
+		return f.ErrorAt(path, "%s: want a positive duration such as 2ms (default %s), not %s", key, engine.DefaultBudget, d)
 	}
 	if d > MaxBudget {
 		return f.ErrorAt(path, "%s: %s is more than %s; a packet (and its queue) waits that long for each callback", key, d, MaxBudget)
@@ -188,7 +188,7 @@ func (f *File) checkMarks() error {
 func (f *File) checkDivert() error {
 	for hook, flt := range f.Divert {
 		at := "divert." + hook
-		if _, err := host.ParseHook(hook); err != nil {
+		if _, err := engine.ParseHook(hook); err != nil {
 			return f.ErrorAt(at, "divert: unknown hook %q; want one of %s", hook, hookNames())
 		}
 		protos, err := flt.ProtoNumbers()
@@ -267,7 +267,7 @@ func (f *File) checkPrefixes(at string, flt Filter) error {
 
 func hookNames() string {
 	var names []string
-	for _, h := range host.Hooks() {
+	for _, h := range engine.Hooks() {
 		names = append(names, h.String())
 	}
 	return strings.Join(names, ", ")

@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/state/cluster"
 )
 
@@ -76,7 +76,7 @@ func redisTLS(cfg *config.File, t config.RedisTLS) (*tls.Config, error) {
 }
 
 // engineOptions are the engine's options for cfg, with cl (may be nil).
-func engineOptions(cfg *config.File, log *slog.Logger, cl *cluster.Store) host.Options {
+func engineOptions(cfg *config.File, log *slog.Logger, cl *cluster.Store) engine.Options {
 	o := cfg.EngineOptions()
 	o.Logger = log
 	if cl != nil { // a nil *Store in the interface would not read as unset

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // collector is the daemon's Prometheus collector. It keeps no metric state
@@ -100,7 +100,7 @@ func (c *collector) collectDaemon(ch chan<- prometheus.Metric) {
 	defer d.mu.Unlock()
 	for k, s := range d.segStats {
 		for v := range s.verdicts {
-			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.verdicts[v].Load()), k, host.Verdict(v).String())
+			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(s.verdicts[v].Load()), k, engine.Verdict(v).String())
 		}
 		ch <- prometheus.MustNewConstMetric(c.ctUpdates, prometheus.CounterValue, float64(s.ctSubmit.Load()), k, "submitted")
 		ch <- prometheus.MustNewConstMetric(c.ctUpdates, prometheus.CounterValue, float64(s.ctDrop.Load()), k, "dropped")
@@ -147,7 +147,7 @@ type cbKey struct{ plugin, name, hook string }
 
 // collectCallbacks reads the engine's per-callback stats.
 func (c *collector) collectCallbacks(ch chan<- prometheus.Metric) {
-	merged := map[cbKey]*host.CallbackStats{}
+	merged := map[cbKey]*engine.CallbackStats{}
 	var order []cbKey
 	for _, cs := range c.d.eng.Stats() {
 		k := cbKey{cs.Plugin, cs.Name, cs.Hook.String()}
@@ -169,11 +169,11 @@ func (c *collector) collectCallbacks(ch chan<- prometheus.Metric) {
 			m.Buckets[i] += n
 		}
 	}
-	bounds := host.LatencyBuckets()
+	bounds := engine.LatencyBuckets()
 	for _, k := range order {
 		cs, lbl := merged[k], []string{k.plugin, k.name, k.hook}
 		for v := range len(segStats{}.verdicts) {
-			name := host.Verdict(v).String()
+			name := engine.Verdict(v).String()
 			ch <- prometheus.MustNewConstMetric(c.cbVerdicts, prometheus.CounterValue, float64(cs.Verdicts[name]), append(lbl, name)...)
 		}
 		for reason, n := range map[string]uint64{"error": cs.Errors, "timeout": cs.Timeouts, "memory": cs.Memory, "quarantined": cs.Skipped} {

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 )
 
@@ -36,12 +36,12 @@ fw.register{name="rej", hook="forward", priority=10, fn=function(pkt) if pkt.dpo
 	sent := map[uint16]int{22: 7, 23: 5, 25: 3}
 	for port, n := range sent {
 		for range n {
-			dec := w.Run(&host.Packet{Hook: host.Forward, Data: udpTo(t, port)})
+			dec := w.Run(&engine.Packet{Hook: engine.Forward, Data: udpTo(t, port)})
 			d.statsFor("forward@0").verdicts[dec.Verdict].Add(1) // as serve counts
 		}
 	}
 	for range 4 {
-		w.Run(&host.Packet{Hook: host.Input, Data: udpTo(t, 80)})
+		w.Run(&engine.Packet{Hook: engine.Input, Data: udpTo(t, 80)})
 	}
 	d.reloads.Add(2)
 

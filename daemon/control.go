@@ -10,7 +10,7 @@ import (
 
 	"github.com/luafw/luafw/daemon/control"
 	"github.com/luafw/luafw/daemon/observe"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // registerCommands gives the control socket the daemon's commands.
@@ -135,7 +135,7 @@ func (d *Daemon) Status() Status {
 		st := obs.Stats()
 		s.Outputs = &st
 	}
-	for _, b := range host.LatencyBuckets() {
+	for _, b := range engine.LatencyBuckets() {
 		s.LatencyBoundsNS = append(s.LatencyBoundsNS, int64(b))
 	}
 	kernel := map[uint16]procfs.NFNetLinkQueue{}
@@ -159,7 +159,7 @@ func (d *Daemon) segmentStatus(seg Segment, kernel map[uint16]procfs.NFNetLinkQu
 		Verdicts: map[string]uint64{}}
 	if st := d.segStats[seg.Key()]; st != nil {
 		for v := range st.verdicts {
-			ss.Verdicts[host.Verdict(v).String()] = st.verdicts[v].Load()
+			ss.Verdicts[engine.Verdict(v).String()] = st.verdicts[v].Load()
 		}
 		ss.CTSubmitted, ss.CTDropped = st.ctSubmit.Load(), st.ctDrop.Load()
 	}
@@ -183,13 +183,13 @@ func (d *Daemon) segmentStatus(seg Segment, kernel map[uint16]procfs.NFNetLinkQu
 
 // pluginStatus joins the running plugins, their callbacks in the running
 // chains, and the callbacks' counters.
-func pluginStatus(eng *host.Engine) []PluginStatus {
+func pluginStatus(eng *engine.Engine) []PluginStatus {
 	type cbKey struct {
 		plugin, name string
-		hook         host.Hook
+		hook         engine.Hook
 		priority     int
 	}
-	stats := map[cbKey]host.CallbackStats{}
+	stats := map[cbKey]engine.CallbackStats{}
 	for _, cs := range eng.Stats() {
 		stats[cbKey{cs.Plugin, cs.Name, cs.Hook, cs.Priority}] = cs
 	}

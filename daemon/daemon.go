@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/state/cluster"
 	"github.com/luafw/luafw/nfq"
 )
@@ -51,7 +51,7 @@ type Options struct {
 type Daemon struct {
 	log     *slog.Logger
 	cfgPath string
-	eng     *host.Engine
+	eng     *engine.Engine
 	cluster *cluster.Store // nil: the local state backend
 
 	mu      sync.Mutex // guards what follows; held by Reload
@@ -100,12 +100,12 @@ func New(opts Options) (*Daemon, error) {
 	// The Go runtime's memory limit makes the GC work harder near the
 	// ceiling; the engine cuts running Lua calls before it is reached.
 	// Both are set once: memory_limit takes effect at start, not on reload.
-	host.SetMemoryCeiling(cfg.MemoryCeiling())
+	engine.SetMemoryCeiling(cfg.MemoryCeiling())
 	cl, err := newClusterState(cfg, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
-	eng := host.New(engineOptions(cfg, opts.Logger, cl))
+	eng := engine.New(engineOptions(cfg, opts.Logger, cl))
 	if err := eng.Load(specs); err != nil {
 		eng.Close()
 		closeCluster(cl)
@@ -126,7 +126,7 @@ func New(opts Options) (*Daemon, error) {
 }
 
 // Engine returns the daemon's engine.
-func (d *Daemon) Engine() *host.Engine { return d.eng }
+func (d *Daemon) Engine() *engine.Engine { return d.eng }
 
 // DryRun describes what Run would install.
 func (d *Daemon) DryRun() string {

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 
@@ -14,11 +14,11 @@ import (
 // they are dropped (and counted) rather than stall a queue reader.
 const injectQueue = 1024
 
-// sender sends the packets scripts inject (host.Decision.Injected), off the
+// sender sends the packets scripts inject (engine.Decision.Injected), off the
 // queue readers, through raw sockets, with the inject mark that luafw's
 // diversions skip, so an injected packet never comes back to a script.
 type sender struct {
-	ch       chan host.Injected
+	ch       chan engine.Injected
 	in       *nfq.Injector
 	bit      uint32 // marks.inject
 	reserved uint32 // marks.skip | marks.reject: never sent from scripts
@@ -29,7 +29,7 @@ type sender struct {
 }
 
 func newSender(in *nfq.Injector, rs nfq.RuleSet, log *slog.Logger) *sender {
-	return &sender{ch: make(chan host.Injected, injectQueue), in: in, bit: rs.InjectMark,
+	return &sender{ch: make(chan engine.Injected, injectQueue), in: in, bit: rs.InjectMark,
 		reserved: rs.SkipMark | rs.RejectMark, log: log}
 }
 
@@ -53,7 +53,7 @@ func (s *sender) run(ctx context.Context) {
 }
 
 // submit queues a decision's injected packets without blocking.
-func (s *sender) submit(list []host.Injected) {
+func (s *sender) submit(list []engine.Injected) {
 	for _, p := range list {
 		select {
 		case s.ch <- p:

@@ -1,14 +1,14 @@
 package daemon
 
 import (
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 
 // matchSource is what knows the callbacks' matches: the running engine,
 // or a set prepared for a reload.
 type matchSource interface {
-	SegmentMatches(h host.Hook, lo, hi int) (ms []host.Match, all bool)
+	SegmentMatches(h engine.Hook, lo, hi int) (ms []engine.Match, all bool)
 }
 
 // segmentMatches turns the matches of a segment's callbacks into the
@@ -30,10 +30,10 @@ func segmentMatches(src matchSource, seg Segment) []nfq.Match {
 }
 
 // stateIndex is the nfq per-state index of each engine state.
-var stateIndex = map[host.CTState]int{host.CTNew: nfq.CTNew, host.CTEstablished: nfq.CTEstablished,
-	host.CTRelated: nfq.CTRelated, host.CTInvalid: nfq.CTInvalid, host.CTUntracked: nfq.CTUntracked}
+var stateIndex = map[engine.CTState]int{engine.CTNew: nfq.CTNew, engine.CTEstablished: nfq.CTEstablished,
+	engine.CTRelated: nfq.CTRelated, engine.CTInvalid: nfq.CTInvalid, engine.CTUntracked: nfq.CTUntracked}
 
-func kernelMatch(m host.Match) nfq.Match {
+func kernelMatch(m engine.Match) nfq.Match {
 	km := nfq.Match{Protos: m.Protos, InIfaces: m.InIfaces, OutIfaces: m.OutIfaces,
 		SPorts: kernelPorts(m.SPorts), DPorts: kernelPorts(m.DPorts),
 		TCPFlagsMask: m.TCPFlagsMask, TCPFlags: m.TCPFlags, MaxPackets: m.First}
@@ -49,7 +49,7 @@ func kernelMatch(m host.Match) nfq.Match {
 	return km
 }
 
-func kernelPorts(rs []host.PortRange) []nfq.PortRange {
+func kernelPorts(rs []engine.PortRange) []nfq.PortRange {
 	out := make([]nfq.PortRange, len(rs))
 	for i, r := range rs {
 		out[i] = nfq.PortRange{Lo: r.Lo, Hi: r.Hi}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/state"
 )
 
@@ -19,7 +19,7 @@ func outputsDaemon(t *testing.T, stateFile string) (*Daemon, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	eng := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eng := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(eng.Close)
 	d := &Daemon{log: log, eng: eng, cfg: &config.File{}}
 	d.out.stateFile = stateFile

@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // stages are netfilter's built-in stage priorities. A callback at priority
@@ -25,15 +25,15 @@ var stages = [...]struct {
 	prio int
 	name string
 }{
-	{host.PriorityDefrag, "defrag"}, {host.PriorityRaw, "raw"}, {host.PriorityConntrack, "conntrack"},
-	{host.PriorityMangle, "mangle"}, {host.PriorityDstNAT, "dstnat"}, {host.PriorityFilter, "filter"},
-	{host.PrioritySecurity, "security"}, {host.PrioritySrcNAT, "srcnat"},
+	{engine.PriorityDefrag, "defrag"}, {engine.PriorityRaw, "raw"}, {engine.PriorityConntrack, "conntrack"},
+	{engine.PriorityMangle, "mangle"}, {engine.PriorityDstNAT, "dstnat"}, {engine.PriorityFilter, "filter"},
+	{engine.PrioritySecurity, "security"}, {engine.PrioritySrcNAT, "srcnat"},
 }
 
 // Segment is one diversion: the callbacks of one hook between two stages,
 // served from their own queues.
 type Segment struct {
-	Hook host.Hook
+	Hook engine.Hook
 	// Lo and Hi bound the callback priorities the segment runs: [Lo, Hi).
 	Lo, Hi int
 	// ChainPriority is the priority of the nftables base chain that diverts
@@ -58,9 +58,9 @@ func (s Segment) String() string {
 }
 
 // Plan cuts each hook's callback priorities into segments.
-func Plan(prios map[host.Hook][]int) []Segment {
+func Plan(prios map[engine.Hook][]int) []Segment {
 	var out []Segment
-	for _, h := range host.Hooks() {
+	for _, h := range engine.Hooks() {
 		ps := slices.Clone(prios[h])
 		slices.Sort(ps)
 		ps = slices.Compact(ps)
@@ -90,7 +90,7 @@ func stageBetween(a, b int) bool {
 	return false
 }
 
-func segment(h host.Hook, lo, hi int) Segment {
+func segment(h engine.Hook, lo, hi int) Segment {
 	s := Segment{Hook: h, Lo: lo, Hi: hi + 1, ChainPriority: int32(lo)}
 	if hi == math.MaxInt {
 		s.Hi = hi

@@ -3,17 +3,17 @@ package daemon
 import (
 	"testing"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 func TestPlanCutsAtStages(t *testing.T) {
-	plan := Plan(map[host.Hook][]int{
-		host.Prerouting: {-300, -250, -150, -100, 0, 0, 10},
-		host.Forward:    {0},
-		host.Output:     {-400, 200},
+	plan := Plan(map[engine.Hook][]int{
+		engine.Prerouting: {-300, -250, -150, -100, 0, 0, 10},
+		engine.Forward:    {0},
+		engine.Output:     {-400, 200},
 	})
 	type want struct {
-		hook   host.Hook
+		hook   engine.Hook
 		lo, hi int
 		prio   int32
 		after  string
@@ -22,14 +22,14 @@ func TestPlanCutsAtStages(t *testing.T) {
 	wants := []want{
 		// -300 (raw) and -250 run between raw and conntrack: one segment,
 		// diverted just after the raw stage.
-		{host.Prerouting, -300, -249, -299, "raw", false},
+		{engine.Prerouting, -300, -249, -299, "raw", false},
 		// -150 is mangle: cut at conntrack (-200) and at mangle itself.
-		{host.Prerouting, -150, -149, -149, "mangle", false},
-		{host.Prerouting, -100, -99, -99, "dstnat", false},
-		{host.Prerouting, 0, 11, 1, "filter", true},
-		{host.Forward, 0, 1, 1, "filter", true},
-		{host.Output, -400, -399, -399, "defrag", false},
-		{host.Output, 200, 201, 200, "srcnat", true},
+		{engine.Prerouting, -150, -149, -149, "mangle", false},
+		{engine.Prerouting, -100, -99, -99, "dstnat", false},
+		{engine.Prerouting, 0, 11, 1, "filter", true},
+		{engine.Forward, 0, 1, 1, "filter", true},
+		{engine.Output, -400, -399, -399, "defrag", false},
+		{engine.Output, 200, 201, 200, "srcnat", true},
 	}
 	if len(plan) != len(wants) {
 		t.Fatalf("plan has %d segments, want %d:\n%s", len(plan), len(wants), Describe(plan))

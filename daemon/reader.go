@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"github.com/luafw/luafw/daemon/observe"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 
@@ -13,17 +13,17 @@ import (
 // the segment's readers, are added to once per burst.
 type queueReader struct {
 	r       *segRunner
-	w       *host.Worker
+	w       *engine.Worker
 	beat    *heartbeat
 	obs     *observe.Observer // nil when events and capture are off
 	names   ifNames
 	first   uint16         // the socket's first queue number
-	stateOf []host.CTState // ct state by queue number - first
+	stateOf []engine.CTState // ct state by queue number - first
 	skip    uint32         // luafw's reserved mark bits
 	reject  uint32
 	// pkt is the packet handed to the engine, reused from packet to packet
 	// (the engine keeps it only until the next run).
-	pkt host.Packet
+	pkt engine.Packet
 	// Counts of the current burst, added to the segment's at its end.
 	verdicts  [len(segStats{}.verdicts)]uint64
 	rewritten uint64
@@ -39,7 +39,7 @@ func (q *queueReader) burst(msgs []nfq.Msg, out []nfq.Verdict) {
 	p := &q.pkt
 	for i := range msgs {
 		m := &msgs[i]
-		*p = host.Packet{Hook: seg.Hook, Data: m.Payload, Mark: m.Mark &^ reserved,
+		*p = engine.Packet{Hook: seg.Hook, Data: m.Payload, Mark: m.Mark &^ reserved,
 			InDev: q.names.name(m.InDev), OutDev: q.names.name(m.OutDev),
 			UID: m.UID, GID: m.GID, HasUID: m.HasUID}
 		if k := int(m.Queue - q.first); k < len(q.stateOf) {
@@ -56,7 +56,7 @@ func (q *queueReader) burst(msgs []nfq.Msg, out []nfq.Verdict) {
 		}
 		out[i] = verdict(&dec, m.Mark, seg.Last, q.skip, q.reject)
 		if q.w.TracePending() {
-			q.w.TraceKernel(host.TraceKernel{Segment: r.key, Verdict: kernelVerdictName(out[i].Verdict), Mark: out[i].Mark, SetMark: out[i].SetMark})
+			q.w.TraceKernel(engine.TraceKernel{Segment: r.key, Verdict: kernelVerdictName(out[i].Verdict), Mark: out[i].Mark, SetMark: out[i].SetMark})
 		}
 		if int(dec.Verdict) < len(q.verdicts) {
 			q.verdicts[dec.Verdict]++
@@ -90,7 +90,7 @@ func (q *queueReader) endBurst() {
 		st.rewritten.Add(q.rewritten)
 		q.rewritten = 0
 	}
-	q.pkt = host.Packet{} // drop the reference to the socket's buffer
+	q.pkt = engine.Packet{} // drop the reference to the socket's buffer
 	q.beat.leave()
 }
 

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 
@@ -28,7 +28,7 @@ end}`,
 	d := newTestDaemon(t, dir, files)
 	const key = "forward@0"
 	r := &segRunner{d: d, key: key, stats: d.statsFor(key)}
-	r.seg.Store(&Segment{Hook: host.Forward, Lo: math.MinInt32, Hi: math.MaxInt32, Last: true})
+	r.seg.Store(&Segment{Hook: engine.Forward, Lo: math.MinInt32, Hi: math.MaxInt32, Last: true})
 	q := &queueReader{r: r, w: d.eng.NewWorker(), beat: &heartbeat{}, first: 1000}
 	defer q.w.Close()
 
@@ -54,10 +54,10 @@ end}`,
 			}
 		}
 	}
-	if got := r.stats.verdicts[host.Drop].Load(); got != 4 {
+	if got := r.stats.verdicts[engine.Drop].Load(); got != 4 {
 		t.Errorf("drops counted %d, want 4", got)
 	}
-	if got := r.stats.verdicts[host.Accept].Load(); got != 6 {
+	if got := r.stats.verdicts[engine.Accept].Load(); got != 6 {
 		t.Errorf("accepts counted %d, want 6 (a failing callback's packet takes its on_error, accept)", got)
 	}
 	if seq := q.beat.seq.Load(); seq != 4 {

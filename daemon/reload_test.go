@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 )
 
@@ -40,8 +40,8 @@ func TestFailedInstallRestoresTheCodeThatRan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verdict := func() host.Verdict { return d.eng.Process(&host.Packet{Hook: host.Forward, Data: pkt}).Verdict }
-	if v := verdict(); v != host.Drop {
+	verdict := func() engine.Verdict { return d.eng.Process(&engine.Packet{Hook: engine.Forward, Data: pkt}).Verdict }
+	if v := verdict(); v != engine.Drop {
 		t.Fatalf("before the reload: %v, want drop", v)
 	}
 
@@ -51,7 +51,7 @@ func TestFailedInstallRestoresTheCodeThatRan(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "installing rules") {
 		t.Fatalf("Reload: %v, want a rule install failure", err)
 	}
-	if v := verdict(); v != host.Drop {
+	if v := verdict(); v != engine.Drop {
 		t.Errorf("after the failed reload: %v, want drop (the old code)", v)
 	}
 	if d.failed.Load() != 1 || d.reloads.Load() != 0 {

@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/nfq"
 )
 
 // ctStates maps the nfq per-state queue index to the engine's state.
-var ctStates = [nfq.CTStates]host.CTState{host.CTNew, host.CTEstablished, host.CTRelated, host.CTInvalid, host.CTUntracked}
+var ctStates = [nfq.CTStates]engine.CTState{engine.CTNew, engine.CTEstablished, engine.CTRelated, engine.CTInvalid, engine.CTUntracked}
 
 func boolOr(b *bool, def bool) bool {
 	if b == nil {
@@ -40,7 +40,7 @@ func (d *Daemon) blockSize() int {
 // ct state match would call every packet invalid): scripts there see no
 // state.
 func (d *Daemon) byState(seg Segment) bool {
-	return d.cfg.ConntrackEnabled() && int(seg.ChainPriority) > host.PriorityConntrack
+	return d.cfg.ConntrackEnabled() && int(seg.ChainPriority) > engine.PriorityConntrack
 }
 
 // allocBlock gives a segment its block of queue numbers, the same one for
@@ -113,7 +113,7 @@ func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) nfq.R
 }
 
 // filterFor converts the divert section of a hook (checked at load).
-func filterFor(cfg *config.File, h host.Hook) nfq.Filter {
+func filterFor(cfg *config.File, h engine.Hook) nfq.Filter {
 	f, ok := cfg.Divert[h.String()]
 	if !ok {
 		return nfq.Filter{}
@@ -138,7 +138,7 @@ type segRunner struct {
 
 // segStats count what the segment decided.
 type segStats struct {
-	verdicts  [5]atomic.Uint64 // by host.Verdict
+	verdicts  [5]atomic.Uint64 // by engine.Verdict
 	ctSubmit  atomic.Uint64
 	ctDrop    atomic.Uint64
 	rewritten atomic.Uint64 // verdicts that carried rewritten bytes
@@ -162,7 +162,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			MaxLen:   maxLen,
 			FailOpen: d.cfg.QueueFailOpen(),
 			GSO:      boolOr(d.cfg.Queue.GSO, true),
-			UIDGID:   seg.Hook == host.Output || seg.Hook == host.Postrouting,
+			UIDGID:   seg.Hook == engine.Output || seg.Hook == engine.Postrouting,
 			// NFQA_CT where the kernel grants it (state and mark on each
 			// packet, no lookups); refused here, then queues and ctnetlink.
 			ConnTrack: d.cfg.ConntrackEnabled(),
@@ -172,7 +172,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 		// stateOf maps queue number - first to the ct state its rule
 		// matched (queues of one socket are balance apart).
 		first := d.queueFirst(block, 0) + uint16(i)
-		stateOf := make([]host.CTState, (states-1)*d.balance()+1)
+		stateOf := make([]engine.CTState, (states-1)*d.balance()+1)
 		for s := 0; s < states; s++ {
 			q := d.queueFirst(block, s) + uint16(i)
 			qcfg.Queues = append(qcfg.Queues, q)
@@ -229,7 +229,7 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 
 // verdict turns the engine's decision into the kernel's. The packet's own
 // reserved bits are kept out of what scripts see and set.
-func verdict(d *host.Decision, kernelMark uint32, last bool, skip, reject uint32) nfq.Verdict {
+func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint32) nfq.Verdict {
 	reserved := skip | reject
 	v := nfq.Verdict{Verdict: nfq.VerdictAccept}
 	mark := kernelMark
@@ -238,15 +238,15 @@ func verdict(d *host.Decision, kernelMark uint32, last bool, skip, reject uint32
 		v.SetMark = true
 	}
 	switch d.Verdict {
-	case host.Drop:
+	case engine.Drop:
 		return nfq.Verdict{Verdict: nfq.VerdictDrop}
-	case host.Reject:
+	case engine.Reject:
 		v.Verdict, v.SetMark = nfq.VerdictRepeat, true
 		mark |= skip | reject
-	case host.Repeat:
+	case engine.Repeat:
 		v.Verdict, v.SetMark = nfq.VerdictRepeat, true
 		mark |= skip
-	case host.Stop:
+	case engine.Stop:
 		// Skip luafw's later segments of this hook; the tail chain clears
 		// the bit before the next hook.
 		if !last {
@@ -261,7 +261,7 @@ func verdict(d *host.Decision, kernelMark uint32, last bool, skip, reject uint32
 
 // submitCT hands a conntrack update to the updater and remembers the new
 // mark so later packets read it before the kernel has it.
-func (r *segRunner) submitCT(data []byte, u host.CTUpdate) {
+func (r *segRunner) submitCT(data []byte, u engine.CTUpdate) {
 	var p packet.Parsed
 	p.Decode(data)
 	t, ok := tupleOf(&p, data)
@@ -347,7 +347,7 @@ type ctSource struct {
 	log   *slog.Logger
 }
 
-func (s *ctSource) CTMark(c *host.Ctx) (uint32, bool) {
+func (s *ctSource) CTMark(c *engine.Ctx) (uint32, bool) {
 	p := c.Parsed()
 	t, ok := tupleOf(p, c.Packet().Data)
 	if !ok {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/daemon/control"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 
@@ -115,11 +115,11 @@ type TraceSummary struct {
 }
 
 // filter checks the arguments and makes the engine's filter.
-func (a *TraceArgs) filter() (host.TraceFilter, error) {
-	f := host.TraceFilter{Expr: a.Expr, Port: a.Port, Plugin: a.Plugin}
+func (a *TraceArgs) filter() (engine.TraceFilter, error) {
+	f := engine.TraceFilter{Expr: a.Expr, Port: a.Port, Plugin: a.Plugin}
 	var err error
 	if a.Proto != "" {
-		if f.Proto, err = host.ParseProto(a.Proto); err != nil {
+		if f.Proto, err = engine.ParseProto(a.Proto); err != nil {
 			return f, err
 		}
 	}
@@ -130,14 +130,14 @@ func (a *TraceArgs) filter() (host.TraceFilter, error) {
 		return f, err
 	}
 	for _, h := range a.Hooks {
-		hk, err := host.ParseHook(h)
+		hk, err := engine.ParseHook(h)
 		if err != nil {
 			return f, err
 		}
 		f.Hooks = append(f.Hooks, hk)
 	}
 	for _, v := range a.Verdicts {
-		vd, err := host.ParseVerdict(v)
+		vd, err := engine.ParseVerdict(v)
 		if err != nil {
 			return f, err
 		}
@@ -190,7 +190,7 @@ func (d *Daemon) trace(ctx context.Context, raw json.RawMessage, send func(any) 
 	}
 	n, dur := a.bounds()
 	tap, err := d.eng.Trace(f, traceQueue)
-	if errors.Is(err, host.ErrTraceBusy) {
+	if errors.Is(err, engine.ErrTraceBusy) {
 		return nil, errors.New("another `luafw trace` is attached; one runs at a time (wait for it to end or stop it)")
 	}
 	if err != nil {
@@ -248,9 +248,9 @@ func (d *Daemon) trace(ctx context.Context, raw json.RawMessage, send func(any) 
 }
 
 // tracePacket converts the engine's record.
-func tracePacket(r *host.TraceRecord) *TracePacket {
+func tracePacket(r *engine.TraceRecord) *TracePacket {
 	dec := &r.Decision
-	p := &TracePacket{Time: r.Time, Hook: r.Hook.String(), Segment: r.Kernel.Segment, Proto: host.ProtoName(r.Proto),
+	p := &TracePacket{Time: r.Time, Hook: r.Hook.String(), Segment: r.Kernel.Segment, Proto: engine.ProtoName(r.Proto),
 		SPort: r.SPort, DPort: r.DPort, Len: r.Len, In: r.InDev, Out: r.OutDev, Mark: r.Mark,
 		CTState: r.CTState.String(), Tags: r.Tags, Callbacks: make([]TraceCall, 0, len(r.Calls)),
 		Verdict: dec.Verdict.String(), By: dec.By, ByName: dec.ByName, TagsOut: dec.Tags, CT: traceCT(dec.CT),
@@ -275,7 +275,7 @@ func tracePacket(r *host.TraceRecord) *TracePacket {
 	return p
 }
 
-func traceCT(u host.CTUpdate) *TraceCT {
+func traceCT(u engine.CTUpdate) *TraceCT {
 	if !u.Any() {
 		return nil
 	}

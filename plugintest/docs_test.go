@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // The docs' examples are tested as follows (docs/lua-api.md and
@@ -177,7 +177,7 @@ func checkExampleDir(t *testing.T, dir string, where map[string]string) {
 		case strings.HasSuffix(base, Suffix):
 			tests = append(tests, file)
 		case strings.HasSuffix(base, ".lua"):
-			err := loadSpecs([]host.PluginSpec{{File: file}})
+			err := loadSpecs([]engine.PluginSpec{{File: file}})
 			if strings.HasPrefix(base, "bad_") {
 				if err == nil {
 					t.Errorf("%s: loads, but a bad_ example must fail to load", place(file))
@@ -216,8 +216,8 @@ func checkExampleDir(t *testing.T, dir string, where map[string]string) {
 }
 
 // loadSpecs loads plugins into a throwaway engine.
-func loadSpecs(specs []host.PluginSpec) error {
-	eng := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+func loadSpecs(specs []engine.PluginSpec) error {
+	eng := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer eng.Close()
 	return eng.Load(specs)
 }

@@ -10,7 +10,7 @@ import (
 	lua "github.com/luafw/luafw/lua"
 	"github.com/luafw/luafw/lua/pm"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // failMarker is the error value fail() raises to end a test whose failure
@@ -142,7 +142,7 @@ func (fr *fileRun) luaExpectTrue(L *lua.LState) int {
 func (fr *fileRun) luaExpectVerdict(L *lua.LState) int {
 	d, isTable := L.Get(1).(*lua.LTable)
 	want := strings.ToLower(L.CheckString(2))
-	if _, err := host.ParseVerdict(want); err != nil {
+	if _, err := engine.ParseVerdict(want); err != nil {
 		L.ArgError(2, err.Error())
 	}
 	if !isTable {

@@ -13,7 +13,7 @@ import (
 	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/pcap"
 	"github.com/luafw/luafw/replay"
@@ -23,9 +23,9 @@ import (
 // plugins loaded, a worker to run packets, and a flow table for h:send.
 type harness struct {
 	fr    *fileRun
-	specs []host.PluginSpec
-	eng   *host.Engine
-	w     *host.Worker
+	specs []engine.PluginSpec
+	eng   *engine.Engine
+	w     *engine.Worker
 	flows *pcap.Flows
 
 	mu   sync.Mutex
@@ -33,8 +33,8 @@ type harness struct {
 }
 
 // newHarness starts an engine with the plugins loaded. The error is a
-// *host.LoadError for script problems.
-func (fr *fileRun) newHarness(specs []host.PluginSpec) (*harness, error) {
+// *engine.LoadError for script problems.
+func (fr *fileRun) newHarness(specs []engine.PluginSpec) (*harness, error) {
 	for i := range specs {
 		if specs[i].Budget <= 0 {
 			specs[i].Budget = fr.opts.budget()
@@ -50,7 +50,7 @@ func (fr *fileRun) newHarness(specs []host.PluginSpec) (*harness, error) {
 
 // start makes a fresh engine, worker and flow table.
 func (h *harness) start() error {
-	eng := host.New(host.Options{
+	eng := engine.New(engine.Options{
 		Logger: slog.New(&logHandler{h: h}),
 		Clock:  h.fr.clock.Now,
 	})
@@ -72,9 +72,9 @@ func (h *harness) close() {
 }
 
 // pluginSpec reads the arguments of harness(path [, options [, spec]]).
-func (fr *fileRun) pluginSpec(L *lua.LState) host.PluginSpec {
+func (fr *fileRun) pluginSpec(L *lua.LState) engine.PluginSpec {
 	file := fr.resolve(L.CheckString(1))
-	spec := host.PluginSpec{File: file}
+	spec := engine.PluginSpec{File: file}
 	if t, ok := L.Get(2).(*lua.LTable); ok {
 		opts, err := luaToGo(t)
 		if err != nil {
@@ -103,7 +103,7 @@ func (fr *fileRun) pluginSpec(L *lua.LState) host.PluginSpec {
 			case "name":
 				spec.Name = lua.LVAsString(v)
 			case "on_error":
-				vd, err := host.ParseVerdict(lua.LVAsString(v))
+				vd, err := engine.ParseVerdict(lua.LVAsString(v))
 				if err != nil {
 					L.ArgError(3, "on_error: "+err.Error())
 				}
@@ -157,7 +157,7 @@ func (fr *fileRun) resolve(path string) string {
 // luaHarness is harness(path [, options [, spec]]).
 func (fr *fileRun) luaHarness(L *lua.LState) int {
 	spec := fr.pluginSpec(L)
-	h, err := fr.newHarness([]host.PluginSpec{spec})
+	h, err := fr.newHarness([]engine.PluginSpec{spec})
 	if err != nil {
 		L.RaiseError("harness: %v", err)
 	}
@@ -210,10 +210,10 @@ func (fr *fileRun) harnessMetatable(L *lua.LState) {
 		"run": func(L *lua.LState) int {
 			h := check(L)
 			p := argPacket(L, 2)
-			var hook host.Hook
+			var hook engine.Hook
 			switch v := L.Get(3).(type) {
 			case lua.LString:
-				hk, err := host.ParseHook(string(v))
+				hk, err := engine.ParseHook(string(v))
 				if err != nil {
 					L.ArgError(3, err.Error())
 				}
@@ -321,7 +321,7 @@ func argPacket(L *lua.LState, n int) *testPacket {
 }
 
 // run runs the packet through one hook's chain.
-func (h *harness) run(L *lua.LState, p *testPacket, hook host.Hook) *lua.LTable {
+func (h *harness) run(L *lua.LState, p *testPacket, hook engine.Hook) *lua.LTable {
 	d := h.w.Run(p.hostPacket(hook))
 	t := decisionTable(L, d)
 	ctMark := uint32(0)
@@ -332,7 +332,7 @@ func (h *harness) run(L *lua.LState, p *testPacket, hook host.Hook) *lua.LTable 
 		ctMark = ctMark&^d.CT.MarkMask | d.CT.Mark&d.CT.MarkMask
 	}
 	t.RawSetString("ct_mark", lua.LNumber(ctMark))
-	if p.ctx.ctState != host.CTUnknown {
+	if p.ctx.ctState != engine.CTUnknown {
 		t.RawSetString("ct_state", lua.LString(p.ctx.ctState.String()))
 	}
 	if d.CT.SetTimeout {
@@ -343,7 +343,7 @@ func (h *harness) run(L *lua.LState, p *testPacket, hook host.Hook) *lua.LTable 
 }
 
 // decisionTable is the part of a decision table both run and send fill.
-func decisionTable(L *lua.LState, d host.Decision) *lua.LTable {
+func decisionTable(L *lua.LState, d engine.Decision) *lua.LTable {
 	t := L.NewTable()
 	t.RawSetString("verdict", lua.LString(d.Verdict.String()))
 	t.RawSetString("hook", lua.LString(d.Hook.String()))
@@ -384,15 +384,15 @@ func labelList(L *lua.LState, labels [2]uint64) *lua.LTable {
 // or reject; stop and repeat accept the packet at their hook and it goes
 // on. Interfaces are given at the hooks where the kernel knows them, the
 // owner only on the out path.
-func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Hook) *lua.LTable {
+func (h *harness) send(L *lua.LState, p *testPacket, name string, path []engine.Hook) *lua.LTable {
 	var pp packet.Parsed
 	pp.Decode(p.data)
 	flow, state := replay.Track(h.flows, &pp, p.data)
-	ctState, _ := host.ParseCTState(state)
+	ctState, _ := engine.ParseCTState(state)
 	mark, tags := p.ctx.mark, slices.Clone(p.ctx.tags)
-	var last host.Decision
-	verdict, by, callback, errors, captureBy := host.Accept, "", "", 0, ""
-	data, rewritten, injected := p.data, false, []host.Injected(nil)
+	var last engine.Decision
+	verdict, by, callback, errors, captureBy := engine.Accept, "", "", 0, ""
+	data, rewritten, injected := p.data, false, []engine.Injected(nil)
 	hooks := L.NewTable()
 	for _, hook := range path {
 		hp := p.hostPacket(hook)
@@ -401,10 +401,10 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 		if flow != nil {
 			hp.CTMark, hp.CTMarkKnown = flow.Mark, true
 		}
-		if hook != host.Prerouting && hook != host.Input && hook != host.Forward {
+		if hook != engine.Prerouting && hook != engine.Input && hook != engine.Forward {
 			hp.InDev = ""
 		}
-		if hook != host.Forward && hook != host.Output && hook != host.Postrouting {
+		if hook != engine.Forward && hook != engine.Output && hook != engine.Postrouting {
 			hp.OutDev = ""
 		}
 		if name != "out" {
@@ -426,10 +426,10 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []host.Ho
 		if flow != nil && d.CT.Any() {
 			replay.ApplyCT(flow, d.CT)
 		}
-		if d.Verdict != host.Accept {
+		if d.Verdict != engine.Accept {
 			by, callback = d.By, d.ByName
 		}
-		if d.Verdict == host.Drop || d.Verdict == host.Reject {
+		if d.Verdict == engine.Drop || d.Verdict == engine.Reject {
 			verdict = d.Verdict
 			break
 		}

@@ -10,12 +10,12 @@ import (
 
 	lua "github.com/luafw/luafw/lua"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 )
 
 // Default addresses and ports of the packet constructors: documentation
-// ranges (RFC 5737, RFC 3849), so that a test never names a real host.
+// ranges (RFC 5737, RFC 3849), so that a test never names a real engine.
 const (
 	defaultSrc4  = "192.0.2.1"
 	defaultDst4  = "198.51.100.1"
@@ -35,7 +35,7 @@ type testPacket struct {
 
 // pktContext is what a packet carries that is not in its bytes.
 type pktContext struct {
-	hook      host.Hook
+	hook      engine.Hook
 	hasHook   bool
 	indev     string
 	outdev    string
@@ -43,7 +43,7 @@ type pktContext struct {
 	uid       uint32
 	gid       uint32
 	hasUID    bool
-	ctState   host.CTState
+	ctState   engine.CTState
 	ctMark    uint32
 	ctKnown   bool   // ct.mark was given
 	ctPackets uint64 // ct.packets: the connection's original-direction count
@@ -136,9 +136,9 @@ func flagLetters(f uint8) string {
 }
 
 // hostPacket returns the engine's view of p at hook.
-func (p *testPacket) hostPacket(hook host.Hook) *host.Packet {
+func (p *testPacket) hostPacket(hook engine.Hook) *engine.Packet {
 	c := &p.ctx
-	return &host.Packet{
+	return &engine.Packet{
 		Hook: hook, Data: p.data, InDev: c.indev, OutDev: c.outdev, Mark: c.mark,
 		UID: c.uid, GID: c.gid, HasUID: c.hasUID,
 		CTState: c.ctState, CTMark: c.ctMark, CTMarkKnown: c.ctKnown, CTPackets: c.ctPackets,
@@ -276,7 +276,7 @@ func (f *fieldReader) flags() uint8 {
 // context reads the fields that are not in the bytes.
 func (f *fieldReader) context(c *pktContext) error {
 	if _, ok := f.fields["hook"]; ok {
-		h, err := host.ParseHook(f.str("hook", ""))
+		h, err := engine.ParseHook(f.str("hook", ""))
 		if err != nil {
 			f.fail("hook: %v", err)
 		}
@@ -302,7 +302,7 @@ func (f *fieldReader) context(c *pktContext) error {
 				f.fail("ct: unknown field %q (want state, mark, packets)", k)
 			}
 		}
-		st, err := host.ParseCTState(ct.str("state", ""))
+		st, err := engine.ParseCTState(ct.str("state", ""))
 		if err != nil {
 			f.fail("ct.state: %v", err)
 		}

@@ -5,7 +5,7 @@ import (
 
 	lua "github.com/luafw/luafw/lua"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 )
 
@@ -15,7 +15,7 @@ import (
 // the bytes (data) and the decoded fields tests assert on.
 
 // addRewrites sets d.rewritten and d.injected of a decision table.
-func addRewrites(L *lua.LState, t *lua.LTable, d host.Decision) {
+func addRewrites(L *lua.LState, t *lua.LTable, d engine.Decision) {
 	if d.Data != nil {
 		t.RawSetString("rewritten", packetInfo(L, d.Data))
 	}

@@ -16,22 +16,22 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/pcap"
 )
 
 // Paths are the kernel paths a packet can take, by name.
-func Paths() map[string][]host.Hook {
-	return map[string][]host.Hook{
-		"forward": {host.Prerouting, host.Forward, host.Postrouting},
-		"in":      {host.Prerouting, host.Input},
-		"out":     {host.Output, host.Postrouting},
+func Paths() map[string][]engine.Hook {
+	return map[string][]engine.Hook{
+		"forward": {engine.Prerouting, engine.Forward, engine.Postrouting},
+		"in":      {engine.Prerouting, engine.Input},
+		"out":     {engine.Output, engine.Postrouting},
 	}
 }
 
 // ParsePath returns the hooks of a named path.
-func ParsePath(name string) ([]host.Hook, error) {
+func ParsePath(name string) ([]engine.Hook, error) {
 	p, ok := Paths()[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown path %q (want forward, in or out)", name)
@@ -100,7 +100,7 @@ func (s Summary) String() string {
 
 // Clock is the time scripts see during a replay: the timestamp of the
 // packet being replayed, so that rate limits and TTLs behave as they did
-// when the capture was taken. Give its Now to host.Options.Clock.
+// when the capture was taken. Give its Now to engine.Options.Clock.
 type Clock struct{ ns atomic.Int64 }
 
 // Now returns the current packet's time (the Unix epoch before the first).
@@ -117,17 +117,17 @@ func (c *Clock) Set(t time.Time) {
 // Replayer runs packets along a path with its own flow table, so that
 // pkt.ct.state and conntrack marks behave as they would in the kernel.
 type Replayer struct {
-	w     *host.Worker
-	path  []host.Hook
+	w     *engine.Worker
+	path  []engine.Hook
 	flows *pcap.Flows
 	out   [][]byte // what left with the last packet (Out)
 }
 
 // New returns a replayer for the engine's running plugins. hooks, when not
 // empty, limits the path to those hooks. Close it when done.
-func New(eng *host.Engine, path []host.Hook, hooks []host.Hook) *Replayer {
+func New(eng *engine.Engine, path []engine.Hook, hooks []engine.Hook) *Replayer {
 	if len(hooks) > 0 {
-		path = slices.DeleteFunc(slices.Clone(path), func(h host.Hook) bool { return !slices.Contains(hooks, h) })
+		path = slices.DeleteFunc(slices.Clone(path), func(h engine.Hook) bool { return !slices.Contains(hooks, h) })
 	}
 	return &Replayer{w: eng.NewWorker(), path: path, flows: pcap.NewFlows()}
 }
@@ -146,12 +146,12 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 	}
 	flow, state := r.track(&p, data)
 	res.CTState = state
-	ctState, _ := host.ParseCTState(state)
+	ctState, _ := engine.ParseCTState(state)
 	var mark uint32
 	var tags []string
 	r.out = r.out[:0]
 	for _, hook := range r.path {
-		pk := host.Packet{Hook: hook, Data: data, Mark: mark, CTState: ctState, Tags: tags}
+		pk := engine.Packet{Hook: hook, Data: data, Mark: mark, CTState: ctState, Tags: tags}
 		if flow != nil {
 			pk.CTMark, pk.CTMarkKnown = flow.Mark, true
 			pk.CTPackets = uint64(flow.Packets)
@@ -171,11 +171,11 @@ func (r *Replayer) Packet(n int, data []byte) Result {
 		if flow != nil && d.CT.Any() {
 			ApplyCT(flow, d.CT)
 		}
-		if d.Verdict != host.Accept {
+		if d.Verdict != engine.Accept {
 			by := d.By
 			res.By = &by
 		}
-		if d.Verdict == host.Drop || d.Verdict == host.Reject {
+		if d.Verdict == engine.Drop || d.Verdict == engine.Reject {
 			res.Verdict = d.Verdict.String()
 			break
 		}
@@ -235,7 +235,7 @@ func Track(flows *pcap.Flows, p *packet.Parsed, data []byte) (*pcap.Flow, string
 }
 
 // ApplyCT carries a decision's conntrack updates out on a tracked flow.
-func ApplyCT(f *pcap.Flow, u host.CTUpdate) {
+func ApplyCT(f *pcap.Flow, u engine.CTUpdate) {
 	if u.SetMark {
 		f.Mark = f.Mark&^u.MarkMask | u.Mark&u.MarkMask
 	}
@@ -250,8 +250,8 @@ func ApplyCT(f *pcap.Flow, u host.CTUpdate) {
 
 // Options say how Run replays.
 type Options struct {
-	Path  []host.Hook // the hooks each packet walks (see Paths)
-	Hooks []host.Hook // when set, only these hooks of the path
+	Path  []engine.Hook // the hooks each packet walks (see Paths)
+	Hooks []engine.Hook // when set, only these hooks of the path
 	Clock *Clock      // when set, moved to each packet's timestamp before it runs
 	// Out, when set, gets the packets as they leave (Replayer.Out), with
 	// the timestamp of the packet they left with.
@@ -260,7 +260,7 @@ type Options struct {
 
 // Run replays every record of a capture and writes one JSON object per
 // line to out.
-func Run(ctx context.Context, eng *host.Engine, capture io.Reader, opts Options, out io.Writer) (Summary, error) {
+func Run(ctx context.Context, eng *engine.Engine, capture io.Reader, opts Options, out io.Writer) (Summary, error) {
 	path, hooks := opts.Path, opts.Hooks
 	rd, err := pcap.NewReader(capture)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/pcap"
 )
@@ -46,14 +46,14 @@ func capture(t *testing.T, pkts []pk) *bytes.Buffer {
 	return &buf
 }
 
-func engine(t *testing.T, plugins ...string) *host.Engine {
+func newEngine(t *testing.T, plugins ...string) *engine.Engine {
 	t.Helper()
-	e := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(e.Close)
-	var specs []host.PluginSpec
+	var specs []engine.PluginSpec
 	for i, code := range plugins {
 		name := string(rune('a' + i))
-		specs = append(specs, host.PluginSpec{Name: name, File: name + ".lua", Source: []byte(code), Budget: time.Second})
+		specs = append(specs, engine.PluginSpec{Name: name, File: name + ".lua", Source: []byte(code), Budget: time.Second})
 	}
 	if err := e.Load(specs); err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ const (
 )
 
 func TestReplayConntrackAndMarks(t *testing.T) {
-	e := engine(t,
+	e := newEngine(t,
 		// prerouting: remember the state and tag ssh
 		`fw.register{hook="prerouting", priority="mangle", fn=function(pkt)
 			pkt:tag(pkt.ct.state)
@@ -159,7 +159,7 @@ func TestReplayConntrackAndMarks(t *testing.T) {
 }
 
 func TestReplayPathsAndHooks(t *testing.T) {
-	e := engine(t,
+	e := newEngine(t,
 		`fw.register{hook={"prerouting","input","forward","output","postrouting"}, fn=function(pkt) pkt:tag(pkt.hook) end}`)
 	in := []pk{{"2001:db8::1", "2001:db8::2", 1, 2, udp, 0}}
 	for path, want := range map[string]string{"forward": "prerouting,forward,postrouting", "in": "prerouting,input", "out": "output,postrouting"} {
@@ -176,7 +176,7 @@ func TestReplayPathsAndHooks(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if _, err := Run(context.Background(), e, capture(t, in), Options{Path: Paths()["forward"], Hooks: []host.Hook{host.Forward}}, &out); err != nil {
+	if _, err := Run(context.Background(), e, capture(t, in), Options{Path: Paths()["forward"], Hooks: []engine.Hook{engine.Forward}}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if tags := results(t, &out)[0]["tags"].([]any); len(tags) != 1 || tags[0] != "forward" {
@@ -185,7 +185,7 @@ func TestReplayPathsAndHooks(t *testing.T) {
 }
 
 func TestReplaySkipsNonIPAndRejectsGarbage(t *testing.T) {
-	e := engine(t, `fw.register{hook="forward", fn=function(pkt) end}`)
+	e := newEngine(t, `fw.register{hook="forward", fn=function(pkt) end}`)
 	var buf bytes.Buffer
 	w, _ := pcap.NewWriter(&buf, pcap.LinkTypeEthernet)
 	arp := make([]byte, 42)
@@ -203,11 +203,11 @@ func TestReplaySkipsNonIPAndRejectsGarbage(t *testing.T) {
 
 func TestReplayClockFollowsCapture(t *testing.T) {
 	clk := &Clock{}
-	e := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk.Now})
+	e := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk.Now})
 	t.Cleanup(e.Close)
 	// One new connection per second is allowed; the capture's packets are
 	// 1 ms apart, so the second is over the limit — whatever the wall clock.
-	if err := e.Load([]host.PluginSpec{{Name: "rl", File: "rl.lua", Budget: time.Second, Source: []byte(`
+	if err := e.Load([]engine.PluginSpec{{Name: "rl", File: "rl.lua", Budget: time.Second, Source: []byte(`
 		local b = state.bucket("rl", {rate = 1, burst = 1})
 		fw.register{hook = "forward", fn = function(pkt)
 			if not b:take(pkt.src) then return fw.DROP end
@@ -232,7 +232,7 @@ func TestReplayClockFollowsCapture(t *testing.T) {
 // TestReplayMatches: matches apply in replay, "first" by the tracker's
 // packet count (both directions).
 func TestReplayMatches(t *testing.T) {
-	e := engine(t, `fw.register{hook="forward", match={proto="tcp", dport=22, first=2}, fn=function(pkt) return fw.DROP end}`)
+	e := newEngine(t, `fw.register{hook="forward", match={proto="tcp", dport=22, first=2}, fn=function(pkt) return fw.DROP end}`)
 	in := capture(t, []pk{
 		{"10.0.0.1", "10.0.1.1", 40000, 22, tcp, syn},       // 1: packet 1 of the flow
 		{"10.0.1.1", "10.0.0.1", 22, 40000, tcp, syn | ack}, // 2: dport 40000, not admitted

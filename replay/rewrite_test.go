@@ -15,7 +15,7 @@ import (
 // injected ones; the output capture holds the packets as they leave, the
 // injected ones included and the dropped ones left out.
 func TestReplayRewritesAndInjected(t *testing.T) {
-	e := engine(t, `
+	e := newEngine(t, `
 fw.register{hook="forward", fn=function(pkt)
 	if pkt.dport == 7 then assert(pkt:set_ttl(9)) end
 	if pkt.dport == 8 then assert(pkt:reply_reset()) return fw.DROP end

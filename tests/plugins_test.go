@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/dnsmsg"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/host/tlshello"
@@ -22,9 +22,9 @@ import (
 
 const pluginDir = "../plugins"
 
-func quietEngine(tb testing.TB) *host.Engine {
+func quietEngine(tb testing.TB) *engine.Engine {
 	tb.Helper()
-	eng := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eng := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	tb.Cleanup(eng.Close)
 	return eng
 }
@@ -52,8 +52,8 @@ func writeList(tb testing.TB, n int) string {
 	return path
 }
 
-func blocklistSpec(file string) host.PluginSpec {
-	return host.PluginSpec{File: filepath.Join(pluginDir, "blocklist.lua"), Budget: time.Second,
+func blocklistSpec(file string) engine.PluginSpec {
+	return engine.PluginSpec{File: filepath.Join(pluginDir, "blocklist.lua"), Budget: time.Second,
 		Options: map[string]any{"files": []any{file}}, AllowDirs: []string{filepath.Dir(file)}}
 }
 
@@ -74,22 +74,22 @@ func TestBlocklist100k(t *testing.T) {
 	list := writeList(t, n)
 	eng := quietEngine(t)
 	start := time.Now()
-	if err := eng.Load([]host.PluginSpec{blocklistSpec(list)}); err != nil {
+	if err := eng.Load([]engine.PluginSpec{blocklistSpec(list)}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("loaded %d entries in %v", n, time.Since(start))
 	for _, c := range []struct {
 		src  string
-		want host.Verdict
+		want engine.Verdict
 	}{
-		{"10.0.0.1", host.Drop}, // first
-		{fmt.Sprintf("10.%d.%d.%d", n>>16&0xff, n>>8&0xff, n&0xff), host.Drop}, // last
-		{"10.0.195.80", host.Drop}, // 50000
-		{"10.0.0.0", host.Accept},  // before the first
-		{fmt.Sprintf("10.%d.%d.%d", (n+1)>>16&0xff, (n+1)>>8&0xff, (n+1)&0xff), host.Accept}, // after the last
-		{"192.0.2.77", host.Accept},
+		{"10.0.0.1", engine.Drop}, // first
+		{fmt.Sprintf("10.%d.%d.%d", n>>16&0xff, n>>8&0xff, n&0xff), engine.Drop}, // last
+		{"10.0.195.80", engine.Drop}, // 50000
+		{"10.0.0.0", engine.Accept},  // before the first
+		{fmt.Sprintf("10.%d.%d.%d", (n+1)>>16&0xff, (n+1)>>8&0xff, (n+1)&0xff), engine.Accept}, // after the last
+		{"192.0.2.77", engine.Accept},
 	} {
-		d := eng.Process(&host.Packet{Hook: host.Input, Data: synFrom(t, c.src)})
+		d := eng.Process(&engine.Packet{Hook: engine.Input, Data: synFrom(t, c.src)})
 		if d.Verdict != c.want || d.Errors != 0 {
 			t.Errorf("%s: %v (errors %d), want %v", c.src, d.Verdict, d.Errors, c.want)
 		}
@@ -103,8 +103,8 @@ func BenchmarkBlocklistLoad100k(b *testing.B) {
 	list := writeList(b, 100_000)
 	b.ReportAllocs()
 	for b.Loop() {
-		eng := host.New(host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err := eng.Load([]host.PluginSpec{blocklistSpec(list)}); err != nil {
+		eng := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err := eng.Load([]engine.PluginSpec{blocklistSpec(list)}); err != nil {
 			b.Fatal(err)
 		}
 		eng.Close()
@@ -113,9 +113,9 @@ func BenchmarkBlocklistLoad100k(b *testing.B) {
 
 // benchPlugin runs one packet through a plugin's hook repeatedly and
 // reports the cost per packet.
-func benchPlugin(b *testing.B, file string, opts map[string]any, pkt *host.Packet) {
+func benchPlugin(b *testing.B, file string, opts map[string]any, pkt *engine.Packet) {
 	eng := quietEngine(b)
-	if err := eng.Load([]host.PluginSpec{{File: filepath.Join(pluginDir, file), Options: opts, Budget: time.Second}}); err != nil {
+	if err := eng.Load([]engine.PluginSpec{{File: filepath.Join(pluginDir, file), Options: opts, Budget: time.Second}}); err != nil {
 		b.Fatal(err)
 	}
 	w := eng.NewWorker()
@@ -132,7 +132,7 @@ func benchPlugin(b *testing.B, file string, opts map[string]any, pkt *host.Packe
 func BenchmarkBlocklistPacket100k(b *testing.B) {
 	list := writeList(b, 100_000)
 	benchPlugin(b, "blocklist.lua", map[string]any{"files": []any{list}},
-		&host.Packet{Hook: host.Input, Data: synFrom(b, "10.1.2.3")})
+		&engine.Packet{Hook: engine.Input, Data: synFrom(b, "10.1.2.3")})
 }
 
 func BenchmarkDNSFilterPacket(b *testing.B) {
@@ -146,7 +146,7 @@ func BenchmarkDNSFilterPacket(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchPlugin(b, "dnsfilter.lua", map[string]any{"names": []any{"ads.example", "tracker.example"}, "log": false},
-		&host.Packet{Hook: host.Forward, Data: data, CTState: host.CTNew})
+		&engine.Packet{Hook: engine.Forward, Data: data, CTState: engine.CTNew})
 }
 
 func BenchmarkSNIPacket(b *testing.B) {
@@ -157,7 +157,7 @@ func BenchmarkSNIPacket(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchPlugin(b, "sni.lua", map[string]any{"names": []any{"blocked.example"}, "marks": map[string]any{"video.example": 0x10}},
-		&host.Packet{Hook: host.Forward, Data: data, CTState: host.CTEstablished})
+		&engine.Packet{Hook: engine.Forward, Data: data, CTState: engine.CTEstablished})
 }
 
 // TestProtoModulesRefuseNonStrings: dns.parse and tls.sni given something
@@ -176,11 +176,11 @@ fw.register{hook = "input", fn = function(pkt)
 	end
 	return fw.DROP
 end}`
-	if err := eng.Load([]host.PluginSpec{{Name: "probe", File: "probe.lua", Source: []byte(src), Budget: time.Second}}); err != nil {
+	if err := eng.Load([]engine.PluginSpec{{Name: "probe", File: "probe.lua", Source: []byte(src), Budget: time.Second}}); err != nil {
 		t.Fatal(err)
 	}
-	d := eng.Process(&host.Packet{Hook: host.Input, Data: synFrom(t, "192.0.2.1")})
-	if d.Verdict != host.Drop || d.Errors != 0 {
+	d := eng.Process(&engine.Packet{Hook: engine.Input, Data: synFrom(t, "192.0.2.1")})
+	if d.Verdict != engine.Drop || d.Errors != 0 {
 		t.Fatalf("verdict %v, errors %d: the modules raised an error", d.Verdict, d.Errors)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/replay"
 )
 
@@ -54,7 +54,7 @@ func replayAll(t *testing.T) (out, logs string) {
 	}
 	var logBuf bytes.Buffer
 	clk := &replay.Clock{}
-	eng := host.New(host.Options{Clock: clk.Now, Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	eng := engine.New(engine.Options{Clock: clk.Now, Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	defer eng.Close()
 	if err := eng.Load(specs); err != nil {
 		t.Fatalf("loading %s: %v", goldenConfig, err)

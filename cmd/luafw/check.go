@@ -10,14 +10,14 @@ import (
 
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/daemon"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // loadSpecs reads a plugin list from a Lua file (one plugin) or a YAML
 // configuration.
-func loadSpecs(path string) ([]host.PluginSpec, *config.File, error) {
+func loadSpecs(path string) ([]engine.PluginSpec, *config.File, error) {
 	if strings.HasSuffix(path, ".lua") {
-		return []host.PluginSpec{{File: path}}, nil, nil
+		return []engine.PluginSpec{{File: path}}, nil, nil
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -44,7 +44,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1
 	}
-	eng := host.New(host.Options{Logger: log})
+	eng := engine.New(engine.Options{Logger: log})
 	defer eng.Close()
 	if err := eng.Load(specs); err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)

@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/pcap"
 	"github.com/luafw/luafw/replay"
 )
@@ -59,10 +59,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// Scripts see the capture's time: rate limits and TTLs behave as they
 	// would have when it was taken.
 	clk := &replay.Clock{}
-	host.SetMemoryCeiling(cfg.MemoryCeiling())
+	engine.SetMemoryCeiling(cfg.MemoryCeiling())
 	opts := cfg.EngineOptions()
 	opts.Logger, opts.Clock = log, clk.Now
-	eng := host.New(opts)
+	eng := engine.New(opts)
 	defer eng.Close()
 	if err := eng.Load(specs); err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
@@ -118,13 +118,13 @@ func createPcap(path string) (w *pcap.Writer, done func() error, err error) {
 }
 
 // parseHooks reads a comma-separated list of hook names ("" is none).
-func parseHooks(list string) ([]host.Hook, error) {
-	var hooks []host.Hook
+func parseHooks(list string) ([]engine.Hook, error) {
+	var hooks []engine.Hook
 	if list == "" {
 		return nil, nil
 	}
 	for _, name := range strings.Split(list, ",") {
-		h, err := host.ParseHook(strings.TrimSpace(name))
+		h, err := engine.ParseHook(strings.TrimSpace(name))
 		if err != nil {
 			return nil, err
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // The per-packet cost of events and capture on the queue reader's path.
@@ -33,8 +33,8 @@ func benchObserver(b *testing.B, cfg string) *Observer {
 
 func BenchmarkOff(b *testing.B) {
 	var o *Observer
-	p := host.Packet{Hook: host.Forward, Data: make([]byte, 60)}
-	d := host.Decision{Verdict: host.Drop}
+	p := engine.Packet{Hook: engine.Forward, Data: make([]byte, 60)}
+	d := engine.Decision{Verdict: engine.Drop}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if o != nil {
@@ -43,10 +43,10 @@ func BenchmarkOff(b *testing.B) {
 	}
 }
 
-func benchRecord(b *testing.B, cfg string, v host.Verdict) {
+func benchRecord(b *testing.B, cfg string, v engine.Verdict) {
 	o := benchObserver(b, cfg)
-	p := host.Packet{Hook: host.Forward, Data: tcpPacketB(b)}
-	d := host.Decision{Verdict: v, By: "guard", ByName: "block_telnet"}
+	p := engine.Packet{Hook: engine.Forward, Data: tcpPacketB(b)}
+	d := engine.Decision{Verdict: v, By: "guard", ByName: "block_telnet"}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -58,17 +58,17 @@ func benchRecord(b *testing.B, cfg string, v host.Verdict) {
 }
 
 func BenchmarkNotChosen(b *testing.B) {
-	benchRecord(b, "events: {file: ev.json}\ncapture: {file: c.pcapng}\n", host.Accept)
+	benchRecord(b, "events: {file: ev.json}\ncapture: {file: c.pcapng}\n", engine.Accept)
 }
 
 func BenchmarkEventRateLimited(b *testing.B) {
-	benchRecord(b, "events: {file: ev.json, rate: 1/h, burst: 1}\n", host.Drop)
+	benchRecord(b, "events: {file: ev.json, rate: 1/h, burst: 1}\n", engine.Drop)
 }
 
 func BenchmarkEventWritten(b *testing.B) {
-	benchRecord(b, "events: {file: ev.json, rate: 0, max_size: 1GiB}\n", host.Drop)
+	benchRecord(b, "events: {file: ev.json, rate: 0, max_size: 1GiB}\n", engine.Drop)
 }
 
 func BenchmarkCapture(b *testing.B) {
-	benchRecord(b, "capture: {file: c.pcapng, max_size: 1GiB}\n", host.Drop)
+	benchRecord(b, "capture: {file: c.pcapng, max_size: 1GiB}\n", engine.Drop)
 }

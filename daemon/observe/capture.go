@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/pcap"
 )
 
@@ -15,11 +15,11 @@ type capRec struct {
 	time      time.Time
 	data      *[]byte
 	origLen   int
-	hook      host.Hook
+	hook      engine.Hook
 	segment   string
 	plugin    string
 	callback  string
-	verdict   host.Verdict
+	verdict   engine.Verdict
 	captureBy string
 }
 
@@ -30,7 +30,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 // "plugin=no_telnet callback=forward hook=forward verdict=drop
 // segment=forward@0" (plugin=- callback=- when no callback decided), with
 // " capture=PLUGIN" when a script asked for the packet with pkt:capture().
-func Comment(plugin, callback string, hook host.Hook, verdict host.Verdict, segment, captureBy string) string {
+func Comment(plugin, callback string, hook engine.Hook, verdict engine.Verdict, segment, captureBy string) string {
 	var sb strings.Builder
 	sb.Grow(96)
 	sb.WriteString("plugin=")

@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 )
 
@@ -15,7 +15,7 @@ import (
 // names are documented in docs/operating.md ("Decision events").
 type Event struct {
 	Time         time.Time
-	Hook         host.Hook
+	Hook         engine.Hook
 	Segment      string
 	Src, Dst     netip.Addr
 	Proto        uint8
@@ -25,9 +25,9 @@ type Event struct {
 	Len          int
 	Plugin       string // "" when no callback decided (a default accept)
 	Callback     string
-	Verdict      host.Verdict
+	Verdict      engine.Verdict
 	Mark         uint32
-	CTState      host.CTState
+	CTState      engine.CTState
 	CTMark       uint32
 	CTMarkKnown  bool
 	CaptureBy    string
@@ -60,7 +60,7 @@ type Record struct {
 }
 
 // newEvent fills an event from a decided packet.
-func newEvent(now time.Time, seg string, p *host.Packet, d *host.Decision) Event {
+func newEvent(now time.Time, seg string, p *engine.Packet, d *engine.Decision) Event {
 	var h packet.Parsed
 	h.Decode(p.Data)
 	e := Event{Time: now, Hook: p.Hook, Segment: seg, Src: h.Src, Dst: h.Dst, Proto: h.Proto,
@@ -108,7 +108,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `,"verdict":`...)
 	b = appendString(b, e.Verdict.String())
 	b = appendNum(b, "mark", uint64(e.Mark))
-	if e.CTState != host.CTUnknown {
+	if e.CTState != engine.CTUnknown {
 		b = append(b, `,"ct_state":`...)
 		b = appendString(b, e.CTState.String())
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/pcap"
 )
@@ -66,8 +66,8 @@ func tcpPacketB(t testing.TB) []byte {
 
 func TestEventJSON(t *testing.T) {
 	now := time.Date(2026, 12, 1, 15, 4, 5, 6, time.UTC)
-	p := host.Packet{Hook: host.Forward, Data: tcpPacket(t), CTState: host.CTNew, CTMark: 7, CTMarkKnown: true}
-	d := host.Decision{Verdict: host.Drop, Hook: host.Forward, By: "no_telnet", ByName: "forward", Mark: 0x10}
+	p := engine.Packet{Hook: engine.Forward, Data: tcpPacket(t), CTState: engine.CTNew, CTMark: 7, CTMarkKnown: true}
+	d := engine.Decision{Verdict: engine.Drop, Hook: engine.Forward, By: "no_telnet", ByName: "forward", Mark: 0x10}
 	e := newEvent(now, "forward@0", &p, &d)
 	line := e.AppendJSON(nil)
 	dec := json.NewDecoder(strings.NewReader(string(line)))
@@ -86,8 +86,8 @@ func TestEventJSON(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", f, want)
 	}
 	// No deciding callback, odd names: still valid JSON, plugin null.
-	d = host.Decision{Verdict: host.Accept}
-	e = newEvent(now, `seg"\`, &host.Packet{Data: []byte{0x45}}, &d)
+	d = engine.Decision{Verdict: engine.Accept}
+	e = newEvent(now, `seg"\`, &engine.Packet{Data: []byte{0x45}}, &d)
 	var m map[string]any
 	if err := json.Unmarshal(e.AppendJSON(nil), &m); err != nil || m["plugin"] != nil || m["segment"] != `seg"\` {
 		t.Fatalf("%s: %v", e.AppendJSON(nil), err)
@@ -133,9 +133,9 @@ func readLines(t *testing.T, path string) []map[string]any {
 func TestEventsRateLimited(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ev.json")
 	o, cancel := observer(t, "events: {file: "+path+", rate: 1/h, burst: 5}\n")
-	p := host.Packet{Hook: host.Input, Data: tcpPacket(t)}
-	drop := host.Decision{Verdict: host.Drop, By: "p", ByName: "cb"}
-	acc := host.Decision{Verdict: host.Accept}
+	p := engine.Packet{Hook: engine.Input, Data: tcpPacket(t)}
+	drop := engine.Decision{Verdict: engine.Drop, By: "p", ByName: "cb"}
+	acc := engine.Decision{Verdict: engine.Accept}
 	for i := 0; i < 50; i++ {
 		o.Record("input@0", &p, &drop)
 		o.Record("input@0", &p, &acc)
@@ -167,9 +167,9 @@ func TestEventsLostWhenBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := host.Packet{Data: tcpPacket(t)}
+	p := engine.Packet{Data: tcpPacket(t)}
 	for i := 0; i < 10; i++ {
-		o.Record("s", &p, &host.Decision{Verdict: host.Reject})
+		o.Record("s", &p, &engine.Decision{Verdict: engine.Reject})
 	}
 	if st := o.Stats(); st.Events.Lost != 6 {
 		t.Fatalf("lost %d, want 6 of 10 with a queue of 4", st.Events.Lost)
@@ -187,10 +187,10 @@ func TestCaptureFiles(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.pcapng")
 	o, cancel := observer(t, "capture: {file: "+path+", max_size: 4KiB, keep: 1}\n")
-	p := host.Packet{Hook: host.Forward, Data: tcpPacket(t)}
-	o.Record("forward@0", &p, &host.Decision{Verdict: host.Drop, By: "no_telnet", ByName: "forward"})
-	o.Record("forward@0", &p, &host.Decision{Verdict: host.Accept, CaptureBy: "watch"})
-	o.Record("forward@0", &p, &host.Decision{Verdict: host.Accept}) // not captured
+	p := engine.Packet{Hook: engine.Forward, Data: tcpPacket(t)}
+	o.Record("forward@0", &p, &engine.Decision{Verdict: engine.Drop, By: "no_telnet", ByName: "forward"})
+	o.Record("forward@0", &p, &engine.Decision{Verdict: engine.Accept, CaptureBy: "watch"})
+	o.Record("forward@0", &p, &engine.Decision{Verdict: engine.Accept}) // not captured
 	cancel()
 	o.Wait()
 	fh, err := os.Open(path)
@@ -235,9 +235,9 @@ func TestCaptureRotates(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.pcapng")
 	o, cancel := observer(t, "capture: {file: "+path+", max_size: 4KiB, keep: 2, queue: 1000}\n")
-	p := host.Packet{Hook: host.Input, Data: tcpPacket(t)}
+	p := engine.Packet{Hook: engine.Input, Data: tcpPacket(t)}
 	for i := 0; i < 200; i++ {
-		o.Record("input@0", &p, &host.Decision{Verdict: host.Drop, By: "p", ByName: "c"})
+		o.Record("input@0", &p, &engine.Decision{Verdict: engine.Drop, By: "p", ByName: "c"})
 		if i%20 == 0 {
 			time.Sleep(time.Millisecond) // let batches be written separately
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/daemon/rotate"
-	"github.com/luafw/luafw/host"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/pcap"
 )
 
@@ -150,7 +150,7 @@ func (o *Observer) Wait() { o.wg.Wait() }
 
 // Record reports a decided packet. seg names the segment (its key); the
 // packet's bytes are copied if it is captured, so p may be reused at once.
-func (o *Observer) Record(seg string, p *host.Packet, d *host.Decision) {
+func (o *Observer) Record(seg string, p *engine.Packet, d *engine.Decision) {
 	evOn := o.events != nil && o.evMask.Has(d.Verdict)
 	capOn := o.capture != nil && (o.capMask.Has(d.Verdict) || d.CaptureBy != "")
 	if !evOn && !capOn {

@@ -52,7 +52,7 @@ func run(out io.Writer) error {
 	// A native callback before the Lua one (mangle runs before filter):
 	// traffic from the management network is accepted at once.
 	mgmt := netip.MustParsePrefix("10.0.9.0/24")
-	if err := eng.RegisterFunc(host.Forward, host.PriorityMangle, "mgmt-allow", func(c *host.Ctx) host.Verdict {
+	if err := eng.Register(host.Forward, host.PriorityMangle, "mgmt-allow", func(c *host.Ctx) host.Verdict {
 		if mgmt.Contains(c.Parsed().Src) {
 			c.Tag("mgmt")
 			return host.Stop

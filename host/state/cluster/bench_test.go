@@ -13,9 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/luafw/luafw/host"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/host/state"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // BenchmarkRealisticState runs a plugin that touches shared state on
@@ -39,18 +39,18 @@ fw.register{hook = "forward", fn = function(pkt)
 	end
 	if not syn:take(pkt.src) then return fw.DROP end
 end}`
-	pkts := make([]*host.Packet, 256)
+	pkts := make([]*engine.Packet, 256)
 	for i := range pkts {
 		data, err := packet.Build(packet.Spec{Src: netip.AddrFrom4([4]byte{10, 1, 2, byte(i)}), Dst: netip.MustParseAddr("10.9.8.7"),
 			Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 443, TCPFlags: packet.TCPSyn, Payload: make([]byte, 64)})
 		if err != nil {
 			b.Fatal(err)
 		}
-		pkts[i] = &host.Packet{Hook: host.Forward, Data: data, CTState: host.CTNew}
+		pkts[i] = &engine.Packet{Hook: engine.Forward, Data: data, CTState: engine.CTNew}
 	}
 	for _, scope := range []string{"local", "cluster"} {
 		b.Run(scope, func(b *testing.B) {
-			opts := host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			opts := engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			redisCmds := func() int64 { return 0 }
 			if scope == "cluster" {
 				r := startRedis(b)
@@ -61,11 +61,11 @@ end}`
 				}
 				redisCmds = func() int64 { return commandsProcessed(b, r.addr) }
 			}
-			e := host.New(opts)
+			e := engine.New(opts)
 			defer e.Close()
-			spec := host.PluginSpec{Name: "realistic", File: "realistic.lua", Source: []byte(plugin),
+			spec := engine.PluginSpec{Name: "realistic", File: "realistic.lua", Source: []byte(plugin),
 				Options: map[string]any{"scope": scope}, Budget: time.Second}
-			if err := e.Load([]host.PluginSpec{spec}); err != nil {
+			if err := e.Load([]engine.PluginSpec{spec}); err != nil {
 				b.Fatal(err)
 			}
 			w := e.NewWorker()
@@ -74,7 +74,7 @@ end}`
 			cpu0, cmds0 := cpuTime(), redisCmds()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if d := w.Run(pkts[i&255]); d.Verdict != host.Accept {
+				if d := w.Run(pkts[i&255]); d.Verdict != engine.Accept {
 					b.Fatalf("verdict %v", d.Verdict)
 				}
 			}

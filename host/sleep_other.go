@@ -1,8 +1,0 @@
-//go:build !linux
-
-package host
-
-import "time"
-
-// sleepSyscall sleeps for d; elsewhere than Linux, on a runtime timer.
-func sleepSyscall(d time.Duration) { time.Sleep(d) }

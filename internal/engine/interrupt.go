@@ -1,0 +1,53 @@
+package engine
+
+import (
+	lua "github.com/luafw/luafw/lua"
+)
+
+// checkEvery is how many units of work (pattern-matching steps, table
+// entries walked, bytes copied in 64-byte units) a builtin does between two
+// looks at its call's budget. A look costs a nanosecond or two (an atomic
+// load, and a non-blocking receive on the context at load time); 1024 steps of the cheapest builtin take
+// well under a microsecond, so a cut-off call returns within microseconds
+// of the watchdog's decision.
+const checkEvery = 1024
+
+// interruptCheck raises a Lua error in L when the watchdog has cut off the
+// running call (the worker's interrupt flag is set; for a top-level run at
+// load, its context is done). The VM looks at them only between
+// instructions; every builtin that can run long in Go calls this
+// (through a budgetMeter) so that a call's budget also bounds time spent
+// inside builtins.
+func interruptCheck(L *lua.LState) {
+	if L.Interrupted() {
+		L.RaiseError("interrupted")
+	}
+	ctx := L.Context()
+	if ctx == nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		L.RaiseError("%v", ctx.Err())
+	default:
+	}
+}
+
+// budgetMeter counts a builtin's work and checks its call's budget every
+// checkEvery units. The zero value is not usable; make one with meter(L).
+type budgetMeter struct {
+	L *lua.LState
+	n int
+}
+
+func meter(L *lua.LState) budgetMeter { return budgetMeter{L: L} }
+
+// step records k units of work and raises a Lua error if the call has been
+// cut off.
+func (m *budgetMeter) step(k int) {
+	m.n += k
+	if m.n >= checkEvery {
+		m.n = 0
+		interruptCheck(m.L)
+	}
+}

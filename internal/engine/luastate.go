@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	lua "github.com/luafw/luafw/lua"
+)
+
+// pluginState is one plugin's Lua state in one worker (or in the load-time
+// probe, where w is nil).
+type pluginState struct {
+	e       *Engine
+	p       *plugin
+	w       *Worker
+	L       *lua.LState
+	self    *lua.LUserData // holds ps: the upvalue of the module functions
+	loading bool
+	epoch   uint64 // of p when made
+	regs    []registration
+	fns     []*lua.LFunction
+	options *lua.LTable    // fw.options, which fw.option reads
+	pkt     *lua.LUserData // the packet view, reused for every packet
+	tcp     *lua.LUserData // pkt.tcp
+	ct      *lua.LUserData // pkt.ct
+}
+
+// Each Lua module of luafw is an open function (openFw, openNet, ...) that
+// builds its table from a package-level table of named functions, as
+// gopher-lua's own modules do. A function that needs its plugin's state
+// gets it through its first upvalue (stateOf), set by SetFuncs.
+
+// stateOf returns the pluginState a module function was registered for.
+func stateOf(L *lua.LState) *pluginState {
+	return L.Get(lua.UpvalueIndex(1)).(*lua.LUserData).Value.(*pluginState)
+}
+
+// newPluginState makes a sandboxed state for p, sets up its API and runs
+// its top level, which registers its callbacks.
+func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
+	ps := &pluginState{e: e, p: p, w: w, L: newSandbox(), loading: true, epoch: p.epoch.Load()}
+	L := ps.L
+	ps.self = L.NewUserData()
+	ps.self.Value = ps
+	g := L.G.Global
+	set := func(name string, v lua.LValue) {
+		if t, ok := v.(*lua.LTable); ok {
+			v = readOnly(L, t, name)
+		}
+		g.RawSetString(name, v)
+	}
+	set("fw", openFw(ps))
+	set("net", openNet(ps))
+	set("state", openState(ps))
+	set("log", openLog(ps))
+	set("time", openTime(ps))
+	set("bit", bitModule(L))
+	set("packet", packetBuilders(L)) // luainject.go
+	g.RawSetString("print", L.NewClosure(luaPrint, ps.self))
+	for name, m := range protoModules(L) {
+		set(name, m)
+	}
+	for _, m := range e.opts.Modules {
+		set(m.Name, m.Open(L))
+	}
+	ps.openPacket()
+
+	ctx, cancel := e.loadContext()
+	defer cancel()
+	L.SetContext(ctx)
+	L.Push(L.NewFunctionFromProto(p.proto))
+	err := L.PCall(0, 0, nil)
+	ps.loading = false
+	if err != nil {
+		L.Close()
+		if context.Cause(ctx) == errMemoryCeiling {
+			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: "top level cut off: the process is near its memory ceiling"}
+		}
+		if ctx.Err() != nil {
+			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: fmt.Sprintf("top level did not finish within %v", loadBudget)}
+		}
+		return nil, luaError(p.spec, err)
+	}
+	if w != nil {
+		L.RemoveContext()
+		L.SetInterrupt(w.intr)
+		if e.heap.limit > 0 {
+			L.SetConcatCheck(w.concatCheck)
+		}
+		if len(ps.regs) != len(p.regs) {
+			L.Close()
+			return nil, fmt.Errorf("plugin %s registered %d callbacks in this worker but %d at load", p.name(), len(ps.regs), len(p.regs))
+		}
+	} else {
+		L.RemoveContext()
+	}
+	return ps, nil
+}

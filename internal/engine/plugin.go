@@ -1,0 +1,243 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lua "github.com/luafw/luafw/lua"
+	"github.com/luafw/luafw/lua/parse"
+
+	"github.com/luafw/luafw/host/netset"
+)
+
+// Defaults for a plugin's failure handling.
+const (
+	DefaultBudget          = 2 * time.Millisecond
+	DefaultQuarantineAfter = 100
+	DefaultQuarantineFor   = 60 * time.Second
+	loadBudget             = 2 * time.Second
+)
+
+// PluginSpec says where a plugin comes from and how it runs.
+type PluginSpec struct {
+	// Name identifies the plugin in logs, metrics and decisions; default:
+	// the file's base name without ".lua".
+	Name string
+	// File is the Lua file. Relative paths given to net.load are resolved
+	// against its directory, and its directory is one the script may read
+	// files from (unless Source is set).
+	File string
+	// AllowDirs are further directories the script may read files from
+	// (net.load); see host/files.go for the rules.
+	AllowDirs []string
+	// Source, when set, is used instead of reading File (File still names
+	// the chunk in error messages).
+	Source []byte
+	// Options is what the script sees as fw.options.
+	Options map[string]any
+	// OnError is the verdict a packet gets when a callback of this plugin
+	// fails or runs out of budget: Accept (pass on, the default) or Drop or
+	// Reject.
+	OnError Verdict
+	// Budget is the time one callback may run; default DefaultBudget.
+	Budget time.Duration
+	// QuarantineAfter consecutive failures quarantine the plugin for
+	// QuarantineFor: its callbacks are skipped and packets get OnError.
+	QuarantineAfter int
+	QuarantineFor   time.Duration
+	// Memory is the estimated bytes one of the plugin's Lua states (there
+	// is one per worker) may keep across calls; default
+	// DefaultPluginMemory. A state over it gets the plugin quarantined and
+	// its states rebuilt.
+	Memory int64
+}
+
+// LoadError is a plugin that failed to load, with the place and the reason.
+type LoadError struct {
+	Plugin string
+	File   string
+	Line   int // 0 when unknown
+	Reason string
+}
+
+func (e *LoadError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Reason)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Reason)
+}
+
+// registration is one fw.register call, as the plugin's first (probe) run
+// made it. Every worker's run of the same chunk must make the same ones.
+type registration struct {
+	name     string
+	hooks    []Hook
+	priority int
+	matcher  *matcher // nil: every packet
+}
+
+// plugin is a compiled plugin of one loaded set, shared by all workers.
+type plugin struct {
+	spec  PluginSpec
+	index int // position in the load order
+	proto *lua.FunctionProto
+	regs  []registration
+
+	consecFails atomic.Int64
+	quarantined atomic.Int64 // until, in engine clock nanoseconds; 0 = not
+	// epoch counts resets: a worker's state made at an older epoch is
+	// rebuilt before its next packet.
+	epoch    atomic.Uint64
+	counters *pluginCounters
+
+	filesMu   sync.Mutex
+	files     map[string]*netset.Set // net.load cache by resolved path, shared by workers
+	allowDirs []string               // where net.load may read, resolved at load
+
+	logLimiter tokenLimiter
+}
+
+func (p *plugin) name() string { return p.spec.Name }
+
+// normalize fills the defaults of a spec.
+func (s PluginSpec) normalize() PluginSpec {
+	if s.Name == "" {
+		s.Name = strings.TrimSuffix(filepath.Base(s.File), ".lua")
+	}
+	if s.Budget <= 0 {
+		s.Budget = DefaultBudget
+	}
+	if s.QuarantineAfter <= 0 {
+		s.QuarantineAfter = DefaultQuarantineAfter
+	}
+	if s.QuarantineFor <= 0 {
+		s.QuarantineFor = DefaultQuarantineFor
+	}
+	if s.Memory <= 0 {
+		s.Memory = DefaultPluginMemory
+	}
+	return s
+}
+
+// compile reads and compiles a plugin's chunk. Syntax errors come back as a
+// *LoadError with the line.
+func compile(spec PluginSpec) (*lua.FunctionProto, error) {
+	src := spec.Source
+	if src == nil {
+		b, err := os.ReadFile(spec.File)
+		if err != nil {
+			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
+		}
+		src = b
+	}
+	chunk, err := parse.Parse(bytes.NewReader(src), spec.File)
+	if err != nil {
+		return nil, syntaxError(spec, src, err)
+	}
+	proto, err := lua.Compile(chunk, spec.File)
+	if err != nil {
+		return nil, syntaxError(spec, src, err)
+	}
+	boxedKeys(proto)
+	return proto, nil
+}
+
+// syntaxError turns gopher-lua's parse errors ("FILE line:N(column:M) near
+// 'x': reason") into a LoadError with the line.
+func syntaxError(spec PluginSpec, src []byte, err error) error {
+	var perr *parse.Error
+	if errors.As(err, &perr) {
+		if perr.Pos.Line <= 0 { // at the end of the chunk
+			return &LoadError{Plugin: spec.Name, File: spec.File, Line: bytes.Count(src, []byte("\n")) + 1,
+				Reason: fmt.Sprintf("syntax error at end of file: %s", strings.TrimSpace(perr.Message))}
+		}
+		return &LoadError{Plugin: spec.Name, File: spec.File, Line: perr.Pos.Line,
+			Reason: fmt.Sprintf("syntax error near %q: %s", perr.Token, strings.TrimSpace(perr.Message))}
+	}
+	msg := err.Error()
+	le := &LoadError{Plugin: spec.Name, File: spec.File, Reason: msg}
+	if i := strings.Index(msg, "line:"); i >= 0 {
+		fmt.Sscanf(msg[i+len("line:"):], "%d", &le.Line)
+	}
+	return le
+}
+
+// luaError turns an error raised while running Lua into a LoadError, taking
+// "FILE:LINE: reason" apart when the message has it.
+func luaError(spec PluginSpec, err error) error {
+	msg := err.Error()
+	var aerr *lua.ApiError
+	if errors.As(err, &aerr) {
+		msg = aerr.Object.String()
+	}
+	return &LoadError{Plugin: spec.Name, File: spec.File, Line: lineOf(msg, spec.File), Reason: stripWhere(msg, spec.File)}
+}
+
+// lineOf finds "FILE:LINE:" in a Lua error message.
+func lineOf(msg, file string) int {
+	i := strings.Index(msg, file+":")
+	if i < 0 {
+		return 0
+	}
+	var line int
+	fmt.Sscanf(msg[i+len(file)+1:], "%d", &line)
+	return line
+}
+
+// stripWhere removes a leading "FILE:LINE: " from msg.
+func stripWhere(msg, file string) string {
+	if !strings.HasPrefix(msg, file+":") {
+		return msg
+	}
+	rest := msg[len(file)+1:]
+	if i := strings.Index(rest, ": "); i >= 0 {
+		return rest[i+2:]
+	}
+	return msg
+}
+
+// quarantinedAt reports whether the plugin is quarantined at time now.
+func (p *plugin) quarantinedAt(now int64) bool {
+	until := p.quarantined.Load()
+	return until != 0 && now < until
+}
+
+// tokenLimiter is a small mutex-guarded token bucket for log lines.
+type tokenLimiter struct {
+	mu      sync.Mutex
+	tokens  float64
+	last    int64
+	dropped int64
+}
+
+const (
+	logRate  = 20.0  // lines per second per plugin
+	logBurst = 100.0 // lines at once
+)
+
+// allow reports whether one more line may be logged at time now (ns); it
+// returns how many were suppressed since the last allowed line.
+func (t *tokenLimiter) allow(now int64) (ok bool, suppressed int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == 0 {
+		t.tokens = logBurst
+	} else {
+		t.tokens = min(logBurst, t.tokens+float64(now-t.last)/1e9*logRate)
+	}
+	t.last = now
+	if t.tokens < 1 {
+		t.dropped++
+		return false, 0
+	}
+	t.tokens--
+	suppressed, t.dropped = t.dropped, 0
+	return true, suppressed
+}

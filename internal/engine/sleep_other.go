@@ -1,0 +1,8 @@
+//go:build !linux
+
+package engine
+
+import "time"
+
+// sleepSyscall sleeps for d; elsewhere than Linux, on a runtime timer.
+func sleepSyscall(d time.Duration) { time.Sleep(d) }

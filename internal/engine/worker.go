@@ -1,0 +1,421 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	lua "github.com/luafw/luafw/lua"
+)
+
+// A worker's budget holds one of these once the watchdog cut a call off:
+// for its time budget, or for the process's memory ceiling.
+const (
+	interrupted = -1
+	memoryCut   = -2
+)
+
+// failKind says how a callback failed.
+type failKind uint8
+
+const (
+	failError failKind = iota
+	failTimeout
+	failMemory
+)
+
+// Worker runs packets through the chains. Each worker owns one Lua state per
+// plugin and must be used by one goroutine at a time; make one per
+// goroutine (per queue reader). Compiled code is shared by all workers.
+type Worker struct {
+	eng      *Engine
+	id       int
+	gen      *generation
+	ps       []*pluginState // by plugin index of gen
+	ctx      Ctx
+	tags     []string
+	injected []Injected // reused backing array of Ctx.injected
+	calls    uint64     // callbacks run, for latency sampling
+
+	// Budget enforcement without reading the clock per call: the worker
+	// publishes the running call's sequence number and budget (0 when
+	// idle, interrupted once cut off); the watchdog notes when it first
+	// saw a call running and cuts it off once it has seen it run for the
+	// whole budget, by its own clock, by setting intr, the interrupt flag
+	// the VMs of all the worker's Lua states look at between instructions
+	// (one atomic load; third_party/gopher-lua's patch). wdSeq, wdFirst
+	// and wdLastSeq (the call sequence at the last tick) belong to the
+	// watchdog goroutine.
+	callSeq   atomic.Uint64
+	budget    atomic.Int64
+	intr      *atomic.Int32
+	wdSeq     uint64
+	wdFirst   int64
+	wdLastSeq uint64
+
+	// chores is work asked of the worker between packets (choreMeasure,
+	// choreRebuild); mem measures its plugins' states, no sooner than
+	// measureAfter.
+	chores       atomic.Uint32
+	mem          memWalker
+	measureAfter time.Time
+
+	ct CTSource
+
+	tr        *workerTrace // tracing state, made when a tap first attaches
+	traceHold bool
+}
+
+// CTSource looks up a connection's mark when a script reads pkt.ct.mark and
+// the packet did not carry it (the kernel side sets one per worker).
+type CTSource interface {
+	CTMark(c *Ctx) (mark uint32, ok bool)
+}
+
+// NewWorker returns a worker for the engine's running plugins; it follows
+// reloads by itself. Close it when done.
+func (e *Engine) NewWorker() *Worker {
+	w := &Worker{eng: e, intr: new(atomic.Int32)}
+	w.ctx.w = w
+	e.workersMu.Lock()
+	e.nextID++
+	w.id = e.nextID
+	e.workers[w] = struct{}{}
+	e.workersMu.Unlock()
+	return w
+}
+
+// SetCTSource sets where the worker looks up conntrack marks.
+func (w *Worker) SetCTSource(src CTSource) { w.ct = src }
+
+// Close releases the worker's Lua states.
+func (w *Worker) Close() {
+	w.eng.workersMu.Lock()
+	delete(w.eng.workers, w)
+	w.eng.workersMu.Unlock()
+	for _, ps := range w.ps {
+		if ps != nil {
+			ps.L.Close()
+		}
+	}
+	w.ps = nil
+	w.gen = nil
+	if w.tr != nil {
+		w.tr.close()
+	}
+}
+
+// startCall publishes a Lua call about to run for the watchdog.
+func (w *Worker) startCall(budget time.Duration) {
+	w.callSeq.Store(w.callSeq.Load() + 1)
+	w.budget.Store(int64(budget))
+	// After the store: a watchdog going to sleep sees the budget, or
+	// this sees it asleep (host/idle.go).
+	w.eng.wake()
+}
+
+// cut interrupts the running call once the caller has won the budget
+// (swapped it for interrupted or memoryCut).
+func (w *Worker) cut() { w.intr.Store(1) }
+
+// clearInterrupt readies the worker's states for the next call after its
+// call was cut. The cutter sets the flag right after it won the budget;
+// waiting for that store keeps it from landing on the next call.
+func (w *Worker) clearInterrupt() {
+	for w.intr.Load() == 0 {
+		runtime.Gosched()
+	}
+	w.intr.Store(0)
+}
+
+// checkBudget is called by the watchdog at time now: it cuts off a call it
+// has seen running for longer than its budget. It reports whether the
+// worker runs a call or started one since the last tick (host/idle.go).
+func (w *Worker) checkBudget(now int64) (busy bool) {
+	b := w.budget.Load()
+	seq := w.callSeq.Load() // after the budget: at least the running call's
+	busy = b != 0 || seq != w.wdLastSeq
+	w.wdLastSeq = seq
+	if b <= 0 {
+		w.wdSeq = 0
+		return busy
+	}
+	if seq != w.wdSeq {
+		w.wdSeq, w.wdFirst = seq, now
+		return true
+	}
+	if now-w.wdFirst >= b && w.budget.CompareAndSwap(b, interrupted) {
+		w.cut()
+	}
+	return true
+}
+
+// sync brings the worker's Lua states in line with the running generation,
+// keeping the states of plugins that are unchanged.
+func (w *Worker) sync(g *generation) {
+	old := map[*plugin]*pluginState{}
+	for _, ps := range w.ps {
+		if ps != nil {
+			old[ps.p] = ps
+		}
+	}
+	next := make([]*pluginState, len(g.plugins))
+	for i, p := range g.plugins {
+		if ps, ok := old[p]; ok {
+			next[i] = ps
+			delete(old, p)
+			continue
+		}
+		ps, err := w.eng.newPluginState(p, w)
+		if err != nil {
+			// The probe ran the same code; a failure here is the script
+			// behaving differently per run. Its callbacks fail over to
+			// on_error until it loads.
+			w.eng.log.Error("plugin failed to start in worker", "plugin", p.name(), "err", err)
+			continue
+		}
+		next[i] = ps
+	}
+	for _, ps := range old {
+		ps.L.Close()
+	}
+	w.ps = next
+	w.gen = g
+}
+
+// Run runs the packet through its hook's whole chain.
+func (w *Worker) Run(p *Packet) Decision {
+	return w.RunRange(p, math.MinInt, math.MaxInt)
+}
+
+// RunRange runs only the callbacks of the packet's hook whose priority is
+// in [lo, hi): the part of the chain one kernel diversion covers.
+func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
+	w.eng.wake()
+	if g := w.eng.gen.Load(); g != w.gen {
+		w.sync(g)
+	}
+	if w.chores.Load() != 0 {
+		w.doChores()
+	}
+	c := &w.ctx
+	c.reset(p)
+	d := Decision{Verdict: Accept, Hook: p.Hook}
+	if int(p.Hook) >= NumHooks {
+		return d
+	}
+	// The only cost of tracing while no tap is attached: one atomic load.
+	var tr *workerTrace
+	if t := w.eng.tap.Load(); t != nil {
+		tr = w.traceBegin(t, c)
+	}
+	chain := w.gen.chains[p.Hook]
+	for i := range chain {
+		en := &chain[i]
+		if en.priority < lo {
+			continue
+		}
+		if en.priority >= hi {
+			break
+		}
+		if en.matcher != nil && !en.matcher.admits(c) {
+			continue
+		}
+		if tr != nil {
+			tr.before(w, c)
+		}
+		v, failed := w.call(en, c)
+		if tr != nil {
+			tr.after(w, en, c, v, failed)
+		}
+		if failed {
+			d.Errors++
+		}
+		if v != Accept {
+			d.Verdict = v
+			d.By, d.ByName = en.owner, en.name
+			break
+		}
+	}
+	d.Mark, d.MarkSet = c.mark, c.markSet
+	d.CT = c.ctUpd
+	d.Tags = c.tags
+	d.CaptureBy = c.captureBy
+	if c.Rewritten() {
+		d.Data = c.own.Data
+	}
+	d.Injected = c.injected
+	if tr != nil {
+		w.traceEnd(tr, &d)
+	}
+	return d
+}
+
+// call runs one callback and returns its verdict; failed is true when the
+// plugin's on_error verdict was used instead. One call in latencySample is
+// timed for the latency histogram.
+func (w *Worker) call(en *entry, c *Ctx) (v Verdict, failed bool) {
+	slot := en.stats.slot(w.id)
+	w.calls++
+	timed := w.calls%latencySample == 0
+	var t0 int64
+	if timed {
+		t0 = w.eng.nanos()
+	}
+	if en.plugin < 0 {
+		v, failed = w.callGo(en, c)
+	} else {
+		v, failed = w.callLua(en, c)
+	}
+	slot.verdicts[v].Add(1)
+	if timed {
+		slot.observe(w.eng.nanos() - t0)
+	}
+	return v, failed
+}
+
+func (w *Worker) callGo(en *entry, c *Ctx) (v Verdict, failed bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.eng.log.Error("go callback panicked", "callback", en.name, "panic", r, "stack", string(debug.Stack()))
+			en.stats.slot(w.id).errors.Add(1)
+			v, failed = Accept, true
+		}
+	}()
+	c.cur = en.owner
+	v = en.goFn(c)
+	if v >= numVerdicts {
+		w.eng.log.Error("go callback returned an unknown verdict", "callback", en.name, "verdict", uint8(v))
+		return Accept, true
+	}
+	return v, false
+}
+
+func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
+	start := w.eng.coarse.Load()
+	p := w.gen.plugins[en.plugin]
+	ps := w.ps[en.plugin]
+	if ps == nil {
+		return w.fail(en, p, "plugin is not running in this worker", failError), true
+	}
+	if p.quarantinedAt(start) {
+		en.stats.slot(w.id).skipped.Add(1)
+		return p.spec.OnError, true
+	}
+	c.cur = p.name()
+	L := ps.L
+	w.startCall(p.spec.Budget)
+	L.Push(ps.fns[en.reg])
+	L.Push(ps.pkt)
+	err := L.PCall(1, 1, nil)
+	why := w.budget.Swap(0)
+	cut := why < 0
+	if cut {
+		w.clearInterrupt()
+	}
+	var ret lua.LValue = lua.LNil
+	if err == nil {
+		ret = L.Get(-1)
+		L.Pop(1)
+	}
+	if cut {
+		// Even a script that caught the interruption with pcall has
+		// overrun: the packet gets the failure verdict.
+		if why == memoryCut {
+			return w.fail(en, p, fmt.Sprintf("callback %q cut off: the process is near its memory ceiling", en.name), failMemory), true
+		}
+		return w.fail(en, p, fmt.Sprintf("callback %q exceeded its budget of %v", en.name, p.spec.Budget), failTimeout), true
+	}
+	if err != nil {
+		return w.fail(en, p, errorText(err), failError), true
+	}
+	v, ok := verdictOf(ret)
+	if !ok {
+		return w.fail(en, p, fmt.Sprintf("callback %q returned %s %q, not a verdict (fw.ACCEPT, fw.DROP, ...)", en.name, ret.Type(), ret.String()), failError), true
+	}
+	if p.consecFails.Load() != 0 {
+		p.consecFails.Store(0)
+		if q := p.quarantined.Load(); q != 0 && p.quarantined.CompareAndSwap(q, 0) {
+			w.eng.log.Info("plugin released from quarantine", "plugin", p.name())
+		}
+	}
+	return v, false
+}
+
+// verdictOf reads a callback's return value.
+func verdictOf(v lua.LValue) (Verdict, bool) {
+	switch x := v.(type) {
+	case *lua.LNilType:
+		return Accept, true
+	case lua.LNumber:
+		switch int(x) {
+		case luaAccept:
+			return Accept, true
+		case luaDrop:
+			return Drop, true
+		case luaStop:
+			return Stop, true
+		case luaReject:
+			return Reject, true
+		case luaRepeat:
+			return Repeat, true
+		}
+	case lua.LString:
+		if vd, err := ParseVerdict(string(x)); err == nil {
+			return vd, true
+		}
+	case lua.LBool:
+		// true reads as "pass", false as drop: handy for predicates.
+		if x {
+			return Accept, true
+		}
+		return Drop, true
+	}
+	return Accept, false
+}
+
+// fail counts a failed callback, quarantines the plugin after too many in a
+// row, and returns the plugin's on_error verdict.
+func (w *Worker) fail(en *entry, p *plugin, reason string, kind failKind) Verdict {
+	slot := en.stats.slot(w.id)
+	switch kind {
+	case failTimeout:
+		slot.timeouts.Add(1)
+	case failMemory:
+		slot.memory.Add(1)
+	default:
+		slot.errors.Add(1)
+	}
+	now := w.eng.coarse.Load()
+	n := p.consecFails.Add(1)
+	if ok, suppressed := p.logLimiter.allow(now); ok {
+		w.eng.log.Warn("callback failed", "plugin", p.name(), "callback", en.name, "hook", w.ctx.pkt.Hook.String(),
+			"reason", reason, "on_error", p.spec.OnError.String(), "suppressed", suppressed)
+	}
+	if n >= int64(p.spec.QuarantineAfter) {
+		q := p.quarantined.Load()
+		if !p.quarantinedAt(now) && p.quarantined.CompareAndSwap(q, now+int64(p.spec.QuarantineFor)) {
+			w.eng.log.Error("plugin quarantined", "plugin", p.name(), "consecutive_failures", n,
+				"for", p.spec.QuarantineFor.String(), "on_error", p.spec.OnError.String(), "last_reason", reason)
+		}
+	}
+	return p.spec.OnError
+}
+
+// errorText is a Lua error's message without gopher-lua's stack traceback.
+func errorText(err error) string {
+	var msg string
+	if aerr, ok := err.(*lua.ApiError); ok {
+		msg = aerr.Object.String()
+	} else {
+		msg = err.Error()
+	}
+	if i := strings.Index(msg, "\nstack traceback:"); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
