@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // benchConfig renders a configuration template as the bench does, with a

@@ -17,8 +17,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/state"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // File is a whole configuration file.

@@ -16,8 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/state/cluster"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // newClusterState builds the cluster state that cfg's state section asks

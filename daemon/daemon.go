@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/state/cluster"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 

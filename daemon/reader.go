@@ -17,9 +17,9 @@ type queueReader struct {
 	beat    *heartbeat
 	obs     *observe.Observer // nil when events and capture are off
 	names   ifNames
-	first   uint16         // the socket's first queue number
+	first   uint16           // the socket's first queue number
 	stateOf []engine.CTState // ct state by queue number - first
-	skip    uint32         // luafw's reserved mark bits
+	skip    uint32           // luafw's reserved mark bits
 	reject  uint32
 	// pkt is the packet handed to the engine, reused from packet to packet
 	// (the engine keeps it only until the next run).

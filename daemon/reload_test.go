@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // When the rules of a reload cannot be installed, the plugins that ran

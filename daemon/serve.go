@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq"
 )
 

@@ -13,8 +13,8 @@ import (
 	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/config"
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/pcap"
 	"github.com/luafw/luafw/replay"
 )

@@ -10,8 +10,8 @@ import (
 
 	lua "github.com/luafw/luafw/lua"
 
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // Default addresses and ports of the packet constructors: documentation

@@ -5,8 +5,8 @@ import (
 
 	lua "github.com/luafw/luafw/lua"
 
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // Rewrites and injected packets in decision tables: d.rewritten is the

@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/pcap"
 )
 
@@ -252,7 +252,7 @@ func ApplyCT(f *pcap.Flow, u engine.CTUpdate) {
 type Options struct {
 	Path  []engine.Hook // the hooks each packet walks (see Paths)
 	Hooks []engine.Hook // when set, only these hooks of the path
-	Clock *Clock      // when set, moved to each packet's timestamp before it runs
+	Clock *Clock        // when set, moved to each packet's timestamp before it runs
 	// Out, when set, gets the packets as they leave (Replayer.Out), with
 	// the timestamp of the packet they left with.
 	Out *pcap.Writer

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/pcap"
 )
 

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/host/dnsmsg"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/host/tlshello"
+	"github.com/luafw/luafw/internal/engine"
 )
 
 // Go-side tests of the shipped plugins: what the Lua tests (luafw test
