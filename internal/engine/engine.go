@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"slices"
 	"sync"
@@ -149,7 +150,7 @@ type Engine struct {
 // 65536, for the program's own gopher-lua states too; call it before
 // starting any (see maxArrayIndex).
 func New(opts Options) *Engine {
-	boundArrays()
+	sandbox.BoundArrays()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

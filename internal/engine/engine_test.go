@@ -3,10 +3,13 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -824,3 +827,53 @@ func TestConcurrentWorkersAndReload(t *testing.T) {
 		t.Fatalf("counter = %d, want %d", got, workers*per)
 	}
 }
+
+// luafw's own values print as before (pkt by name), others by id; print and
+// log show ids too.
+func TestToStringOfLuafwValues(t *testing.T) {
+	e, logs := newTestEngine(t)
+	mustLoad(t, e, src("names", `
+		local set = net.set{"10.0.0.0/8"}
+		fw.register{hook = "input", fn = function(pkt)
+			pkt:tag(tostring(pkt))
+			pkt:tag(tostring(pkt.tcp))
+			pkt:tag(string.format("%s", pkt.ct))
+			pkt:tag(tostring(set))
+			print("printed", {})
+			log.info("logged", {t = {}})
+		end}`))
+	d := e.Process(&Packet{Hook: Input, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)})
+	if len(d.Tags) != 4 || d.Tags[0] != "pkt" || d.Tags[1] != "pkt.tcp" || d.Tags[2] != "pkt.ct" ||
+		!regexp.MustCompile(`^userdata: 0x[0-9a-f]{16}$`).MatchString(d.Tags[3]) {
+		t.Fatalf("tags %q (errors %d)", d.Tags, d.Errors)
+	}
+	out := logs.String()
+	id := `table: 0x[0-9a-f]{16}\b`
+	if !regexp.MustCompile(`msg="printed\\t`+id).MatchString(out) || !regexp.MustCompile(`t="`+id).MatchString(out) {
+		t.Fatalf("logs do not show ids:\n%s", out)
+	}
+}
+
+// A long list from the configuration reads like any Lua list, past the
+// array bound too.
+func TestLongOptionList(t *testing.T) {
+	e, _ := newTestEngine(t)
+	list := make([]any, sandbox.MaxArrayIndex+100)
+	for i := range list {
+		list[i] = i + 1
+	}
+	list[1] = nil
+	spec := src("opts", `
+		local l = fw.options.list
+		assert(l[1] == 1 and l[2] == nil and l[3] == 3, "the nil keeps its place")
+		assert(l[%d] == %d and table.getn(l) == %d, "reads past the array part")
+		fw.register{hook = "input", fn = function() end}`)
+	n := len(list)
+	spec.Source = []byte(fmt.Sprintf(string(spec.Source), n, n, n))
+	spec.Options = map[string]any{"list": list}
+	mustLoad(t, e, spec)
+}
+
+// Ids are a permutation of addresses: neighbouring addresses (as a heap
+// hands out) never share an id, and two states name the same address
+// differently.

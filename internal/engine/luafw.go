@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/luafw/luafw/internal/sandbox"
 	"math"
 	"slices"
 	"sort"
@@ -36,16 +37,16 @@ func openFw(ps *pluginState) *lua.LTable {
 	}
 	// Read-only like fw itself; pairs, ipairs and # work on them (see
 	// readonly.go).
-	fw.RawSetString("priority", readOnly(L, prio, "fw.priority"))
+	fw.RawSetString("priority", sandbox.ReadOnly(L, prio, "fw.priority"))
 	hooks := L.NewTable()
 	for _, h := range Hooks() {
 		hooks.Append(lua.LString(h.String()))
 	}
-	fw.RawSetString("hooks", readOnly(L, hooks, "fw.hooks"))
+	fw.RawSetString("hooks", sandbox.ReadOnly(L, hooks, "fw.hooks"))
 	fw.RawSetString("plugin", lua.LString(ps.p.name()))
 	ps.options = L.NewTable()
 	for k, v := range ps.p.spec.Options {
-		ps.options.RawSetString(k, goToLua(L, v))
+		ps.options.RawSetString(k, sandbox.GoToLua(L, v))
 	}
 	fw.RawSetString("options", ps.options)
 	return fw
@@ -99,9 +100,9 @@ func fwKeys(L *lua.LState) int {
 	t := L.CheckTable(1)
 	var nums []float64
 	var strs []string
-	m := meter(L)
+	m := sandbox.Meter(L)
 	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
-		m.step(1)
+		m.Step(1)
 		switch x := k.(type) {
 		case lua.LNumber:
 			nums = append(nums, float64(x))
@@ -202,7 +203,7 @@ func parseHooks(v lua.LValue) ([]Hook, error) {
 	case *lua.LTable:
 		var hooks []Hook
 		var err error
-		contents(x).ForEach(func(_, hv lua.LValue) {
+		sandbox.Contents(x).ForEach(func(_, hv lua.LValue) {
 			s, ok := hv.(lua.LString)
 			if !ok {
 				err = fmt.Errorf("hook list entries must be strings, not %s", hv.Type())

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"sort"
 	"strings"
@@ -69,9 +70,9 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 	if printStyle != 0 {
 		msg = printMessage(L)
 	} else {
-		msg = cut(luaToText(L, L.Get(1)), maxLogMessage)
+		msg = cut(sandbox.ToText(L, L.Get(1)), maxLogMessage)
 		if t, ok := L.Get(2).(*lua.LTable); ok {
-			attrs = appendFields(L, attrs, contents(t))
+			attrs = appendFields(L, attrs, sandbox.Contents(t))
 		}
 	}
 	if suppressed > 0 {
@@ -87,13 +88,13 @@ func (e *Engine) scriptLog(ps *pluginState, level slog.Level, L *lua.LState, pri
 // bytes; the arguments after that are not looked at.
 func printMessage(L *lua.LState) string {
 	var b strings.Builder
-	m := meter(L)
+	m := sandbox.Meter(L)
 	for i := 1; i <= L.GetTop() && b.Len() <= maxLogMessage; i++ {
-		m.step(1)
+		m.Step(1)
 		if i > 1 {
 			b.WriteByte('\t')
 		}
-		s := luaToText(L, L.Get(i))
+		s := sandbox.ToText(L, L.Get(i))
 		b.WriteString(s[:min(len(s), maxLogMessage+1-b.Len())]) // the final cut marks it
 	}
 	return cut(b.String(), maxLogMessage)
@@ -108,15 +109,15 @@ func appendFields(L *lua.LState, attrs []any, t *lua.LTable) []any {
 		v lua.LValue
 	}
 	var fields []field
-	m := meter(L)
+	m := sandbox.Meter(L)
 	more := false
 	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
 		if len(fields) == maxLogFields {
 			more = true
 			break
 		}
-		m.step(1)
-		fields = append(fields, field{cut(objectName(L, k), maxLogKey), v})
+		m.Step(1)
+		fields = append(fields, field{cut(sandbox.ObjectName(L, k), maxLogKey), v})
 	}
 	sort.Slice(fields, func(i, j int) bool { return fields[i].k < fields[j].k })
 	for _, f := range fields {
@@ -135,7 +136,7 @@ func luaToAttr(L *lua.LState, v lua.LValue) any {
 	case lua.LBool:
 		return bool(x)
 	}
-	return cut(objectName(L, v), maxLogValue)
+	return cut(sandbox.ObjectName(L, v), maxLogValue)
 }
 
 // cut shortens s to at most n bytes, ending in "..." when it was longer,

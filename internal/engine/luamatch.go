@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/luafw/luafw/internal/sandbox"
 	"math"
 	"strings"
 
@@ -87,7 +88,7 @@ func listOf[T any](v lua.LValue, one func(lua.LValue) (T, error)) ([]T, error) {
 	}
 	var out []T
 	var err error
-	contents(t).ForEach(func(_, v lua.LValue) {
+	sandbox.Contents(t).ForEach(func(_, v lua.LValue) {
 		if err != nil {
 			return
 		}

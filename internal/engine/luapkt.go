@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"
 
@@ -110,7 +111,7 @@ func newView(L *lua.LState, name string, readOnlyErr *lua.LFunction, v *pktView,
 	mt.RawSetString("__index", L.NewClosure(viewKeyError, lua.LString(name)))
 	mt.RawSetString("__newindex", readOnlyErr)
 	mt.RawSetString("__tostring", L.NewClosure(viewToString, lua.LString(name)))
-	mt.RawSetString("__metatable", lua.LString(lockedMeta))
+	mt.RawSetString("__metatable", lua.LString(sandbox.LockedMeta))
 	ud := L.NewUserData()
 	ud.Metatable = mt
 	ud.Index = func(L *lua.LState, _ *lua.LUserData, key string) lua.LValue { return get(v, L, key) }

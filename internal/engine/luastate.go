@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"
 )
@@ -38,14 +39,14 @@ func stateOf(L *lua.LState) *pluginState {
 // newPluginState makes a sandboxed state for p, sets up its API and runs
 // its top level, which registers its callbacks.
 func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
-	ps := &pluginState{e: e, p: p, w: w, L: newSandbox(), loading: true, epoch: p.epoch.Load()}
+	ps := &pluginState{e: e, p: p, w: w, L: sandbox.NewState(), loading: true, epoch: p.epoch.Load()}
 	L := ps.L
 	ps.self = L.NewUserData()
 	ps.self.Value = ps
 	g := L.G.Global
 	set := func(name string, v lua.LValue) {
 		if t, ok := v.(*lua.LTable); ok {
-			v = readOnly(L, t, name)
+			v = sandbox.ReadOnly(L, t, name)
 		}
 		g.RawSetString(name, v)
 	}
@@ -54,7 +55,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	set("state", openState(ps))
 	set("log", openLog(ps))
 	set("time", openTime(ps))
-	set("bit", bitModule(L))
+	set("bit", sandbox.OpenBit(L))
 	set("packet", packetBuilders(L)) // luainject.go
 	g.RawSetString("print", L.NewClosure(luaPrint, ps.self))
 	for name, m := range protoModules(L) {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/luafw/luafw/internal/sandbox"
 	lua "github.com/luafw/luafw/lua"
 )
 
@@ -11,7 +12,7 @@ import (
 func openType(L *lua.LState, typ string, methods map[string]lua.LGFunction) {
 	mt := L.NewTypeMetatable(typ)
 	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), methods))
-	mt.RawSetString("__metatable", lua.LString(lockedMeta))
+	mt.RawSetString("__metatable", lua.LString(sandbox.LockedMeta))
 }
 
 // pushUD returns v to the script with the methods of the type metatable typ.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -193,8 +194,8 @@ func lastLines(s string, n int) string {
 // the call's context already cancelled, as the watchdog leaves it: each
 // must notice within its work and raise the context's error.
 func TestLongBuiltinsHonourTheBudget(t *testing.T) {
-	boundArrays()
-	L := newSandbox()
+	sandbox.BoundArrays()
+	L := sandbox.NewState()
 	defer L.Close()
 	if err := L.DoString(`
 		NUMS = {} for i = 1, 30000 do NUMS[i] = (i * 7919) % 30000 end

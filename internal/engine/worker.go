@@ -2,10 +2,10 @@ package engine
 
 import (
 	"fmt"
+	"github.com/luafw/luafw/internal/sandbox"
 	"math"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -331,7 +331,7 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 		return w.fail(en, p, fmt.Sprintf("callback %q exceeded its budget of %v", en.name, p.spec.Budget), failTimeout), true
 	}
 	if err != nil {
-		return w.fail(en, p, errorText(err), failError), true
+		return w.fail(en, p, sandbox.ErrorText(err), failError), true
 	}
 	v, ok := verdictOf(ret)
 	if !ok {
@@ -404,18 +404,4 @@ func (w *Worker) fail(en *entry, p *plugin, reason string, kind failKind) Verdic
 		}
 	}
 	return p.spec.OnError
-}
-
-// errorText is a Lua error's message without gopher-lua's stack traceback.
-func errorText(err error) string {
-	var msg string
-	if aerr, ok := err.(*lua.ApiError); ok {
-		msg = aerr.Object.String()
-	} else {
-		msg = err.Error()
-	}
-	if i := strings.Index(msg, "\nstack traceback:"); i >= 0 {
-		msg = msg[:i]
-	}
-	return msg
 }

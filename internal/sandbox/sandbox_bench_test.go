@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"testing"
@@ -25,14 +25,14 @@ func benchChunk(b *testing.B, L *lua.LState, code string) {
 	}
 }
 
-// BenchmarkArrayBound: one instruction, t[maxArrayIndex-1] = 1 on an empty
+// BenchmarkArrayBound: one instruction, t[MaxArrayIndex-1] = 1 on an empty
 // table (gopher-lua pads the array part with nils up to the key), and #t
 // on a table padded that way.
 func BenchmarkArrayBound(b *testing.B) {
-	boundArrays()
-	L := newSandbox()
+	BoundArrays()
+	L := NewState()
 	defer L.Close()
-	L.SetGlobal("N", lua.LNumber(maxArrayIndex-1))
+	L.SetGlobal("N", lua.LNumber(MaxArrayIndex-1))
 	b.Run("pad", func(b *testing.B) { benchChunk(b, L, `local t = {} t[N] = 1`) })
 	if err := L.DoString(`P = {} P[N] = 1 P[N] = nil`); err != nil {
 		b.Fatal(err)
@@ -41,7 +41,7 @@ func BenchmarkArrayBound(b *testing.B) {
 }
 
 func BenchmarkBuiltins(b *testing.B) {
-	boundArrays()
+	BoundArrays()
 	for _, c := range []struct{ name, code string }{
 		{"format", `local s = string.format("%s:%d %5.2f %x", "host", 443, 3.14159, 255)`},
 		{"rep", `local s = string.rep("ab", 16)`},
@@ -53,7 +53,7 @@ func BenchmarkBuiltins(b *testing.B) {
 		{"tostring-number", `local s = tostring(12345)`},
 	} {
 		b.Run(c.name+"/sandbox", func(b *testing.B) {
-			L := newSandbox()
+			L := NewState()
 			defer L.Close()
 			benchChunk(b, L, c.code)
 		})

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	lua "github.com/luafw/luafw/lua"
@@ -25,7 +25,7 @@ func lockedBacking(t *lua.LTable) *lua.LTable {
 
 // contents is what a builtin reading t directly should read: the backing
 // table of a proxy, else t.
-func contents(t *lua.LTable) *lua.LTable {
+func Contents(t *lua.LTable) *lua.LTable {
 	if b := lockedBacking(t); b != nil {
 		return b
 	}
@@ -52,7 +52,7 @@ func installProxyAware(L *lua.LState) {
 
 // luaNext is next(t [, key]).
 func luaNext(L *lua.LState) int {
-	t := contents(L.CheckTable(1))
+	t := Contents(L.CheckTable(1))
 	k, v := t.Next(L.Get(2))
 	if k == lua.LNil {
 		L.Push(lua.LNil)
@@ -82,7 +82,7 @@ func luaIpairs(L *lua.LState) int {
 }
 
 func ipairsStep(L *lua.LState) int {
-	t := contents(L.CheckTable(1))
+	t := Contents(L.CheckTable(1))
 	i := L.CheckInt(2) + 1
 	v := t.RawGetInt(i)
 	if v == lua.LNil && i >= lua.MaxArrayIndex {
@@ -99,7 +99,7 @@ func ipairsStep(L *lua.LState) int {
 
 // proxyLen is a proxy's __len.
 func proxyLen(L *lua.LState) int {
-	L.Push(lua.LNumber(contents(L.CheckTable(1)).Len()))
+	L.Push(lua.LNumber(Contents(L.CheckTable(1)).Len()))
 	return 1
 }
 

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	lua "github.com/luafw/luafw/lua"
@@ -35,16 +35,16 @@ func interruptCheck(L *lua.LState) {
 
 // budgetMeter counts a builtin's work and checks its call's budget every
 // checkEvery units. The zero value is not usable; make one with meter(L).
-type budgetMeter struct {
+type BudgetMeter struct {
 	L *lua.LState
 	n int
 }
 
-func meter(L *lua.LState) budgetMeter { return budgetMeter{L: L} }
+func Meter(L *lua.LState) BudgetMeter { return BudgetMeter{L: L} }
 
 // step records k units of work and raises a Lua error if the call has been
 // cut off.
-func (m *budgetMeter) step(k int) {
+func (m *BudgetMeter) Step(k int) {
 	m.n += k
 	if m.n >= checkEvery {
 		m.n = 0

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"regexp"
@@ -145,7 +145,7 @@ func FuzzMatchesGopherLua(f *testing.F) {
 	} {
 		f.Add(seed.s, seed.p, seed.init, seed.r)
 	}
-	ours := newSandbox()
+	ours := NewState()
 	ref := lua.NewState(lua.Options{SkipOpenLibs: true})
 	for _, open := range []lua.LGFunction{lua.OpenBase, lua.OpenTable, lua.OpenString} {
 		ref.Push(ref.NewFunction(open))

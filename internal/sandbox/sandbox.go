@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"fmt"
@@ -19,13 +19,13 @@ const (
 )
 
 // lockedMeta is what getmetatable returns for protected tables.
-const lockedMeta = "locked"
+const LockedMeta = "locked"
 
 // newSandbox returns a Lua state with only the safe parts of the standard
 // library: base (without file loading, environments or the GC), string,
 // table, math, and os.time/clock/date. Builtin tables and the string
 // metatable are read-only.
-func newSandbox() *lua.LState {
+func NewState() *lua.LState {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:    true,
 		CallStackSize:   callStackSize,
@@ -75,11 +75,11 @@ func newSandbox() *lua.LState {
 	// script value.
 	strMT := L.NewTable()
 	strMT.RawSetString("__index", copyTable(L, str))
-	strMT.RawSetString("__metatable", lua.LString(lockedMeta))
+	strMT.RawSetString("__metatable", lua.LString(LockedMeta))
 	L.SetMetatable(lua.LString(""), strMT)
 
 	for _, name := range []string{"string", "table", "math", "os"} {
-		g.RawSetString(name, readOnly(L, g.RawGetString(name).(*lua.LTable), name))
+		g.RawSetString(name, ReadOnly(L, g.RawGetString(name).(*lua.LTable), name))
 	}
 	return L
 }
@@ -87,7 +87,7 @@ func newSandbox() *lua.LState {
 // readOnly returns a proxy of t that refuses writes. It reads from a copy
 // of t without metamethod fields, so the string metatable (which is the
 // string library table itself) stays unreachable.
-func readOnly(L *lua.LState, t *lua.LTable, name string) *lua.LTable {
+func ReadOnly(L *lua.LState, t *lua.LTable, name string) *lua.LTable {
 	backing := copyTable(L, t)
 	proxy := L.NewTable()
 	mt := L.NewTable()
@@ -97,7 +97,7 @@ func readOnly(L *lua.LState, t *lua.LTable, name string) *lua.LTable {
 		return 0
 	}))
 	mt.RawSetString("__len", L.NewFunction(proxyLen))
-	mt.RawSetString("__metatable", lua.LString(lockedMeta))
+	mt.RawSetString("__metatable", lua.LString(LockedMeta))
 	L.SetMetatable(proxy, mt)
 	return proxy
 }
@@ -118,7 +118,7 @@ func copyTable(L *lua.LState, t *lua.LTable) *lua.LTable {
 
 func isLocked(t *lua.LTable) bool {
 	mt, ok := t.Metatable.(*lua.LTable)
-	return ok && mt.RawGetString("__metatable") == lua.LString(lockedMeta)
+	return ok && mt.RawGetString("__metatable") == lua.LString(LockedMeta)
 }
 
 // luaRawSet is rawset that refuses the read-only builtin tables.
@@ -149,7 +149,7 @@ func luaCollectGarbage(L *lua.LState) int {
 }
 
 // luaToGo converts a Go value from configuration (YAML) to Lua.
-func goToLua(L *lua.LState, v any) lua.LValue {
+func GoToLua(L *lua.LState, v any) lua.LValue {
 	switch x := v.(type) {
 	case nil:
 		return lua.LNil
@@ -171,19 +171,19 @@ func goToLua(L *lua.LState, v any) lua.LValue {
 			// Not Append: it skips nils (shifting later elements) and
 			// fills the array part past lua.MaxArrayIndex, where reads
 			// no longer look.
-			t.RawSetInt(i+1, goToLua(L, e))
+			t.RawSetInt(i+1, GoToLua(L, e))
 		}
 		return t
 	case map[string]any:
 		t := L.CreateTable(0, len(x))
 		for k, e := range x {
-			t.RawSetString(k, goToLua(L, e))
+			t.RawSetString(k, GoToLua(L, e))
 		}
 		return t
 	case map[any]any:
 		t := L.CreateTable(0, len(x))
 		for k, e := range x {
-			t.RawSet(goToLua(L, k), goToLua(L, e))
+			t.RawSet(GoToLua(L, k), GoToLua(L, e))
 		}
 		return t
 	default:

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"strings"
@@ -32,7 +32,7 @@ var patternBenches = []struct{ name, fn, pat, repl string }{
 // BenchmarkPatterns compares the sandbox's pattern functions (sandbox/...)
 // with gopher-lua's (gopher/...) on ordinary patterns.
 func BenchmarkPatterns(b *testing.B) {
-	ours := newSandbox()
+	ours := NewState()
 	defer ours.Close()
 	ref := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer ref.Close()

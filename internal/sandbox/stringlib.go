@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"strconv"
@@ -172,7 +172,7 @@ func strGsub(L *lua.LState) int {
 		p = p[1:]
 	}
 	m := newMatcher(L)
-	out := gsubBuilder{L: L, meter: meter(L)}
+	out := gsubBuilder{L: L, meter: Meter(L)}
 	n, src, copied := 0, 0, 0 // s[copied:src] is kept but not yet in out
 	for n < maxN {
 		start, end, err := m.Find(s, p, src, true)
@@ -277,7 +277,7 @@ func gsubString(L *lua.LState, m *luapattern.Matcher, out *gsubBuilder, s, r str
 // in 64-byte units.
 type gsubBuilder struct {
 	L     *lua.LState
-	meter budgetMeter
+	meter BudgetMeter
 	b     []byte
 }
 
@@ -285,7 +285,7 @@ func (g *gsubBuilder) add(s string) {
 	if len(s) == 0 {
 		return
 	}
-	g.meter.step(1 + len(s)/64)
+	g.meter.Step(1 + len(s)/64)
 	need := len(g.b) + len(s)
 	if need > maxStringResult {
 		g.L.RaiseError("string.gsub: result exceeds the sandbox limit of %d bytes", maxStringResult)

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"sort"
@@ -15,15 +15,15 @@ import (
 // Why a list may continue past the array part: gopher-lua keeps integer
 // keys 1..lua.MaxArrayIndex-1 in a Go slice and pads it with nils up to a
 // key that is set, so `t[n] = 1` on an empty table allocates and fills n
-// slots in one instruction, which no budget can interrupt. maxArrayIndex
+// slots in one instruction, which no budget can interrupt. MaxArrayIndex
 // lowers that bound; keys beyond it live in the hash part, where reads,
 // writes, pairs and next behave as Lua says. Only the `#` operator (which
 // is gopher-lua's, looking at the array part alone) stops at
-// maxArrayIndex-1; the functions here (table.insert, table.getn, unpack,
+// MaxArrayIndex-1; the functions here (table.insert, table.getn, unpack,
 // ipairs, table.concat, table.sort, table.remove) find the true border.
 
-// maxArrayIndex bounds the array part of every table. The worst single
-// instruction is t[maxArrayIndex-1] = 1 on an empty table, which fills a
+// MaxArrayIndex bounds the array part of every table. The worst single
+// instruction is t[MaxArrayIndex-1] = 1 on an empty table, which fills a
 // slice of that many slots (gopher-lua appends them one at a time, making
 // about five times the slice in garbage). Measured on a busy 2-core
 // machine, one such instruction after a GC (median of 25) / back to back
@@ -45,7 +45,7 @@ import (
 // sandbox must not change what ordinary code computes; the price is a
 // worst instruction of a few ms on an idle machine (the figures above were
 // taken at load 15-20), which the documented budget slack covers.
-const maxArrayIndex = 1 << 16
+const MaxArrayIndex = 1 << 16
 
 // arrayBoundOnce guards the one write to lua.MaxArrayIndex, a package
 // variable of gopher-lua that every table operation reads. It is set
@@ -56,8 +56,8 @@ const maxArrayIndex = 1 << 16
 // semantics as described above.
 var arrayBoundOnce sync.Once
 
-func boundArrays() {
-	arrayBoundOnce.Do(func() { lua.MaxArrayIndex = maxArrayIndex })
+func BoundArrays() {
+	arrayBoundOnce.Do(func() { lua.MaxArrayIndex = MaxArrayIndex })
 }
 
 // rawGetIndex is t[i] without metamethods, for any integer i.
@@ -79,15 +79,15 @@ func tableLen(L *lua.LState, t *lua.LTable) int {
 	if rawGetIndex(t, n+1) == lua.LNil {
 		return n
 	}
-	m := meter(L)
+	m := Meter(L)
 	i, j := n+1, (n+1)*2
 	for rawGetIndex(t, j) != lua.LNil {
-		m.step(1)
+		m.Step(1)
 		i = j
 		if j > int(^uint(0)>>2) {
 			// A table crafted to defeat the doubling: walk linearly.
 			for k := n + 1; ; k++ {
-				m.step(1)
+				m.Step(1)
 				if rawGetIndex(t, k+1) == lua.LNil {
 					return k
 				}
@@ -131,7 +131,7 @@ func tableConcat(L *lua.LState) int {
 	sep := L.OptString(2, "")
 	i, j := L.OptInt(3, 1), optLast(L, 4, t)
 	var b strings.Builder
-	m := meter(L)
+	m := Meter(L)
 	for k := i; k <= j; k++ {
 		var s string
 		switch v := rawGetIndex(t, k).(type) {
@@ -149,7 +149,7 @@ func tableConcat(L *lua.LState) int {
 		if b.Len()+n > maxStringResult {
 			L.RaiseError("table.concat: result exceeds the sandbox limit of %d bytes", maxStringResult)
 		}
-		m.step(1 + n/64)
+		m.Step(1 + n/64)
 		b.WriteString(s)
 		if k != j {
 			b.WriteString(sep)
@@ -175,9 +175,9 @@ func tableInsert(L *lua.LState) int {
 		if pos > e {
 			e = pos
 		}
-		m := meter(L)
+		m := Meter(L)
 		for i := e; i > pos; i-- {
-			m.step(1)
+			m.Step(1)
 			t.RawSetInt(i, rawGetIndex(t, i-1))
 		}
 	default:
@@ -204,9 +204,9 @@ func tableRemove(L *lua.LState) int {
 		return 1
 	}
 	L.Push(rawGetIndex(t, pos))
-	m := meter(L)
+	m := Meter(L)
 	for ; pos < e; pos++ {
-		m.step(1)
+		m.Step(1)
 		t.RawSetInt(pos, rawGetIndex(t, pos+1))
 	}
 	t.RawSetInt(e, lua.LNil)
@@ -216,10 +216,10 @@ func tableRemove(L *lua.LState) int {
 // tableMaxN is table.maxn(t): the largest positive numeric key.
 func tableMaxN(L *lua.LState) int {
 	t := L.CheckTable(1)
-	m := meter(L)
+	m := Meter(L)
 	max := lua.LNumber(0)
 	t.ForEach(func(k, _ lua.LValue) {
-		m.step(1)
+		m.Step(1)
 		if n, ok := k.(lua.LNumber); ok && n > max {
 			max = n
 		}
@@ -239,19 +239,19 @@ func tableGetN(L *lua.LState) int {
 // it was.
 func tableSort(L *lua.LState) int {
 	t := checkWritable(L)
-	s := &luaSorter{L: L, m: meter(L)}
+	s := &luaSorter{L: L, m: Meter(L)}
 	if L.GetTop() >= 2 && L.Get(2) != lua.LNil {
 		s.fn = L.CheckFunction(2)
 	}
 	n := tableLen(L, t)
 	s.v = make([]lua.LValue, n)
 	for i := range s.v {
-		s.m.step(1)
+		s.m.Step(1)
 		s.v[i] = rawGetIndex(t, i+1)
 	}
 	sort.Sort(s)
 	for i, v := range s.v {
-		s.m.step(1)
+		s.m.Step(1)
 		t.RawSetInt(i+1, v)
 	}
 	return 0
@@ -259,7 +259,7 @@ func tableSort(L *lua.LState) int {
 
 type luaSorter struct {
 	L  *lua.LState
-	m  budgetMeter
+	m  BudgetMeter
 	fn *lua.LFunction
 	v  []lua.LValue
 }
@@ -268,7 +268,7 @@ func (s *luaSorter) Len() int      { return len(s.v) }
 func (s *luaSorter) Swap(i, j int) { s.v[i], s.v[j] = s.v[j], s.v[i] }
 
 func (s *luaSorter) Less(i, j int) bool {
-	s.m.step(1)
+	s.m.Step(1)
 	a, b := s.v[i], s.v[j]
 	if s.fn != nil {
 		s.L.Push(s.fn)

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 // bitModule is bit.band/bor/bxor/bnot/lshift/rshift/tohex: Lua 5.1 has no
 // bitwise operators, and marks and flags need them. Like LuaJIT's bit
 // module, but results are unsigned 32-bit (0..0xffffffff), as marks are.
-func bitModule(L *lua.LState) *lua.LTable {
+func OpenBit(L *lua.LState) *lua.LTable {
 	fold := func(op func(a, b uint32) uint32) lua.LGFunction {
 		return func(L *lua.LState) int {
 			acc := checkBits(L, 1)

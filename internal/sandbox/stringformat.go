@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"fmt"
@@ -126,12 +126,12 @@ func luaStrFormat(L *lua.LState) int {
 	top := L.GetTop()
 	arg := 1
 	var b strings.Builder
-	m := meter(L)
+	m := Meter(L)
 	room := func(n int) {
 		if b.Len()+n > maxStringResult {
 			L.RaiseError("string.format: result exceeds the sandbox limit of %d bytes", maxStringResult)
 		}
-		m.step(1 + n/64)
+		m.Step(1 + n/64)
 	}
 	for i := 0; i < len(f); {
 		j := strings.IndexByte(f[i:], '%')
@@ -213,7 +213,7 @@ func formatArgString(L *lua.LState, arg int) string {
 	case lua.LNumber:
 		return v.String()
 	default:
-		return luaToText(L, v)
+		return ToText(L, v)
 	}
 }
 
@@ -302,11 +302,11 @@ func luaStrRep(L *lua.LState) int {
 	copy(buf, s)
 	rest := buf[len(s):]
 	if len(rest) > 0 {
-		m := meter(L)
+		m := Meter(L)
 		filled := copy(rest, sep)
 		filled += copy(rest[filled:], s)
 		for filled < len(rest) {
-			m.step(1 + filled/64)
+			m.Step(1 + filled/64)
 			filled += copy(rest[filled:], rest[:filled])
 		}
 	}

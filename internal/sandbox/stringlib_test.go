@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"fmt"
@@ -223,7 +223,7 @@ func evalExpr(L *lua.LState, expr string) string {
 }
 
 func TestPatternCases(t *testing.T) {
-	L := newSandbox()
+	L := NewState()
 	defer L.Close()
 	for _, tc := range patternCases {
 		got := evalExpr(L, tc.expr)
@@ -251,7 +251,7 @@ func TestLua51Suite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			L := newSandbox()
+			L := NewState()
 			defer L.Close()
 			L.SetGlobal("print", L.NewFunction(func(*lua.LState) int { return 0 }))
 			if err := L.DoString(string(code)); err != nil {

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"crypto/aes"
@@ -74,7 +74,7 @@ func stateIDs(L *lua.LState) *objectIDs {
 }
 
 // objectName is tostring without metamethods: what Lua prints for v.
-func objectName(L *lua.LState, v lua.LValue) string {
+func ObjectName(L *lua.LState, v lua.LValue) string {
 	var kind string
 	var p unsafe.Pointer
 	switch x := v.(type) {
@@ -158,20 +158,20 @@ func luaToString(L *lua.LState, v lua.LValue) lua.LValue {
 	if s, ok := v.(lua.LString); ok {
 		return s
 	}
-	return lua.LString(objectName(L, v))
+	return lua.LString(ObjectName(L, v))
 }
 
 // luaToText is what print, log and %s show for v: luaToString's result, or,
 // when a __tostring returned something other than a string or number,
 // that value's name (its own String would show a Go address).
-func luaToText(L *lua.LState, v lua.LValue) string {
+func ToText(L *lua.LState, v lua.LValue) string {
 	switch r := luaToString(L, v).(type) {
 	case lua.LString:
 		return string(r)
 	case lua.LNumber:
 		return r.String()
 	default:
-		return objectName(L, r)
+		return ObjectName(L, r)
 	}
 }
 
@@ -234,4 +234,18 @@ func openSafeBase(L *lua.LState, g *lua.LTable) {
 			g.RawSetString(name, L.NewFunction(protectedCall(f.GFunction)))
 		}
 	}
+}
+
+// ErrorText is a Lua error's message without gopher-lua's stack traceback.
+func ErrorText(err error) string {
+	var msg string
+	if aerr, ok := err.(*lua.ApiError); ok {
+		msg = aerr.Object.String()
+	} else {
+		msg = err.Error()
+	}
+	if i := strings.Index(msg, "\nstack traceback:"); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
 }

@@ -1,4 +1,4 @@
-package engine
+package sandbox
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ import (
 func evalIn(t *testing.T, L *lua.LState, expr string) string {
 	t.Helper()
 	if err := L.DoString("return " + expr); err != nil {
-		return "error: " + errorText(err)
+		return "error: " + ErrorText(err)
 	}
 	v := L.Get(-1)
 	L.Pop(1)
@@ -83,10 +83,10 @@ var ordinaryExprs = []string{
 }
 
 func TestBuiltinsMatchStockGopherLua(t *testing.T) {
-	boundArrays()
+	BoundArrays()
 	stock := lua.NewState()
 	defer stock.Close()
-	sb := newSandbox()
+	sb := NewState()
 	defer sb.Close()
 	for _, expr := range ordinaryExprs {
 		want := evalIn(t, stock, expr)
@@ -99,8 +99,8 @@ func TestBuiltinsMatchStockGopherLua(t *testing.T) {
 // Where gopher-lua (which used Go's fmt) departs from Lua 5.1, the sandbox
 // follows Lua 5.1.
 func TestBuiltinsFollowLua51(t *testing.T) {
-	boundArrays()
-	sb := newSandbox()
+	BoundArrays()
+	sb := NewState()
 	defer sb.Close()
 	cases := map[string]string{
 		`string.format("%g", 123456789)`:        "string:1.23457e+08",
@@ -153,7 +153,7 @@ func TestBuiltinsFollowLua51(t *testing.T) {
 // stable, 16 hex digits, and not the Go address (which stock gopher-lua
 // prints).
 func TestToStringHidesAddresses(t *testing.T) {
-	sb := newSandbox()
+	sb := NewState()
 	defer sb.Close()
 	if err := sb.DoString(`
 		T1, T2 = {}, {}
@@ -206,8 +206,8 @@ func TestToStringHidesAddresses(t *testing.T) {
 // Lists longer than the array bound: everything but the # operator sees
 // the whole list.
 func TestListsBeyondArrayBound(t *testing.T) {
-	boundArrays()
-	sb := newSandbox()
+	BoundArrays()
+	sb := NewState()
 	defer sb.Close()
 	err := sb.DoString(fmt.Sprintf(`
 		local n = %d + 10
@@ -232,7 +232,7 @@ func TestListsBeyondArrayBound(t *testing.T) {
 		-- overwrites the element after it.
 		local w = {} for i = 1, n do w[#w + 1] = i end
 		assert(#w == %d - 1 and w[%d] == n and table.getn(w) == %d)
-	`, maxArrayIndex, maxArrayIndex, maxArrayIndex, maxArrayIndex, maxArrayIndex))
+	`, MaxArrayIndex, MaxArrayIndex, MaxArrayIndex, MaxArrayIndex, MaxArrayIndex))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +241,8 @@ func TestListsBeyondArrayBound(t *testing.T) {
 // table.remove over a long list popped to empty, then at positions.
 // (BenchmarkBuiltins/pop shows the cost per pop stays constant.)
 func TestRemoveKeepsBorderCheap(t *testing.T) {
-	boundArrays()
-	sb := newSandbox()
+	BoundArrays()
+	sb := NewState()
 	defer sb.Close()
 	err := sb.DoString(`
 		local t = {}
@@ -257,55 +257,6 @@ func TestRemoveKeepsBorderCheap(t *testing.T) {
 	}
 }
 
-// luafw's own values print as before (pkt by name), others by id; print and
-// log show ids too.
-func TestToStringOfLuafwValues(t *testing.T) {
-	e, logs := newTestEngine(t)
-	mustLoad(t, e, src("names", `
-		local set = net.set{"10.0.0.0/8"}
-		fw.register{hook = "input", fn = function(pkt)
-			pkt:tag(tostring(pkt))
-			pkt:tag(tostring(pkt.tcp))
-			pkt:tag(string.format("%s", pkt.ct))
-			pkt:tag(tostring(set))
-			print("printed", {})
-			log.info("logged", {t = {}})
-		end}`))
-	d := e.Process(&Packet{Hook: Input, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)})
-	if len(d.Tags) != 4 || d.Tags[0] != "pkt" || d.Tags[1] != "pkt.tcp" || d.Tags[2] != "pkt.ct" ||
-		!regexp.MustCompile(`^userdata: 0x[0-9a-f]{16}$`).MatchString(d.Tags[3]) {
-		t.Fatalf("tags %q (errors %d)", d.Tags, d.Errors)
-	}
-	out := logs.String()
-	id := `table: 0x[0-9a-f]{16}\b`
-	if !regexp.MustCompile(`msg="printed\\t`+id).MatchString(out) || !regexp.MustCompile(`t="`+id).MatchString(out) {
-		t.Fatalf("logs do not show ids:\n%s", out)
-	}
-}
-
-// A long list from the configuration reads like any Lua list, past the
-// array bound too.
-func TestLongOptionList(t *testing.T) {
-	e, _ := newTestEngine(t)
-	list := make([]any, maxArrayIndex+100)
-	for i := range list {
-		list[i] = i + 1
-	}
-	list[1] = nil
-	spec := src("opts", `
-		local l = fw.options.list
-		assert(l[1] == 1 and l[2] == nil and l[3] == 3, "the nil keeps its place")
-		assert(l[%d] == %d and table.getn(l) == %d, "reads past the array part")
-		fw.register{hook = "input", fn = function() end}`)
-	n := len(list)
-	spec.Source = []byte(fmt.Sprintf(string(spec.Source), n, n, n))
-	spec.Options = map[string]any{"list": list}
-	mustLoad(t, e, spec)
-}
-
-// Ids are a permutation of addresses: neighbouring addresses (as a heap
-// hands out) never share an id, and two states name the same address
-// differently.
 func TestObjectIDsArePermutation(t *testing.T) {
 	a, b := newObjectIDs(), newObjectIDs()
 	seen := map[uint64]bool{}
