@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/luafw/luafw/internal/watchdog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ type File struct {
 	// (default engine.DefaultPluginMemory).
 	PluginMemory Size `yaml:"plugin_memory"`
 	// MemoryLimit is the process's memory ceiling (default
-	// engine.DefaultMemoryLimit); MemoryCheck how often plugins' memory is
+	// watchdog.DefaultMemoryLimit); MemoryCheck how often plugins' memory is
 	// measured (default engine.DefaultMemoryCheckInterval).
 	MemoryLimit Size     `yaml:"memory_limit"`
 	MemoryCheck Duration `yaml:"memory_check"`
@@ -304,11 +305,11 @@ func (f *File) dirs(lists ...[]string) []string {
 }
 
 // MemoryCeiling is the process memory ceiling: memory_limit, or
-// engine.DefaultMemoryLimit. A nil File (a single plugin, no configuration)
+// watchdog.DefaultMemoryLimit. A nil File (a single plugin, no configuration)
 // has the default.
 func (f *File) MemoryCeiling() int64 {
 	if f == nil || f.MemoryLimit <= 0 {
-		return engine.DefaultMemoryLimit
+		return watchdog.DefaultMemoryLimit
 	}
 	return int64(f.MemoryLimit)
 }

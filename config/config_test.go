@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/luafw/luafw/internal/watchdog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,7 +171,7 @@ plugins:
 	// Without a configuration (a single plugin file), or without the key,
 	// the ceiling is the default.
 	var none *File
-	if none.MemoryCeiling() != engine.DefaultMemoryLimit || none.EngineOptions().MemoryLimit != engine.DefaultMemoryLimit {
+	if none.MemoryCeiling() != watchdog.DefaultMemoryLimit || none.EngineOptions().MemoryLimit != watchdog.DefaultMemoryLimit {
 		t.Error("a nil File has no default ceiling")
 	}
 	for in, want := range map[string]int64{"4096": 4096, "64KiB": 64 << 10, "1.5GiB": 3 << 29, "10 MiB": 10 << 20, "7B": 7} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/luafw/luafw/internal/watchdog"
 	"log/slog"
 	"os"
 	"slices"
@@ -100,7 +101,7 @@ func New(opts Options) (*Daemon, error) {
 	// The Go runtime's memory limit makes the GC work harder near the
 	// ceiling; the engine cuts running Lua calls before it is reached.
 	// Both are set once: memory_limit takes effect at start, not on reload.
-	engine.SetMemoryCeiling(cfg.MemoryCeiling())
+	watchdog.SetMemoryCeiling(cfg.MemoryCeiling())
 	cl, err := newClusterState(cfg, opts.Logger)
 	if err != nil {
 		return nil, err

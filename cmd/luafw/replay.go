@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/luafw/luafw/internal/watchdog"
 	"io"
 	"os"
 	"strings"
@@ -59,7 +60,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	// Scripts see the capture's time: rate limits and TTLs behave as they
 	// would have when it was taken.
 	clk := &replay.Clock{}
-	engine.SetMemoryCeiling(cfg.MemoryCeiling())
+	watchdog.SetMemoryCeiling(cfg.MemoryCeiling())
 	opts := cfg.EngineOptions()
 	opts.Logger, opts.Clock = log, clk.Now
 	eng := engine.New(opts)

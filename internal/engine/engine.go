@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/luafw/luafw/internal/watchdog"
 	lua "github.com/luafw/luafw/lua"
 
 	"github.com/luafw/luafw/host/state"
@@ -43,10 +43,11 @@ type Options struct {
 	// their budget; default 250µs.
 	WatchdogInterval time.Duration
 	// MemoryLimit is the process ceiling in bytes: when the Go heap in
-	// use passes half of it, every running Lua call is cut off (see
-	// memwatch.go); 0: no ceiling. The engine does not change the Go
-	// runtime's settings: the program calls SetMemoryCeiling (the daemon
-	// and `luafw replay` do).
+	// use passes half of it, every running Lua call is cut off (package
+	// watchdog); 0: no ceiling. The engine does not change the Go
+	// runtime's settings; a program that wants the GC to hold garbage
+	// below the cut line calls watchdog.SetMemoryCeiling, which is
+	// process-wide (the daemon and `luafw replay` do).
 	MemoryLimit int64
 	// MemoryCheckInterval is how often each worker measures what its
 	// plugins' Lua states keep; default DefaultMemoryCheckInterval.
@@ -98,19 +99,13 @@ type generation struct {
 type Engine struct {
 	opts  Options
 	log   *slog.Logger
-	start time.Time
 	store *state.Store
 	// cluster is Options.Cluster, or a localCluster.
 	cluster ClusterState
 
-	// coarse is the engine clock as of the watchdog's last tick: cheap to
-	// read on the packet path (reading the real clock costs ~70ns on VMs).
-	coarse     atomic.Int64
-	coarseWall atomic.Int64 // wall clock, Unix nanoseconds
-	// asleep: the watchdog and the heap watch wait for wake (host/idle.go).
-	asleep       atomic.Bool
-	wakeWatchdog chan struct{}
-	wakeHeap     chan struct{}
+	// wd cuts off calls over their budget or over the memory ceiling, and
+	// keeps the coarse clocks (package watchdog).
+	wd *watchdog.Watchdog
 
 	gen     atomic.Pointer[generation]
 	tap     atomic.Pointer[Tap] // the attached trace, nil when none (host/trace.go); beside gen: one cache line
@@ -122,13 +117,8 @@ type Engine struct {
 	stats   map[statsKey]*cbStats
 
 	pluginStats map[string]*pluginCounters // guarded by statsMu
-	heap        *heapWatch
 	memLog      tokenLimiter
-	// loads are the cancel functions of running top-level runs, which the
-	// heap watch cuts off too.
-	loadsMu sync.Mutex
-	loads   map[uint64]context.CancelCauseFunc
-	loadSeq uint64
+	lastMeasure time.Time // the watchdog goroutine's: when workers were last asked to measure
 
 	workersMu sync.Mutex
 	workers   map[*Worker]struct{}
@@ -140,8 +130,6 @@ type Engine struct {
 
 	inject injectLimiter // per-plugin send budgets (inject.go)
 
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // New returns an engine with no plugins loaded: every packet is accepted
@@ -163,19 +151,12 @@ func New(opts Options) *Engine {
 	e := &Engine{
 		opts:    opts,
 		log:     opts.Logger,
-		start:   time.Now(),
 		stats:   map[statsKey]*cbStats{},
 		workers: map[*Worker]struct{}{},
 		pool:    make(chan *Worker, 64),
 		numbers: make([]lua.LValue, 65536),
-		done:    make(chan struct{}),
-
-		wakeWatchdog: make(chan struct{}, 1),
-		wakeHeap:     make(chan struct{}, 1),
 	}
 	e.pluginStats = map[string]*pluginCounters{}
-	e.loads = map[uint64]context.CancelCauseFunc{}
-	e.heap = newHeapWatch(opts.MemoryLimit)
 	for i := range e.numbers {
 		e.numbers[i] = lua.LNumber(i)
 	}
@@ -188,25 +169,18 @@ func New(opts Options) *Engine {
 		e.cluster = localCluster{state.NewStore(state.Clock(e.opts.Clock), opts.StateLimits)}
 	}
 	e.gen.Store(&generation{})
-	e.coarse.Store(e.nanos())
-	e.coarseWall.Store(time.Now().UnixNano())
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	go e.background(ctx)
-	if opts.MemoryLimit > 0 {
-		go e.watchHeap(ctx)
-	} else {
-		close(e.heap.done)
-	}
+	e.lastMeasure = time.Now()
+	e.wd = watchdog.New(watchdog.Options{
+		Interval: opts.WatchdogInterval, MemoryLimit: opts.MemoryLimit,
+		Tick: e.tick, Sweep: e.sweep, MemoryCut: e.logMemoryCut,
+	})
 	return e
 }
 
 // Close stops the engine's background work and closes pooled workers.
 // Workers made by NewWorker are closed by their owners.
 func (e *Engine) Close() {
-	e.cancel()
-	<-e.done
-	<-e.heap.done
+	e.wd.Close()
 	for {
 		select {
 		case w := <-e.pool:
@@ -221,7 +195,7 @@ func (e *Engine) Close() {
 func (e *Engine) State() *state.Store { return e.store }
 
 // nanos is the engine's monotonic clock for budgets and quarantine.
-func (e *Engine) nanos() int64 { return int64(time.Since(e.start)) }
+func (e *Engine) nanos() int64 { return e.wd.Nanos() }
 
 // Load compiles the plugins and runs each one's top level once to collect
 // its registrations, then replaces the running set atomically. If anything
@@ -402,74 +376,35 @@ func (e *Engine) Process(p *Packet) Decision {
 	return d
 }
 
-// background checks running callbacks against their budget and the heap
-// against the process ceiling, asks workers to measure their plugins'
-// memory, and sweeps expired shared state.
-func (e *Engine) background(ctx context.Context) {
-	defer close(e.done)
-	tick := time.NewTicker(e.opts.WatchdogInterval)
-	defer tick.Stop()
-	lastSweep := time.Now()
-	lastMeasure := lastSweep
-	var ws []*Worker
-	idle := 0 // ticks in a row without a call
-	sweep := func() {
-		e.store.Sweep()
-		if c, ok := e.cluster.(localCluster); ok {
-			c.Sweep()
-		}
-		lastSweep = time.Now()
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		e.tickClocks()
-		now := e.coarse.Load()
-		ws = e.workerList(ws)
-		idle++
-		for _, w := range ws {
-			if w.checkBudget(now) {
-				idle = 0
-			}
-		}
-		wall := time.Now()
-		if wall.Sub(lastMeasure) >= e.opts.MemoryCheckInterval {
-			for _, w := range ws {
-				w.chores.Or(choreMeasure)
-			}
-			lastMeasure = wall
-		}
-		if time.Since(lastSweep) > time.Second {
-			sweep()
-		}
-		if idle >= idleTicks && e.trySleep(ws) {
-			tick.Stop()
-			if !e.sleep(ctx, sweep) {
-				return
-			}
-			tick.Reset(e.opts.WatchdogInterval)
-			idle = 0
-		}
+// tick runs on the watchdog goroutine after each tick: it asks the workers
+// to measure their plugins' memory every MemoryCheckInterval.
+func (e *Engine) tick(wall time.Time) {
+	if wall.Sub(e.lastMeasure) >= e.opts.MemoryCheckInterval {
+		e.askWorkers(choreMeasure)
+		e.lastMeasure = wall
 	}
 }
 
-// sleep waits for wake, sweeping expired state every idleSweep; it
-// returns false when ctx ends first.
-func (e *Engine) sleep(ctx context.Context, sweep func()) bool {
-	t := time.NewTimer(idleSweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-e.wakeWatchdog:
-			return true
-		case <-t.C:
-			sweep()
-			t.Reset(idleSweep)
-		}
+// sweep drops expired shared state; the watchdog runs it about once a
+// second.
+func (e *Engine) sweep() {
+	e.store.Sweep()
+	if c, ok := e.cluster.(localCluster); ok {
+		c.Sweep()
 	}
 }
+
+// logMemoryCut logs (rate-limited) that the heap watch cut calls off.
+func (e *Engine) logMemoryCut(heap, cutAt, limit int64, calls int) {
+	if ok, suppressed := e.memLog.allow(e.nanos()); ok {
+		e.log.Error("process memory near its ceiling: running Lua calls cut off", "heap", heap,
+			"cut_at", cutAt, "limit", limit, "calls", calls, "suppressed", suppressed)
+	}
+}
+
+// wallClock is the scripts' and the state store's clock: the watchdog's
+// last tick, or the system clock while it sleeps.
+func (e *Engine) wallClock() time.Time { return e.wd.WallClock() }
+
+// wake wakes the watchdog before Lua runs or the coarse clock is read.
+func (e *Engine) wake() { e.wd.Wake() }

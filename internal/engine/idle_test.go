@@ -12,7 +12,7 @@ import (
 func waitAsleep(t *testing.T, e *Engine) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !e.asleep.Load() {
+	for !e.wd.Asleep() {
 		if time.Now().After(deadline) {
 			t.Fatal("the engine did not go to sleep while idle")
 		}
@@ -45,7 +45,7 @@ end}`)
 		if took := time.Since(start); took > 5*time.Second {
 			t.Fatalf("round %d: the cut took %v", i, took)
 		}
-		if e.asleep.Load() {
+		if e.wd.Asleep() {
 			t.Fatalf("round %d: still asleep after a packet", i)
 		}
 		if d := w.Run(ok); d.Verdict != Accept || d.Errors != 0 {
@@ -74,10 +74,10 @@ func TestIdleSleepClocks(t *testing.T) {
 	}
 	w := e.NewWorker()
 	defer w.Close()
-	coarseBefore := e.coarse.Load()
+	coarseBefore := e.wd.Coarse()
 	time.Sleep(5 * time.Millisecond)
 	w.Run(&Packet{Hook: Input, Data: tcpPkt(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)})
-	if e.coarse.Load()-coarseBefore < int64(5*time.Millisecond) {
+	if e.wd.Coarse()-coarseBefore < int64(5*time.Millisecond) {
 		t.Errorf("a packet after sleep saw a stale coarse clock")
 	}
 }
@@ -99,12 +99,12 @@ end}`))
 	for i := 0; i < 12; i++ {
 		// Idle for about the watchdog's idle span, give or take.
 		time.Sleep(time.Duration(6+i%3*2) * time.Millisecond)
-		before := e.heap.checks.Load()
+		before := e.wd.HeapChecks()
 		if d := w.Run(p); d.Errors != 0 {
 			t.Fatalf("round %d: the busy call failed:\n%s", i, buf.String())
 		}
-		if e.heap.checks.Load() == before {
-			t.Fatalf("round %d: the heap watch read nothing during a 200 ms call (asleep: %v)", i, e.asleep.Load())
+		if e.wd.HeapChecks() == before {
+			t.Fatalf("round %d: the heap watch read nothing during a 200 ms call (asleep: %v)", i, e.wd.Asleep())
 		}
 	}
 }

@@ -3,20 +3,13 @@ package engine
 import (
 	"fmt"
 	"github.com/luafw/luafw/internal/sandbox"
+	"github.com/luafw/luafw/internal/watchdog"
 	"math"
-	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
 
 	lua "github.com/luafw/luafw/lua"
-)
-
-// A worker's budget holds one of these once the watchdog cut a call off:
-// for its time budget, or for the process's memory ceiling.
-const (
-	interrupted = -1
-	memoryCut   = -2
 )
 
 // failKind says how a callback failed.
@@ -41,21 +34,9 @@ type Worker struct {
 	injected []Injected // reused backing array of Ctx.injected
 	calls    uint64     // callbacks run, for latency sampling
 
-	// Budget enforcement without reading the clock per call: the worker
-	// publishes the running call's sequence number and budget (0 when
-	// idle, interrupted once cut off); the watchdog notes when it first
-	// saw a call running and cuts it off once it has seen it run for the
-	// whole budget, by its own clock, by setting intr, the interrupt flag
-	// the VMs of all the worker's Lua states look at between instructions
-	// (one atomic load; third_party/gopher-lua's patch). wdSeq, wdFirst
-	// and wdLastSeq (the call sequence at the last tick) belong to the
-	// watchdog goroutine.
-	callSeq   atomic.Uint64
-	budget    atomic.Int64
-	intr      *atomic.Int32
-	wdSeq     uint64
-	wdFirst   int64
-	wdLastSeq uint64
+	// slot is how the watchdog sees the worker's calls: budgets are
+	// enforced without reading the clock per call (package watchdog).
+	slot *watchdog.Slot
 
 	// chores is work asked of the worker between packets (choreMeasure,
 	// choreRebuild); mem measures its plugins' states, no sooner than
@@ -79,7 +60,7 @@ type CTSource interface {
 // NewWorker returns a worker for the engine's running plugins; it follows
 // reloads by itself. Close it when done.
 func (e *Engine) NewWorker() *Worker {
-	w := &Worker{eng: e, intr: new(atomic.Int32)}
+	w := &Worker{eng: e, slot: e.wd.NewSlot()}
 	w.ctx.w = w
 	e.workersMu.Lock()
 	e.nextID++
@@ -97,6 +78,7 @@ func (w *Worker) Close() {
 	w.eng.workersMu.Lock()
 	delete(w.eng.workers, w)
 	w.eng.workersMu.Unlock()
+	w.slot.Close()
 	for _, ps := range w.ps {
 		if ps != nil {
 			ps.L.Close()
@@ -107,51 +89,6 @@ func (w *Worker) Close() {
 	if w.tr != nil {
 		w.tr.close()
 	}
-}
-
-// startCall publishes a Lua call about to run for the watchdog.
-func (w *Worker) startCall(budget time.Duration) {
-	w.callSeq.Store(w.callSeq.Load() + 1)
-	w.budget.Store(int64(budget))
-	// After the store: a watchdog going to sleep sees the budget, or
-	// this sees it asleep (host/idle.go).
-	w.eng.wake()
-}
-
-// cut interrupts the running call once the caller has won the budget
-// (swapped it for interrupted or memoryCut).
-func (w *Worker) cut() { w.intr.Store(1) }
-
-// clearInterrupt readies the worker's states for the next call after its
-// call was cut. The cutter sets the flag right after it won the budget;
-// waiting for that store keeps it from landing on the next call.
-func (w *Worker) clearInterrupt() {
-	for w.intr.Load() == 0 {
-		runtime.Gosched()
-	}
-	w.intr.Store(0)
-}
-
-// checkBudget is called by the watchdog at time now: it cuts off a call it
-// has seen running for longer than its budget. It reports whether the
-// worker runs a call or started one since the last tick (host/idle.go).
-func (w *Worker) checkBudget(now int64) (busy bool) {
-	b := w.budget.Load()
-	seq := w.callSeq.Load() // after the budget: at least the running call's
-	busy = b != 0 || seq != w.wdLastSeq
-	w.wdLastSeq = seq
-	if b <= 0 {
-		w.wdSeq = 0
-		return busy
-	}
-	if seq != w.wdSeq {
-		w.wdSeq, w.wdFirst = seq, now
-		return true
-	}
-	if now-w.wdFirst >= b && w.budget.CompareAndSwap(b, interrupted) {
-		w.cut()
-	}
-	return true
 }
 
 // sync brings the worker's Lua states in line with the running generation,
@@ -296,7 +233,7 @@ func (w *Worker) callGo(en *entry, c *Ctx) (v Verdict, failed bool) {
 }
 
 func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
-	start := w.eng.coarse.Load()
+	start := w.eng.wd.Coarse()
 	p := w.gen.plugins[en.plugin]
 	ps := w.ps[en.plugin]
 	if ps == nil {
@@ -308,15 +245,12 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	}
 	c.cur = p.name()
 	L := ps.L
-	w.startCall(p.spec.Budget)
+	w.slot.Start(p.spec.Budget)
 	L.Push(ps.fns[en.reg])
 	L.Push(ps.pkt)
 	err := L.PCall(1, 1, nil)
-	why := w.budget.Swap(0)
-	cut := why < 0
-	if cut {
-		w.clearInterrupt()
-	}
+	why := w.slot.End()
+	cut := why != watchdog.NotCut
 	var ret lua.LValue = lua.LNil
 	if err == nil {
 		ret = L.Get(-1)
@@ -325,7 +259,7 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 	if cut {
 		// Even a script that caught the interruption with pcall has
 		// overrun: the packet gets the failure verdict.
-		if why == memoryCut {
+		if why == watchdog.CutMemory {
 			return w.fail(en, p, fmt.Sprintf("callback %q cut off: the process is near its memory ceiling", en.name), failMemory), true
 		}
 		return w.fail(en, p, fmt.Sprintf("callback %q exceeded its budget of %v", en.name, p.spec.Budget), failTimeout), true
@@ -390,7 +324,7 @@ func (w *Worker) fail(en *entry, p *plugin, reason string, kind failKind) Verdic
 	default:
 		slot.errors.Add(1)
 	}
-	now := w.eng.coarse.Load()
+	now := w.eng.wd.Coarse()
 	n := p.consecFails.Add(1)
 	if ok, suppressed := p.logLimiter.allow(now); ok {
 		w.eng.log.Warn("callback failed", "plugin", p.name(), "callback", en.name, "hook", w.ctx.pkt.Hook.String(),

@@ -15,7 +15,7 @@ import (
 
 // Sandboxed replacements for base-library functions: tostring without Go
 // heap addresses, and ipairs/unpack that see a whole list (see
-// luatable.go for why a list may continue past the array part).
+// tablelib.go for why a list may continue past the array part).
 
 // idsKey is the registry field holding a state's objectIDs. Scripts cannot
 // reach the registry (no debug library).

@@ -86,7 +86,7 @@ func ipairsStep(L *lua.LState) int {
 	i := L.CheckInt(2) + 1
 	v := t.RawGetInt(i)
 	if v == lua.LNil && i >= lua.MaxArrayIndex {
-		// Past the array bound (see luatable.go) keys live in the hash.
+		// Past the array bound (see tablelib.go) keys live in the hash.
 		v = t.RawGet(lua.LNumber(i))
 	}
 	if v == lua.LNil {

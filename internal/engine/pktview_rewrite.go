@@ -18,7 +18,7 @@ import (
 // rewriteFns are the rewrite methods of one state.
 type rewriteFns struct {
 	setPayload, write, setTTL, setDSCP, setECN, clampMSS *lua.LFunction
-	replyReset, replyICMP, replyUDP                      *lua.LFunction // luainject.go
+	replyReset, replyICMP, replyUDP                      *lua.LFunction // packetlib.go
 }
 
 func newRewriteFns(fn func(lua.LGFunction) *lua.LFunction) rewriteFns {

@@ -57,7 +57,7 @@ const (
 const (
 	choreMeasure   = 1 << iota // measure the memory of every plugin state
 	choreRebuild               // some plugin's states must be rebuilt
-	choreTraceDone             // the trace tap detached: release the filter state (host/tracework.go)
+	choreTraceDone             // the trace tap detached: release the filter state (trace_worker.go)
 )
 
 // pluginCounters are a plugin's memory figures; like callback stats they
@@ -77,17 +77,6 @@ func (e *Engine) countersFor(name string) *pluginCounters {
 		e.pluginStats[name] = c
 	}
 	return c
-}
-
-// workerList returns the engine's workers in ws's storage.
-func (e *Engine) workerList(ws []*Worker) []*Worker {
-	e.workersMu.Lock()
-	defer e.workersMu.Unlock()
-	ws = ws[:0]
-	for w := range e.workers {
-		ws = append(ws, w)
-	}
-	return ws
 }
 
 // askWorkers sets chore bits on every worker.

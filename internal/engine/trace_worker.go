@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/luafw/luafw/internal/watchdog"
 	"slices"
 	"time"
 
@@ -83,7 +84,7 @@ func (wt *workerTrace) attach(w *Worker, t *Tap) {
 	if t.filter == nil {
 		return
 	}
-	sh := &Worker{eng: w.eng, intr: w.intr}
+	sh := &Worker{eng: w.eng, slot: w.slot}
 	sh.ctx.w = sh
 	fs, err := w.eng.newPluginState(t.filter, sh)
 	if err != nil {
@@ -110,14 +111,11 @@ func (w *Worker) traceFilter(wt *workerTrace, p *Packet) bool {
 	sh.ctx.reset(p)
 	L := wt.fs.L
 	top := L.GetTop()
-	w.startCall(t.f.Budget)
+	w.slot.Start(t.f.Budget)
 	L.Push(wt.fs.fns[0])
 	L.Push(wt.fs.pkt)
 	err := L.PCall(1, 1, nil)
-	cut := w.budget.Swap(0) == interrupted
-	if cut {
-		w.clearInterrupt()
-	}
+	cut := w.slot.End() != watchdog.NotCut
 	var ret lua.LValue = lua.LFalse
 	if err == nil {
 		ret = L.Get(-1)

@@ -53,7 +53,7 @@ func dnsModule(L *lua.LState) *lua.LTable {
 	// One message buffer per Lua state: a state runs on one goroutine.
 	var m dnsmsg.Msg
 	mod := L.NewTable()
-	mod.RawSetString("answer", L.NewFunction(dnsAnswer)) // luadnsanswer.go
+	mod.RawSetString("answer", L.NewFunction(dnsAnswer)) // protolib_dns.go
 	mod.RawSetString("parse", L.NewFunction(func(L *lua.LState) int {
 		b, ok := payloadArg(L)
 		if !ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/luafw/luafw/internal/sandbox"
+	"github.com/luafw/luafw/internal/watchdog"
 
 	lua "github.com/luafw/luafw/lua"
 )
@@ -31,6 +32,22 @@ type pluginState struct {
 // gopher-lua's own modules do. A function that needs its plugin's state
 // gets it through its first upvalue (stateOf), set by SetFuncs.
 
+// apiModules are luafw's Lua modules, each set as a global of every plugin
+// state (read-only), one file each; dns and tls (protolib.go) come with
+// them, and print (loglib.go).
+var apiModules = [...]struct {
+	name string
+	open func(ps *pluginState) lua.LValue
+}{
+	{"fw", func(ps *pluginState) lua.LValue { return openFw(ps) }},               // fwlib.go
+	{"net", func(ps *pluginState) lua.LValue { return openNet(ps) }},             // netlib.go
+	{"state", func(ps *pluginState) lua.LValue { return openState(ps) }},         // statelib.go
+	{"log", func(ps *pluginState) lua.LValue { return openLog(ps) }},             // loglib.go
+	{"time", func(ps *pluginState) lua.LValue { return openTime(ps) }},           // timelib.go
+	{"bit", func(ps *pluginState) lua.LValue { return sandbox.OpenBit(ps.L) }},   // internal/sandbox
+	{"packet", func(ps *pluginState) lua.LValue { return packetBuilders(ps.L) }}, // packetlib.go
+}
+
 // stateOf returns the pluginState a module function was registered for.
 func stateOf(L *lua.LState) *pluginState {
 	return L.Get(lua.UpvalueIndex(1)).(*lua.LUserData).Value.(*pluginState)
@@ -50,13 +67,9 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 		}
 		g.RawSetString(name, v)
 	}
-	set("fw", openFw(ps))
-	set("net", openNet(ps))
-	set("state", openState(ps))
-	set("log", openLog(ps))
-	set("time", openTime(ps))
-	set("bit", sandbox.OpenBit(L))
-	set("packet", packetBuilders(L)) // luainject.go
+	for _, m := range apiModules {
+		set(m.name, m.open(ps))
+	}
 	g.RawSetString("print", L.NewClosure(luaPrint, ps.self))
 	for name, m := range protoModules(L) {
 		set(name, m)
@@ -66,7 +79,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	}
 	ps.openPacket()
 
-	ctx, cancel := e.loadContext()
+	ctx, cancel := e.wd.LoadContext(loadBudget)
 	defer cancel()
 	L.SetContext(ctx)
 	L.Push(L.NewFunctionFromProto(p.proto))
@@ -74,7 +87,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	ps.loading = false
 	if err != nil {
 		L.Close()
-		if context.Cause(ctx) == errMemoryCeiling {
+		if context.Cause(ctx) == watchdog.ErrMemoryCeiling {
 			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: "top level cut off: the process is near its memory ceiling"}
 		}
 		if ctx.Err() != nil {
@@ -84,9 +97,9 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	}
 	if w != nil {
 		L.RemoveContext()
-		L.SetInterrupt(w.intr)
-		if e.heap.limit > 0 {
-			L.SetConcatCheck(w.concatCheck)
+		L.SetInterrupt(w.slot.Interrupt())
+		if e.wd.WatchesHeap() {
+			L.SetConcatCheck(w.slot.ConcatCheck)
 		}
 		if len(ps.regs) != len(p.regs) {
 			L.Close()

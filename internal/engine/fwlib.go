@@ -19,7 +19,7 @@ var fwFuncs = map[string]lua.LGFunction{
 	"list":     fwList,
 	"keys":     fwKeys,
 	"register": fwRegister,
-	"send":     fwSend, // luainject.go
+	"send":     fwSend, // packetlib.go
 }
 
 // openFw builds the fw table of ps.
@@ -36,7 +36,7 @@ func openFw(ps *pluginState) *lua.LTable {
 		prio.RawSetString(name, lua.LNumber(v))
 	}
 	// Read-only like fw itself; pairs, ipairs and # work on them (see
-	// readonly.go).
+	// internal/sandbox/readonly.go).
 	fw.RawSetString("priority", sandbox.ReadOnly(L, prio, "fw.priority"))
 	hooks := L.NewTable()
 	for _, h := range Hooks() {

@@ -10,7 +10,7 @@ import (
 )
 
 // The net module: address sets (net.cidr, net.set, net.load), domain sets
-// (net.domains, in luadomains.go) and net.ip. The functions that build
+// (net.domains, in netlib_domains.go) and net.ip. The functions that build
 // sets from lists or files work only while the plugin loads: per packet they
 // would cost the budget's worth of time and memory in one Go call.
 

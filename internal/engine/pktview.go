@@ -12,7 +12,7 @@ import (
 // The packet view. One userdata per plugin state is reused for every
 // packet; fields are computed when read, from the worker's Ctx, and the
 // common values (ports, small numbers, names) are pre-boxed so that reading
-// them does not allocate. pkt.tcp is in luatcp.go, pkt.ct in luact.go.
+// them does not allocate. pkt.tcp is in pktview_tcp.go, pkt.ct in pktview_ct.go.
 
 // pktView is what the view functions of one state read, through their
 // first upvalue (viewOf).
@@ -25,7 +25,7 @@ type pktView struct {
 	setMark, tag, untag, tagged, bytes  *lua.LFunction
 	capture                             *lua.LFunction
 	ctSetMark, ctSetTimeout, ctSetLabel *lua.LFunction
-	rw                                  rewriteFns // luarewrite.go
+	rw                                  rewriteFns // pktview_rewrite.go
 }
 
 // boxedValues are the pre-boxed values of one state.
@@ -105,7 +105,7 @@ func viewToString(L *lua.LState) int {
 // newView makes a reused userdata whose fields get reads from v. Reads
 // with a string key go straight to get through the userdata's Index (a
 // Go call: about 20 ns where an __index metamethod costs about 150 ns,
-// third_party/gopher-lua's patch); other keys reach __index, an error.
+// patch 1 of package lua); other keys reach __index, an error.
 func newView(L *lua.LState, name string, readOnlyErr *lua.LFunction, v *pktView, get func(*pktView, *lua.LState, string) lua.LValue) *lua.LUserData {
 	mt := L.NewTable()
 	mt.RawSetString("__index", L.NewClosure(viewKeyError, lua.LString(name)))

@@ -1,4 +1,4 @@
-package engine
+package watchdog
 
 import (
 	"context"
@@ -108,35 +108,6 @@ func newHeapWatch(limit int64) *heapWatch {
 	return h
 }
 
-// watchHeap checks the heap every heapCheckInterval until ctx is done.
-//
-// It sleeps in a system call, not on a runtime timer: while a GC marks and
-// a script's copy holds up the end of the marking, idle mark workers take
-// every free P and nothing runs the timers; a goroutine back from a system
-// call goes on the run queue, which those workers do yield to.
-func (e *Engine) watchHeap(ctx context.Context) {
-	defer close(e.heap.done)
-	var ws []*Worker
-	for ctx.Err() == nil {
-		if e.asleep.Load() {
-			// No Lua runs (host/idle.go).
-			select {
-			case <-ctx.Done():
-			case <-e.wakeHeap:
-			}
-			continue
-		}
-		sleepSyscall(heapCheckInterval)
-		e.heap.checks.Add(1)
-		cut, heap := e.heap.check(time.Now())
-		if !cut {
-			continue
-		}
-		ws = e.workerList(ws)
-		e.memoryCut(ws, heap, e.nanos())
-	}
-}
-
 // check reads the heap and reports whether running calls must be cut off,
 // with the heap figure that decided it.
 func (h *heapWatch) check(now time.Time) (cut bool, heap int64) {
@@ -172,71 +143,99 @@ func (h *heapWatch) collect() {
 	}()
 }
 
-// errMemoryCeiling is the cause of a top-level run cut off for memory.
-var errMemoryCeiling = errors.New("the process is near its memory ceiling")
+// watchHeap checks the heap every heapCheckInterval until ctx is done.
+//
+// It sleeps in a system call, not on a runtime timer: while a GC marks and
+// a script's copy holds up the end of the marking, idle mark workers take
+// every free P and nothing runs the timers; a goroutine back from a system
+// call goes on the run queue, which those workers do yield to.
+func (d *Watchdog) watchHeap(ctx context.Context) {
+	defer close(d.heap.done)
+	var ss []*Slot
+	for ctx.Err() == nil {
+		if d.asleep.Load() {
+			// No Lua runs.
+			select {
+			case <-ctx.Done():
+			case <-d.wakeHeap:
+			}
+			continue
+		}
+		sleepSyscall(heapCheckInterval)
+		d.heap.checks.Add(1)
+		cut, heap := d.heap.check(time.Now())
+		if !cut {
+			continue
+		}
+		ss = d.slotList(ss)
+		d.memoryCut(ss, heap)
+	}
+}
 
-// loadContext is the context of a plugin's top-level run: it ends after
-// loadBudget, or when the heap watch cuts running calls off.
-func (e *Engine) loadContext() (context.Context, context.CancelFunc) {
-	tctx, tcancel := context.WithTimeout(context.Background(), loadBudget)
+// HeapChecks is how many times the heap watch has read the heap.
+func (d *Watchdog) HeapChecks() uint64 { return d.heap.checks.Load() }
+
+// ErrMemoryCeiling is the cause of a top-level run cut off for memory.
+var ErrMemoryCeiling = errors.New("the process is near its memory ceiling")
+
+// LoadContext is the context of a top-level run: it ends after budget, or
+// when the heap watch cuts running calls off (cause ErrMemoryCeiling). The
+// watchdog stays awake until cancel is called.
+func (d *Watchdog) LoadContext(budget time.Duration) (context.Context, context.CancelFunc) {
+	tctx, tcancel := context.WithTimeout(context.Background(), budget)
 	ctx, cancel := context.WithCancelCause(tctx)
-	e.loadsMu.Lock()
-	e.loadSeq++
-	id := e.loadSeq
-	e.loads[id] = cancel
-	e.loadsMu.Unlock()
-	e.wake()
+	d.loadsMu.Lock()
+	d.loadSeq++
+	id := d.loadSeq
+	d.loads[id] = cancel
+	d.loadsMu.Unlock()
+	d.Wake()
 	return ctx, func() {
-		e.loadsMu.Lock()
-		delete(e.loads, id)
-		e.loadsMu.Unlock()
+		d.loadsMu.Lock()
+		delete(d.loads, id)
+		d.loadsMu.Unlock()
 		cancel(nil)
 		tcancel()
 	}
 }
 
-// memoryCut cuts off every running Lua call (and top-level run) for
-// memory and logs it (rate-limited) when it cut any.
-func (e *Engine) memoryCut(ws []*Worker, heap, now int64) {
+// memoryCut cuts off every running Lua call and top-level run for memory
+// and tells Options.MemoryCut when it cut any.
+func (d *Watchdog) memoryCut(ss []*Slot, heap int64) {
 	n := 0
-	e.loadsMu.Lock()
-	for _, cancel := range e.loads {
-		cancel(errMemoryCeiling)
+	d.loadsMu.Lock()
+	for _, cancel := range d.loads {
+		cancel(ErrMemoryCeiling)
 		n++
 	}
-	e.loadsMu.Unlock()
-	for _, w := range ws {
-		b := w.budget.Load()
-		if b > 0 && w.budget.CompareAndSwap(b, memoryCut) {
-			w.cut()
+	d.loadsMu.Unlock()
+	for _, s := range ss {
+		if s.cut(memoryCut) {
 			n++
 		}
 	}
-	if n == 0 {
-		return
-	}
-	if ok, suppressed := e.memLog.allow(now); ok {
-		e.log.Error("process memory near its ceiling: running Lua calls cut off", "heap", heap,
-			"cut_at", e.heap.cutAt, "limit", e.heap.limit, "calls", n, "suppressed", suppressed)
+	if n > 0 && d.opts.MemoryCut != nil {
+		d.opts.MemoryCut(heap, d.heap.cutAt, d.heap.limit, n)
 	}
 }
 
-// concatCheck is the worker's states' check of a `..` result of at least
-// 1 MiB (third_party/gopher-lua's SetConcatCheck): a copy that would take
-// the heap past the cut line is refused before it begins, as a memory cut
-// of the running call. The heap watch cannot stop a copy already under
-// way, and one doubling of a large string could otherwise land on top of
-// a heap already near the line.
-func (w *Worker) concatCheck(L *lua.LState, n int) {
-	h := w.eng.heap
-	var s [1]metrics.Sample
-	s[0].Name = heapObjects
-	metrics.Read(s[:])
-	if int64(s[0].Value.Uint64())+int64(n) <= h.cutAt {
+// WatchesHeap reports whether the watchdog has a memory ceiling.
+func (d *Watchdog) WatchesHeap() bool { return d.heap.limit > 0 }
+
+// ConcatCheck is a check for lua.LState.SetConcatCheck (patch 3 of package
+// lua) for the states of slot s: a `..` result of at least 1 MiB that would
+// take the heap past the cut line is refused before the copy begins, as a
+// memory cut of the running call. The heap watch cannot stop a copy already
+// under way, and one doubling of a large string could otherwise land on top
+// of a heap already near the line.
+func (s *Slot) ConcatCheck(L *lua.LState, n int) {
+	h := s.d.heap
+	var smp [1]metrics.Sample
+	smp[0].Name = heapObjects
+	metrics.Read(smp[:])
+	if int64(smp[0].Value.Uint64())+int64(n) <= h.cutAt {
 		return
 	}
-	if b := w.budget.Load(); b > 0 && w.budget.CompareAndSwap(b, memoryCut) {
-		w.cut()
-	}
+	s.cut(memoryCut)
 	L.RaiseError("interrupted: a %d-byte string would take the process past its memory line", n)
 }
