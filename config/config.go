@@ -6,7 +6,6 @@ package config
 
 import (
 	"fmt"
-	"github.com/luafw/luafw/internal/watchdog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/luafw/luafw/internal/watchdog"
 
 	"gopkg.in/yaml.v3"
 

@@ -1,12 +1,13 @@
 package config
 
 import (
-	"github.com/luafw/luafw/internal/watchdog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luafw/luafw/internal/watchdog"
 
 	"github.com/luafw/luafw/internal/engine"
 )

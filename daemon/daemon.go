@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/luafw/luafw/internal/watchdog"
 	"log/slog"
 	"os"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/luafw/luafw/internal/watchdog"
 
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/host/state/cluster"

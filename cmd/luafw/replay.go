@@ -5,10 +5,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/luafw/luafw/internal/watchdog"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/luafw/luafw/internal/watchdog"
 
 	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/pcap"

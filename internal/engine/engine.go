@@ -2,12 +2,13 @@ package engine
 
 import (
 	"fmt"
-	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/luafw/luafw/internal/sandbox"
 
 	"github.com/luafw/luafw/internal/watchdog"
 	lua "github.com/luafw/luafw/lua"

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"
 

@@ -2,11 +2,12 @@ package engine
 
 import (
 	"fmt"
-	"github.com/luafw/luafw/internal/sandbox"
 	"math"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"
 )

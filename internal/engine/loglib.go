@@ -2,11 +2,12 @@ package engine
 
 import (
 	"context"
-	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"
 )

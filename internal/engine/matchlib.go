@@ -2,9 +2,10 @@ package engine
 
 import (
 	"fmt"
-	"github.com/luafw/luafw/internal/sandbox"
 	"math"
 	"strings"
+
+	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+
 	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+
 	"github.com/luafw/luafw/internal/sandbox"
 	"github.com/luafw/luafw/internal/watchdog"
 

@@ -2,12 +2,13 @@ package engine
 
 import (
 	"context"
-	"github.com/luafw/luafw/internal/sandbox"
 	"log/slog"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luafw/luafw/internal/sandbox"
 
 	lua "github.com/luafw/luafw/lua"
 )

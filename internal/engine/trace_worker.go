@@ -1,9 +1,10 @@
 package engine
 
 import (
-	"github.com/luafw/luafw/internal/watchdog"
 	"slices"
 	"time"
+
+	"github.com/luafw/luafw/internal/watchdog"
 
 	lua "github.com/luafw/luafw/lua"
 )

@@ -2,12 +2,13 @@ package engine
 
 import (
 	"fmt"
-	"github.com/luafw/luafw/internal/sandbox"
-	"github.com/luafw/luafw/internal/watchdog"
 	"math"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+
+	"github.com/luafw/luafw/internal/sandbox"
+	"github.com/luafw/luafw/internal/watchdog"
 
 	lua "github.com/luafw/luafw/lua"
 )
