@@ -3,15 +3,18 @@ package pcap
 import (
 	"net/netip"
 	"time"
+
+	"github.com/luafw/luafw/host/packet"
 )
 
-// TCP header flag bits (byte 13 of the TCP header), as Observe expects them.
+// TCP header flag bits (byte 13 of the TCP header), as Observe expects
+// them: host/packet's.
 const (
-	TCPFin uint8 = 0x01
-	TCPSyn uint8 = 0x02
-	TCPRst uint8 = 0x04
-	TCPPsh uint8 = 0x08
-	TCPAck uint8 = 0x10
+	TCPFin = packet.TCPFin
+	TCPSyn = packet.TCPSyn
+	TCPRst = packet.TCPRst
+	TCPPsh = packet.TCPPsh
+	TCPAck = packet.TCPAck
 )
 
 // Connection states Observe returns, spelled as nftables' "ct state".

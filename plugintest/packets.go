@@ -62,11 +62,6 @@ var (
 	}
 )
 
-var tcpFlagLetters = map[rune]uint8{
-	'F': packet.TCPFin, 'S': packet.TCPSyn, 'R': packet.TCPRst, 'P': packet.TCPPsh,
-	'A': packet.TCPAck, 'U': packet.TCPUrg, 'E': packet.TCPEce, 'C': packet.TCPCwr,
-}
-
 // newTestPacket builds a packet of kind from the fields a test gave.
 func newTestPacket(kind string, fields map[string]lua.LValue) (*testPacket, error) {
 	allowed := append(slices.Clone(kindFields[kind]), contextFields...)
@@ -128,7 +123,7 @@ func (p *testPacket) String() string {
 func flagLetters(f uint8) string {
 	var b strings.Builder
 	for _, r := range "SAFRPUEC" {
-		if f&tcpFlagLetters[r] != 0 {
+		if bit, _ := packet.TCPFlagByLetter(r); f&bit != 0 {
 			b.WriteRune(r)
 		}
 	}
@@ -262,10 +257,10 @@ func (f *fieldReader) flags() uint8 {
 		return 0
 	}
 	var out uint8
-	for _, r := range strings.ToUpper(string(s)) {
-		bit, ok := tcpFlagLetters[r]
+	for _, r := range string(s) {
+		bit, ok := packet.TCPFlagByLetter(r)
 		if !ok {
-			f.fail("flags: unknown flag %q in %q (want S, A, F, R, P, U, E, C)", r, string(s))
+			f.fail("flags: unknown flag %q in %q (want %s)", r, string(s), packet.TCPFlagLetterList)
 			return 0
 		}
 		out |= bit

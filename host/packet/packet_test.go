@@ -568,3 +568,30 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// The flag table agrees with the header constants, by name and by letter.
+func TestTCPFlagTable(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		letter rune
+		bit    uint8
+	}{{"fin", 'F', TCPFin}, {"syn", 'S', TCPSyn}, {"rst", 'R', TCPRst}, {"psh", 'P', TCPPsh},
+		{"ack", 'A', TCPAck}, {"urg", 'U', TCPUrg}, {"ece", 'E', TCPEce}, {"cwr", 'C', TCPCwr}} {
+		if b, ok := TCPFlagByName(c.name); !ok || b != c.bit {
+			t.Errorf("TCPFlagByName(%q) = %#x, %v", c.name, b, ok)
+		}
+		for _, r := range []rune{c.letter, c.letter - 'A' + 'a'} {
+			if b, ok := TCPFlagByLetter(r); !ok || b != c.bit {
+				t.Errorf("TCPFlagByLetter(%q) = %#x, %v", r, b, ok)
+			}
+		}
+	}
+	for _, bad := range []string{"", "SYN", "x"} {
+		if _, ok := TCPFlagByName(bad); ok {
+			t.Errorf("TCPFlagByName(%q) accepted", bad)
+		}
+	}
+	if _, ok := TCPFlagByLetter('x'); ok {
+		t.Error("TCPFlagByLetter('x') accepted")
+	}
+}

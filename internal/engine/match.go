@@ -264,20 +264,16 @@ func setText(s *netset.Set) string {
 	return strings.Join(out, ",")
 }
 
-// tcpFlagNames are the flag names tcp_flags takes, by bit.
-var tcpFlagNames = [8]string{"fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr"}
-
 // ParseTCPFlags parses "syn,!ack": the named flags must be set, those with
 // "!" clear. It returns the mask of the named flags and their wanted values.
 func ParseTCPFlags(s string) (mask, flags uint8, err error) {
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(strings.ToLower(f))
 		name, clear := strings.CutPrefix(f, "!")
-		i := slices.Index(tcpFlagNames[:], name)
-		if i < 0 {
-			return 0, 0, fmt.Errorf("tcp_flags: unknown flag %q (want %s, each optionally prefixed by !)", f, strings.Join(tcpFlagNames[:], ", "))
+		bit, ok := packet.TCPFlagByName(name)
+		if !ok {
+			return 0, 0, fmt.Errorf("tcp_flags: unknown flag %q (want %s, each optionally prefixed by !)", f, packet.TCPFlagNameList)
 		}
-		bit := uint8(1) << i
 		if mask&bit != 0 {
 			return 0, 0, fmt.Errorf("tcp_flags: %s named twice", name)
 		}
@@ -291,8 +287,8 @@ func ParseTCPFlags(s string) (mask, flags uint8, err error) {
 
 func tcpFlagsText(mask, flags uint8) string {
 	var s []string
-	for i, n := range tcpFlagNames {
-		bit := uint8(1) << i
+	for i := range 8 {
+		n, bit := packet.TCPFlagName(i), uint8(1)<<i
 		switch {
 		case mask&bit == 0:
 		case flags&bit != 0:

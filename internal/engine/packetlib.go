@@ -177,21 +177,16 @@ func (f builderReader) addr(name string) netip.Addr {
 	return a.Unmap()
 }
 
-var tcpFlagLetters = map[rune]uint8{
-	'F': packet.TCPFin, 'S': packet.TCPSyn, 'R': packet.TCPRst, 'P': packet.TCPPsh,
-	'A': packet.TCPAck, 'U': packet.TCPUrg, 'E': packet.TCPEce, 'C': packet.TCPCwr,
-}
-
 func (f builderReader) flags() uint8 {
 	v := f.t.RawGetString("flags")
 	if _, ok := v.(lua.LNumber); ok {
 		return uint8(f.uint("flags", 0, 255))
 	}
 	var out uint8
-	for _, r := range strings.ToUpper(f.str("flags")) {
-		bit, ok := tcpFlagLetters[r]
+	for _, r := range f.str("flags") {
+		bit, ok := packet.TCPFlagByLetter(r)
 		if !ok {
-			f.L.RaiseError("packet.%s: unknown TCP flag %q (want S, A, F, R, P, U, E, C)", f.kind, r)
+			f.L.RaiseError("packet.%s: unknown TCP flag %q (want %s)", f.kind, r, packet.TCPFlagLetterList)
 		}
 		out |= bit
 	}

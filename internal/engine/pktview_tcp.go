@@ -8,18 +8,15 @@ import (
 
 // pkt.tcp: the TCP flags of the packet, as booleans and as a number.
 
-var tcpFlagBits = map[string]uint8{"fin": packet.TCPFin, "syn": packet.TCPSyn, "rst": packet.TCPRst,
-	"psh": packet.TCPPsh, "ack": packet.TCPAck, "urg": packet.TCPUrg}
-
 // tcpField is a field of pkt.tcp by name.
 func (v *pktView) tcpField(L *lua.LState, key string) lua.LValue {
 	p := v.ctx.Parsed()
 	if key == "flags" {
 		return v.vals.num(uint32(p.TCPFlags))
 	}
-	bit, ok := tcpFlagBits[key]
+	bit, ok := packet.TCPFlagByName(key)
 	if !ok {
-		L.RaiseError("pkt.tcp has no field %q (want syn, ack, fin, rst, psh, urg, flags)", key)
+		L.RaiseError("pkt.tcp has no field %q (want %s, flags)", key, packet.TCPFlagNameList)
 	}
 	return lua.LBool(p.Proto == packet.ProtoTCP && p.TCPFlags&bit != 0)
 }
