@@ -2,72 +2,55 @@ package engine
 
 import (
 	"fmt"
-	"math"
 	"strings"
+
+	"github.com/luafw/luafw/netfilter"
 )
+
+// The netfilter model names (hooks, stage priorities, conntrack states) are
+// defined once, in package netfilter; the engine re-exports them so its API
+// names them too.
 
 // Hook is a netfilter hook: where on its path through the kernel a packet
-// meets a chain of callbacks.
-type Hook uint8
+// meets a chain of callbacks (netfilter.Hook).
+type Hook = netfilter.Hook
 
-// The five netfilter hooks luafw diverts, in the order a forwarded packet
-// meets them (prerouting, forward, postrouting) or a local one (output,
-// postrouting; prerouting, input).
+// The five netfilter hooks luafw diverts (see netfilter.Hook).
 const (
-	Prerouting Hook = iota
-	Input
-	Forward
-	Output
-	Postrouting
-	NumHooks int = iota
+	Prerouting  = netfilter.Prerouting
+	Input       = netfilter.Input
+	Forward     = netfilter.Forward
+	Output      = netfilter.Output
+	Postrouting = netfilter.Postrouting
+	NumHooks    = netfilter.NumHooks
 )
 
-var hookNames = [...]string{"prerouting", "input", "forward", "output", "postrouting"}
-
-func (h Hook) String() string {
-	if int(h) < len(hookNames) {
-		return hookNames[h]
-	}
-	return fmt.Sprintf("hook(%d)", uint8(h))
-}
+// hookNames are the hooks' names indexed by Hook.
+var hookNames = netfilter.HookNames()
 
 // ParseHook returns the hook with the given name.
-func ParseHook(s string) (Hook, error) {
-	for i, n := range hookNames {
-		if strings.EqualFold(s, n) {
-			return Hook(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown hook %q (want one of %s)", s, strings.Join(hookNames[:], ", "))
-}
+func ParseHook(s string) (Hook, error) { return netfilter.ParseHook(s) }
 
 // Hooks returns every hook, in declaration order.
-func Hooks() []Hook { return []Hook{Prerouting, Input, Forward, Output, Postrouting} }
+func Hooks() []Hook { return netfilter.Hooks() }
 
-// Netfilter's fixed stage priorities. A callback runs after every stage whose
-// priority is lower or equal, and before every stage above it.
+// Netfilter's fixed stage priorities (see netfilter.PriorityFirst...).
 const (
-	PriorityFirst     = math.MinInt32
-	PriorityDefrag    = -400
-	PriorityRaw       = -300
-	PriorityConntrack = -200
-	PriorityMangle    = -150
-	PriorityDstNAT    = -100
-	PriorityFilter    = 0
-	PrioritySecurity  = 50
-	PrioritySrcNAT    = 100
-	PriorityLast      = math.MaxInt32
+	PriorityFirst     = netfilter.PriorityFirst
+	PriorityDefrag    = netfilter.PriorityDefrag
+	PriorityRaw       = netfilter.PriorityRaw
+	PriorityConntrack = netfilter.PriorityConntrack
+	PriorityMangle    = netfilter.PriorityMangle
+	PriorityDstNAT    = netfilter.PriorityDstNAT
+	PriorityFilter    = netfilter.PriorityFilter
+	PrioritySecurity  = netfilter.PrioritySecurity
+	PrioritySrcNAT    = netfilter.PrioritySrcNAT
+	PriorityLast      = netfilter.PriorityLast
 )
 
 // PriorityNames returns the names scripts use (fw.priority.NAME) and their
 // values.
-func PriorityNames() map[string]int {
-	return map[string]int{
-		"raw": PriorityRaw, "conntrack": PriorityConntrack, "mangle": PriorityMangle,
-		"dstnat": PriorityDstNAT, "filter": PriorityFilter, "security": PrioritySecurity,
-		"srcnat": PrioritySrcNAT,
-	}
-}
+func PriorityNames() map[string]int { return netfilter.PriorityNames() }
 
 // Verdict is what a callback decides about a packet.
 type Verdict uint8
@@ -120,37 +103,25 @@ func ParseVerdict(s string) (Verdict, error) {
 	return 0, fmt.Errorf("unknown verdict %q (want one of %s)", s, strings.Join(verdictNames[:], ", "))
 }
 
-// CTState is a connection's conntrack state as the packet saw it.
-type CTState uint8
+// CTState is a connection's conntrack state as the packet saw it
+// (netfilter.CTState).
+type CTState = netfilter.CTState
 
 // Conntrack states. CTUnknown means luafw was not told (no conntrack).
 const (
-	CTUnknown CTState = iota
-	CTNew
-	CTEstablished
-	CTRelated
-	CTInvalid
-	CTUntracked
+	CTUnknown     = netfilter.CTUnknown
+	CTNew         = netfilter.CTNew
+	CTEstablished = netfilter.CTEstablished
+	CTRelated     = netfilter.CTRelated
+	CTInvalid     = netfilter.CTInvalid
+	CTUntracked   = netfilter.CTUntracked
 )
 
-var ctStateNames = [...]string{"", "new", "established", "related", "invalid", "untracked"}
-
-func (s CTState) String() string {
-	if int(s) < len(ctStateNames) {
-		return ctStateNames[s]
-	}
-	return fmt.Sprintf("ctstate(%d)", uint8(s))
-}
+// ctStateNames are the states' names indexed by CTState ("" for CTUnknown).
+var ctStateNames = netfilter.CTStateNames()
 
 // ParseCTState parses "new", "established", ...; "" is CTUnknown.
-func ParseCTState(s string) (CTState, error) {
-	for i, n := range ctStateNames {
-		if strings.EqualFold(s, n) {
-			return CTState(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown conntrack state %q", s)
-}
+func ParseCTState(s string) (CTState, error) { return netfilter.ParseCTState(s) }
 
 // Packet is one packet as the kernel (or a capture, or an embedding program)
 // hands it to the engine. Data starts at the IP header and must stay
