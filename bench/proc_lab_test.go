@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/queue"
 	"github.com/luafw/luafw/tests/lab"
 )
 
@@ -15,8 +15,8 @@ import (
 func TestReadQueuesInNamespace(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	const q = 4242
-	var s *nfq.Socket
-	if err := l.Router.Do(func() (err error) { s, err = nfq.OpenQueue(nfq.QueueConfig{Queues: []uint16{q}}); return err }); err != nil {
+	var s *queue.Socket
+	if err := l.Router.Do(func() (err error) { s, err = queue.Open(queue.Config{Queues: []uint16{q}}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()

@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/netfilter"
+	"github.com/luafw/luafw/nfq/rules"
 )
 
 // Limits of the settings.
@@ -134,7 +135,7 @@ func (f *File) CheckQueueRange(diversions int) error {
 	}
 	states := 1
 	if f.ConntrackEnabled() {
-		states = nfq.CTStates
+		states = netfilter.NumCTStates
 	}
 	last := base + diversions*balance*states - 1
 	if last <= 0xffff {
@@ -151,16 +152,16 @@ func (f *File) CheckQueueRange(diversions int) error {
 }
 
 func (f *File) checkMarks() error {
-	skip, reject := uint32(nfq.DefaultSkipMark), uint32(nfq.DefaultRejectMark)
+	skip, reject := uint32(rules.DefaultSkipMark), uint32(rules.DefaultRejectMark)
 	if m := f.Marks.Skip; m != nil {
 		if *m == 0 {
-			return f.ErrorAt("marks.skip", "marks.skip: want at least one bit (default %#x), not 0", nfq.DefaultSkipMark)
+			return f.ErrorAt("marks.skip", "marks.skip: want at least one bit (default %#x), not 0", rules.DefaultSkipMark)
 		}
 		skip = uint32(*m)
 	}
 	if m := f.Marks.Reject; m != nil {
 		if *m == 0 {
-			return f.ErrorAt("marks.reject", "marks.reject: want at least one bit (default %#x), not 0", nfq.DefaultRejectMark)
+			return f.ErrorAt("marks.reject", "marks.reject: want at least one bit (default %#x), not 0", rules.DefaultRejectMark)
 		}
 		reject = uint32(*m)
 	}
@@ -171,7 +172,7 @@ func (f *File) checkMarks() error {
 		}
 		return f.ErrorAt(at, "marks.skip %#x and marks.reject %#x share bits %#x; each needs bits of its own", skip, reject, skip&reject)
 	}
-	inject := uint32(nfq.DefaultInjectMark)
+	inject := uint32(rules.DefaultInjectMark)
 	if m := f.Marks.Inject; m != nil {
 		inject = uint32(*m)
 	}
@@ -188,7 +189,7 @@ func (f *File) checkMarks() error {
 func (f *File) checkDivert() error {
 	for hook, flt := range f.Divert {
 		at := "divert." + hook
-		if _, err := engine.ParseHook(hook); err != nil {
+		if _, err := netfilter.ParseHook(hook); err != nil {
 			return f.ErrorAt(at, "divert: unknown hook %q; want one of %s", hook, hookNames())
 		}
 		protos, err := flt.ProtoNumbers()
@@ -208,7 +209,7 @@ func (f *File) checkDivert() error {
 				continue
 			}
 			for _, p := range protos {
-				if !nfq.HasPorts(p) {
+				if !rules.HasPorts(p) {
 					return f.ErrorAt(at+"."+ports.key, "%s.%s: protocol %d in %s.protos has no ports", at, ports.key, p, at)
 				}
 			}
@@ -266,11 +267,8 @@ func (f *File) checkPrefixes(at string, flt Filter) error {
 }
 
 func hookNames() string {
-	var names []string
-	for _, h := range engine.Hooks() {
-		names = append(names, h.String())
-	}
-	return strings.Join(names, ", ")
+	names := netfilter.HookNames()
+	return strings.Join(names[:], ", ")
 }
 
 func (f *File) checkRest() error {
@@ -293,7 +291,7 @@ func (f *File) checkRest() error {
 		return f.ErrorAt("fail", "fail: want open or closed, not %q", f.Fail)
 	}
 	if f.has("table") {
-		if err := nfq.CheckTableName(f.Table); err != nil {
+		if err := rules.CheckTableName(f.Table); err != nil {
 			return f.ErrorAt("table", "table: %v", err)
 		}
 	}

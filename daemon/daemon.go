@@ -17,7 +17,9 @@ import (
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/host/state/cluster"
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/ct"
+	"github.com/luafw/luafw/nfq/inject"
+	"github.com/luafw/luafw/nfq/rules"
 )
 
 // Defaults of the daemon's settings.
@@ -58,13 +60,13 @@ type Daemon struct {
 
 	mu      sync.Mutex // guards what follows; held by Reload
 	cfg     *config.File
-	rules   nfq.RuleSet
-	tables  nfq.Tables // what is installed in the kernel
+	rules   rules.Set
+	tables  rules.Tables // what is installed in the kernel
 	plan    []Segment
 	runners map[string]*segRunner // by Segment.Key
 	blocks  map[string]int        // queue block per segment key
-	ct      *nfq.Conntrack
-	updater *nfq.CTUpdater
+	ct      *ct.Conn
+	updater *ct.Updater
 	marks   *markCache
 	inj     *sender // injected packets (inject.go)
 
@@ -159,7 +161,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// with fail: closed, where the stale tables keep traffic blocked until
 	// Install swaps them in one transaction (or for good, if we fail).
 	if !d.cfg.FailClosed() {
-		if err := nfq.Remove(ctx, d.rules.Table); err != nil {
+		if err := rules.Remove(ctx, d.rules.Table); err != nil {
 			return fmt.Errorf("removing stale rules: %w", err)
 		}
 	}
@@ -169,7 +171,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.ctx = ctx
 	d.mu.Unlock()
-	inj, err := nfq.OpenInjector()
+	inj, err := inject.Open()
 	if err != nil {
 		return err
 	}
@@ -180,12 +182,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.inj.run(ctx)
 	}()
 	if d.cfg.ConntrackEnabled() {
-		ct, err := nfq.OpenConntrack()
+		conn, err := ct.Open()
 		if err != nil {
 			return fmt.Errorf("conntrack: %w", err)
 		}
-		d.ct = ct
-		d.updater = nfq.NewCTUpdater(ct, 4096, d.log)
+		d.ct = conn
+		d.updater = ct.NewUpdater(conn, 4096, d.log)
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
@@ -324,18 +326,18 @@ func (d *Daemon) reload() error {
 		return err
 	}
 	plan := Plan(next.HookPriorities())
-	rules := d.ruleSet(cfg, plan, next)
+	rs := d.ruleSet(cfg, plan, next)
 	if err := CheckQueues(cfg, plan); err != nil {
 		return err
 	}
 	prev := d.eng.Commit(next)
-	change, err := d.apply(plan, rules)
+	change, err := d.apply(plan, rs)
 	if err != nil {
 		d.eng.Commit(prev)
 		d.forgetBlocks()
 		return err
 	}
-	d.cfg, d.plan, d.rules = cfg, plan, rules
+	d.cfg, d.plan, d.rules = cfg, plan, rs
 	d.log.Info("reloaded", "generation", d.eng.Generation(), "segments", len(plan), "kernel", change.String())
 	return nil
 }
@@ -368,7 +370,7 @@ func sameQueue(a, b config.Queue) bool {
 // transaction, touching only what changed) and stops the queues no longer
 // diverted to. Queues of segments in both plans keep their readers. Called
 // with mu held.
-func (d *Daemon) apply(plan []Segment, rules nfq.RuleSet) (nfq.Change, error) {
+func (d *Daemon) apply(plan []Segment, rs rules.Set) (rules.Change, error) {
 	want := map[string]bool{}
 	var started []*segRunner
 	undo := func() {
@@ -385,14 +387,14 @@ func (d *Daemon) apply(plan []Segment, rules nfq.RuleSet) (nfq.Change, error) {
 		r, err := d.startRunner(seg)
 		if err != nil {
 			undo()
-			return nfq.ChangeNone, err
+			return rules.ChangeNone, err
 		}
 		started = append(started, r)
 	}
-	change, err := d.tables.Apply(d.ctx, rules)
+	change, err := d.tables.Apply(d.ctx, rs)
 	if err != nil {
 		undo()
-		return nfq.ChangeNone, fmt.Errorf("installing rules: %w", err)
+		return rules.ChangeNone, fmt.Errorf("installing rules: %w", err)
 	}
 	for _, seg := range plan {
 		d.runners[seg.Key()].seg.Store(&seg) // Lo, Hi and Last may have changed
@@ -440,14 +442,14 @@ func CheckKernel(ctx context.Context, conntrack bool) error {
 		if _, err := os.Stat("/proc/net/netfilter/nfnetlink_queue"); err != nil {
 			missing = append(missing, "NFQUEUE (nfnetlink_queue): /proc/net/netfilter/nfnetlink_queue is missing")
 		}
-		if _, err := nfq.Installed(ctx, nfq.DefaultTable); err != nil {
+		if _, err := rules.Installed(ctx, rules.DefaultTable); err != nil {
 			missing = append(missing, fmt.Sprintf("nftables over netlink (nf_tables): %v", err))
 		}
 		if conntrack {
-			if ct, err := nfq.OpenConntrack(); err != nil {
+			if conn, err := ct.Open(); err != nil {
 				missing = append(missing, fmt.Sprintf("conntrack over netlink (nf_conntrack_netlink), or set conntrack: false: %v", err))
 			} else {
-				ct.Close()
+				conn.Close()
 			}
 		}
 	}

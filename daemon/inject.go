@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/inject"
+	"github.com/luafw/luafw/nfq/rules"
 )
 
 // injectQueue is how many injected packets wait for the sender; beyond it
@@ -19,7 +20,7 @@ const injectQueue = 1024
 // diversions skip, so an injected packet never comes back to a script.
 type sender struct {
 	ch       chan engine.Injected
-	in       *nfq.Injector
+	in       *inject.Injector
 	bit      uint32 // marks.inject
 	reserved uint32 // marks.skip | marks.reject: never sent from scripts
 	log      *slog.Logger
@@ -28,7 +29,7 @@ type sender struct {
 	lastLog               atomic.Int64
 }
 
-func newSender(in *nfq.Injector, rs nfq.RuleSet, log *slog.Logger) *sender {
+func newSender(in *inject.Injector, rs rules.Set, log *slog.Logger) *sender {
 	return &sender{ch: make(chan engine.Injected, injectQueue), in: in, bit: rs.InjectMark,
 		reserved: rs.SkipMark | rs.RejectMark, log: log}
 }

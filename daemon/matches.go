@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/rules"
 )
 
 // matchSource is what knows the callbacks' matches: the running engine,
@@ -14,7 +14,7 @@ type matchSource interface {
 // segmentMatches turns the matches of a segment's callbacks into the
 // kernel's: nil (divert everything the divert: filter passes) when one of
 // them takes every packet.
-func segmentMatches(src matchSource, seg Segment) []nfq.Match {
+func segmentMatches(src matchSource, seg Segment) []rules.Match {
 	if src == nil {
 		return nil
 	}
@@ -22,19 +22,15 @@ func segmentMatches(src matchSource, seg Segment) []nfq.Match {
 	if all {
 		return nil
 	}
-	out := make([]nfq.Match, len(ms))
+	out := make([]rules.Match, len(ms))
 	for i, m := range ms {
 		out[i] = kernelMatch(m)
 	}
 	return out
 }
 
-// stateIndex is the nfq per-state index of each engine state.
-var stateIndex = map[engine.CTState]int{engine.CTNew: nfq.CTNew, engine.CTEstablished: nfq.CTEstablished,
-	engine.CTRelated: nfq.CTRelated, engine.CTInvalid: nfq.CTInvalid, engine.CTUntracked: nfq.CTUntracked}
-
-func kernelMatch(m engine.Match) nfq.Match {
-	km := nfq.Match{Protos: m.Protos, InIfaces: m.InIfaces, OutIfaces: m.OutIfaces,
+func kernelMatch(m engine.Match) rules.Match {
+	km := rules.Match{Protos: m.Protos, InIfaces: m.InIfaces, OutIfaces: m.OutIfaces,
 		SPorts: kernelPorts(m.SPorts), DPorts: kernelPorts(m.DPorts),
 		TCPFlagsMask: m.TCPFlagsMask, TCPFlags: m.TCPFlags, MaxPackets: m.First}
 	if m.Src != nil {
@@ -43,16 +39,14 @@ func kernelMatch(m engine.Match) nfq.Match {
 	if m.Dst != nil {
 		km.Dst = m.Dst.Prefixes()
 	}
-	for _, s := range m.CTStates {
-		km.CTStates = append(km.CTStates, stateIndex[s])
-	}
+	km.CTStates = m.CTStates // engine.CTState is netfilter.CTState
 	return km
 }
 
-func kernelPorts(rs []engine.PortRange) []nfq.PortRange {
-	out := make([]nfq.PortRange, len(rs))
+func kernelPorts(rs []engine.PortRange) []rules.PortRange {
+	out := make([]rules.PortRange, len(rs))
 	for i, r := range rs {
-		out[i] = nfq.PortRange{Lo: r.Lo, Hi: r.Hi}
+		out[i] = rules.PortRange{Lo: r.Lo, Hi: r.Hi}
 	}
 	return out
 }

@@ -5,7 +5,7 @@
 // control socket (package daemon/control: reload, status) and tells a
 // service manager how it is doing (sd_notify: ready, reloading, stopping,
 // and watchdog pings only while every queue reader progresses). The engine
-// (host) decides; package nfq talks to the kernel; this package joins them.
+// (host) decides; the nfq/... packages talk to the kernel; this package joins them.
 package daemon
 
 import (

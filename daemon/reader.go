@@ -3,7 +3,8 @@ package daemon
 import (
 	"github.com/luafw/luafw/daemon/observe"
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/ct"
+	"github.com/luafw/luafw/nfq/queue"
 )
 
 // queueReader turns one socket's bursts into engine runs and verdicts. It
@@ -29,8 +30,8 @@ type queueReader struct {
 	rewritten uint64
 }
 
-// burst is the socket's handler (nfq.Socket.Serve).
-func (q *queueReader) burst(msgs []nfq.Msg, out []nfq.Verdict) {
+// burst is the socket's handler (queue.Socket.Serve).
+func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 	q.beat.enter()
 	defer q.endBurst()
 	r := q.r
@@ -46,9 +47,9 @@ func (q *queueReader) burst(msgs []nfq.Msg, out []nfq.Verdict) {
 			p.CTState = q.stateOf[k]
 		}
 		if m.HasCT {
-			p.CTState = ctStates[nfq.CTStateOf(m.CTInfo)]
-			p.CTMark, p.CTMarkKnown = nfq.CTMarkOf(m.CT)
-			p.CTPackets, _ = nfq.CTPacketsOf(m.CT)
+			p.CTState = ct.StateOf(m.CTInfo)
+			p.CTMark, p.CTMarkKnown = ct.MarkOf(m.CT)
+			p.CTPackets, _ = ct.PacketsOf(m.CT)
 		}
 		dec := q.w.RunRange(p, seg.Lo, seg.Hi)
 		if r.d.inj != nil {

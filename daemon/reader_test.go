@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/queue"
 )
 
 // TestQueueReaderBurst runs bursts through a queue reader as a socket
@@ -37,17 +37,17 @@ end}`,
 		t.Skipf("no loopback interface to name: %v", err)
 	}
 	ports := []uint16{80, 23, 80, 24, 23}
-	msgs := make([]nfq.Msg, len(ports))
+	msgs := make([]queue.Msg, len(ports))
 	for i, p := range ports {
-		msgs[i] = nfq.Msg{Queue: 1000, ID: uint32(i + 1), Payload: udpTo(t, p), InDev: uint32(lo.Index)}
+		msgs[i] = queue.Msg{Queue: 1000, ID: uint32(i + 1), Payload: udpTo(t, p), InDev: uint32(lo.Index)}
 	}
 	for range 2 {
-		out := make([]nfq.Verdict, len(msgs))
+		out := make([]queue.Verdict, len(msgs))
 		q.burst(msgs, out)
 		for i, p := range ports {
-			want := uint32(nfq.VerdictAccept)
+			want := uint32(queue.VerdictAccept)
 			if p == 23 {
-				want = nfq.VerdictDrop
+				want = queue.VerdictDrop
 			}
 			if out[i].Verdict != want {
 				t.Errorf("packet %d (port %d): verdict %d, want %d", i, p, out[i].Verdict, want)

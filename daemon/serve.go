@@ -13,11 +13,11 @@ import (
 	"github.com/luafw/luafw/config"
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/netfilter"
+	"github.com/luafw/luafw/nfq/ct"
+	"github.com/luafw/luafw/nfq/queue"
+	"github.com/luafw/luafw/nfq/rules"
 )
-
-// ctStates maps the nfq per-state queue index to the engine's state.
-var ctStates = [nfq.CTStates]engine.CTState{engine.CTNew, engine.CTEstablished, engine.CTRelated, engine.CTInvalid, engine.CTUntracked}
 
 func boolOr(b *bool, def bool) bool {
 	if b == nil {
@@ -30,7 +30,7 @@ func (d *Daemon) balance() int { return max(1, d.cfg.Queue.Balance) }
 
 func (d *Daemon) blockSize() int {
 	if d.cfg.ConntrackEnabled() {
-		return nfq.CTStates * d.balance()
+		return netfilter.NumCTStates * d.balance()
 	}
 	return d.balance()
 }
@@ -73,8 +73,8 @@ func (d *Daemon) queueFirst(block, s int) uint16 {
 
 // ruleSet builds the diversion rules for a plan; each diversion is
 // narrowed to what its callbacks' matches (from ms) want.
-func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) nfq.RuleSet {
-	rs := nfq.RuleSet{Table: cfg.Table, CTLabels: cfg.ConntrackEnabled(), ConnMarkOffload: uint32(cfg.Offload.Mask),
+func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) rules.Set {
+	rs := rules.Set{Table: cfg.Table, CTLabels: cfg.ConntrackEnabled(), ConnMarkOffload: uint32(cfg.Offload.Mask),
 		FailClosed: cfg.FailClosed()}
 	if cfg.Marks.Skip != nil {
 		rs.SkipMark = uint32(*cfg.Marks.Skip)
@@ -83,29 +83,29 @@ func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) nfq.R
 		rs.RejectMark = uint32(*cfg.Marks.Reject)
 	}
 	if rs.Table == "" {
-		rs.Table = nfq.DefaultTable
+		rs.Table = rules.DefaultTable
 	}
 	if rs.SkipMark == 0 {
-		rs.SkipMark = nfq.DefaultSkipMark
+		rs.SkipMark = rules.DefaultSkipMark
 	}
-	rs.InjectMark = nfq.DefaultInjectMark
+	rs.InjectMark = rules.DefaultInjectMark
 	if cfg.Marks.Inject != nil {
 		rs.InjectMark = uint32(*cfg.Marks.Inject)
 	}
 	if rs.RejectMark == 0 {
-		rs.RejectMark = nfq.DefaultRejectMark
+		rs.RejectMark = rules.DefaultRejectMark
 	}
 	for _, seg := range plan {
 		block := d.allocBlock(seg.Key())
-		div := nfq.Diversion{Hook: seg.Hook.String(), Priority: seg.ChainPriority, Filter: filterFor(cfg, seg.Hook),
+		div := rules.Diversion{Hook: seg.Hook, Priority: seg.ChainPriority, Filter: filterFor(cfg, seg.Hook),
 			Matches: segmentMatches(ms, seg)}
 		if d.byState(seg) {
 			div.ByState = true
 			for s := range div.Queues {
-				div.Queues[s] = nfq.QueueSet{First: d.queueFirst(block, s), Count: uint16(d.balance())}
+				div.Queues[s] = rules.QueueSet{First: d.queueFirst(block, s), Count: uint16(d.balance())}
 			}
 		} else {
-			div.Queues[0] = nfq.QueueSet{First: d.queueFirst(block, 0), Count: uint16(d.balance())}
+			div.Queues[0] = rules.QueueSet{First: d.queueFirst(block, 0), Count: uint16(d.balance())}
 		}
 		rs.Diversions = append(rs.Diversions, div)
 	}
@@ -113,14 +113,14 @@ func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) nfq.R
 }
 
 // filterFor converts the divert section of a hook (checked at load).
-func filterFor(cfg *config.File, h engine.Hook) nfq.Filter {
+func filterFor(cfg *config.File, h engine.Hook) rules.Filter {
 	f, ok := cfg.Divert[h.String()]
 	if !ok {
-		return nfq.Filter{}
+		return rules.Filter{}
 	}
 	protos, _ := f.ProtoNumbers()
 	src, dst, _ := f.Prefixes()
-	return nfq.Filter{Protos: protos, DPorts: f.DPorts, SPorts: f.SPorts, InIfaces: f.In, OutIfaces: f.Out, Src: src, Dst: dst}
+	return rules.Filter{Protos: protos, DPorts: f.DPorts, SPorts: f.SPorts, InIfaces: f.In, OutIfaces: f.Out, Src: src, Dst: dst}
 }
 
 // segRunner serves one segment's queues: one socket and one engine worker
@@ -129,7 +129,7 @@ type segRunner struct {
 	d      *Daemon
 	key    string
 	seg    atomic.Pointer[Segment]
-	socks  []*nfq.Socket
+	socks  []*queue.Socket
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	beats  []*heartbeat // one per reader: drain watches them stand still
@@ -151,14 +151,14 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 	r.seg.Store(&seg)
 	states := 1
 	if d.byState(seg) {
-		states = nfq.CTStates
+		states = netfilter.NumCTStates
 	}
 	for i := 0; i < d.balance(); i++ {
 		maxLen := d.cfg.Queue.MaxLen
 		if maxLen == 0 {
 			maxLen = DefaultQueueMaxLen
 		}
-		qcfg := nfq.QueueConfig{
+		qcfg := queue.Config{
 			MaxLen:   maxLen,
 			FailOpen: d.cfg.QueueFailOpen(),
 			GSO:      boolOr(d.cfg.Queue.GSO, true),
@@ -177,19 +177,19 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			q := d.queueFirst(block, s) + uint16(i)
 			qcfg.Queues = append(qcfg.Queues, q)
 			if states > 1 {
-				stateOf[q-first] = ctStates[s]
+				stateOf[q-first] = netfilter.CTStates()[s]
 			}
 		}
-		sock, err := nfq.OpenQueue(qcfg)
+		sock, err := queue.Open(qcfg)
 		if err != nil {
 			r.stop()
 			return nil, fmt.Errorf("segment %s: queues %v: %w", seg.Key(), qcfg.Queues, err)
 		}
 		r.socks = append(r.socks, sock)
 		// Sockets are opened here, in the caller's network namespace.
-		var lookup *nfq.Conntrack
+		var lookup *ct.Conn
 		if d.ct != nil {
-			if lookup, err = nfq.OpenConntrack(); err != nil {
+			if lookup, err = ct.Open(); err != nil {
 				r.stop()
 				return nil, fmt.Errorf("segment %s: conntrack: %w", seg.Key(), err)
 			}
@@ -208,7 +208,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 // serve runs one socket's packets through a worker of its own. lookup, when
 // not nil, is the worker's conntrack socket for pkt.ct.mark (its own: the
 // shared one is busy with the updater's retries).
-func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Conntrack, q *queueReader) {
+func (r *segRunner) serve(ctx context.Context, sock *queue.Socket, lookup *ct.Conn, q *queueReader) {
 	defer r.wg.Done()
 	defer r.d.svc.readers.remove(q.beat)
 	q.w = r.d.eng.NewWorker()
@@ -229,9 +229,9 @@ func (r *segRunner) serve(ctx context.Context, sock *nfq.Socket, lookup *nfq.Con
 
 // verdict turns the engine's decision into the kernel's. The packet's own
 // reserved bits are kept out of what scripts see and set.
-func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint32) nfq.Verdict {
+func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint32) queue.Verdict {
 	reserved := skip | reject
-	v := nfq.Verdict{Verdict: nfq.VerdictAccept}
+	v := queue.Verdict{Verdict: queue.VerdictAccept}
 	mark := kernelMark
 	if d.MarkSet {
 		mark = kernelMark&reserved | d.Mark&^reserved
@@ -239,12 +239,12 @@ func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint
 	}
 	switch d.Verdict {
 	case engine.Drop:
-		return nfq.Verdict{Verdict: nfq.VerdictDrop}
+		return queue.Verdict{Verdict: queue.VerdictDrop}
 	case engine.Reject:
-		v.Verdict, v.SetMark = nfq.VerdictRepeat, true
+		v.Verdict, v.SetMark = queue.VerdictRepeat, true
 		mark |= skip | reject
 	case engine.Repeat:
-		v.Verdict, v.SetMark = nfq.VerdictRepeat, true
+		v.Verdict, v.SetMark = queue.VerdictRepeat, true
 		mark |= skip
 	case engine.Stop:
 		// Skip luafw's later segments of this hook; the tail chain clears
@@ -268,7 +268,7 @@ func (r *segRunner) submitCT(data []byte, u engine.CTUpdate) {
 	if !ok {
 		return
 	}
-	up := nfq.CTUpdate{Mark: u.Mark, MarkMask: u.MarkMask, SetMark: u.SetMark, Timeout: u.Timeout,
+	up := ct.Update{Mark: u.Mark, MarkMask: u.MarkMask, SetMark: u.SetMark, Timeout: u.Timeout,
 		SetTimeout: u.SetTimeout, Labels: u.Labels, SetLabels: u.SetLabels}
 	if u.SetMark {
 		r.d.marks.update(t, u.Mark, u.MarkMask)
@@ -282,11 +282,11 @@ func (r *segRunner) submitCT(data []byte, u engine.CTUpdate) {
 
 // tupleOf is the conntrack tuple of a packet (either direction finds the
 // entry).
-func tupleOf(p *packet.Parsed, data []byte) (nfq.CTTuple, bool) {
+func tupleOf(p *packet.Parsed, data []byte) (ct.Tuple, bool) {
 	if p.Family == 0 {
-		return nfq.CTTuple{}, false
+		return ct.Tuple{}, false
 	}
-	t := nfq.CTTuple{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SPort: p.SrcPort, DPort: p.DstPort}
+	t := ct.Tuple{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SPort: p.SrcPort, DPort: p.DstPort}
 	if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
 		t.SPort, t.DPort = 0, uint16(p.ICMPType)<<8|uint16(p.ICMPCode)
 		if p.L4Off >= 0 && len(data) >= p.L4Off+6 {
@@ -342,7 +342,7 @@ func ifName(idx uint32) string {
 // ctSource answers pkt.ct.mark: first from marks luafw set itself (which the
 // kernel may not have applied yet), else through ctnetlink.
 type ctSource struct {
-	ct    *nfq.Conntrack
+	ct    *ct.Conn
 	marks *markCache
 	log   *slog.Logger
 }
@@ -385,7 +385,7 @@ const markCacheTTL = 5 * time.Second
 
 func newMarkCache() *markCache { return &markCache{m: map[flowKey]markEntry{}} }
 
-func keyOf(t nfq.CTTuple) flowKey {
+func keyOf(t ct.Tuple) flowKey {
 	a, b := netip.AddrPortFrom(t.Src, t.SPort), netip.AddrPortFrom(t.Dst, t.DPort)
 	if b.Addr().Less(a.Addr()) || (a.Addr() == b.Addr() && b.Port() < a.Port()) {
 		a, b = b, a
@@ -393,7 +393,7 @@ func keyOf(t nfq.CTTuple) flowKey {
 	return flowKey{t.Proto, a, b}
 }
 
-func (c *markCache) update(t nfq.CTTuple, mark, mask uint32) {
+func (c *markCache) update(t ct.Tuple, mark, mask uint32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
@@ -412,7 +412,7 @@ func (c *markCache) update(t nfq.CTTuple, mark, mask uint32) {
 	c.m[k] = markEntry{mark: old.mark&^mask | mark&mask, at: now}
 }
 
-func (c *markCache) get(t nfq.CTTuple) (uint32, bool) {
+func (c *markCache) get(t ct.Tuple) (uint32, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[keyOf(t)]

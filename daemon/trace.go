@@ -11,7 +11,7 @@ import (
 
 	"github.com/luafw/luafw/daemon/control"
 	"github.com/luafw/luafw/internal/engine"
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/queue"
 )
 
 // Trace bounds: the defaults of `luafw trace` and what the daemon accepts.
@@ -297,11 +297,11 @@ func traceCT(u engine.CTUpdate) *TraceCT {
 // kernelVerdictName names an NFQUEUE verdict.
 func kernelVerdictName(v uint32) string {
 	switch v {
-	case nfq.VerdictAccept:
+	case queue.VerdictAccept:
 		return "accept"
-	case nfq.VerdictDrop:
+	case queue.VerdictDrop:
 		return "drop"
-	case nfq.VerdictRepeat:
+	case queue.VerdictRepeat:
 		return "repeat"
 	}
 	return fmt.Sprintf("verdict(%d)", v)

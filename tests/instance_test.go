@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/queue"
 	"github.com/luafw/luafw/tests/lab"
 )
 
@@ -105,9 +105,9 @@ func TestTablesRestoredWhenChangedUnderUs(t *testing.T) {
 func TestQueueTakenExits(t *testing.T) {
 	l := lab.New(t, lab.Options{})
 	ctx := testCtx(t, 60*time.Second)
-	var holder *nfq.Socket
+	var holder *queue.Socket
 	if err := l.Router.Do(func() (err error) {
-		holder, err = nfq.OpenQueue(nfq.QueueConfig{Queues: []uint16{1000}})
+		holder, err = queue.Open(queue.Config{Queues: []uint16{1000}})
 		return err
 	}); err != nil {
 		t.Fatal(err)

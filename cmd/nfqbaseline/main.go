@@ -4,7 +4,7 @@
 //
 //   - plain: go-nfqueue v2.1.0 with RegisterWithErrorFunc and one SetVerdict
 //     per packet, what most Go NFQUEUE programs do;
-//   - batched: luafw's nfq.Socket (recvmmsg bursts, one sendmsg of verdicts
+//   - batched: luafw's queue.Socket (recvmmsg bursts, one sendmsg of verdicts
 //     per burst), the ceiling luafw builds on.
 //
 // It stops after -duration or on SIGTERM/SIGINT and prints one JSON line of
@@ -33,7 +33,7 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
 
-	"github.com/luafw/luafw/nfq"
+	"github.com/luafw/luafw/nfq/queue"
 )
 
 // result is the JSON line printed at exit.
@@ -59,18 +59,18 @@ func main() {
 }
 
 func run() error {
-	mode := flag.String("mode", "batched", "consumer: plain (go-nfqueue, one verdict per packet) or batched (nfq.Socket)")
-	queue := flag.Int("queue", 0, "queue number (ignored with -queues)")
+	mode := flag.String("mode", "batched", "consumer: plain (go-nfqueue, one verdict per packet) or batched (queue.Socket)")
+	queueNum := flag.Int("queue", 0, "queue number (ignored with -queues)")
 	queues := flag.String("queues", "", "queue range N-M (plain: one socket per queue; batched: one socket for all, see -per-queue)")
 	perQueue := flag.Bool("per-queue", false, "batched: one socket and goroutine per queue instead of one for all")
 	duration := flag.Duration("duration", 10*time.Second, "how long to run (SIGTERM/SIGINT stop earlier)")
-	burst := flag.Int("burst", nfq.DefaultQueueBurst, "batched: datagrams per receive")
+	burst := flag.Int("burst", queue.DefaultBurst, "batched: datagrams per receive")
 	gso := flag.Bool("gso", false, "request NFQA_CFG_F_GSO")
 	verbose := flag.Bool("v", false, "log to standard error")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 
-	qs, err := parseQueues(*queue, *queues)
+	qs, err := parseQueues(*queueNum, *queues)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func runPlain(ctx context.Context, qs []uint16, gso bool, log *slog.Logger, c *c
 		nf, err := nfqueue.Open(&nfqueue.Config{
 			NfQueue:      q,
 			MaxPacketLen: 0xffff,
-			MaxQueueLen:  nfq.DefaultQueueMaxLen,
+			MaxQueueLen:  queue.DefaultMaxLen,
 			Copymode:     nfqueue.NfQnlCopyPacket,
 			Flags:        flags,
 		})
@@ -208,7 +208,7 @@ func runPlain(ctx context.Context, qs []uint16, gso bool, log *slog.Logger, c *c
 	return nil
 }
 
-// runBatched serves the queues with nfq.Socket and an accept-all handler.
+// runBatched serves the queues with queue.Socket and an accept-all handler.
 func runBatched(ctx context.Context, qs []uint16, perQueue bool, burst int, gso bool, log *slog.Logger, c *counter, res *result) error {
 	groups := [][]uint16{qs}
 	if perQueue {
@@ -217,22 +217,22 @@ func runBatched(ctx context.Context, qs []uint16, perQueue bool, burst int, gso 
 			groups = append(groups, []uint16{q})
 		}
 	}
-	var socks []*nfq.Socket
+	var socks []*queue.Socket
 	defer func() {
 		for _, s := range socks {
 			s.Close()
 		}
 	}()
 	for _, g := range groups {
-		s, err := nfq.OpenQueue(nfq.QueueConfig{Queues: g, Burst: burst, GSO: gso, Logger: log})
+		s, err := queue.Open(queue.Config{Queues: g, Burst: burst, GSO: gso, Logger: log})
 		if err != nil {
 			return err
 		}
 		socks = append(socks, s)
 	}
-	accept := func(msgs []nfq.Msg, out []nfq.Verdict) {
+	accept := func(msgs []queue.Msg, out []queue.Verdict) {
 		for i := range out {
-			out[i].Verdict = nfq.VerdictAccept
+			out[i].Verdict = queue.VerdictAccept
 		}
 		c.add(len(msgs))
 	}
