@@ -446,8 +446,8 @@ func (rs Set) tailRule() *nftRuleIR { return rs.clearBits(rs.anyMarkBit()) }
 // state.
 func (rs Set) stateRules(i int, d Diversion) []*nftRuleIR {
 	var rules []*nftRuleIR
-	for i, s := range netfilter.CTStates() {
-		q := d.Queues[i]
+	for k, s := range netfilter.CTStates() {
+		q := d.Queues[k]
 		if q.Count == 0 {
 			continue
 		}
