@@ -147,3 +147,76 @@ local u = t .. t        -- 4 MiB: refused
 		t.Errorf("check saw %v, want [2 MiB 4 MiB] (small results are not checked)", seen)
 	}
 }
+
+// luafw patch 4: Options.MaxArrayIndex bounds the array part of the tables
+// of one state; other states keep the package variable's bound.
+func TestPerStateMaxArrayIndex(t *testing.T) {
+	before := MaxArrayIndex
+	small := NewState(Options{MaxArrayIndex: 16})
+	defer small.Close()
+	mid := NewState(Options{MaxArrayIndex: 1024})
+	defer mid.Close()
+	def := NewState()
+	defer def.Close()
+	if MaxArrayIndex != before {
+		t.Fatalf("package MaxArrayIndex changed: %d", MaxArrayIndex)
+	}
+	// `#` (gopher-lua's, array part only) shows where the array part
+	// ends; every key is still readable, whichever part holds it.
+	const code = `
+		local n = ...
+		local function fill(t) for i = 1, n do t[i] = i end return t end
+		local a = fill({})                              -- OP_NEWTABLE
+		local b = fill(setmetatable({}, {}))
+		local c = coroutine.wrap(function() return fill({}) end)()
+		local function va(...) return fill(arg) end     -- vararg arg table
+		local d = va(1, 2)
+		local sum = 0
+		for _, t in ipairs({a, b, c, d}) do
+			for i = 1, n do sum = sum + t[i] end
+			local cnt = 0
+			for k in pairs(t) do if type(k) == "number" then cnt = cnt + 1 end end
+			assert(cnt == n, "pairs " .. cnt)
+		end
+		return #a, #b, #c, #d, sum`
+	for _, c := range []struct {
+		L    *LState
+		want int
+	}{{small, 15}, {mid, 1024 - 1}, {def, 3000}} {
+		if err := c.L.DoString(`return (function(...) ` + code + ` end)(3000)`); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 4; i++ {
+			if got := int(c.L.Get(i).(LNumber)); got != c.want {
+				t.Errorf("bound %d: #t%d = %d, want %d", c.L.Options.MaxArrayIndex, i, got, c.want)
+			}
+		}
+		if got := c.L.Get(5); got != LNumber(4*3000*3001/2) {
+			t.Errorf("bound %d: sum %v", c.L.Options.MaxArrayIndex, got)
+		}
+		c.L.SetTop(0)
+	}
+	for _, c := range []struct {
+		L    *LState
+		want int
+	}{{small, 16}, {mid, 1024}, {def, before}} {
+		if got := c.L.NewTable().MaxArrayIndex(); got != c.want {
+			t.Errorf("NewTable bound %d, want %d", got, c.want)
+		}
+		if got := c.L.CreateTable(0, 0).MaxArrayIndex(); got != c.want {
+			t.Errorf("CreateTable bound %d, want %d", got, c.want)
+		}
+		if got := c.L.G.Global.MaxArrayIndex(); got != c.want {
+			t.Errorf("globals bound %d, want %d", got, c.want)
+		}
+	}
+	// A table keeps its bound when another state writes it.
+	tb := small.NewTable()
+	def.SetGlobal("shared", tb)
+	if err := def.DoString(`for i = 1, 100 do shared[i] = i end`); err != nil {
+		t.Fatal(err)
+	}
+	if tb.Len() != 15 || tb.RawGet(LNumber(100)) != LNumber(100) || tb.RawGet(LNumber(50)) != LNumber(50) {
+		t.Errorf("shared table: len %d, [100]=%v", tb.Len(), tb.RawGet(LNumber(100)))
+	}
+}

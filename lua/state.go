@@ -109,6 +109,12 @@ type Options struct {
 	// If `MinimizeStackMemory` is set, the call stack will be automatically grown or shrank up to a limit of
 	// `CallStackSize` in order to minimize memory usage. This does incur a slight performance penalty.
 	MinimizeStackMemory bool
+	// MaxArrayIndex (luafw patch 4) bounds the array part of the tables
+	// this state (and its coroutines) makes: integer keys
+	// 1..MaxArrayIndex-1 live in the array part, larger ones in the hash
+	// part. 0 means the package variable MaxArrayIndex, read when each
+	// table is used.
+	MaxArrayIndex int
 }
 
 /* }}} */
@@ -636,11 +642,11 @@ func (rg *registry) IsFull() bool {
 
 /* Global {{{ */
 
-func newGlobal() *Global {
+func newGlobal(bound int) *Global {
 	return &Global{
 		MainThread: nil,
-		Registry:   newLTable(0, 32),
-		Global:     newLTable(0, 64),
+		Registry:   newLTableBound(0, 32, bound),
+		Global:     newLTableBound(0, 64, bound),
 		builtinMts: make(map[int]LValue),
 		tempFiles:  make([]*os.File, 0, 10),
 	}
@@ -664,7 +670,7 @@ func panicWithoutTraceback(L *LState) {
 func newLState(options Options) *LState {
 	al := newAllocator(32)
 	ls := &LState{
-		G:       newGlobal(),
+		G:       newGlobal(options.MaxArrayIndex),
 		Parent:  nil,
 		Panic:   panicWithTraceback,
 		Dead:    false,
@@ -1111,7 +1117,7 @@ func (ls *LState) initCallFrame(cf *callFrame) { // +inline-start
 			if CompatVarArg {
 				ls.reg.SetTop(cf.LocalBase + nargs + np + 1)
 				if (proto.IsVarArg & VarArgNeedsArg) != 0 {
-					argtb := newLTable(nvarargs, 0)
+					argtb := newLTableBound(nvarargs, 0, ls.Options.MaxArrayIndex)
 					for i := 0; i < nvarargs; i++ {
 						argtb.RawSetInt(i+1, ls.reg.Get(cf.LocalBase+np+i))
 					}
@@ -1223,7 +1229,7 @@ func (ls *LState) pushCallFrame(cf callFrame, fn LValue, meta bool) { // +inline
 				if CompatVarArg {
 					ls.reg.SetTop(cf.LocalBase + nargs + np + 1)
 					if (proto.IsVarArg & VarArgNeedsArg) != 0 {
-						argtb := newLTable(nvarargs, 0)
+						argtb := newLTableBound(nvarargs, 0, ls.Options.MaxArrayIndex)
 						for i := 0; i < nvarargs; i++ {
 							argtb.RawSetInt(i+1, ls.reg.Get(cf.LocalBase+np+i))
 						}
@@ -1607,11 +1613,11 @@ func (ls *LState) Remove(index int) {
 /* object allocation {{{ */
 
 func (ls *LState) NewTable() *LTable {
-	return newLTable(defaultArrayCap, defaultHashCap)
+	return newLTableBound(defaultArrayCap, defaultHashCap, ls.Options.MaxArrayIndex)
 }
 
 func (ls *LState) CreateTable(acap, hcap int) *LTable {
-	return newLTable(acap, hcap)
+	return newLTableBound(acap, hcap, ls.Options.MaxArrayIndex)
 }
 
 // NewThread returns a new LState that shares with the original state all global objects.

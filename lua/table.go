@@ -29,13 +29,21 @@ func (lv lValueArraySorter) Less(i, j int) bool {
 }
 
 func newLTable(acap int, hcap int) *LTable {
+	return newLTableBound(acap, hcap, 0)
+}
+
+// newLTableBound (luafw patch 4) is newLTable for a table whose integer
+// keys 1..bound-1 live in the array part (0: the package variable
+// MaxArrayIndex). A table keeps its bound for its lifetime, so reads and
+// writes agree on where a key lives whichever state touches the table.
+func newLTableBound(acap int, hcap int, bound int) *LTable {
 	if acap < 0 {
 		acap = 0
 	}
 	if hcap < 0 {
 		hcap = 0
 	}
-	tb := &LTable{}
+	tb := &LTable{maxArrayIndex: bound}
 	tb.Metatable = LNil
 	if acap != 0 {
 		tb.array = make([]LValue, 0, acap)
@@ -44,6 +52,20 @@ func newLTable(acap int, hcap int) *LTable {
 		tb.strdict = make(map[string]LValue, hcap)
 	}
 	return tb
+}
+
+// MaxArrayIndex (luafw patch 4) is this table's array bound: integer keys
+// 1..MaxArrayIndex()-1 live in the array part, which the length operator
+// looks at; larger keys live in the hash part.
+func (tb *LTable) MaxArrayIndex() int {
+	if tb.maxArrayIndex != 0 {
+		return tb.maxArrayIndex
+	}
+	return MaxArrayIndex
+}
+
+func (tb *LTable) isArrayKey(v LNumber) bool {
+	return isInteger(v) && v < LNumber(int((^uint(0))>>1)) && v > LNumber(0) && v < LNumber(tb.MaxArrayIndex())
 }
 
 // Len returns length of this LTable without using __len.
@@ -147,7 +169,7 @@ func (tb *LTable) Remove(pos int) LValue {
 func (tb *LTable) RawSet(key LValue, value LValue) {
 	switch v := key.(type) {
 	case LNumber:
-		if isArrayKey(v) {
+		if tb.isArrayKey(v) {
 			if tb.array == nil {
 				tb.array = make([]LValue, 0, defaultArrayCap)
 			}
@@ -176,7 +198,7 @@ func (tb *LTable) RawSet(key LValue, value LValue) {
 
 // RawSetInt sets a given LValue at a position `key` without the __newindex metamethod.
 func (tb *LTable) RawSetInt(key int, value LValue) {
-	if key < 1 || key >= MaxArrayIndex {
+	if key < 1 || key >= tb.MaxArrayIndex() {
 		tb.RawSetH(LNumber(key), value)
 		return
 	}
@@ -251,7 +273,7 @@ func (tb *LTable) RawSetH(key LValue, value LValue) {
 func (tb *LTable) RawGet(key LValue) LValue {
 	switch v := key.(type) {
 	case LNumber:
-		if isArrayKey(v) {
+		if tb.isArrayKey(v) {
 			if tb.array == nil {
 				return LNil
 			}
@@ -356,7 +378,7 @@ func (tb *LTable) Next(key LValue) (LValue, LValue) {
 	}
 
 	if init || key != LNumber(0) {
-		if kv, ok := key.(LNumber); ok && isInteger(kv) && int(kv) >= 0 && kv < LNumber(MaxArrayIndex) {
+		if kv, ok := key.(LNumber); ok && isInteger(kv) && int(kv) >= 0 && kv < LNumber(tb.MaxArrayIndex()) {
 			index := int(kv)
 			if tb.array != nil {
 				for ; index < len(tb.array); index++ {

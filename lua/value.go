@@ -149,6 +149,11 @@ type LTable struct {
 	strdict map[string]LValue
 	keys    []LValue
 	k2i     map[LValue]int
+
+	// luafw patch 4: the array bound of this table (0: the package
+	// variable MaxArrayIndex), fixed when the table is made; see
+	// Options.MaxArrayIndex.
+	maxArrayIndex int
 }
 
 func (tb *LTable) String() string   { return fmt.Sprintf("table: %p", tb) }
