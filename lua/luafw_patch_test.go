@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -218,5 +219,36 @@ func TestPerStateMaxArrayIndex(t *testing.T) {
 	}
 	if tb.Len() != 15 || tb.RawGet(LNumber(100)) != LNumber(100) || tb.RawGet(LNumber(50)) != LNumber(50) {
 		t.Errorf("shared table: len %d, [100]=%v", tb.Len(), tb.RawGet(LNumber(100)))
+	}
+}
+
+// luafw patch 5: an error caught by pcall, xpcall or a coroutine closes
+// the upvalues of the unwound frames only. The scripts' expected outputs
+// are Lua 5.1.5's (lua5.1 -e "io.write(dofile(...))").
+func TestErrorClosesOnlyUnwoundUpvalues(t *testing.T) {
+	for _, name := range []string{"luafw_upvalues1", "luafw_upvalues2"} {
+		want, err := os.ReadFile("testdata/" + name + ".want")
+		if err != nil {
+			t.Fatal(err)
+		}
+		L := NewState()
+		if err := L.DoFile("testdata/" + name + ".lua"); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := L.ToString(-1); got != string(want) {
+			t.Errorf("%s:\ngot:\n%s\nwant (Lua 5.1):\n%s", name, got, want)
+		}
+		L.Close()
+	}
+	// The case of yuin/gopher-lua#448, through the Go API.
+	L := NewState()
+	defer L.Close()
+	if err := L.DoString(`
+		local v = "accept"; local function set(x) v = x end
+		pcall(function() error("x") end); set("drop"); V = v`); err != nil {
+		t.Fatal(err)
+	}
+	if got := L.GetGlobal("V"); got != LString("drop") {
+		t.Errorf("V = %v, want drop", got)
 	}
 }

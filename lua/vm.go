@@ -303,6 +303,7 @@ func threadRun(L *LState) {
 
 	defer func() {
 		if rcv := recover(); rcv != nil {
+			L.closeUpvalues(0) // luafw patch 5: the coroutine is dead
 			var lv LValue
 			if v, ok := rcv.(*ApiError); ok {
 				lv = v.Object
