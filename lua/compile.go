@@ -910,22 +910,33 @@ func compileReturnStmt(context *funcContext, stmt *ast.ReturnStmt) { // {{{
 } // }}}
 
 func compileIfStmt(context *funcContext, stmt *ast.IfStmt) { // {{{
-	thenlabel := context.NewLabel()
-	elselabel := context.NewLabel()
+	// luafw patch 6: an elseif chain (an else holding only an if) is
+	// compiled in a loop, in the enclosing block: gopher-lua nested a
+	// block per elseif, and finding a variable walks the blocks, so a long
+	// chain compiled in quadratic time (and recursed once per elseif).
 	endlabel := context.NewLabel()
+	for {
+		thenlabel := context.NewLabel()
+		elselabel := context.NewLabel()
 
-	compileBranchCondition(context, context.RegTop(), stmt.Condition, thenlabel, elselabel, false)
-	context.SetLabelPc(thenlabel, context.Code.LastPC())
-	compileBlock(context, stmt.Then)
-	if len(stmt.Else) > 0 {
-		context.Code.AddASbx(OP_JMP, 0, endlabel, sline(stmt))
-	}
-	context.SetLabelPc(elselabel, context.Code.LastPC())
-	if len(stmt.Else) > 0 {
+		compileBranchCondition(context, context.RegTop(), stmt.Condition, thenlabel, elselabel, false)
+		context.SetLabelPc(thenlabel, context.Code.LastPC())
+		compileBlock(context, stmt.Then)
+		if len(stmt.Else) > 0 {
+			context.Code.AddASbx(OP_JMP, 0, endlabel, sline(stmt))
+		}
+		context.SetLabelPc(elselabel, context.Code.LastPC())
+		if len(stmt.Else) == 0 {
+			break
+		}
+		if next, ok := stmt.Else[0].(*ast.IfStmt); ok && len(stmt.Else) == 1 {
+			stmt = next
+			continue
+		}
 		compileBlock(context, stmt.Else)
-		context.SetLabelPc(endlabel, context.Code.LastPC())
+		break
 	}
-
+	context.SetLabelPc(endlabel, context.Code.LastPC())
 } // }}}
 
 func compileBranchCondition(context *funcContext, reg int, expr ast.Expr, thenlabel, elselabel int, hasnextcond bool) { // {{{

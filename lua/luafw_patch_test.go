@@ -1,7 +1,9 @@
 package lua
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -251,4 +253,98 @@ func TestErrorClosesOnlyUnwoundUpvalues(t *testing.T) {
 	if got := L.GetGlobal("V"); got != LString("drop") {
 		t.Errorf("V = %v, want drop", got)
 	}
+}
+
+// luafw patch 6: hostile chunks are refused (or compiled) quickly, never
+// with a Go fatal error. Each runs in a child process, so a stack overflow
+// fails this test instead of killing the run.
+var hostileChunks = []struct {
+	name, code, want string // want: "" compiles, else a substring of the error
+}{
+	{"tables", "return " + strings.Repeat("{", 1e5) + strings.Repeat("}", 1e5), "chunk has too many syntax levels"},
+	{"calls", "return " + strings.Repeat("f(", 1e5) + strings.Repeat(")", 1e5), "chunk has too many syntax levels"},
+	{"parens", "return " + strings.Repeat("(", 1e6) + "1" + strings.Repeat(")", 1e6), "chunk has too many syntax levels"},
+	{"functions", strings.Repeat("function f() ", 1e5) + strings.Repeat("end ", 1e5), "chunk has too many syntax levels"},
+	{"ifs", strings.Repeat("if x then ", 1e5) + strings.Repeat("end ", 1e5), "<string>:1: chunk has too many syntax levels"},
+	{"whiles", strings.Repeat("while x do ", 1e5) + strings.Repeat("end ", 1e5), "chunk has too many syntax levels"},
+	{"dos", strings.Repeat("do\n", 1e5) + strings.Repeat("end ", 1e5), "<string>:201: chunk has too many syntax levels"},
+	{"repeats", strings.Repeat("repeat ", 1e5) + strings.Repeat("until x ", 1e5), "chunk has too many syntax levels"},
+	{"not", "return " + strings.Repeat("not ", 1e6) + "1", "chunk has too many syntax levels"},
+	{"neg", "return " + strings.Repeat("- ", 1e6) + "1", "chunk has too many syntax levels"},
+	{"concat", "return x" + strings.Repeat("..x", 1e5), "chunk has too many syntax levels"},
+	{"pow", "return 2" + strings.Repeat("^2", 1e5), "chunk has too many syntax levels"},
+	{"plus-5e6", "return 1" + strings.Repeat("+1", 5e6), "expression too long"},
+	{"fields-1e6", "return a" + strings.Repeat(".b", 1e6), "expression too long"},
+	{"plus-65536", "return 1" + strings.Repeat("+1", 1<<16), ""},
+	{"fields-65536", "return a" + strings.Repeat(".b", 1<<16), ""},
+	{"elseif-20000", "if x then " + strings.Repeat("elseif x then ", 20000) + "end", ""},
+	{"string-10MB", `return "` + strings.Repeat("a", 10<<20) + `"`, ""},
+	{"constructor-1e6", "return {" + strings.Repeat("1,", 1e6) + "}", ""},
+	{"statements-2e5", strings.Repeat("a = 1\n", 2e5), ""},
+	// What Lua 5.1 accepts stays accepted: 196 levels of each kind.
+	{"ifs-196", strings.Repeat("if x then ", 196) + strings.Repeat("end ", 196), ""},
+	{"tables-196", "return " + strings.Repeat("{", 196) + strings.Repeat("}", 196), ""},
+	{"concat-196", "return x" + strings.Repeat("..x", 196), ""},
+	{"mixed-196", "return " + strings.Repeat("-(", 98) + "1" + strings.Repeat(")", 98), ""},
+}
+
+func TestHostileChunks(t *testing.T) {
+	if name := os.Getenv("LUAFW_HOSTILE_CHUNK"); name != "" {
+		for _, c := range hostileChunks {
+			if c.name == name {
+				L := NewState()
+				_, err := L.LoadString(c.code)
+				fmt.Printf("RESULT:%v\n", err)
+				return
+			}
+		}
+		t.Fatalf("no chunk %q", name)
+	}
+	for _, c := range hostileChunks {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHostileChunks$")
+		cmd.Env = append(os.Environ(), "LUAFW_HOSTILE_CHUNK="+c.name)
+		t0 := time.Now()
+		out, err := cmd.CombinedOutput()
+		d := time.Since(t0)
+		if err != nil {
+			t.Errorf("%s: child failed (%v): %.500s", c.name, err, out)
+			continue
+		}
+		s := string(out)
+		i := strings.Index(s, "RESULT:")
+		if i < 0 {
+			t.Errorf("%s: no result: %.500s", c.name, s)
+			continue
+		}
+		res := strings.SplitN(s[i+len("RESULT:"):], "\n", 2)[0]
+		if c.want == "" && res != "<nil>" || c.want != "" && !strings.Contains(res, c.want) {
+			t.Errorf("%s: %s, want %q", c.name, res, c.want)
+		}
+		if d > 20*time.Second {
+			t.Errorf("%s: %v", c.name, d)
+		}
+		t.Logf("%-16s %8.0f ms  %.80s", c.name, float64(d.Microseconds())/1000, res)
+	}
+}
+
+// luafw patch 7: the interrupt flag stops a long parse.
+func TestInterruptLoad(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	var flag atomic.Int32
+	L.SetInterrupt(&flag)
+	code := strings.Repeat("a = 1\n", 2e5)
+	if _, err := L.LoadString(code); err != nil {
+		t.Fatal(err)
+	}
+	flag.Store(1)
+	t0 := time.Now()
+	_, err := L.LoadString(code)
+	if err == nil || !strings.Contains(err.Error(), "load interrupted") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("interrupted load took %v", d)
+	}
+	flag.Store(0)
 }

@@ -6,6 +6,7 @@ package lua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -2020,7 +2021,21 @@ func (ls *LState) Register(name string, fn LGFunction) {
 /* load and function call operations {{{ */
 
 func (ls *LState) Load(reader io.Reader, name string) (*LFunction, error) {
-	chunk, err := parse.Parse(reader, name)
+	var interrupted func() error
+	if ls.intr != nil {
+		// luafw patch 7: the interrupt flag (SetInterrupt) also cuts a
+		// parse, looked at every few thousand tokens.
+		interrupted = func() error {
+			if ls.Interrupted() {
+				return errors.New(name + ": load interrupted")
+			}
+			return nil
+		}
+	}
+	chunk, err := parse.ParseInterruptible(reader, name, interrupted)
+	if err == nil && interrupted != nil {
+		err = interrupted()
+	}
 	if err != nil {
 		return nil, newApiErrorE(ApiErrorSyntax, err)
 	}

@@ -441,6 +441,12 @@ type Lexer struct {
 	PNewLine      bool
 	Token         ast.Token
 	PrevTokenType int
+
+	levels syntaxLevels // luafw patch 6
+	// Interrupted, when set, is called every interruptEvery tokens; a
+	// non-nil error stops the parse with it (luafw patch 7).
+	Interrupted func() error
+	ntokens     int
 }
 
 func (lx *Lexer) Lex(lval *yySymType) int {
@@ -451,6 +457,18 @@ func (lx *Lexer) Lex(lval *yySymType) int {
 	}
 	if tok.Type < 0 {
 		return 0
+	}
+	// luafw patch 7: a host can cut a long parse.
+	if lx.Interrupted != nil {
+		if lx.ntokens++; lx.ntokens%interruptEvery == 0 {
+			if err := lx.Interrupted(); err != nil {
+				panic(err)
+			}
+		}
+	}
+	// luafw patch 6: refuse nesting before the parser builds it.
+	if levelsOK, chainOK := lx.levels.next(tok.Type, lx.PrevTokenType); !levelsOK || !chainOK {
+		panic(&LevelError{Source: tok.Pos.Source, Line: tok.Pos.Line, Chain: levelsOK})
 	}
 	lval.token = tok
 	lx.Token = tok
@@ -466,7 +484,13 @@ func (lx *Lexer) TokenError(tok ast.Token, message string) {
 }
 
 func Parse(reader io.Reader, name string) (chunk []ast.Stmt, err error) {
-	lexer := &Lexer{NewScanner(reader, name), nil, false, ast.Token{Str: ""}, TNil}
+	return ParseInterruptible(reader, name, nil)
+}
+
+// ParseInterruptible (luafw patch 7) is Parse that calls interrupted every
+// few thousand tokens and stops with the error it returns, if any.
+func ParseInterruptible(reader io.Reader, name string, interrupted func() error) (chunk []ast.Stmt, err error) {
+	lexer := &Lexer{scanner: NewScanner(reader, name), Token: ast.Token{Str: ""}, PrevTokenType: TNil, Interrupted: interrupted}
 	chunk = nil
 	defer func() {
 		if e := recover(); e != nil {
