@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/luafw/luafw/internal/sandbox"
-
 	"github.com/luafw/luafw/internal/watchdog"
 	lua "github.com/luafw/luafw/lua"
 
@@ -134,12 +132,9 @@ type Engine struct {
 }
 
 // New returns an engine with no plugins loaded: every packet is accepted
-// until Load. Close stops its background goroutine. The first New in a
-// process lowers gopher-lua's lua.MaxArrayIndex (a package variable) to
-// 65536, for the program's own gopher-lua states too; call it before
-// starting any (see maxArrayIndex).
+// until Load. Close stops its background goroutine. It changes nothing
+// process-wide.
 func New(opts Options) *Engine {
-	sandbox.BoundArrays()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -195,7 +195,6 @@ func lastLines(s string, n int) string {
 // the call's context already cancelled, as the watchdog leaves it: each
 // must notice within its work and raise the context's error.
 func TestLongBuiltinsHonourTheBudget(t *testing.T) {
-	sandbox.BoundArrays()
 	L := sandbox.NewState()
 	defer L.Close()
 	if err := L.DoString(`

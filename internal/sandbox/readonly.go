@@ -85,7 +85,7 @@ func ipairsStep(L *lua.LState) int {
 	t := Contents(L.CheckTable(1))
 	i := L.CheckInt(2) + 1
 	v := t.RawGetInt(i)
-	if v == lua.LNil && i >= lua.MaxArrayIndex {
+	if v == lua.LNil && i >= t.MaxArrayIndex() {
 		// Past the array bound (see tablelib.go) keys live in the hash.
 		v = t.RawGet(lua.LNumber(i))
 	}

@@ -28,6 +28,7 @@ const LockedMeta = "locked"
 func NewState() *lua.LState {
 	L := lua.NewState(lua.Options{
 		SkipOpenLibs:    true,
+		MaxArrayIndex:   MaxArrayIndex,
 		CallStackSize:   callStackSize,
 		RegistrySize:    registrySize,
 		RegistryMaxSize: registryMaxSize,
@@ -169,7 +170,7 @@ func GoToLua(L *lua.LState, v any) lua.LValue {
 		t := L.CreateTable(len(x), 0)
 		for i, e := range x {
 			// Not Append: it skips nils (shifting later elements) and
-			// fills the array part past lua.MaxArrayIndex, where reads
+			// fills the array part past the array bound, where reads
 			// no longer look.
 			t.RawSetInt(i+1, GoToLua(L, e))
 		}

@@ -29,7 +29,6 @@ func benchChunk(b *testing.B, L *lua.LState, code string) {
 // table (gopher-lua pads the array part with nils up to the key), and #t
 // on a table padded that way.
 func BenchmarkArrayBound(b *testing.B) {
-	BoundArrays()
 	L := NewState()
 	defer L.Close()
 	L.SetGlobal("N", lua.LNumber(MaxArrayIndex-1))
@@ -41,7 +40,6 @@ func BenchmarkArrayBound(b *testing.B) {
 }
 
 func BenchmarkBuiltins(b *testing.B) {
-	BoundArrays()
 	for _, c := range []struct{ name, code string }{
 		{"format", `local s = string.format("%s:%d %5.2f %x", "host", 443, 3.14159, 255)`},
 		{"rep", `local s = string.rep("ab", 16)`},

@@ -83,7 +83,6 @@ var ordinaryExprs = []string{
 }
 
 func TestBuiltinsMatchStockGopherLua(t *testing.T) {
-	BoundArrays()
 	stock := lua.NewState()
 	defer stock.Close()
 	sb := NewState()
@@ -99,7 +98,6 @@ func TestBuiltinsMatchStockGopherLua(t *testing.T) {
 // Where gopher-lua (which used Go's fmt) departs from Lua 5.1, the sandbox
 // follows Lua 5.1.
 func TestBuiltinsFollowLua51(t *testing.T) {
-	BoundArrays()
 	sb := NewState()
 	defer sb.Close()
 	cases := map[string]string{
@@ -206,7 +204,6 @@ func TestToStringHidesAddresses(t *testing.T) {
 // Lists longer than the array bound: everything but the # operator sees
 // the whole list.
 func TestListsBeyondArrayBound(t *testing.T) {
-	BoundArrays()
 	sb := NewState()
 	defer sb.Close()
 	err := sb.DoString(fmt.Sprintf(`
@@ -241,7 +238,6 @@ func TestListsBeyondArrayBound(t *testing.T) {
 // table.remove over a long list popped to empty, then at positions.
 // (BenchmarkBuiltins/pop shows the cost per pop stays constant.)
 func TestRemoveKeepsBorderCheap(t *testing.T) {
-	BoundArrays()
 	sb := NewState()
 	defer sb.Close()
 	err := sb.DoString(`

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"sort"
 	"strings"
-	"sync"
 
 	lua "github.com/luafw/luafw/lua"
 )
@@ -13,7 +12,7 @@ import (
 // and follows Lua 5.1's definitions (positions, borders, errors).
 //
 // Why a list may continue past the array part: gopher-lua keeps integer
-// keys 1..lua.MaxArrayIndex-1 in a Go slice and pads it with nils up to a
+// keys 1..MaxArrayIndex-1 in a Go slice and pads it with nils up to a
 // key that is set, so `t[n] = 1` on an empty table allocates and fills n
 // slots in one instruction, which no budget can interrupt. MaxArrayIndex
 // lowers that bound; keys beyond it live in the hash part, where reads,
@@ -22,7 +21,9 @@ import (
 // MaxArrayIndex-1; the functions here (table.insert, table.getn, unpack,
 // ipairs, table.concat, table.sort, table.remove) find the true border.
 
-// MaxArrayIndex bounds the array part of every table. The worst single
+// MaxArrayIndex bounds the array part of every table a sandboxed state makes
+// (lua.Options.MaxArrayIndex, patch 4 of package lua: the bound belongs to
+// the state, so an embedding program's own gopher-lua states keep theirs). The worst single
 // instruction is t[MaxArrayIndex-1] = 1 on an empty table, which fills a
 // slice of that many slots (gopher-lua appends them one at a time, making
 // about five times the slice in garbage). Measured on a busy 2-core
@@ -47,25 +48,12 @@ import (
 // taken at load 15-20), which the documented budget slack covers.
 const MaxArrayIndex = 1 << 16
 
-// arrayBoundOnce guards the one write to lua.MaxArrayIndex, a package
-// variable of gopher-lua that every table operation reads. It is set
-// exactly once per process, from New, before any of the engine's states
-// exist: writing it while any gopher-lua state (ours or an embedding
-// program's) runs would be a data race. An embedding program that runs its
-// own gopher-lua states gets the same bound for them, which keeps Lua's
-// semantics as described above.
-var arrayBoundOnce sync.Once
-
-func BoundArrays() {
-	arrayBoundOnce.Do(func() { lua.MaxArrayIndex = MaxArrayIndex })
-}
-
 // rawGetIndex is t[i] without metamethods, for any integer i.
 func rawGetIndex(t *lua.LTable, i int) lua.LValue {
 	if v := t.RawGetInt(i); v != lua.LNil {
 		return v
 	}
-	if i < 1 || i >= lua.MaxArrayIndex {
+	if i < 1 || i >= t.MaxArrayIndex() {
 		return t.RawGet(lua.LNumber(i))
 	}
 	return lua.LNil
