@@ -42,7 +42,9 @@ func (l *limiter) allow(now int64) bool {
 		if !b.Take(1) {
 			return false
 		}
-		if l.b.CompareAndSwap(old, &b) {
+		next := new(tokenbucket.Bucket) // only here: b itself stays on the stack
+		*next = b
+		if l.b.CompareAndSwap(old, next) {
 			return true
 		}
 	}
