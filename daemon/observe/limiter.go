@@ -10,8 +10,8 @@ import (
 // limiter is a lock-free token bucket (internal/tokenbucket): it allows
 // rate events per second on average and burst at once. A refused event
 // reads one pointer and writes nothing; an allowed one publishes the new
-// bucket with one compare-and-swap and a 16-byte allocation, so at most
-// rate allocations a second. A nil *limiter allows everything.
+// bucket with one compare-and-swap and a 16-byte allocation, so there are
+// no more allocations than allowed events. A nil *limiter allows everything.
 type limiter struct {
 	rate, burst float64
 	b           atomic.Pointer[tokenbucket.Bucket] // never changed in place
