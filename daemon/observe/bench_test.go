@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/luafw/luafw/config"
@@ -71,4 +72,32 @@ func BenchmarkEventWritten(b *testing.B) {
 
 func BenchmarkCapture(b *testing.B) {
 	benchRecord(b, "capture: {file: c.pcapng, max_size: 1GiB}\n", engine.Drop)
+}
+
+// BenchmarkLimiter is the event limiter alone, refused (the flood case)
+// and allowed (a rate so high that nothing is refused), on one goroutine
+// and on all cores; the clock is a counter every goroutine advances.
+func BenchmarkLimiter(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		rate float64
+	}{{"refused", 1.0 / 3600}, {"allowed", 1e18}} {
+		var clock atomic.Int64
+		clock.Store(1e18)
+		l := newLimiter(c.rate, 1)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				l.allow(clock.Add(1))
+			}
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					l.allow(clock.Add(1))
+				}
+			})
+		})
+	}
 }

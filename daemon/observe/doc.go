@@ -9,10 +9,11 @@
 // into a pooled buffer) into a bounded channel and moves on; one writer
 // goroutine per output encodes and writes in batches. When a writer falls
 // behind and its channel is full, the record is dropped and counted
-// ("lost"). Events are rate-limited before they are queued (a lock-free
-// GCRA limiter, about 20 ns); what the limit refuses is counted
-// ("suppressed"), and both counts are reported once a second as a record
-// of type "suppressed" while they grow.
+// ("lost"). Events are rate-limited before they are queued by a lock-free
+// token bucket (internal/tokenbucket; a refused event costs a few
+// nanoseconds, an allowed one a compare-and-swap and 16 bytes); what the
+// limit refuses is counted ("suppressed"), and both counts are reported
+// once a second as a record of type "suppressed" while they grow.
 //
 // Costs: with both outputs off the daemon does not call in here (a nil
 // check per packet). With them on, a packet whose verdict is not chosen

@@ -3,26 +3,31 @@ package observe
 import (
 	"math"
 	"sync/atomic"
+
+	"github.com/luafw/luafw/internal/tokenbucket"
 )
 
-// limiter is a lock-free rate limiter (the generic cell rate algorithm):
-// it allows rate events per second on average and burst at once. A nil
-// *limiter allows everything.
+// limiter is a lock-free token bucket (internal/tokenbucket): it allows
+// rate events per second on average and burst at once. A refused event
+// reads one pointer and writes nothing; an allowed one publishes the new
+// bucket with one compare-and-swap and a 16-byte allocation, so there are
+// no more allocations than allowed events. A nil *limiter allows everything.
 type limiter struct {
-	interval int64 // ns per event
-	tol      int64 // burst * interval
-	tat      atomic.Int64
+	rate, burst float64
+	b           atomic.Pointer[tokenbucket.Bucket] // never changed in place
 }
 
 func newLimiter(rate float64, burst int) *limiter {
 	if rate <= 0 {
 		return nil
 	}
-	iv := int64(math.Max(1, 1e9/rate))
 	if burst < 1 {
 		burst = max(1, int(math.Ceil(rate)))
 	}
-	return &limiter{interval: iv, tol: iv * int64(burst)}
+	l := &limiter{rate: rate, burst: float64(burst)}
+	full := tokenbucket.Full(l.burst, math.MinInt64) // refills to full on first use
+	l.b.Store(&full)
+	return l
 }
 
 // allow reports whether an event at now (unix ns) is within the rate.
@@ -31,12 +36,15 @@ func (l *limiter) allow(now int64) bool {
 		return true
 	}
 	for {
-		tat := l.tat.Load()
-		next := max(tat, now) + l.interval
-		if next-now > l.tol {
+		old := l.b.Load()
+		b := *old
+		b.Refill(now, l.rate, l.burst)
+		if !b.Take(1) {
 			return false
 		}
-		if l.tat.CompareAndSwap(tat, next) {
+		next := new(tokenbucket.Bucket) // only here: b itself stays on the stack
+		*next = b
+		if l.b.CompareAndSwap(old, next) {
 			return true
 		}
 	}

@@ -1,10 +1,15 @@
 package state
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/luafw/luafw/internal/tokenbucket"
+)
 
 // Bucket is a family of token buckets, one per key, all with the same
 // rate and burst: a key's bucket holds up to burst tokens and refills at
-// rate tokens per second. A key seen for the first time starts full.
+// rate tokens per second (the formula of internal/tokenbucket). A key
+// seen for the first time starts full.
 //
 // A bucket that has refilled to full is the same as an absent one, so
 // Store.Sweep drops those. When the family holds Limits.MaxKeys keys, a new
@@ -19,29 +24,16 @@ type Bucket struct {
 	shards      [numShards]bucketShard
 }
 
-type tokens struct {
-	n    float64 // tokens at last
-	last int64   // unix ns of the last refill
-}
-
-// refill brings t up to now.
-func (t *tokens) refill(now int64, rate, burst float64) {
-	if el := now - t.last; el > 0 { // a clock stepping back refills nothing
-		t.n = min(burst, t.n+float64(el)*rate/1e9)
-		t.last = now
-	}
-}
-
 type bucketShard struct {
 	mu sync.Mutex
-	m  map[string]tokens
+	m  map[string]tokenbucket.Bucket
 	_  [64 - 16]byte // one shard per cache line
 }
 
 func newBucket(name string, rate, burst float64, clock Clock, limits Limits) *Bucket {
 	b := &Bucket{name: name, rate: rate, burst: burst, clock: clock, lim: newLimiter(limits)}
 	for i := range b.shards {
-		b.shards[i].m = make(map[string]tokens)
+		b.shards[i].m = make(map[string]tokenbucket.Bucket)
 	}
 	return b
 }
@@ -81,14 +73,11 @@ func (b *Bucket) TakeN(key string, n float64) bool {
 		}
 	}
 	if ok {
-		t.refill(now, b.rate, b.burst)
+		t.Refill(now, b.rate, b.burst)
 	} else {
-		t = tokens{n: b.burst, last: now}
+		t = tokenbucket.Full(b.burst, now)
 	}
-	took := t.n >= n
-	if took {
-		t.n -= n
-	}
+	took := t.Take(n)
 	sh.m[key] = t
 	sh.mu.Unlock()
 	return took
@@ -110,8 +99,8 @@ func (b *Bucket) sweep(now int64) {
 		sh := &b.shards[i]
 		sh.mu.Lock()
 		for k, t := range sh.m {
-			t.refill(now, b.rate, b.burst)
-			if t.n >= b.burst {
+			t.Refill(now, b.rate, b.burst)
+			if t.IsFull(b.burst) {
 				delete(sh.m, k)
 				b.lim.release(keyCost(k))
 			}

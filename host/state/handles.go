@@ -1,6 +1,10 @@
 package state
 
-import "time"
+import (
+	"time"
+
+	"github.com/luafw/luafw/internal/tokenbucket"
+)
 
 // The handles below are what the Lua state module needs of a map, a
 // counter and a bucket family. The types of this package implement them;
@@ -48,13 +52,13 @@ func (b *Bucket) Charge(key string, n, floor float64) {
 	defer sh.mu.Unlock()
 	t, ok := sh.m[key]
 	if ok {
-		t.refill(now, b.rate, b.burst)
+		t.Refill(now, b.rate, b.burst)
 	} else {
 		if !b.lim.reserve(keyCost(key)) {
 			return
 		}
-		t = tokens{n: b.burst, last: now}
+		t = tokenbucket.Full(b.burst, now)
 	}
-	t.n = max(floor, t.n-n)
+	t.Charge(n, floor)
 	sh.m[key] = t
 }

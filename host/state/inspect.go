@@ -76,13 +76,13 @@ func (m *Map) Lookup(key string) (Entry, bool) {
 
 // Entries returns the live entries sorted by key.
 func (m *Map) Entries() []Entry {
-	now := m.clock().UnixNano()
+	now := lazyNow{clock: m.clock}
 	var out []Entry
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for k, e := range sh.m {
-			if e.exp == 0 || now < e.exp {
+			if !e.expired(&now) {
 				out = append(out, Entry{Key: k, Value: e.v, Expires: expTime(e.exp)})
 			}
 		}

@@ -200,14 +200,19 @@ func (c *Counter) Get() int64 { return c.v.Load() }
 // bucket family; a power of two.
 const numShards = 32
 
-// shardOf hashes key with FNV-1a (inline: no allocation) to a shard index.
-func shardOf(key string) uint32 {
+// shardOf is key's shard index.
+func shardOf(key string) uint32 { return ShardHash(key) & (numShards - 1) }
+
+// ShardHash is the 32-bit FNV-1a hash of key, for choosing a shard: the
+// one hash of this package and of host/state/cluster. It inlines and does
+// not allocate (hash/fnv would, through its interface).
+func ShardHash(key string) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(key); i++ {
 		h ^= uint32(key[i])
 		h *= 16777619
 	}
-	return h & (numShards - 1)
+	return h
 }
 
 // evictInterval is the least clock time between two eviction scans that a

@@ -167,15 +167,8 @@ type chargeShard struct {
 	_  [64 - 16]byte // one shard per cache line
 }
 
-// chargeShardOf hashes key with FNV-1a.
-func chargeShardOf(key string) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	return int(h % chargeShards)
-}
+// chargeShardOf is key's charge shard.
+func chargeShardOf(key string) int { return int(state.ShardHash(key) % chargeShards) }
 
 // TakeN takes n tokens from key's bucket if it holds them.
 func (b *Bucket) TakeN(key string, n float64) bool {
