@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/luafw/luafw/internal/tokenbucket"
+
 	"github.com/luafw/luafw/host/packet"
 )
 
@@ -37,12 +39,7 @@ var ErrInjectRate = errors.New("send rate limit reached")
 // Its zero value is ready.
 type injectLimiter struct {
 	mu sync.Mutex
-	m  map[string]*injectTokens
-}
-
-type injectTokens struct {
-	n    float64
-	last int64
+	m  map[string]*tokenbucket.Bucket
 }
 
 // take takes one token of plugin's bucket at time now (ns).
@@ -50,22 +47,16 @@ func (l *injectLimiter) take(plugin string, now int64, rate, burst float64) bool
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.m == nil {
-		l.m = map[string]*injectTokens{}
+		l.m = map[string]*tokenbucket.Bucket{}
 	}
 	t, ok := l.m[plugin]
 	if !ok {
-		t = &injectTokens{n: burst, last: now}
+		b := tokenbucket.Full(burst, now)
+		t = &b
 		l.m[plugin] = t
 	}
-	if el := now - t.last; el > 0 {
-		t.n = min(burst, t.n+float64(el)*rate/1e9)
-		t.last = now
-	}
-	if t.n < 1 {
-		return false
-	}
-	t.n--
-	return true
+	t.Refill(now, rate, burst)
+	return t.Take(1)
 }
 
 // injectRates are the engine's rate and burst per plugin.

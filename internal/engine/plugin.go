@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/luafw/luafw/internal/tokenbucket"
+
 	lua "github.com/luafw/luafw/lua"
 	"github.com/luafw/luafw/lua/parse"
 
@@ -209,11 +211,11 @@ func (p *plugin) quarantinedAt(now int64) bool {
 	return until != 0 && now < until
 }
 
-// tokenLimiter is a small mutex-guarded token bucket for log lines.
+// tokenLimiter is a mutex-guarded token bucket for log lines.
 type tokenLimiter struct {
 	mu      sync.Mutex
-	tokens  float64
-	last    int64
+	b       tokenbucket.Bucket
+	started bool
 	dropped int64
 }
 
@@ -227,17 +229,14 @@ const (
 func (t *tokenLimiter) allow(now int64) (ok bool, suppressed int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.last == 0 {
-		t.tokens = logBurst
-	} else {
-		t.tokens = min(logBurst, t.tokens+float64(now-t.last)/1e9*logRate)
+	if !t.started {
+		t.b, t.started = tokenbucket.Full(logBurst, now), true
 	}
-	t.last = now
-	if t.tokens < 1 {
+	t.b.Refill(now, logRate, logBurst)
+	if !t.b.Take(1) {
 		t.dropped++
 		return false, 0
 	}
-	t.tokens--
 	suppressed, t.dropped = t.dropped, 0
 	return true, suppressed
 }
