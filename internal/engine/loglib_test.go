@@ -101,7 +101,7 @@ func BenchmarkLogHugeFields(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		l := &e.gen.Load().plugins[0].logLimiter
 		l.mu.Lock()
-		l.last = 0
+		l.started = false
 		l.mu.Unlock()
 		w.Run(p)
 	}
