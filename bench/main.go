@@ -62,6 +62,10 @@ type options struct {
 	only                   string
 	sinkMode               string
 	profileDir             string
+	sweepPoints            string
+	sweepConsumers         string
+	sweepDuration          time.Duration
+	sweepSettle            time.Duration
 }
 
 // Ports and addresses inside the lab.
@@ -88,11 +92,19 @@ func main() {
 	flag.IntVar(&o.echoCount, "rtt-count", 2000, "sequential UDP round trips per latency row")
 	flag.IntVar(&o.listSize, "blocklist", 10_000, "CIDRs in the realistic configuration's blocklist")
 	flag.IntVar(&o.ratePct, "rate-pct", 80, "the fixed-rate run's rate, in % of the batched reader's measured rate")
-	flag.DurationVar(&o.timeout, "timeout", 4*time.Minute, "bound on the whole run")
+	flag.DurationVar(&o.timeout, "timeout", 8*time.Minute, "bound on the whole run")
 	flag.StringVar(&o.sinkMode, "sink", "counter", "how the server receives the flood: counter (an nftables rule counts and drops it in the input hook) or socket (a UDP socket reads it)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of each consumer here (luafw run --cpuprofile, nfqbaseline -cpuprofile)")
-	flag.StringVar(&o.only, "only", "", "run only the groups named (comma-separated: kernel,plain,batched,trivial,rewrite,realistic,cluster,layered,noct,balanced,tcp,matched); for profiling")
+	flag.StringVar(&o.only, "only", "", "run only the groups named (comma-separated: kernel,plain,batched,trivial,rewrite,realistic,cluster,layered,noct,balanced,tcp,matched,sweep); for profiling")
+	sweepOnly := flag.Bool("sweep", false, "run only the sweep at fixed offered rates (the same as -only sweep)")
+	flag.StringVar(&o.sweepPoints, "sweep-points", "", "the sweep's points (comma-separated: rate200even,rate1000even,rate15k,rate60k,flood; empty: all)")
+	flag.StringVar(&o.sweepConsumers, "sweep-consumers", "", "the sweep's consumers (comma-separated: batched,trivial,realistic; empty: all)")
+	flag.DurationVar(&o.sweepDuration, "sweep-duration", 7*time.Second, "sending time of each sweep row")
+	flag.DurationVar(&o.sweepSettle, "sweep-settle", 500*time.Millisecond, "idle time after a sweep row's consumer starts, before the measurement")
 	flag.Parse()
+	if *sweepOnly {
+		o.only = "sweep"
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
