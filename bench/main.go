@@ -99,7 +99,7 @@ func main() {
 	sweepOnly := flag.Bool("sweep", false, "run only the sweep at fixed offered rates (the same as -only sweep)")
 	flag.StringVar(&o.sweepPoints, "sweep-points", "", "the sweep's points (comma-separated: rate200even,rate1000even,rate15k,rate60k,flood; empty: all)")
 	flag.StringVar(&o.sweepConsumers, "sweep-consumers", "", "the sweep's consumers (comma-separated: batched,trivial,realistic; empty: all)")
-	flag.DurationVar(&o.sweepDuration, "sweep-duration", 7*time.Second, "sending time of each sweep row")
+	flag.DurationVar(&o.sweepDuration, "sweep-duration", 8*time.Second, "sending time of each sweep row")
 	flag.DurationVar(&o.sweepSettle, "sweep-settle", 500*time.Millisecond, "idle time after a sweep row's consumer starts, before the measurement")
 	flag.Parse()
 	if *sweepOnly {

@@ -74,14 +74,15 @@ type Row struct {
 
 	// Sweep rows (kind udp-sweep): the offered traffic and how the sender
 	// kept to it.
-	Point     string  `json:"sweep_point,omitempty"`   // e.g. rate200even
-	Consumer  string  `json:"consumer,omitempty"`      // batched, trivial, realistic
-	Offered   string  `json:"offered,omitempty"`       // the point, in words
-	Sources   int     `json:"sources,omitempty"`       // client addresses the sender rotates over
-	Batch     int     `json:"batch,omitempty"`         // datagrams per sendmmsg (1: evenly spaced)
-	MeanBurst float64 `json:"mean_burst,omitempty"`    // datagrams per sendmmsg call achieved
-	MaxLateUs float64 `json:"max_late_us,omitempty"`   // paced: largest delay of a send behind its deadline
-	Load1     string  `json:"load_avg_1min,omitempty"` // the machine's 1-minute load average before the row
+	Point     string  `json:"sweep_point,omitempty"`    // e.g. rate200even
+	Consumer  string  `json:"consumer,omitempty"`       // batched, trivial, realistic
+	Offered   string  `json:"offered,omitempty"`        // the point, in words
+	Sources   int     `json:"sources,omitempty"`        // client addresses the sender rotates over
+	Batch     int     `json:"batch,omitempty"`          // datagrams per sendmmsg (1: evenly spaced)
+	MeanBurst float64 `json:"mean_burst,omitempty"`     // datagrams per sendmmsg call achieved
+	MaxLateUs float64 `json:"max_late_us,omitempty"`    // paced: largest delay of a send behind its deadline
+	LatePct   float64 `json:"late_sends_pct,omitempty"` // paced: sends more than half a period behind their deadline, % of sends
+	Load1     string  `json:"load_avg_1min,omitempty"`  // the machine's 1-minute load average before the row
 
 	Note string `json:"note,omitempty"`
 }
@@ -194,6 +195,9 @@ func (b *bench) floodWith(ctx context.Context, r *Row, c *consumer, bl lab.Blast
 	}
 	if rate > 0 {
 		r.MaxLateUs = round(float64(res.MaxLate.Nanoseconds())/1e3, 0)
+		if res.Calls > 0 {
+			r.LatePct = round(100*float64(res.LateCalls)/float64(res.Calls), 2)
+		}
 	}
 	if err := b.settle(ctx); err != nil {
 		return err

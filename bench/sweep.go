@@ -276,18 +276,18 @@ func printSweep(w io.Writer, r *Results) {
 	}
 
 	fmt.Fprintf(w, "\nsweep rows (in the order they ran)\n\n")
-	fmt.Fprintln(w, "| point | consumer | target pps | sent pps | mean burst | max late µs | recv pps | loss % | consumer CPU % | CPU µs/pkt | CPU/pkt vs batched | load 1 min |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| point | consumer | target pps | sent pps | mean burst | late sends % | max late µs | recv pps | loss % | consumer CPU % | CPU µs/pkt | CPU/pkt vs batched | load 1 min |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, x := range r.Rows {
 		if x.Kind != "udp-sweep" {
 			continue
 		}
-		target, late := "flood", "-"
+		target, latePct, late := "flood", "-", "-"
 		if x.TargetPPS > 0 {
-			target, late = fmt.Sprint(x.TargetPPS), fmt.Sprintf("%.0f", x.MaxLateUs)
+			target, latePct, late = fmt.Sprint(x.TargetPPS), fmt.Sprintf("%.2f", x.LatePct), fmt.Sprintf("%.0f", x.MaxLateUs)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.1f | %s | %.0f | %.2f | %.1f | %s | %s | %s |\n", x.Point, x.Consumer, target, x.SentPPS,
-			x.MeanBurst, late, x.RecvPPS, x.LossPct, x.ConsumerCPU, usCell(x.CPUPerPacket), timesCell(x.CPUVsBatched), x.Load1)
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %.1f | %s | %s | %.0f | %.2f | %.1f | %s | %s | %s |\n", x.Point, x.Consumer, target, x.SentPPS,
+			x.MeanBurst, latePct, late, x.RecvPPS, x.LossPct, x.ConsumerCPU, usCell(x.CPUPerPacket), timesCell(x.CPUVsBatched), x.Load1)
 	}
 }
 

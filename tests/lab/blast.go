@@ -74,6 +74,10 @@ type BlastResult struct {
 	// deadline (timer and scheduling delay); a late sender catches up, so
 	// a large value means some datagrams went out closer together.
 	MaxLate time.Duration
+	// LateCalls counts, for a paced flood, the sends that started more
+	// than half a period (the time between two sends on schedule) after
+	// their deadline: how often the spacing was not what was asked.
+	LateCalls int
 }
 
 // PPS is the send rate in datagrams per second.
@@ -164,6 +168,9 @@ func (n *NS) UDPBlast(ctx context.Context, b Blast) (BlastResult, error) {
 			}
 			want = n
 			res.MaxLate = max(res.MaxLate, late)
+			if period := time.Duration(float64(want) / float64(b.Rate) * float64(time.Second)); late > period/2 {
+				res.LateCalls++
+			}
 		}
 		sent, soft, err := raws[batch%len(raws)].send(hdrs[:want])
 		if errors.Is(err, os.ErrDeadlineExceeded) {
