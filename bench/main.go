@@ -18,7 +18,11 @@
 // a fixed rate (80% of the batched reader's) to see whether luafw loses
 // packets below saturation, TCP bulk throughput with iperf3 (kernel alone,
 // luafw without and with offload), and the latency luafw adds to UDP round
-// trips. It prints a table and writes the results as JSON.
+// trips. Last, a sweep at fixed offered rates (sweep.go): 200 and 1,000
+// pps evenly spaced, 15k and 60k pps in bursts, a flood, each with the
+// batched reader, luafw trivial and luafw realistic, for consumer CPU per
+// packet beside the floor at each rate (-sweep runs only that). It prints
+// tables and writes the results as JSON.
 //
 // It needs root. All traffic stays inside the lab, which is removed at the
 // end, also on error and on Ctrl-C.
