@@ -18,7 +18,11 @@
 // a fixed rate (80% of the batched reader's) to see whether luafw loses
 // packets below saturation, TCP bulk throughput with iperf3 (kernel alone,
 // luafw without and with offload), and the latency luafw adds to UDP round
-// trips. It prints a table and writes the results as JSON.
+// trips. Last, a sweep at fixed offered rates (sweep.go): 200 and 1,000
+// pps evenly spaced, 15k and 60k pps in bursts, a flood, each with the
+// batched reader, luafw trivial and luafw realistic, for consumer CPU per
+// packet beside the floor at each rate (-sweep runs only that). It prints
+// tables and writes the results as JSON.
 //
 // It needs root. All traffic stays inside the lab, which is removed at the
 // end, also on error and on Ctrl-C.
@@ -62,6 +66,10 @@ type options struct {
 	only                   string
 	sinkMode               string
 	profileDir             string
+	sweepPoints            string
+	sweepConsumers         string
+	sweepDuration          time.Duration
+	sweepSettle            time.Duration
 }
 
 // Ports and addresses inside the lab.
@@ -88,11 +96,19 @@ func main() {
 	flag.IntVar(&o.echoCount, "rtt-count", 2000, "sequential UDP round trips per latency row")
 	flag.IntVar(&o.listSize, "blocklist", 10_000, "CIDRs in the realistic configuration's blocklist")
 	flag.IntVar(&o.ratePct, "rate-pct", 80, "the fixed-rate run's rate, in % of the batched reader's measured rate")
-	flag.DurationVar(&o.timeout, "timeout", 4*time.Minute, "bound on the whole run")
+	flag.DurationVar(&o.timeout, "timeout", 8*time.Minute, "bound on the whole run")
 	flag.StringVar(&o.sinkMode, "sink", "counter", "how the server receives the flood: counter (an nftables rule counts and drops it in the input hook) or socket (a UDP socket reads it)")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of each consumer here (luafw run --cpuprofile, nfqbaseline -cpuprofile)")
-	flag.StringVar(&o.only, "only", "", "run only the groups named (comma-separated: kernel,plain,batched,trivial,rewrite,realistic,cluster,layered,noct,balanced,tcp,matched); for profiling")
+	flag.StringVar(&o.only, "only", "", "run only the groups named (comma-separated: kernel,plain,batched,trivial,rewrite,realistic,cluster,layered,noct,balanced,tcp,matched,sweep); for profiling")
+	sweepOnly := flag.Bool("sweep", false, "run only the sweep at fixed offered rates (the same as -only sweep)")
+	flag.StringVar(&o.sweepPoints, "sweep-points", "", "the sweep's points (comma-separated: rate200even,rate1000even,rate15k,rate60k,flood; empty: all)")
+	flag.StringVar(&o.sweepConsumers, "sweep-consumers", "", "the sweep's consumers (comma-separated: batched,trivial,realistic; empty: all)")
+	flag.DurationVar(&o.sweepDuration, "sweep-duration", 8*time.Second, "sending time of each sweep row")
+	flag.DurationVar(&o.sweepSettle, "sweep-settle", 500*time.Millisecond, "idle time after a sweep row's consumer starts, before the measurement")
 	flag.Parse()
+	if *sweepOnly {
+		o.only = "sweep"
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

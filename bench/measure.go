@@ -72,6 +72,18 @@ type Row struct {
 	BenchCPU    float64 `json:"bench_cpu_pct,omitempty"`   // this process: sender, sink, their softirq work
 	MachineCPU  float64 `json:"machine_cpu_pct,omitempty"` // all cores, all processes (the machine is shared)
 
+	// Sweep rows (kind udp-sweep): the offered traffic and how the sender
+	// kept to it.
+	Point     string  `json:"sweep_point,omitempty"`    // e.g. rate200even
+	Consumer  string  `json:"consumer,omitempty"`       // batched, trivial, realistic
+	Offered   string  `json:"offered,omitempty"`        // the point, in words
+	Sources   int     `json:"sources,omitempty"`        // client addresses the sender rotates over
+	Batch     int     `json:"batch,omitempty"`          // datagrams per sendmmsg (1: evenly spaced)
+	MeanBurst float64 `json:"mean_burst,omitempty"`     // datagrams per sendmmsg call achieved
+	MaxLateUs float64 `json:"max_late_us,omitempty"`    // paced: largest delay of a send behind its deadline
+	LatePct   float64 `json:"late_sends_pct,omitempty"` // paced: sends more than half a period behind their deadline, % of sends
+	Load1     string  `json:"load_avg_1min,omitempty"`  // the machine's 1-minute load average before the row
+
 	Note string `json:"note,omitempty"`
 }
 
@@ -156,6 +168,13 @@ func queueFill(r *Row, a, z snapshot) {
 // established, unless unanswered is set: then every packet is "new" to
 // conntrack, as in a one-way flood of fresh flows.
 func (b *bench) flood(ctx context.Context, r *Row, c *consumer, rate int, unanswered bool) error {
+	return b.floodWith(ctx, r, c, lab.Blast{Sources: b.sources, Duration: b.opt.duration, Rate: rate}, unanswered)
+}
+
+// floodWith is flood with the sender's settings given: Sources, Duration,
+// Rate, Batch and Burst are taken from bl, the rest is the bench's.
+func (b *bench) floodWith(ctx context.Context, r *Row, c *consumer, bl lab.Blast, unanswered bool) error {
+	rate := bl.Rate
 	port := uint16(floodPort)
 	if unanswered {
 		port = 0 // fresh ephemeral ports: flows conntrack has never seen
@@ -166,10 +185,19 @@ func (b *bench) flood(ctx context.Context, r *Row, c *consumer, rate int, unansw
 	if err != nil {
 		return err
 	}
-	res, err := b.l.Client.UDPBlast(ctx, lab.Blast{Dst: b.dst, Sources: b.sources, SrcPort: port, Size: b.opt.size,
-		Duration: b.opt.duration, Max: b.opt.maxPackets, Rate: rate})
+	bl.Dst, bl.SrcPort, bl.Size, bl.Max = b.dst, port, b.opt.size, b.opt.maxPackets
+	res, err := b.l.Client.UDPBlast(ctx, bl)
 	if err != nil {
 		return err
+	}
+	if res.Calls > 0 {
+		r.MeanBurst = round(float64(res.Sent)/float64(res.Calls), 1)
+	}
+	if rate > 0 {
+		r.MaxLateUs = round(float64(res.MaxLate.Nanoseconds())/1e3, 0)
+		if res.Calls > 0 {
+			r.LatePct = round(100*float64(res.LateCalls)/float64(res.Calls), 2)
+		}
 	}
 	if err := b.settle(ctx); err != nil {
 		return err

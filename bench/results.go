@@ -46,6 +46,7 @@ func newResults(o options) *Results {
 			"flood_seconds": o.duration.Seconds(), "payload_bytes": o.size, "sources": o.sources,
 			"max_packets": o.maxPackets, "rtt_count": o.echoCount, "blocklist_cidrs": o.listSize,
 			"rate_pct": o.ratePct, "tcp_seconds": o.tcpTime.Seconds(), "sink": o.sinkMode,
+			"sweep_seconds": o.sweepDuration.Seconds(), "sweep_settle_seconds": o.sweepSettle.Seconds(), "luafw": o.luafw,
 		}}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		r.Kernel = strings.TrimSpace(string(b))
@@ -136,6 +137,7 @@ func (r *Results) finish() {
 			}
 		}
 	}
+	sweepFinish(r)
 	if x := r.row("udp/batched/q2"); x != nil {
 		x.VsOneQueue = ratio(x.RecvPPS, pps("udp/batched/q1"))
 	}
@@ -165,6 +167,7 @@ func (r *Results) finish() {
 	cpuGoals(r, goal)
 	rowGoal("TCP bulk with offload vs kernel", "tcp/luafw-offload", vsK, 0.80)
 	clusterGoals(r, goal)
+	sweepGoals(r, goal)
 	if x := r.row("rate/luafw-trivial/q1"); x != nil {
 		goal(fmt.Sprintf("no loss at %d pkt/s (trivial plugin)", x.TargetPPS), "0", "packets lost", float64(x.Lost), true, x.Lost <= 0)
 	} else {
@@ -196,6 +199,7 @@ func (r *Results) print(w io.Writer) {
 	}
 	tw.Flush()
 	printQueueScaling(w, r)
+	printSweep(w, r)
 
 	fmt.Fprintf(w, "\nTCP bulk, iperf3 client -> server, %v s\n", r.Settings["tcp_seconds"])
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

@@ -30,6 +30,7 @@ func (b *bench) runAll(ctx context.Context) error {
 		{"layered", b.layeredRows},
 		{"noct", b.noctRows},
 		{"matched", b.matchedRows},
+		{"sweep", b.sweepRows}, // sweep.go
 	}
 	want := map[string]bool{}
 	for _, g := range strings.Split(b.opt.only, ",") {

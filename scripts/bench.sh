@@ -4,7 +4,8 @@
 # luafw's batched reader and luafw itself in its router, floods it from the
 # client, and prints a table (JSON in bench-results.json). Root only; all
 # traffic stays inside the lab. Extra arguments go to the bench program
-# (e.g. scripts/bench.sh -duration 3s -out /tmp/b.json).
+# (e.g. scripts/bench.sh -duration 3s -out /tmp/b.json; scripts/bench.sh -sweep
+# runs only the sweep at fixed offered rates, bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

@@ -44,7 +44,14 @@ type Blast struct {
 	Max int
 	// Rate, when > 0, paces the flood to that many datagrams per second on
 	// average (in bursts of at most Batch); 0 sends as fast as possible.
+	// With Batch 1 the datagrams are evenly spaced: the sender sleeps until
+	// each one's deadline (start + i/Rate).
 	Rate int
+	// Burst, with Rate, sends only whole batches: it waits until Batch
+	// datagrams are due and sends them in one call (bursts of Batch every
+	// Batch/Rate seconds). Without it a paced flood sends whatever is due,
+	// often a datagram or two per call.
+	Burst bool
 	// Batch is the number of datagrams per sendmmsg call: default 64, at
 	// most 1024.
 	Batch int
@@ -60,6 +67,17 @@ type BlastResult struct {
 	// expects and goes on after: ENOBUFS, or an ICMP error reported back
 	// on the socket (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH).
 	SoftErrors int
+	// Calls is the number of sendmmsg calls: Sent/Calls is the mean burst
+	// (1 for evenly spaced datagrams).
+	Calls int
+	// MaxLate is, for a paced flood, the longest a send started after its
+	// deadline (timer and scheduling delay); a late sender catches up, so
+	// a large value means some datagrams went out closer together.
+	MaxLate time.Duration
+	// LateCalls counts, for a paced flood, the sends that started more
+	// than half a period (the time between two sends on schedule) after
+	// their deadline: how often the spacing was not what was asked.
+	LateCalls int
 }
 
 // PPS is the send rate in datagrams per second.
@@ -141,16 +159,18 @@ func (n *NS) UDPBlast(ctx context.Context, b Blast) (BlastResult, error) {
 	for batch := 0; res.Sent < b.Max && ctx.Err() == nil; batch++ {
 		want := min(b.Batch, b.Max-res.Sent)
 		if b.Rate > 0 {
-			elapsed := time.Since(start)
-			due := int(elapsed.Seconds() * float64(b.Rate))
-			if due <= res.Sent {
-				// Ahead of schedule: wait until the next datagram is due.
-				next := time.Duration(float64(res.Sent+1) / float64(b.Rate) * float64(time.Second))
-				sleepCtx(ctx, max(next-elapsed, 20*time.Microsecond))
+			n, wait, late := paceStep(res.Sent, want, b.Rate, b.Burst, time.Since(start))
+			if n == 0 {
+				// Ahead of schedule: wait until the next send is due.
+				sleepCtx(ctx, max(wait, 20*time.Microsecond))
 				batch--
 				continue
 			}
-			want = min(want, due-res.Sent)
+			want = n
+			res.MaxLate = max(res.MaxLate, late)
+			if period := time.Duration(float64(want) / float64(b.Rate) * float64(time.Second)); late > period/2 {
+				res.LateCalls++
+			}
 		}
 		sent, soft, err := raws[batch%len(raws)].send(hdrs[:want])
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -161,12 +181,39 @@ func (n *NS) UDPBlast(ctx context.Context, b Blast) (BlastResult, error) {
 			return res, fmt.Errorf("lab: [%s] UDP blast to %s after %d datagrams: %w", n.Name, b.Dst, res.Sent, err)
 		}
 		res.Sent += sent
+		res.Calls++
 		if soft {
 			res.SoftErrors++
 		}
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// paceStep is the schedule of a paced flood: datagram i (1-based) is due
+// at i/rate seconds after the start. Given the datagrams sent so far, the
+// next call's size bound (want >= 1) and the time since the start, it
+// returns how many to send now; 0 means wait that long first. A burst
+// sends want datagrams once the last of them is due; otherwise whatever is
+// due goes (at most want). late is how long after its deadline the send's
+// last datagram goes out.
+func paceStep(sent, want, rate int, burst bool, elapsed time.Duration) (n int, wait, late time.Duration) {
+	due := int(elapsed.Seconds() * float64(rate)) // datagrams due by now
+	need := 1
+	if burst {
+		need = want
+	}
+	deadline := func(i int) time.Duration {
+		return time.Duration(float64(i) / float64(rate) * float64(time.Second))
+	}
+	if due < sent+need {
+		return 0, deadline(sent+need) - elapsed, 0
+	}
+	n = want
+	if !burst {
+		n = min(want, due-sent)
+	}
+	return n, 0, elapsed - deadline(sent+n)
 }
 
 // checkBlast validates and completes b; it returns the destination.
