@@ -350,3 +350,53 @@ func TestInterruptLoad(t *testing.T) {
 	}
 	flag.Store(0)
 }
+
+// Patch 8: the poll function runs every N instructions, in coroutines too,
+// when a Go function asks, and a poll that sets the flag interrupts at once.
+func TestPoll(t *testing.T) {
+	L := NewState()
+	defer L.Close()
+	var flag atomic.Int32
+	L.SetInterrupt(&flag)
+	polls := 0
+	L.SetPoll(100, func(*LState) { polls++ })
+	if err := L.DoString(`return 1`); err != nil || polls != 0 {
+		t.Fatalf("a short chunk: err %v, %d polls, want none", err, polls)
+	}
+	if err := L.DoString(`local n = 0 for i = 1, 10000 do n = n + i end assert(n == 50005000)`); err != nil {
+		t.Fatal(err)
+	}
+	// Two instructions per iteration (ADD, FORLOOP): about 200 polls.
+	if polls < 150 || polls > 260 {
+		t.Fatalf("%d polls for about 20,000 instructions every 100", polls)
+	}
+	polls = 0
+	if err := L.DoString(`local co = coroutine.wrap(function() local n = 0 for i = 1, 10000 do n = n + i end return n end)
+		assert(co() == 50005000)`); err != nil {
+		t.Fatal(err)
+	}
+	if polls < 150 {
+		t.Fatalf("a coroutine polled %d times", polls)
+	}
+	polls = 0
+	L.SetGlobal("long", L.NewFunction(func(L *LState) int { L.Poll(); return 0 }))
+	if err := L.DoString(`long()`); err != nil || polls != 1 {
+		t.Fatalf("Poll from Go: err %v, %d polls", err, polls)
+	}
+	// A poll that decides the call is over interrupts it.
+	L.SetPoll(1000, func(*LState) {
+		if polls++; polls == 5 {
+			flag.Store(1)
+		}
+	})
+	polls = 0
+	err := L.DoString(`while true do end`)
+	if err == nil || !strings.Contains(err.Error(), "interrupted") || polls != 5 {
+		t.Fatalf("err %v after %d polls, want interrupted after 5", err, polls)
+	}
+	flag.Store(0)
+	L.SetPoll(0, nil)
+	if err := L.DoString(`local n = 0 for i = 1, 1000 do n = n + i end`); err != nil {
+		t.Fatalf("after SetPoll(0, nil): %v", err)
+	}
+}

@@ -1634,6 +1634,9 @@ func (ls *LState) NewThread() (*LState, context.CancelFunc) {
 	if ls.intr != nil {
 		thread.SetInterrupt(ls.intr)
 	}
+	if ls.poll != nil { // luafw patch 8
+		thread.SetPoll(ls.pollEvery, ls.poll)
+	}
 	return thread, f
 }
 
@@ -2318,8 +2321,34 @@ func (ls *LState) Interrupted() bool {
 	return ls.intr != nil && ls.intr.Load() != 0
 }
 
+// SetPoll (luafw patch 8) makes the VM call poll after every `every`
+// instructions, with the interrupt flag of SetInterrupt looked at again
+// right after it; nil removes it. It is for a host that supervises calls
+// without a periodic timer: a call that runs fewer instructions never
+// calls poll, and a long one calls it at a steady pace of its own work
+// (Poll lets long Go builtins call it too). Only used with SetInterrupt.
+func (ls *LState) SetPoll(every int, poll func(L *LState)) {
+	if every < 1 || poll == nil {
+		every, poll = 1, nil
+	}
+	ls.poll, ls.pollEvery, ls.pollLeft = poll, every, every
+	ls.pickMainLoop()
+}
+
+// Poll (luafw patch 8) calls the state's poll function now, if it has one,
+// and restarts its instruction count: for Go functions that run long
+// between instructions.
+func (ls *LState) Poll() {
+	if ls.poll != nil {
+		ls.pollLeft = ls.pollEvery
+		ls.poll(ls)
+	}
+}
+
 func (ls *LState) pickMainLoop() {
 	switch {
+	case ls.intr != nil && ls.poll != nil:
+		ls.mainLoop = mainLoopWithPoll
 	case ls.intr != nil:
 		ls.mainLoop = mainLoopWithInterrupt
 	case ls.ctx != nil:

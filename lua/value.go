@@ -203,6 +203,9 @@ type LState struct {
 	ctxCancelFn  context.CancelFunc
 	intr         *atomic.Int32          // luafw patch: see SetInterrupt
 	concatCheck  func(L *LState, n int) // luafw patch: see SetConcatCheck
+	poll         func(L *LState)        // luafw patch 8: see SetPoll
+	pollEvery    int
+	pollLeft     int
 }
 
 func (ls *LState) String() string   { return fmt.Sprintf("thread: %p", ls) }

@@ -66,6 +66,41 @@ func mainLoopWithInterrupt(L *LState, baseframe *callFrame) {
 	}
 }
 
+// mainLoopWithPoll (luafw patch 8) is mainLoopWithInterrupt that also
+// counts instructions and calls the state's poll function every pollEvery
+// of them (SetPoll): a decrement and a predictable branch per instruction.
+func mainLoopWithPoll(L *LState, baseframe *callFrame) {
+	var inst uint32
+	var cf *callFrame
+
+	if L.stack.IsEmpty() {
+		return
+	}
+
+	L.currentFrame = L.stack.Last()
+	if L.currentFrame.Fn.IsG {
+		callGFunction(L, false)
+		return
+	}
+
+	for {
+		cf = L.currentFrame
+		inst = cf.Fn.Proto.Code[cf.Pc]
+		cf.Pc++
+		if L.pollLeft--; L.pollLeft <= 0 {
+			L.pollLeft = L.pollEvery
+			L.poll(L)
+		}
+		if L.intr.Load() != 0 {
+			L.RaiseError("interrupted")
+			return
+		}
+		if jumpTable[int(inst>>26)](L, inst, baseframe) == 1 {
+			return
+		}
+	}
+}
+
 func mainLoopWithContext(L *LState, baseframe *callFrame) {
 	var inst uint32
 	var cf *callFrame
