@@ -3,7 +3,11 @@ GO        ?= go
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION ?= 2026.1
 BIN       := bin/luafw
-VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+# VERSION: the release tag (v0.1.0 on the tagged commit; lightweight tags count
+# too), or commit-derived text between releases. The tag is the one place a
+# version is written; builds without -X (go install ...@v0.1.0) report the
+# module version the go command stamps (cmd/luafw/version.go).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -X main.version=$(VERSION)
 # install: DESTDIR stages, PREFIX is where the binary and unit live.
 DESTDIR   ?=
