@@ -8,6 +8,5 @@ import (
 	_ "github.com/google/nftables"
 	_ "github.com/mdlayher/netlink"
 	_ "github.com/ti-mo/conntrack"
-	_ "github.com/luafw/luafw/lua"
 	_ "gopkg.in/yaml.v3"
 )
