@@ -7,19 +7,33 @@ import (
 	"runtime/debug"
 )
 
-// version is set at build time: go build -ldflags "-X main.version=$(git
-// describe --always --dirty)" (the Makefile does). Without it the build's
-// VCS stamp stands in.
+// version is set at build time: the Makefile passes -ldflags "-X
+// main.version=$(git describe --tags --always --dirty)", which on the
+// commit tagged v0.1.0 is "v0.1.0". The git tag is the one place a release's
+// version is written. Builds without the flag, such as
+// `go install github.com/luafw/luafw/cmd/luafw@v0.1.0`, report the module
+// version the go command stamped into the binary instead (versionFrom).
 var version string
 
 // buildVersion is the version this binary reports.
 func buildVersion() string {
-	if version != "" {
-		return version
+	bi, _ := debug.ReadBuildInfo()
+	return versionFrom(version, bi)
+}
+
+// versionFrom picks the version to report: the -X flag's, else the main
+// module's version from the build info (v0.1.0 for `go install ...@v0.1.0`,
+// a pseudo-version for a build in a git checkout), else the VCS revision,
+// else "devel".
+func versionFrom(ldflag string, bi *debug.BuildInfo) string {
+	if ldflag != "" {
+		return ldflag
 	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	if bi == nil {
 		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
 	}
 	var rev, modified string
 	for _, s := range bi.Settings {
@@ -38,9 +52,6 @@ func buildVersion() string {
 			rev += "-dirty"
 		}
 		return rev
-	}
-	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
 	}
 	return "devel"
 }
