@@ -79,13 +79,13 @@ lint: fmt-check
 	@test -x $(STATICCHECK) || GOFLAGS= GOBIN=$(CURDIR)/$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(STATICCHECK) $$($(GO) list ./... | grep -Ev '^github.com/luafw/luafw/lua(/|$$)')
 
-# test-race: the engine and the daemon (shared state is host/state) under
-# the race detector.
+# test-race: the engine (internal/engine, its watchdog and sandbox, the
+# host facade, host/state) and the daemon under the race detector.
 test-race:
-	$(GO) test -race -count=1 ./host/... ./daemon/...
+	$(GO) test -race -count=1 ./host/... ./internal/... ./daemon/...
 
 bench-engine:
-	$(GO) test -run '^$$' -bench . -benchmem ./host/...
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/engine/ ./host/...
 
 bench: deps build bench-engine
 	@bash scripts/bench.sh
