@@ -1930,12 +1930,26 @@ func (ls *LState) RawSet(tb *LTable, key LValue, value LValue) {
 		ls.RaiseError("table index is NaN")
 	} else if key == LNil {
 		ls.RaiseError("table index is nil")
+	} else if ok && ls.poll != nil {
+		ls.chargeArrayFill(tb, int(n))
 	}
 	tb.RawSet(key, value)
 }
 
 func (ls *LState) RawSetInt(tb *LTable, key int, value LValue) {
+	if ls.poll != nil {
+		ls.chargeArrayFill(tb, key)
+	}
 	tb.RawSetInt(key, value)
+}
+
+// chargeArrayFill (luafw patch 8) counts the nils a write at key pads the
+// array part with as work toward the next poll: one such write fills up
+// to MaxArrayIndex slots in one instruction.
+func (ls *LState) chargeArrayFill(tb *LTable, key int) {
+	if gap := key - 1 - len(tb.array); gap > 0 && key < tb.MaxArrayIndex() {
+		ls.ChargePoll(gap)
+	}
 }
 
 func (ls *LState) SetField(obj LValue, key string, value LValue) {
@@ -2342,6 +2356,17 @@ func (ls *LState) Poll() {
 	if ls.poll != nil {
 		ls.pollLeft = ls.pollEvery
 		ls.poll(ls)
+	}
+}
+
+// ChargePoll (luafw patch 8) counts n instructions' worth of work done in
+// Go toward the next poll, and polls when they are due: for Go functions
+// that run long in many short calls as well as in one.
+func (ls *LState) ChargePoll(n int) {
+	if ls.poll != nil {
+		if ls.pollLeft -= n; ls.pollLeft <= 0 {
+			ls.Poll()
+		}
 	}
 }
 

@@ -2439,13 +2439,24 @@ func stringConcat(L *LState, total, last int) LValue {
 				i--
 				total--
 			}
-			if L.concatCheck != nil {
+			if L.concatCheck != nil || L.poll != nil {
 				n := 0
 				for _, part := range buf {
 					n += len(part)
 				}
 				if n >= concatCheckMin {
-					L.concatCheck(L, n)
+					// luafw patch 8: a copy of a MiB or more is work enough
+					// for a poll, before it begins: a doubling loop runs
+					// few instructions.
+					if L.poll != nil {
+						L.Poll()
+						if L.intr != nil && L.intr.Load() != 0 {
+							L.RaiseError("interrupted")
+						}
+					}
+					if L.concatCheck != nil {
+						L.concatCheck(L, n)
+					}
 				}
 			}
 			rhs = LString(strings.Join(buf, ""))

@@ -99,6 +99,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	if w != nil {
 		L.RemoveContext()
 		L.SetInterrupt(w.slot.Interrupt())
+		L.SetPoll(watchdog.PollEvery, w.slot.Poll)
 		if e.wd.WatchesHeap() {
 			L.SetConcatCheck(w.slot.ConcatCheck)
 		}

@@ -234,13 +234,13 @@ func (w *Worker) callGo(en *entry, c *Ctx) (v Verdict, failed bool) {
 }
 
 func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
-	start := w.eng.wd.Coarse()
 	p := w.gen.plugins[en.plugin]
 	ps := w.ps[en.plugin]
 	if ps == nil {
 		return w.fail(en, p, "plugin is not running in this worker", failError), true
 	}
-	if p.quarantinedAt(start) {
+	// The clock is read only while the plugin is (or was) quarantined.
+	if p.quarantined.Load() != 0 && p.quarantinedAt(w.eng.wd.Coarse()) {
 		en.stats.slot(w.id).skipped.Add(1)
 		return p.spec.OnError, true
 	}

@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	lua "github.com/luafw/luafw/lua"
 )
 
 // A slot's budget holds one of these once a call was cut off.
@@ -32,10 +34,21 @@ type Slot struct {
 	budget atomic.Int64 // ns; 0 when idle; interrupted or memoryCut once cut
 	intr   *atomic.Int32
 
+	// long is set by the running call's Poll once it has run for armAfter
+	// and cleared by End: while a slot is long the watchdog stays awake.
+	long atomic.Bool
+
 	// The watchdog goroutine's own: the call it saw last and when it first
 	// saw it, and the sequence number at the last tick.
 	wdSeq, wdLastSeq uint64
 	wdFirst          int64
+
+	// The worker goroutine's own: the call Poll saw last and when it first
+	// polled; the calls started since the rate probe began, and when.
+	pollSeq            uint64
+	pollFirst          int64
+	probeN             int
+	probeStart, probeT int64
 }
 
 // NewSlot registers a slot; Close unregisters it.
@@ -58,18 +71,60 @@ func (s *Slot) Close() {
 // (lua.LState.SetInterrupt).
 func (s *Slot) Interrupt() *atomic.Int32 { return s.intr }
 
-// Start publishes a call about to run with the given budget.
+// Start publishes a call about to run with the given budget. It does not
+// wake a sleeping watchdog: the call's own Polls supervise it, and wake the
+// watchdog if it runs long. Every probeCalls calls while the watchdog
+// sleeps it reads the clock once, and wakes the watchdog when the calls
+// come faster than wakeRate: at such rates its ticks cost less than the
+// clock reads they save.
 func (s *Slot) Start(budget time.Duration) {
 	s.seq.Store(s.seq.Load() + 1)
 	s.budget.Store(int64(budget))
-	// After the store: a watchdog going to sleep sees the budget, or this
-	// sees it asleep.
-	s.d.Wake()
+	if !s.d.asleep.Load() {
+		s.probeN = 0
+		return
+	}
+	if s.probeN++; s.probeN == 1 {
+		s.probeStart = s.d.Nanos()
+	} else if s.probeN >= probeCalls {
+		if s.d.Nanos()-s.probeStart < probeCalls*int64(time.Second)/wakeRate {
+			s.d.Wake()
+		}
+		s.probeN = 0
+	}
+}
+
+// Poll is the running call's look at its own budget, made on the worker's
+// goroutine every PollEvery VM instructions and every 1024 steps of a long
+// builtin (lua.LState.SetPoll and Poll): the first poll of a call notes the
+// time, a later one cuts the call once that is its budget ago, and wakes
+// the watchdog (budget backstop and heap watch) once the call has run for
+// armAfter. A call that never polls costs no clock read.
+func (s *Slot) Poll(*lua.LState) {
+	b := s.budget.Load()
+	if b <= 0 {
+		return
+	}
+	now := s.d.Nanos()
+	if seq := s.seq.Load(); seq != s.pollSeq {
+		s.pollSeq, s.pollFirst = seq, now
+		return
+	}
+	if now-s.pollFirst >= armAfter && !s.long.Load() {
+		s.long.Store(true)
+		s.d.Wake()
+	}
+	if now-s.pollFirst >= b {
+		s.cut(interrupted)
+	}
 }
 
 // End takes back the running call's budget and reports whether it was cut.
 // After a cut it readies the slot's states for the next call.
 func (s *Slot) End() Cut {
+	if s.long.Load() {
+		s.long.Store(false)
+	}
 	switch s.budget.Swap(0) {
 	case interrupted:
 		s.clearInterrupt()
@@ -104,25 +159,27 @@ func (s *Slot) cut(why int64) bool {
 
 // check is the watchdog's look at the slot at time now: it cuts off a call
 // it has seen running for its whole budget. It reports whether the slot
-// runs a call or started one since the last tick.
-func (s *Slot) check(now int64) (busy bool) {
+// runs a long call (one that polled for armAfter).
+func (s *Slot) check(now int64) (long bool) {
 	b := s.budget.Load()
 	seq := s.seq.Load() // after the budget: at least the running call's
-	busy = b != 0 || seq != s.wdLastSeq
-	s.wdLastSeq = seq
 	if b <= 0 {
 		s.wdSeq = 0
-		return busy
+		return false
 	}
 	if seq != s.wdSeq {
 		s.wdSeq, s.wdFirst = seq, now
-		return true
-	}
-	if now-s.wdFirst >= b && s.budget.CompareAndSwap(b, interrupted) {
+	} else if now-s.wdFirst >= b && s.budget.CompareAndSwap(b, interrupted) {
 		s.intr.Store(1)
 	}
-	return true
+	return s.long.Load()
 }
 
-// running reports whether the slot runs a call.
-func (s *Slot) running() bool { return s.budget.Load() != 0 }
+// calls returns how many calls the slot started since the last tick, and
+// notes the count for the next one. Called by the watchdog goroutine.
+func (s *Slot) calls() uint64 {
+	seq := s.seq.Load()
+	n := seq - s.wdLastSeq
+	s.wdLastSeq = seq
+	return n
+}

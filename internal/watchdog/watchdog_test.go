@@ -6,20 +6,24 @@ import (
 	"time"
 )
 
-// waitFlag waits until the slot's interrupt flag is set.
-func waitFlag(t *testing.T, s *Slot, within time.Duration) {
+// runUntilCut polls like a running call until the slot's interrupt flag is
+// set, and reports how long that took.
+func runUntilCut(t *testing.T, s *Slot, within time.Duration) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	start := time.Now()
 	for s.Interrupt().Load() == 0 {
-		if time.Now().After(deadline) {
+		if time.Since(start) > within {
 			t.Fatalf("no cut within %v", within)
 		}
-		time.Sleep(100 * time.Microsecond)
+		s.Poll(nil)
+		time.Sleep(20 * time.Microsecond)
 	}
+	return time.Since(start)
 }
 
-// A call that runs past its budget is cut; End says so and clears the flag,
-// and the next call is not cut by a late store.
+// A call that runs past its budget is cut by its own polls, whether the
+// watchdog sleeps or not; End says so and clears the flag, and the next
+// call is not cut by a late store.
 func TestBudgetCut(t *testing.T) {
 	d := New(Options{})
 	defer d.Close()
@@ -27,7 +31,7 @@ func TestBudgetCut(t *testing.T) {
 	defer s.Close()
 	for i := 0; i < 5; i++ {
 		s.Start(2 * time.Millisecond)
-		waitFlag(t, s, 5*time.Second)
+		runUntilCut(t, s, 5*time.Second)
 		if got := s.End(); got != CutBudget {
 			t.Fatalf("round %d: End = %v, want CutBudget", i, got)
 		}
@@ -35,6 +39,7 @@ func TestBudgetCut(t *testing.T) {
 			t.Fatalf("round %d: the flag is still set after End", i)
 		}
 		s.Start(time.Hour)
+		s.Poll(nil)
 		if got := s.End(); got != NotCut {
 			t.Fatalf("round %d: a short call after a cut: End = %v", i, got)
 		}
@@ -61,14 +66,15 @@ func TestMemoryCut(t *testing.T) {
 	}
 }
 
-// The watchdog sleeps when no call runs, a call wakes it, and a call started
-// while it slept is still cut at its budget.
-func TestIdleSleepAndWake(t *testing.T) {
+// The watchdog sleeps while calls are short and slow, a call that runs
+// long wakes it (and is cut at its budget), and so does a high call rate.
+func TestSleepAndWake(t *testing.T) {
 	d := New(Options{})
 	defer d.Close()
 	s := d.NewSlot()
 	defer s.Close()
-	for i := 0; i < 3; i++ {
+	waitAsleep := func() {
+		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for !d.Asleep() {
 			if time.Now().After(deadline) {
@@ -76,19 +82,41 @@ func TestIdleSleepAndWake(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+	for i := 0; i < 3; i++ {
+		waitAsleep()
+		// Short calls at a low rate leave it asleep, and the coarse clock
+		// reads the real one meanwhile.
 		before := d.Coarse()
-		time.Sleep(5 * time.Millisecond)
-		s.Start(2 * time.Millisecond)
+		for j := 0; j < 20; j++ {
+			s.Start(time.Second)
+			s.End()
+			time.Sleep(100 * time.Microsecond)
+		}
+		if !d.Asleep() {
+			t.Fatal("short, slow calls woke the watchdog")
+		}
+		if d.Coarse()-before < int64(2*time.Millisecond) {
+			t.Fatal("the coarse clock stood still while asleep")
+		}
+		// A long call wakes it once it has run for armAfter.
+		s.Start(5 * time.Millisecond)
+		runUntilCut(t, s, 5*time.Second)
 		if d.Asleep() {
-			t.Fatal("still asleep after Start")
+			t.Fatal("still asleep during a long call")
 		}
-		if d.Coarse()-before < int64(5*time.Millisecond) {
-			t.Fatal("the coarse clock was not set on wake-up")
-		}
-		waitFlag(t, s, 5*time.Second)
 		if got := s.End(); got != CutBudget {
 			t.Fatalf("End = %v, want CutBudget", got)
 		}
+	}
+	// Calls faster than wakeRate wake it.
+	waitAsleep()
+	for j := 0; j < 4*probeCalls && d.Asleep(); j++ {
+		s.Start(time.Second)
+		s.End()
+	}
+	if d.Asleep() {
+		t.Fatal("a high call rate did not wake the watchdog")
 	}
 }
 
