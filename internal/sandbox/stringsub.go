@@ -58,58 +58,52 @@ func strSub(L *lua.LState) int {
 	return 1
 }
 
-// mapBytes returns s with each byte replaced by f(byte), refusing a result
-// over maxStringResult before building it and checking the budget every
-// checkEvery 64-byte units. When f changes no byte it returns s itself.
-func mapBytes(L *lua.LState, name string, s string, f func(byte) byte) lua.LString {
+// mapBytes returns s with each byte c replaced by table[c], refusing a
+// result over maxStringResult before building it and looking at the budget
+// every checkEvery 64-byte units (one look per 64 KiB).
+func mapBytes(L *lua.LState, name string, s string, table *[256]byte) lua.LString {
 	if len(s) > maxStringResult {
 		L.RaiseError("string.%s: result of %d bytes exceeds the sandbox limit of %d bytes", name, len(s), maxStringResult)
 	}
 	m := Meter(L)
-	i := 0
-	for ; i < len(s) && f(s[i]) == s[i]; i++ {
-		if i&63 == 63 {
-			m.Step(1)
-		}
-	}
-	if i == len(s) {
-		return lua.LString(s)
-	}
 	buf := make([]byte, len(s))
-	copy(buf, s[:i])
-	for ; i < len(s); i++ {
-		buf[i] = f(s[i])
-		if i&63 == 63 {
-			m.Step(1)
+	for off := 0; off < len(s); off += mapChunk {
+		end := min(off+mapChunk, len(s))
+		for i := off; i < end; i++ {
+			buf[i] = table[s[i]]
 		}
+		m.Step(1 + (end-off)/64)
 	}
 	return lua.LString(unsafe.String(unsafe.SliceData(buf), len(buf))) // buf is not written again
 }
 
+// mapChunk is how many bytes mapBytes and strReverse copy between two
+// meter steps.
+const mapChunk = 64 * checkEvery
+
 // Lua 5.1 maps bytes with C's toupper/tolower in the "C" locale: ASCII
 // letters only. (gopher-lua used strings.ToUpper, which also maps UTF-8
 // letters and turns each invalid byte into the 3-byte U+FFFD.)
-func upperByte(c byte) byte {
-	if 'a' <= c && c <= 'z' {
-		return c - 'a' + 'A'
+var upperTable, lowerTable = func() (u, l [256]byte) {
+	for i := range 256 {
+		u[i], l[i] = byte(i), byte(i)
+		if 'a' <= i && i <= 'z' {
+			u[i] = byte(i - 'a' + 'A')
+		}
+		if 'A' <= i && i <= 'Z' {
+			l[i] = byte(i - 'A' + 'a')
+		}
 	}
-	return c
-}
-
-func lowerByte(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c - 'A' + 'a'
-	}
-	return c
-}
+	return
+}()
 
 func strUpper(L *lua.LState) int {
-	L.Push(mapBytes(L, "upper", L.CheckString(1), upperByte))
+	L.Push(mapBytes(L, "upper", L.CheckString(1), &upperTable))
 	return 1
 }
 
 func strLower(L *lua.LState) int {
-	L.Push(mapBytes(L, "lower", L.CheckString(1), lowerByte))
+	L.Push(mapBytes(L, "lower", L.CheckString(1), &lowerTable))
 	return 1
 }
 
@@ -121,11 +115,12 @@ func strReverse(L *lua.LState) int {
 	}
 	m := Meter(L)
 	buf := make([]byte, len(s))
-	for i, j := 0, len(s)-1; j >= 0; i, j = i+1, j-1 {
-		buf[i] = s[j]
-		if i&63 == 63 {
-			m.Step(1)
+	for off := 0; off < len(s); off += mapChunk {
+		end := min(off+mapChunk, len(s))
+		for i := off; i < end; i++ {
+			buf[len(s)-1-i] = s[i]
 		}
+		m.Step(1 + (end-off)/64)
 	}
 	L.Push(lua.LString(unsafe.String(unsafe.SliceData(buf), len(buf))))
 	return 1
