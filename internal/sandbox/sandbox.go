@@ -70,6 +70,7 @@ func NewState() *lua.LState {
 	str.RawSetString("rep", L.NewFunction(luaStrRep))
 	str.RawSetString("byte", L.NewFunction(luaStrByte))
 	openPatternFuncs(L, str)
+	openSubFuncs(L, str)
 	str.RawSetString("format", L.NewFunction(luaStrFormat))
 	// The string metatable was the string table itself; give strings a
 	// metatable of their own whose __index is a copy, reachable from no

@@ -122,7 +122,9 @@ func pushCaptures(L *lua.LState, m *luapattern.Matcher, s string, start, end int
 	return n
 }
 
-// captureValue is capture i of the match s[start:end] as a Lua value.
+// captureValue is capture i of the match s[start:end] as a Lua value that
+// a script may keep: a string capture goes through piece (stringsub.go),
+// so that it does not pin much more of s than it holds.
 func captureValue(L *lua.LState, m *luapattern.Matcher, s string, i, start, end int) lua.LValue {
 	c, err := m.Capture(i, start, end)
 	if err != nil {
@@ -131,16 +133,18 @@ func captureValue(L *lua.LState, m *luapattern.Matcher, s string, i, start, end 
 	if c.Position {
 		return lua.LNumber(c.Start + 1)
 	}
-	return lua.LString(s[c.Start:c.End])
+	return piece(s, c.Start, c.End)
 }
 
 // strGmatch returns Lua 5.1's gmatch iterator. As in Lua 5.1, '^' is not an
 // anchor here but an ordinary character, and after an empty match the next
-// search starts one byte further.
+// search starts one byte further. The iterator carries s and p as
+// upvalues too (it reads its Go copies), so that the plugin memory walk
+// counts a kept iterator with the string it keeps alive.
 func strGmatch(L *lua.LState) int {
 	s, p := L.CheckString(1), L.CheckString(2)
 	pos := 0
-	L.Push(L.NewFunction(func(L *lua.LState) int {
+	L.Push(L.NewClosure(func(L *lua.LState) int {
 		m := newMatcher(L)
 		start, end, err := m.Find(s, p, pos, false)
 		if err != nil {
@@ -154,7 +158,7 @@ func strGmatch(L *lua.LState) int {
 			pos++
 		}
 		return pushCaptures(L, m, s, start, end, true)
-	}))
+	}, L.Get(1), L.Get(2)))
 	return 1
 }
 
@@ -260,11 +264,15 @@ func gsubString(L *lua.LState, m *luapattern.Matcher, out *gsubBuilder, s, r str
 		case c == '0':
 			out.add(s[start:end])
 		case '1' <= c && c <= '9':
-			switch v := captureValue(L, m, s, int(c-'1'), start, end).(type) {
-			case lua.LNumber:
-				out.add(strconv.Itoa(int(v)))
-			case lua.LString:
-				out.add(string(v))
+			// Copied into the result at once: no piece needed.
+			cp, err := m.Capture(int(c-'1'), start, end)
+			if err != nil {
+				raisePatternError(L, err)
+			}
+			if cp.Position {
+				out.add(strconv.Itoa(cp.Start + 1))
+			} else {
+				out.add(s[cp.Start:cp.End])
 			}
 		default:
 			out.add(string(c))

@@ -223,8 +223,16 @@ func tableGetN(L *lua.LState) int {
 
 // tableSort is table.sort(t [, comp]) over t[1..n], with the budget checked
 // every checkEvery comparisons (a comparator's own instructions are checked
-// by the VM). It sorts a copy and writes it back, so an error leaves t as
-// it was.
+// by the VM).
+//
+// When the list lies in the array part (n <= t.Len(), so n < MaxArrayIndex)
+// it sorts a copy and writes it back, so an error leaves t as it was; the
+// copy is no larger than the array part t already has. Otherwise the border
+// reaches into the hash part, where a script sets it with one key (t[2^40]
+// after a doubling chain of keys, say): n says nothing about what t holds,
+// and a copy of n values was a fatal out-of-memory error from one packet.
+// Then it sorts t in place, reading and writing t itself as Lua 5.1's
+// auxsort does, and allocates nothing whatever n is; time is the budget's.
 func tableSort(L *lua.LState) int {
 	t := checkWritable(L)
 	s := &luaSorter{L: L, m: Meter(L)}
@@ -232,6 +240,10 @@ func tableSort(L *lua.LState) int {
 		s.fn = L.CheckFunction(2)
 	}
 	n := tableLen(L, t)
+	if n > t.Len() {
+		sort.Sort(&tableSorter{luaSorter: s, t: t, n: n})
+		return 0
+	}
 	s.v = make([]lua.LValue, n)
 	for i := range s.v {
 		s.m.Step(1)
@@ -245,6 +257,26 @@ func tableSort(L *lua.LState) int {
 	return 0
 }
 
+// tableSorter sorts t[1..n] in place (see tableSort).
+type tableSorter struct {
+	*luaSorter
+	t *lua.LTable
+	n int
+}
+
+func (s *tableSorter) Len() int { return s.n }
+
+func (s *tableSorter) Swap(i, j int) {
+	s.m.Step(1)
+	a, b := rawGetIndex(s.t, i+1), rawGetIndex(s.t, j+1)
+	s.t.RawSetInt(i+1, b)
+	s.t.RawSetInt(j+1, a)
+}
+
+func (s *tableSorter) Less(i, j int) bool {
+	return s.less(rawGetIndex(s.t, i+1), rawGetIndex(s.t, j+1))
+}
+
 type luaSorter struct {
 	L  *lua.LState
 	m  BudgetMeter
@@ -255,9 +287,11 @@ type luaSorter struct {
 func (s *luaSorter) Len() int      { return len(s.v) }
 func (s *luaSorter) Swap(i, j int) { s.v[i], s.v[j] = s.v[j], s.v[i] }
 
-func (s *luaSorter) Less(i, j int) bool {
+func (s *luaSorter) Less(i, j int) bool { return s.less(s.v[i], s.v[j]) }
+
+// less is the sort's order: the comparator, or Lua's <.
+func (s *luaSorter) less(a, b lua.LValue) bool {
 	s.m.Step(1)
-	a, b := s.v[i], s.v[j]
 	if s.fn != nil {
 		s.L.Push(s.fn)
 		s.L.Push(a)
