@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"runtime"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -263,7 +263,7 @@ func spin(ms float64) string {
 // wins), counted in OverBudget, not as the plugins' failures.
 func TestPacketBudget(t *testing.T) {
 	const pb = 20 * time.Millisecond
-	slack := 30 * time.Millisecond
+	slack := 80 * time.Millisecond // a shared 2-core machine running other tests; without the packet budget the first case takes 240 ms
 	many := func(n int, ms float64) string {
 		return fmt.Sprintf(`for i = 1, %d do fw.register{hook="forward", name="slow"..i, fn=function() %s end} end`, n, spin(ms))
 	}
