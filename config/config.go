@@ -42,6 +42,10 @@ type File struct {
 	// Budget is the time budget of every plugin that sets none (default
 	// engine.DefaultBudget).
 	Budget Duration `yaml:"budget"`
+	// PacketBudget is the total time the Lua callbacks of one hook may
+	// spend on one packet (engine.Options.PacketBudget; default 20ms, or
+	// the longest plugin budget when that is longer).
+	PacketBudget Duration `yaml:"packet_budget"`
 	// Fail is what happens to diverted packets when luafw cannot judge
 	// them: "open" (default) lets them pass, "closed" drops them. See
 	// FailClosed and QueueFailOpen.
@@ -326,6 +330,7 @@ func (f *File) EngineOptions() engine.Options {
 		o.StateLimits = state.Limits{MaxKeys: f.StateLimits.MaxKeys,
 			MaxBytes: int64(f.StateLimits.MaxBytes), MaxValue: int(f.StateLimits.MaxValue)}
 		o.InjectRate, o.InjectBurst = float64(f.Inject.Rate), f.Inject.Burst
+		o.PacketBudget = time.Duration(f.PacketBudget)
 	}
 	return o
 }

@@ -103,7 +103,12 @@ func (f *File) checkDuration(path string, d time.Duration) error {
 	return nil
 }
 
-func (f *File) checkBudget() error { return f.checkDuration("budget", time.Duration(f.Budget)) }
+func (f *File) checkBudget() error {
+	if err := f.checkDuration("budget", time.Duration(f.Budget)); err != nil {
+		return err
+	}
+	return f.checkDuration("packet_budget", time.Duration(f.PacketBudget))
+}
 
 func (f *File) checkQueue() error {
 	q := f.Queue

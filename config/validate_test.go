@@ -13,9 +13,9 @@ func TestRefused(t *testing.T) {
 		// Shape: keys, types, empty entries.
 		{"unknown plugin key", "plugins:\n  - file: a.lua\n    optoins: {x: 1}\n",
 			`3: unknown key "optoins" in plugin entry; allowed: file, name, options, on_error, budget, quarantine_after, quarantine_for, memory, disabled, allow_dirs`},
-		{"unknown top key", p + "budgets: 2ms\n", `3: unknown key "budgets" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, inject, log, metrics, table, budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
+		{"unknown top key", p + "budgets: 2ms\n", `3: unknown key "budgets" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, inject, log, metrics, table, budget, packet_budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
 		{"syntax", p + "queue:\n\tbalance: 2\n", `4: YAML syntax: found character that cannot start any token`},
-		{"unknown key through a merge", "defaults: &d {budget: 1ms, bugdet: 2ms}\nplugins:\n  - {<<: *d, file: a.lua}\n", `1: unknown key "defaults" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, inject, log, metrics, table, budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
+		{"unknown key through a merge", "defaults: &d {budget: 1ms, bugdet: 2ms}\nplugins:\n  - {<<: *d, file: a.lua}\n", `1: unknown key "defaults" in the top level; allowed: plugins, queue, divert, conntrack, marks, offload, inject, log, metrics, table, budget, packet_budget, fail, events, capture, state, allow_dirs, plugin_memory, memory_limit, memory_check, state_limits`},
 		{"unknown key in merged map", "plugins:\n  - &a {file: a.lua, on_error: drop}\n  - {<<: {bugdet: 2ms}, file: b.lua}\n", `3: unknown key "bugdet" in plugin entry; allowed: file, name, options, on_error, budget, quarantine_after, quarantine_for, memory, disabled, allow_dirs`},
 		{"unknown queue key", p + "queue:\n  balanc: 2\n", `4: unknown key "balanc" in queue; allowed: base, balance, max_len, fail_open, gso, burst`},
 		{"unknown divert key", p + "divert:\n  forward: {port: [22]}\n", `4: unknown key "port" in divert.forward; allowed: protos, dports, sports, in, out, src, dst`},

@@ -54,7 +54,7 @@ func newCollector(d *Daemon) *collector {
 		cbVerdicts: prometheus.NewDesc("luafw_callback_verdicts_total",
 			"Callback calls by verdict (failed calls count under their on_error verdict).", append(cb, "verdict"), nil),
 		cbFailures: prometheus.NewDesc("luafw_callback_failures_total",
-			"Callback calls that failed, by reason: error, timeout (budget overrun), memory (cut at the process memory ceiling), quarantined (skipped).", append(cb, "reason"), nil),
+			"Callback calls that failed, by reason: error, timeout (budget overrun), memory (cut at the process memory ceiling), quarantined (skipped), packet_budget (not run or cut off because the packet's budget over its hook's callbacks ran out; the packet got on_error, the plugin is not blamed).", append(cb, "reason"), nil),
 		cbTime: prometheus.NewDesc("luafw_callback_latency_seconds",
 			"Callback latency, sampled (one call in 16).", cb, nil),
 	}
@@ -160,6 +160,8 @@ func (c *collector) collectCallbacks(ch chan<- prometheus.Metric) {
 		m.Errors += cs.Errors
 		m.Timeouts += cs.Timeouts
 		m.Skipped += cs.Skipped
+		m.Memory += cs.Memory
+		m.OverBudget += cs.OverBudget
 		m.Latency += cs.Latency
 		m.Timed += cs.Timed
 		for v, n := range cs.Verdicts {
@@ -176,7 +178,7 @@ func (c *collector) collectCallbacks(ch chan<- prometheus.Metric) {
 			name := engine.Verdict(v).String()
 			ch <- prometheus.MustNewConstMetric(c.cbVerdicts, prometheus.CounterValue, float64(cs.Verdicts[name]), append(lbl, name)...)
 		}
-		for reason, n := range map[string]uint64{"error": cs.Errors, "timeout": cs.Timeouts, "memory": cs.Memory, "quarantined": cs.Skipped} {
+		for reason, n := range map[string]uint64{"error": cs.Errors, "timeout": cs.Timeouts, "memory": cs.Memory, "quarantined": cs.Skipped, "packet_budget": cs.OverBudget} {
 			ch <- prometheus.MustNewConstMetric(c.cbFailures, prometheus.CounterValue, float64(n), append(lbl, reason)...)
 		}
 		buckets := make(map[float64]uint64, len(bounds))

@@ -806,10 +806,14 @@ func (ls *LState) stackTrace(level int) string {
 			cf := dbg.frame
 			buf = append(buf, fmt.Sprintf("\t%v in %v", ls.Where(i), ls.formattedFrameFuncName(cf)))
 			if !cf.Fn.IsG && cf.TailCall > 0 {
-				for tc := cf.TailCall; tc > 0; tc-- {
+				// luafw patch: tail calls folded into one line (a
+				// tail-recursive call made millions of lines after its cut)
+				if cf.TailCall == 1 {
 					buf = append(buf, "\t(tailcall): ?")
-					i++
+				} else {
+					buf = append(buf, fmt.Sprintf("\t(tailcall): ? (%d tail calls)", cf.TailCall))
 				}
+				i += cf.TailCall
 			}
 			i++
 		}

@@ -51,6 +51,16 @@ type Options struct {
 	// MemoryCheckInterval is how often each worker measures what its
 	// plugins' Lua states keep; default DefaultMemoryCheckInterval.
 	MemoryCheckInterval time.Duration
+	// PacketBudget is the total time the Lua callbacks of one hook may
+	// spend on one packet, all plugins together. When it runs out, the
+	// running callback is cut off and the remaining Lua callbacks are not
+	// run: each gives its plugin's on_error verdict as if it had failed
+	// (so the packet gets the first on_error that is not accept, or
+	// accept), without counting as a failure of the plugin; Go callbacks
+	// still run. Counted per callback (CallbackStats.OverBudget) and per
+	// packet (Decision.OverBudget). Default: DefaultPacketBudget, or the
+	// longest per-call budget of the loaded plugins when that is longer.
+	PacketBudget time.Duration
 }
 
 // Module is a Lua module an embedding program gives scripts: Open builds
@@ -91,6 +101,8 @@ type generation struct {
 	id      uint64
 	plugins []*plugin
 	chains  [NumHooks][]entry
+	// packetBudget is Options.PacketBudget or its default for plugins.
+	packetBudget time.Duration
 }
 
 // Engine owns the loaded plugins and their chains. It is safe for
@@ -117,6 +129,8 @@ type Engine struct {
 
 	pluginStats map[string]*pluginCounters // guarded by statsMu
 	memLog      tokenLimiter
+	budgetLog   tokenLimiter // packet budget runs out (worker.go)
+	stateNames  engineStateNames
 	lastMeasure time.Time // the watchdog goroutine's: when workers were last asked to measure
 
 	workersMu sync.Mutex
@@ -260,7 +274,7 @@ func (e *Engine) RegisterFuncMatch(hook Hook, priority int, name string, m Match
 // loadMu.
 func (e *Engine) build(plugins []*plugin) *generation {
 	e.genSeq++
-	g := &generation{id: e.genSeq, plugins: plugins}
+	g := &generation{id: e.genSeq, plugins: plugins, packetBudget: e.packetBudget(plugins)}
 	for _, gf := range e.goFuncs {
 		g.chains[gf.hook] = append(g.chains[gf.hook], entry{
 			priority: gf.priority, plugin: -1, goFn: gf.fn, matcher: gf.matcher, name: gf.name, owner: "go",

@@ -127,10 +127,11 @@ func TestOrderByPriorityThenLoadOrder(t *testing.T) {
 // TestOrderManyRegistrations: ties keep load order however many callbacks a
 // plugin registers. The tie-breaker once packed plugin and callback indices
 // as 1<<30 + pi<<12 + ri, so a plugin's 4,097th callback sorted after the
-// next plugin's first.
+// next plugin's first. A plugin now registers at most MaxRegistrations
+// callbacks; the test keeps to that.
 func TestOrderManyRegistrations(t *testing.T) {
 	e, _ := newTestEngine(t)
-	const n = 4100
+	const n = MaxRegistrations
 	mustLoad(t, e,
 		src("many", `for i = 1, `+strconv.Itoa(n)+` do fw.register{hook="forward", name="m"..i, fn=function() end} end`),
 		src("after", `fw.register{hook="forward", name="last", fn=function() end}`),

@@ -132,6 +132,9 @@ func fwRegister(L *lua.LState) int {
 	if !ps.loading {
 		L.RaiseError("fw.register can only be called while the plugin loads (at its top level)")
 	}
+	if len(ps.regs) >= MaxRegistrations {
+		L.RaiseError("fw.register: a plugin registers at most %d callbacks", MaxRegistrations)
+	}
 	t := L.CheckTable(1)
 	r := registration{priority: PriorityFilter}
 	var fn *lua.LFunction
@@ -143,6 +146,8 @@ func fwRegister(L *lua.LState) int {
 			s, ok := v.(lua.LString)
 			if !ok || s == "" {
 				bad = "fw.register: name must be a non-empty string"
+			} else if len(s) > MaxNameLen {
+				bad = fmt.Sprintf("fw.register: name of %d bytes is longer than the limit of %d bytes", len(s), MaxNameLen)
 			}
 			r.name = string(s)
 		case "hook":
@@ -172,7 +177,7 @@ func fwRegister(L *lua.LState) int {
 			}
 			fn = f
 		default:
-			bad = fmt.Sprintf("fw.register: unknown field %q (want name, hook, priority, match, fn)", k.String())
+			bad = fmt.Sprintf("fw.register: unknown field %s (want name, hook, priority, match, fn)", sandbox.QuoteCut(k.String(), MaxNameLen))
 		}
 	})
 	switch {

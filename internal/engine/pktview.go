@@ -218,7 +218,9 @@ func pktSetMark(L *lua.LState) int {
 
 // pktTag is pkt:tag(name).
 func pktTag(L *lua.LState) int {
-	if !viewOf(L).ctx.Tag(L.CheckString(2)) {
+	name := L.CheckString(2)
+	checkName(L, "pkt:tag", name)
+	if !viewOf(L).ctx.Tag(name) {
 		L.RaiseError("pkt:tag: a packet carries at most %d tags", maxTags)
 	}
 	return 0

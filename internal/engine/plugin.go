@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/luafw/luafw/internal/sandbox"
 	"github.com/luafw/luafw/internal/tokenbucket"
-
 	lua "github.com/luafw/luafw/lua"
 	"github.com/luafw/luafw/lua/parse"
 
@@ -104,6 +104,8 @@ type plugin struct {
 	allowDirs []string               // where net.load may read, resolved at load
 
 	logLimiter tokenLimiter
+
+	state stateNames // the state objects it opened at load (limits.go)
 }
 
 func (p *plugin) name() string { return p.spec.Name }
@@ -158,13 +160,13 @@ func syntaxError(spec PluginSpec, src []byte, err error) error {
 	if errors.As(err, &perr) {
 		if perr.Pos.Line <= 0 { // at the end of the chunk
 			return &LoadError{Plugin: spec.Name, File: spec.File, Line: bytes.Count(src, []byte("\n")) + 1,
-				Reason: fmt.Sprintf("syntax error at end of file: %s", strings.TrimSpace(perr.Message))}
+				Reason: fmt.Sprintf("syntax error at end of file: %s", sandbox.Cut(strings.TrimSpace(perr.Message), sandbox.MaxErrorText))}
 		}
 		return &LoadError{Plugin: spec.Name, File: spec.File, Line: perr.Pos.Line,
-			Reason: fmt.Sprintf("syntax error near %q: %s", perr.Token, strings.TrimSpace(perr.Message))}
+			Reason: fmt.Sprintf("syntax error near %s: %s", sandbox.QuoteCut(perr.Token, MaxNameLen), sandbox.Cut(strings.TrimSpace(perr.Message), sandbox.MaxErrorText))}
 	}
 	msg := err.Error()
-	le := &LoadError{Plugin: spec.Name, File: spec.File, Reason: msg}
+	le := &LoadError{Plugin: spec.Name, File: spec.File, Reason: sandbox.Cut(msg, sandbox.MaxErrorText)}
 	if i := strings.Index(msg, "line:"); i >= 0 {
 		fmt.Sscanf(msg[i+len("line:"):], "%d", &le.Line)
 	}
@@ -174,12 +176,17 @@ func syntaxError(spec PluginSpec, src []byte, err error) error {
 // luaError turns an error raised while running Lua into a LoadError, taking
 // "FILE:LINE: reason" apart when the message has it.
 func luaError(spec PluginSpec, err error) error {
-	msg := err.Error()
+	var msg string
 	var aerr *lua.ApiError
 	if errors.As(err, &aerr) {
 		msg = aerr.Object.String()
+	} else {
+		msg = err.Error()
 	}
-	return &LoadError{Plugin: spec.Name, File: spec.File, Line: lineOf(msg, spec.File), Reason: stripWhere(msg, spec.File)}
+	// Only the start of the message is looked at and kept: a script's
+	// error may be many MiB.
+	msg = msg[:min(len(msg), len(spec.File)+32+sandbox.MaxErrorText)]
+	return &LoadError{Plugin: spec.Name, File: spec.File, Line: lineOf(msg, spec.File), Reason: sandbox.Cut(stripWhere(msg, spec.File), sandbox.MaxErrorText)}
 }
 
 // lineOf finds "FILE:LINE:" in a Lua error message.

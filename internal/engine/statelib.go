@@ -52,20 +52,24 @@ func openState(ps *pluginState) *lua.LTable {
 
 // stateMap is state.map(name [, {scope =}]).
 func stateMap(L *lua.LState) int {
-	e := stateOf(L).e
-	if clusterScope(L, 2) {
-		return pushUD(L, e.cluster.Map(L.CheckString(1)), stateMapType)
+	ps := stateOf(L)
+	name, cluster := L.CheckString(1), clusterScope(L, 2)
+	ps.openStateObject(L, stateKey{'m', cluster, name})
+	if cluster {
+		return pushUD(L, ps.e.cluster.Map(name), stateMapType)
 	}
-	return pushUD(L, e.store.Map(L.CheckString(1)), stateMapType)
+	return pushUD(L, ps.e.store.Map(name), stateMapType)
 }
 
 // stateCounter is state.counter(name [, {scope =}]).
 func stateCounter(L *lua.LState) int {
-	e := stateOf(L).e
-	if clusterScope(L, 2) {
-		return pushUD(L, e.cluster.Counter(L.CheckString(1)), stateCounterType)
+	ps := stateOf(L)
+	name, cluster := L.CheckString(1), clusterScope(L, 2)
+	ps.openStateObject(L, stateKey{'c', cluster, name})
+	if cluster {
+		return pushUD(L, ps.e.cluster.Counter(name), stateCounterType)
 	}
-	return pushUD(L, e.store.Counter(L.CheckString(1)), stateCounterType)
+	return pushUD(L, ps.e.store.Counter(name), stateCounterType)
 }
 
 // stateBucket is state.bucket(name, {rate=, burst= [, scope=]}).
@@ -78,9 +82,11 @@ func stateBucket(L *lua.LState) int {
 	if !ok1 || !ok2 {
 		L.ArgError(2, "want {rate = tokens per second, burst = bucket size}")
 	}
+	cluster := clusterScope(L, 2)
+	ps.openStateObject(L, stateKey{'b', cluster, name})
 	var b state.BucketHandle
 	var err error
-	if clusterScope(L, 2) {
+	if cluster {
 		b, err = ps.e.cluster.Bucket(name, float64(rate), float64(burst))
 	} else {
 		b, err = ps.e.store.Bucket(name, float64(rate), float64(burst))

@@ -30,10 +30,12 @@ type statSlot struct {
 	timeouts atomic.Uint64
 	memory   atomic.Uint64 // cut off at the process memory ceiling
 	skipped  atomic.Uint64 // quarantined
-	verdicts [numVerdicts]atomic.Uint64
-	latSum   atomic.Uint64
-	buckets  [len(latencyBounds) + 1]atomic.Uint64
-	_        [64]byte
+	// overBudget: not run, or cut off, because the packet's budget ran out
+	overBudget atomic.Uint64
+	verdicts   [numVerdicts]atomic.Uint64
+	latSum     atomic.Uint64
+	buckets    [len(latencyBounds) + 1]atomic.Uint64
+	_          [64]byte
 }
 
 type cbStats struct {
@@ -82,9 +84,12 @@ type CallbackStats struct {
 	Timeouts uint64 // budget overruns (the packet got on_error)
 	// Memory counts calls cut off because the process neared its memory
 	// ceiling (the packet got on_error).
-	Memory   uint64
-	Skipped  uint64 // calls skipped while the plugin was quarantined
-	Verdicts map[string]uint64
+	Memory  uint64
+	Skipped uint64 // calls skipped while the plugin was quarantined
+	// OverBudget counts calls not run, or cut off, because the packet's
+	// budget (Options.PacketBudget) ran out; the packet got on_error.
+	OverBudget uint64
+	Verdicts   map[string]uint64
 	// Latency histogram of the timed calls (one in 16): their total time,
 	// their count, and their count per LatencyBuckets bound plus one for
 	// longer (not cumulative).
@@ -107,6 +112,7 @@ func (e *Engine) Stats() []CallbackStats {
 			cs.Timeouts += sl.timeouts.Load()
 			cs.Memory += sl.memory.Load()
 			cs.Skipped += sl.skipped.Load()
+			cs.OverBudget += sl.overBudget.Load()
 			cs.Latency += time.Duration(sl.latSum.Load())
 			for v := range sl.verdicts {
 				n := sl.verdicts[v].Load()

@@ -193,6 +193,11 @@ type Decision struct {
 	// this packet; each was given its plugin's on_error verdict.
 	Errors int
 
+	// OverBudget counts Lua callbacks that were not run, or were cut off,
+	// because the packet's budget ran out (Options.PacketBudget); each
+	// gave its plugin's on_error verdict. They are not in Errors.
+	OverBudget int
+
 	// CaptureBy names the plugin that asked for the packet to be captured
 	// (pkt:capture()); "" when none did.
 	CaptureBy string

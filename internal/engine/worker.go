@@ -152,6 +152,10 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 		tr = w.traceBegin(t, c)
 	}
 	chain := w.gen.chains[p.Hook]
+	// The packet budget: the Lua callbacks of this run share it. The
+	// calls' own polls measure it (package watchdog): no clock read here.
+	w.slot.StartPacket(w.gen.packetBudget)
+	over := false
 	for i := range chain {
 		en := &chain[i]
 		if en.priority < lo {
@@ -166,18 +170,25 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 		if tr != nil {
 			tr.before(w, c)
 		}
-		v, failed := w.call(en, c)
+		v, out := w.call(en, c)
 		if tr != nil {
-			tr.after(w, en, c, v, failed)
+			tr.after(w, en, c, v, out != callOK)
 		}
-		if failed {
+		switch out {
+		case callFailed:
 			d.Errors++
+		case callOverBudget:
+			d.OverBudget++
+			over = true
 		}
 		if v != Accept {
 			d.Verdict = v
 			d.By, d.ByName = en.owner, en.name
 			break
 		}
+	}
+	if over {
+		w.logOverBudget(p.Hook, &d)
 	}
 	d.Mark, d.MarkSet = c.mark, c.markSet
 	d.CT = c.ctUpd
@@ -193,10 +204,24 @@ func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
 	return d
 }
 
-// call runs one callback and returns its verdict; failed is true when the
-// plugin's on_error verdict was used instead. One call in latencySample is
-// timed for the latency histogram.
-func (w *Worker) call(en *entry, c *Ctx) (v Verdict, failed bool) {
+// callOutcome says how a callback call went.
+type callOutcome uint8
+
+const (
+	callOK callOutcome = iota
+	// callFailed: the callback failed (error, timeout, memory,
+	// quarantine); the packet got its plugin's on_error.
+	callFailed
+	// callOverBudget: the packet's budget ran out before or while the
+	// callback ran; the packet got its plugin's on_error, and it is not
+	// the plugin's failure.
+	callOverBudget
+)
+
+// call runs one callback and returns its verdict; out says whether the
+// plugin's on_error verdict was used instead, and why. One call in
+// latencySample is timed for the latency histogram.
+func (w *Worker) call(en *entry, c *Ctx) (v Verdict, out callOutcome) {
 	slot := en.stats.slot(w.id)
 	w.calls++
 	timed := w.calls%latencySample == 0
@@ -205,44 +230,48 @@ func (w *Worker) call(en *entry, c *Ctx) (v Verdict, failed bool) {
 		t0 = w.eng.nanos()
 	}
 	if en.plugin < 0 {
-		v, failed = w.callGo(en, c)
+		v, out = w.callGo(en, c)
 	} else {
-		v, failed = w.callLua(en, c)
+		v, out = w.callLua(en, c)
 	}
 	slot.verdicts[v].Add(1)
 	if timed {
 		slot.observe(w.eng.nanos() - t0)
 	}
-	return v, failed
+	return v, out
 }
 
-func (w *Worker) callGo(en *entry, c *Ctx) (v Verdict, failed bool) {
+func (w *Worker) callGo(en *entry, c *Ctx) (v Verdict, out callOutcome) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.eng.log.Error("go callback panicked", "callback", en.name, "panic", r, "stack", string(debug.Stack()))
 			en.stats.slot(w.id).errors.Add(1)
-			v, failed = Accept, true
+			v, out = Accept, callFailed
 		}
 	}()
 	c.cur = en.owner
 	v = en.goFn(c)
 	if v >= numVerdicts {
 		w.eng.log.Error("go callback returned an unknown verdict", "callback", en.name, "verdict", uint8(v))
-		return Accept, true
+		return Accept, callFailed
 	}
-	return v, false
+	return v, callOK
 }
 
-func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
+func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, callOutcome) {
 	p := w.gen.plugins[en.plugin]
 	ps := w.ps[en.plugin]
+	if w.slot.PacketOver() {
+		en.stats.slot(w.id).overBudget.Add(1)
+		return p.spec.OnError, callOverBudget
+	}
 	if ps == nil {
-		return w.fail(en, p, "plugin is not running in this worker", failError), true
+		return w.fail(en, p, failError, "callback %s: plugin is not running in this worker", nil), callFailed
 	}
 	// The clock is read only while the plugin is (or was) quarantined.
 	if p.quarantined.Load() != 0 && p.quarantinedAt(w.eng.wd.Coarse()) {
 		en.stats.slot(w.id).skipped.Add(1)
-		return p.spec.OnError, true
+		return p.spec.OnError, callFailed
 	}
 	c.cur = p.name()
 	L := ps.L
@@ -261,16 +290,20 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 		// Even a script that caught the interruption with pcall has
 		// overrun: the packet gets the failure verdict.
 		if why == watchdog.CutMemory {
-			return w.fail(en, p, fmt.Sprintf("callback %q cut off: the process is near its memory ceiling", en.name), failMemory), true
+			return w.fail(en, p, failMemory, "callback %s cut off: the process is near its memory ceiling", nil), callFailed
 		}
-		return w.fail(en, p, fmt.Sprintf("callback %q exceeded its budget of %v", en.name, p.spec.Budget), failTimeout), true
+		if why == watchdog.CutPacket {
+			en.stats.slot(w.id).overBudget.Add(1)
+			return p.spec.OnError, callOverBudget
+		}
+		return w.fail(en, p, failTimeout, "callback %s exceeded its budget of "+p.spec.Budget.String(), nil), callFailed
 	}
 	if err != nil {
-		return w.fail(en, p, sandbox.ErrorText(err), failError), true
+		return w.fail(en, p, failError, "", err), callFailed
 	}
 	v, ok := verdictOf(ret)
 	if !ok {
-		return w.fail(en, p, fmt.Sprintf("callback %q returned %s %q, not a verdict (fw.ACCEPT, fw.DROP, ...)", en.name, ret.Type(), ret.String()), failError), true
+		return w.fail(en, p, failError, "callback %s returned "+ret.Type().String()+" %s, not a verdict (fw.ACCEPT, fw.DROP, ...)", ret), callFailed
 	}
 	if p.consecFails.Load() != 0 {
 		p.consecFails.Store(0)
@@ -278,7 +311,7 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, bool) {
 			w.eng.log.Info("plugin released from quarantine", "plugin", p.name())
 		}
 	}
-	return v, false
+	return v, callOK
 }
 
 // verdictOf reads a callback's return value.
@@ -314,8 +347,12 @@ func verdictOf(v lua.LValue) (Verdict, bool) {
 }
 
 // fail counts a failed callback, quarantines the plugin after too many in a
-// row, and returns the plugin's on_error verdict.
-func (w *Worker) fail(en *entry, p *plugin, reason string, kind failKind) Verdict {
+// row, and returns the plugin's on_error verdict. The reason is formatted
+// only when a line is logged, and from bounded parts: format's first %s is
+// the callback's name, quoted; its second (if any) is arg, a Lua value
+// quoted and cut to maxFailureText bytes; an error arg is the whole reason
+// (sandbox.ErrorText, cut likewise).
+func (w *Worker) fail(en *entry, p *plugin, kind failKind, format string, arg any) Verdict {
 	slot := en.stats.slot(w.id)
 	switch kind {
 	case failTimeout:
@@ -327,16 +364,48 @@ func (w *Worker) fail(en *entry, p *plugin, reason string, kind failKind) Verdic
 	}
 	now := w.eng.wd.Coarse()
 	n := p.consecFails.Add(1)
+	var reason string
 	if ok, suppressed := p.logLimiter.allow(now); ok {
+		reason = failReason(en, format, arg)
 		w.eng.log.Warn("callback failed", "plugin", p.name(), "callback", en.name, "hook", w.ctx.pkt.Hook.String(),
 			"reason", reason, "on_error", p.spec.OnError.String(), "suppressed", suppressed)
 	}
 	if n >= int64(p.spec.QuarantineAfter) {
 		q := p.quarantined.Load()
 		if !p.quarantinedAt(now) && p.quarantined.CompareAndSwap(q, now+int64(p.spec.QuarantineFor)) {
+			if reason == "" {
+				reason = failReason(en, format, arg)
+			}
 			w.eng.log.Error("plugin quarantined", "plugin", p.name(), "consecutive_failures", n,
 				"for", p.spec.QuarantineFor.String(), "on_error", p.spec.OnError.String(), "last_reason", reason)
 		}
 	}
 	return p.spec.OnError
+}
+
+// failReason formats fail's reason from bounded parts.
+func failReason(en *entry, format string, arg any) string {
+	name := sandbox.QuoteCut(en.name, MaxNameLen)
+	switch a := arg.(type) {
+	case error:
+		return sandbox.ErrorText(a)
+	case lua.LValue:
+		var s string
+		if str, ok := a.(lua.LString); ok {
+			s = string(str) // no copy; Cut copies at most maxFailureText bytes
+		} else {
+			s = a.String()
+		}
+		return fmt.Sprintf(format, name, sandbox.QuoteCut(s, maxFailureText))
+	}
+	return fmt.Sprintf(format, name)
+}
+
+// logOverBudget logs, rate-limited, that a packet's budget ran out.
+func (w *Worker) logOverBudget(h Hook, d *Decision) {
+	if ok, suppressed := w.eng.budgetLog.allow(w.eng.wd.Coarse()); ok {
+		w.eng.log.Warn("packet budget ran out: the remaining Lua callbacks were skipped, each giving its plugin's on_error",
+			"hook", h.String(), "packet_budget", w.gen.packetBudget.String(), "skipped", d.OverBudget,
+			"verdict", d.Verdict.String(), "by", d.By, "suppressed", suppressed)
+	}
 }

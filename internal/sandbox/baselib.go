@@ -236,16 +236,22 @@ func openSafeBase(L *lua.LState, g *lua.LTable) {
 	}
 }
 
-// ErrorText is a Lua error's message without gopher-lua's stack traceback.
+// ErrorText is a Lua error's message without gopher-lua's stack traceback,
+// cut to MaxErrorText bytes (Cut) before anything copies it: a script's
+// error message may be many MiB.
 func ErrorText(err error) string {
 	var msg string
 	if aerr, ok := err.(*lua.ApiError); ok {
-		msg = aerr.Object.String()
+		if s, ok := aerr.Object.(lua.LString); ok {
+			msg = string(s)
+		} else {
+			msg = aerr.Object.String()
+		}
 	} else {
 		msg = err.Error()
 	}
-	if i := strings.Index(msg, "\nstack traceback:"); i >= 0 {
+	if i := strings.Index(msg[:min(len(msg), MaxErrorText+len("\nstack traceback:"))], "\nstack traceback:"); i >= 0 {
 		msg = msg[:i]
 	}
-	return msg
+	return Cut(msg, MaxErrorText)
 }

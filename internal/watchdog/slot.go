@@ -12,6 +12,7 @@ import (
 const (
 	interrupted = -1 // for its time budget
 	memoryCut   = -2 // for the process's memory ceiling
+	packetCut   = -3 // for its packet's budget
 )
 
 // Cut says whether and why a call was cut off.
@@ -24,6 +25,9 @@ const (
 	CutBudget
 	// CutMemory: the process neared its memory ceiling while it ran.
 	CutMemory
+	// CutPacket: the calls of its packet together ran for the packet's
+	// budget (StartPacket).
+	CutPacket
 )
 
 // Slot is one worker's Lua calls as the watchdog sees them. Start and End
@@ -45,10 +49,18 @@ type Slot struct {
 
 	// The worker goroutine's own: the call Poll saw last and when it first
 	// polled; the calls started since the rate probe began, and when.
-	pollSeq            uint64
-	pollFirst          int64
-	probeN             int
-	probeStart, probeT int64
+	pollSeq    uint64
+	pollFirst  int64
+	probeN     int
+	probeStart int64
+
+	// The packet the worker runs (StartPacket), also its own: the budget
+	// its calls share, when Poll first saw one of them, and whether the
+	// budget has run out.
+	pktSeq, pktPolled uint64
+	pktBudget         int64
+	pktFirst          int64
+	pktOver           bool
 }
 
 // NewSlot registers a slot; Close unregisters it.
@@ -94,6 +106,18 @@ func (s *Slot) Start(budget time.Duration) {
 	}
 }
 
+// StartPacket begins a packet whose Lua calls share budget (0: no packet
+// budget): the calls' polls measure it from the first poll of any of them,
+// like a call's own budget, and cut the call that runs it out.
+func (s *Slot) StartPacket(budget time.Duration) {
+	s.pktSeq++
+	s.pktBudget, s.pktOver = int64(budget), false
+}
+
+// PacketOver reports whether the packet's budget has run out: its
+// remaining calls are not to be made.
+func (s *Slot) PacketOver() bool { return s.pktOver }
+
 // Poll is the running call's look at its own budget, made on the worker's
 // goroutine every PollEvery VM instructions and every 1024 steps of a long
 // builtin (lua.LState.SetPoll and Poll): the first poll of a call notes the
@@ -108,14 +132,23 @@ func (s *Slot) Poll(*lua.LState) {
 	now := s.d.Nanos()
 	if seq := s.seq.Load(); seq != s.pollSeq {
 		s.pollSeq, s.pollFirst = seq, now
-		return
+	} else {
+		if now-s.pollFirst >= armAfter && !s.long.Load() {
+			s.long.Store(true)
+			s.d.Wake()
+		}
+		if now-s.pollFirst >= b {
+			s.cut(interrupted)
+			return
+		}
 	}
-	if now-s.pollFirst >= armAfter && !s.long.Load() {
-		s.long.Store(true)
-		s.d.Wake()
-	}
-	if now-s.pollFirst >= b {
-		s.cut(interrupted)
+	if s.pktBudget > 0 {
+		if s.pktPolled != s.pktSeq {
+			s.pktPolled, s.pktFirst = s.pktSeq, now
+		} else if now-s.pktFirst >= s.pktBudget {
+			s.pktOver = true
+			s.cut(packetCut)
+		}
 	}
 }
 
@@ -132,6 +165,9 @@ func (s *Slot) End() Cut {
 	case memoryCut:
 		s.clearInterrupt()
 		return CutMemory
+	case packetCut:
+		s.clearInterrupt()
+		return CutPacket
 	}
 	return NotCut
 }
