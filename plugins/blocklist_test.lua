@@ -89,7 +89,12 @@ test("files outside the plugin's directory need allow_dirs", function()
 	-- message as a missing file.
 	expect_error(function() harness("blocklist.lua", { files = "../README.md" }) end,
 		'"../README.md" is not a readable file in the plugin\'s allowed directories')
-	-- Allowed, it is read (and is no CIDR list: a bad entry, with its line).
+	-- A test may allow only directories inside its own tree.
 	expect_error(function() harness("blocklist.lua", { files = "../README.md" }, { allow_dirs = { ".." } }) end,
+		"not inside the test's directory tree")
+	-- A file inside is read (and is no CIDR list: a bad entry, with its
+	-- line and not its content).
+	local err = expect_error(function() harness("blocklist.lua", { files = "README.md" }) end,
 		"README%.md:%d+: bad entry")
+	expect_true(not err:find("Each plugin", 1, true), "the error quotes the file's content: " .. err)
 end)

@@ -59,7 +59,7 @@ test("ICMP and IPv6; protos filter", function()
 end)
 
 test("runs after filter plugins: dropped connections are not logged", function()
-	local h = harness_config("../examples/all.yaml")
+	local h = harness_config("testdata/filters.yaml")
 	local function connlog_lines()
 		local n = 0
 		for _, l in ipairs(h:logs()) do

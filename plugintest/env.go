@@ -7,10 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/luafw/luafw/host/luapattern"
 	lua "github.com/luafw/luafw/lua"
-	"github.com/luafw/luafw/lua/pm"
 
 	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/internal/sandbox"
 )
 
 // failMarker is the error value fail() raises to end a test whose failure
@@ -30,18 +31,18 @@ func isFailMarker(err error) bool {
 	return ok
 }
 
-// newState returns the Lua state of a test file: base, string, table and
-// math only (no io, os, require or load*), and the test API.
+// newState returns the Lua state of a test file: the daemon's sandbox
+// (sandbox.NewState: base without file loading or environments, capped and
+// budgeted string and table builtins, os.time/clock/date, opaque tostring)
+// with the test API on top. The file's watchdog (runFile) interrupts it
+// through fr.intr; `..` results that would take the heap past the file's
+// memory line are refused before they are built.
 func (fr *fileRun) newState() *lua.LState {
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
-	for _, open := range []lua.LGFunction{lua.OpenBase, lua.OpenTable, lua.OpenString, lua.OpenMath} {
-		L.Push(L.NewFunction(open))
-		L.Call(0, 0)
-	}
+	sandbox.BoundArrays()
+	L := sandbox.NewState()
+	L.SetInterrupt(&fr.intr)
+	L.SetConcatCheck(fr.concatCheck)
 	g := L.G.Global
-	for _, name := range []string{"dofile", "loadfile", "load", "loadstring", "require", "module", "_printregs"} {
-		g.RawSetString(name, lua.LNil)
-	}
 	fr.harnessMetatable(L)
 	fns := map[string]lua.LGFunction{
 		"print":          fr.luaPrint,
@@ -71,9 +72,9 @@ func (fr *fileRun) luaPrint(L *lua.LState) int {
 		case lua.LString:
 			parts[i] = string(v)
 		case *lua.LTable:
-			parts[i] = formatValue(v)
+			parts[i] = formatValue(L, v)
 		default:
-			parts[i] = L.ToStringMeta(v).String()
+			parts[i] = sandbox.ToText(L, v)
 		}
 	}
 	line := strings.Join(parts, "\t")
@@ -104,7 +105,7 @@ func (fr *fileRun) luaTest(L *lua.LState) int {
 // withMsg puts the optional message argument in front of a failure.
 func withMsg(L *lua.LState, n int, msg string) string {
 	if v := L.Get(n); v != lua.LNil {
-		return L.ToStringMeta(v).String() + ": " + msg
+		return sandbox.ToText(L, v) + ": " + msg
 	}
 	return msg
 }
@@ -115,11 +116,11 @@ func (fr *fileRun) luaExpectEq(L *lua.LState) int {
 		L.RaiseError("expect_eq(got, want [, msg]) needs two values (use expect_eq(x, nil) to expect nil)")
 	}
 	got, want := L.Get(1), L.Get(2)
-	ok, path, g, w := deepEqual(got, want)
+	ok, path, g, w := deepEqual(L, got, want)
 	if !ok {
-		msg := fmt.Sprintf("got %s, want %s", formatValue(got), formatValue(want))
+		msg := fmt.Sprintf("got %s, want %s", formatValue(L, got), formatValue(L, want))
 		if path != "" {
-			msg += fmt.Sprintf(" (at %s: got %s, want %s)", path, formatValue(g), formatValue(w))
+			msg += fmt.Sprintf(" (at %s: got %s, want %s)", path, formatValue(L, g), formatValue(L, w))
 		}
 		fr.failf(L, "%s", withMsg(L, 3, msg))
 	}
@@ -132,7 +133,7 @@ func (fr *fileRun) luaExpectTrue(L *lua.LState) int {
 	v := L.Get(1)
 	ok := lua.LVAsBool(v)
 	if !ok {
-		fr.failf(L, "%s", withMsg(L, 2, fmt.Sprintf("expected a true value, got %s", formatValue(v))))
+		fr.failf(L, "%s", withMsg(L, 2, fmt.Sprintf("expected a true value, got %s", formatValue(L, v))))
 	}
 	L.Push(lua.LBool(ok))
 	return 1
@@ -182,11 +183,9 @@ func (fr *fileRun) luaExpectError(L *lua.LState) int {
 		// fail() inside fn ends the test, as anywhere else.
 		L.Error(err.(*lua.ApiError).Object, 0)
 	}
-	msg := errorMessage(err, "", L.Context())
-	if pattern != "" && !strings.Contains(msg, pattern) {
-		if m, perr := pm.Find(pattern, []byte(msg), 0, 1); perr != nil || len(m) == 0 {
-			fr.failf(L, "error %q does not match %q", msg, pattern)
-		}
+	msg := fr.errorMessage(L, err, "")
+	if pattern != "" && !strings.Contains(msg, pattern) && !fr.patternMatches(L, pattern, msg) {
+		fr.failf(L, "error %q does not match %q", msg, pattern)
 	}
 	L.Push(lua.LString(msg))
 	return 1
@@ -218,4 +217,18 @@ func (fr *fileRun) clockModule(L *lua.LState) *lua.LTable {
 		return 1
 	}))
 	return m
+}
+
+// patternMatches reports whether the Lua pattern p matches somewhere in s,
+// with the sandbox's matcher: bounded, and cut off with the test (a Lua
+// error once the state is interrupted).
+func (fr *fileRun) patternMatches(L *lua.LState, p, s string) bool {
+	anchored := strings.HasPrefix(p, "^")
+	if anchored {
+		p = p[1:]
+	}
+	meter := sandbox.Meter(L)
+	m := &luapattern.Matcher{Check: func() error { meter.Step(1 << 10); return nil }, CheckEvery: 1 << 10}
+	start, _, err := m.Find(s, p, 0, anchored)
+	return err == nil && start >= 0
 }

@@ -2,7 +2,9 @@ package plugintest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -51,8 +53,9 @@ func (fr *fileRun) newHarness(specs []engine.PluginSpec) (*harness, error) {
 // start makes a fresh engine, worker and flow table.
 func (h *harness) start() error {
 	eng := engine.New(engine.Options{
-		Logger: slog.New(&logHandler{h: h}),
-		Clock:  h.fr.clock.Now,
+		Logger:      slog.New(&logHandler{h: h}),
+		Clock:       h.fr.clock.Now,
+		MemoryLimit: h.fr.opts.memoryLimit(),
 	})
 	if err := eng.Load(h.specs); err != nil {
 		eng.Close()
@@ -73,7 +76,7 @@ func (h *harness) close() {
 
 // pluginSpec reads the arguments of harness(path [, options [, spec]]).
 func (fr *fileRun) pluginSpec(L *lua.LState) engine.PluginSpec {
-	file := fr.resolve(L.CheckString(1))
+	file := fr.inRoot(L, 1, L.CheckString(1))
 	spec := engine.PluginSpec{File: file}
 	if t, ok := L.Get(2).(*lua.LTable); ok {
 		opts, err := luaToGo(t)
@@ -129,7 +132,7 @@ func (fr *fileRun) pluginSpec(L *lua.LState) engine.PluginSpec {
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 // dirList reads spec.allow_dirs: a list of directories, relative to the
-// test file.
+// test file, each inside the test's tree.
 func (fr *fileRun) dirList(L *lua.LState, v lua.LValue) []string {
 	t, ok := v.(*lua.LTable)
 	if !ok {
@@ -141,17 +144,82 @@ func (fr *fileRun) dirList(L *lua.LState, v lua.LValue) []string {
 		if !ok {
 			L.ArgError(3, "allow_dirs must be a list of directories")
 		}
-		dirs = append(dirs, fr.resolve(string(s)))
+		dirs = append(dirs, fr.inRoot(L, 3, string(s)))
 	}
 	return dirs
 }
 
-// resolve makes a path in a test file relative to the test file.
-func (fr *fileRun) resolve(path string) string {
-	if filepath.IsAbs(path) {
-		return path
+// resolveRoot returns the directory tree the test file's paths must lie
+// in, resolved: Options.Root, or the test file's directory.
+func (fr *fileRun) resolveRoot() (string, error) {
+	root := fr.opts.Root
+	if root == "" {
+		root = filepath.Dir(fr.path)
 	}
-	return filepath.Join(filepath.Dir(fr.path), path)
+	r, err := engine.RealPath(root)
+	if err != nil {
+		return "", fmt.Errorf("%s: the test's directory: %v", fr.path, err)
+	}
+	return r, nil
+}
+
+// rootError is the one error of a path outside the test's tree (or
+// missing): it does not say which, so that a test cannot probe the files
+// around it.
+func (fr *fileRun) rootError(given string) string {
+	return fmt.Sprintf("%q is not inside the test's directory tree %s (absolute paths, \"..\" and symlinks may not lead out of it)", given, fr.root)
+}
+
+// inRoot resolves path, named by the test file (relative to the test
+// file), and raises an argument error at argument n unless it lies inside
+// the test's directory tree after ".." and symlinks are resolved (the
+// engine's own resolution). It returns the path joined to the test file's
+// directory (the engine resolves it again).
+func (fr *fileRun) inRoot(L *lua.LState, n int, path string) string {
+	full := path
+	if !filepath.IsAbs(full) {
+		full = filepath.Join(filepath.Dir(fr.path), full)
+	}
+	if !fr.insideRoot(full) {
+		L.ArgError(n, fr.rootError(path))
+	}
+	return full
+}
+
+// insideRoot reports whether full resolves inside the test's tree. A path
+// that does not exist counts when its directory does and is inside: the
+// engine then says the file is missing.
+func (fr *fileRun) insideRoot(full string) bool {
+	if fr.root == "" {
+		return false
+	}
+	real, err := engine.RealPath(full)
+	if err != nil {
+		base := filepath.Base(full)
+		if !errors.Is(err, fs.ErrNotExist) || base == ".." || base == "." {
+			return false
+		}
+		if real, err = engine.RealPath(filepath.Dir(full)); err != nil {
+			return false
+		}
+	}
+	return engine.Within(real, []string{fr.root})
+}
+
+// checkSpecsInRoot raises an error unless every plugin file and allowed
+// directory of a configuration's specs lies inside the test's tree.
+func (fr *fileRun) checkSpecsInRoot(L *lua.LState, cfgPath string, specs []engine.PluginSpec) {
+	check := func(what, p string) {
+		if !fr.insideRoot(p) {
+			L.RaiseError("harness_config: %s: %s %s", cfgPath, what, fr.rootError(p))
+		}
+	}
+	for _, s := range specs {
+		check("plugin file", s.File)
+		for _, d := range s.AllowDirs {
+			check("allow_dirs entry", d)
+		}
+	}
 }
 
 // luaHarness is harness(path [, options [, spec]]).
@@ -167,7 +235,8 @@ func (fr *fileRun) luaHarness(L *lua.LState) int {
 
 // luaHarnessConfig is harness_config(path).
 func (fr *fileRun) luaHarnessConfig(L *lua.LState) int {
-	cfg, err := config.Load(fr.resolve(L.CheckString(1)))
+	path := L.CheckString(1)
+	cfg, err := config.Load(fr.inRoot(L, 1, path))
 	if err != nil {
 		L.RaiseError("harness_config: %v", err)
 	}
@@ -175,6 +244,7 @@ func (fr *fileRun) luaHarnessConfig(L *lua.LState) int {
 	if err != nil {
 		L.RaiseError("harness_config: %v", err)
 	}
+	fr.checkSpecsInRoot(L, path, specs)
 	h, err := fr.newHarness(specs)
 	if err != nil {
 		L.RaiseError("harness_config: %v", err)
@@ -462,6 +532,10 @@ func (h *harness) send(L *lua.LState, p *testPacket, name string, path []engine.
 // logHandler sends an engine's log lines to the running test's output and
 // keeps those about a plugin (the scripts' own lines, callback failures,
 // quarantine) for h:logs().
+// maxLogs bounds the log records a harness keeps for h:logs() between two
+// calls.
+const maxLogs = 10000
+
 type logHandler struct {
 	h     *harness
 	attrs []slog.Attr
@@ -490,7 +564,9 @@ func (l *logHandler) Handle(_ context.Context, r slog.Record) error {
 	})
 	if aboutPlugin {
 		l.h.mu.Lock()
-		l.h.logs = append(l.h.logs, r)
+		if len(l.h.logs) < maxLogs {
+			l.h.logs = append(l.h.logs, r)
+		}
 		l.h.mu.Unlock()
 	}
 	return nil

@@ -10,12 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/metrics"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/luafw/luafw/internal/engine"
 	lua "github.com/luafw/luafw/lua"
 	"github.com/luafw/luafw/lua/parse"
 )
@@ -30,6 +33,18 @@ const (
 	DefaultBudget = time.Second
 	// DefaultTimeout bounds one test file.
 	DefaultTimeout = 5 * time.Minute
+	// DefaultMemoryLimit is the process ceiling of a run that sets none:
+	// the daemon's default. The plugins' engines cut their calls, and the
+	// test file's watchdog its own state, once the Go heap passes half of
+	// it.
+	DefaultMemoryLimit = engine.DefaultMemoryLimit
+	// MaxFileSize bounds a test file's source.
+	MaxFileSize = 4 << 20
+	// maxOutput bounds the output (print, log lines, failures) kept per
+	// test; past it one line says how much was left out.
+	maxOutput = 1 << 20
+	// heapCheckInterval is how often a test file's watchdog reads the heap.
+	heapCheckInterval = 2 * time.Millisecond
 )
 
 // EpochUnix is where every test file's fake clock starts:
@@ -52,6 +67,24 @@ type Options struct {
 	Timeout time.Duration
 	// Budget is the budget of plugins that set none; DefaultBudget when 0.
 	Budget time.Duration
+	// MemoryLimit is the process ceiling in bytes (DefaultMemoryLimit when
+	// 0): the test file's state is cut off, and its plugins' calls are,
+	// once the Go heap passes half of it. The program should also call
+	// engine.SetMemoryCeiling with it (`luafw test` does).
+	MemoryLimit int64
+	// Root, when set, is the directory tree every path a test file names
+	// (plugin files, configurations, allow_dirs, and the plugin files and
+	// allowed directories its configurations name) must lie in, after ".."
+	// and symlinks are resolved. By default each test file's own
+	// directory.
+	Root string
+}
+
+func (o Options) memoryLimit() int64 {
+	if o.MemoryLimit > 0 {
+		return o.MemoryLimit
+	}
+	return DefaultMemoryLimit
 }
 
 func (o Options) budget() time.Duration {
@@ -153,14 +186,25 @@ type result struct {
 	name   string
 	failed bool
 	lines  []string // failures, log lines and print output, in order
+
+	size    int // bytes in lines
+	dropped int // lines left out past maxOutput
 }
 
 // fileRun is one test file being run.
 type fileRun struct {
 	path  string
+	root  string // resolved: what the file's paths must lie in
 	opts  Options
 	clock *fakeClock
 	L     *lua.LState
+
+	// intr is the state's interrupt flag: the watchdog sets it when the
+	// file's context ends (timeout, signal, memory), and every
+	// instruction and budgeted builtin then raises an error.
+	intr    atomic.Int32
+	heapCut int64 // heap in use at which the file's state is cut off
+	stop    context.CancelCauseFunc
 
 	tests     []testCase
 	running   bool // tests are running: test() is no longer allowed
@@ -170,11 +214,22 @@ type fileRun struct {
 	cur *result
 }
 
-// output adds a line to the running test's output.
+// output adds a line to the running test's output, up to maxOutput bytes
+// per test.
 func (fr *fileRun) output(line string) {
 	fr.mu.Lock()
 	defer fr.mu.Unlock()
-	fr.cur.lines = append(fr.cur.lines, line)
+	fr.cur.add(line)
+}
+
+// add appends a line, or counts it once the test's output is full.
+func (r *result) add(line string) {
+	if r.size+len(line) > maxOutput {
+		r.dropped++
+		return
+	}
+	r.size += len(line)
+	r.lines = append(r.lines, line)
 }
 
 // failf records a failure of the running test at the Lua caller's line.
@@ -189,7 +244,10 @@ func (fr *fileRun) failAt(where, msg string) {
 	if where != "" {
 		msg = where + ": " + msg
 	}
-	fr.cur.lines = append(fr.cur.lines, msg)
+	if len(msg) > maxFormatLen*4 {
+		msg = msg[:maxFormatLen*4] + "...(cut)"
+	}
+	fr.cur.add(msg)
 }
 
 // callerLine returns "file:line" of the innermost Lua function on the
@@ -217,7 +275,10 @@ func runFile(ctx context.Context, path string, opts Options) Summary {
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("test file did not finish within %v", timeout))
 	defer cancel()
-	fr := &fileRun{path: path, opts: opts, clock: &fakeClock{}, cur: &result{name: "(top level)"}}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	fr := &fileRun{path: path, opts: opts, clock: &fakeClock{}, cur: &result{name: "(top level)"},
+		heapCut: opts.memoryLimit() / 2, stop: stop}
 	fr.clock.ns.Store(EpochUnix * int64(time.Second))
 	defer func() {
 		for _, h := range fr.harnesses {
@@ -233,13 +294,22 @@ func runFile(ctx context.Context, path string, opts Options) Summary {
 	L := fr.newState()
 	defer L.Close()
 	L.SetContext(ctx)
-	fn, err := compileFile(L, path)
+	fr.L = L
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go fr.watch(ctx, watchDone)
+	root, err := fr.resolveRoot()
+	fr.root = root
+	var fn *lua.LFunction
+	if err == nil {
+		fn, err = compileFile(L, path)
+	}
 	if err == nil {
 		L.Push(fn)
 		err = L.PCall(0, 0, nil)
 	}
 	if err != nil {
-		fr.failAt("", errorMessage(err, path+":1", ctx))
+		fr.failAt("", fr.errorMessage(L, err, path+":1"))
 	}
 	top := fr.cur
 	if top.failed {
@@ -267,7 +337,9 @@ func runFile(ctx context.Context, path string, opts Options) Summary {
 		fr.mu.Unlock()
 		L.Push(tc.fn)
 		if err := L.PCall(0, 0, nil); err != nil && !isFailMarker(err) {
-			fr.failAt("", errorMessage(err, fmt.Sprintf("%s:%d", path, tc.fn.Proto.LineDefined), ctx))
+			fr.failAt("", fr.errorMessage(L, err, fmt.Sprintf("%s:%d", path, tc.fn.Proto.LineDefined)))
+		} else if ctx.Err() != nil {
+			fr.failAt("", fmt.Sprintf("%s:%d: stopped: %v", path, tc.fn.Proto.LineDefined, context.Cause(ctx)))
 		}
 		fr.report(r)
 		if r.failed {
@@ -297,14 +369,65 @@ func (fr *fileRun) report(r *result) {
 			fmt.Fprintf(fr.opts.Out, "    %s\n", part)
 		}
 	}
+	if r.dropped > 0 {
+		fmt.Fprintf(fr.opts.Out, "    (%d more lines of output left out: over %d bytes)\n", r.dropped, maxOutput)
+	}
+}
+
+// watch is a test file's watchdog: it interrupts the file's state when its
+// context ends (timeout, cancel, a signal) and ends the context, as a
+// memory failure, when the Go heap passes fr.heapCut.
+func (fr *fileRun) watch(ctx context.Context, done <-chan struct{}) {
+	t := time.NewTicker(heapCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			fr.intr.Store(1)
+			return
+		case <-t.C:
+			if h := heapInUse(); h > fr.heapCut {
+				fr.stop(fmt.Errorf("memory: the Go heap passed %d MiB, half the %d MiB ceiling", fr.heapCut>>20, fr.opts.memoryLimit()>>20))
+				fr.intr.Store(1)
+				runtime.GC()
+				return
+			}
+		}
+	}
+}
+
+// heapInUse is the Go heap's objects, live and not yet freed, in bytes.
+func heapInUse() int64 {
+	s := [1]metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s[:])
+	return int64(s[0].Value.Uint64())
+}
+
+// concatCheck refuses a `..` result (of 1 MiB or more) that would take the
+// heap past the file's memory line: the copy cannot be interrupted once
+// it has begun.
+func (fr *fileRun) concatCheck(L *lua.LState, n int) {
+	if heapInUse()+int64(n) > fr.heapCut {
+		L.RaiseError("memory: a %d-byte string would take the Go heap past %d MiB, half the %d MiB ceiling", n, fr.heapCut>>20, fr.opts.memoryLimit()>>20)
+	}
 }
 
 // compileFile compiles a test file; syntax errors come back as
 // "FILE:LINE: syntax error ...".
 func compileFile(L *lua.LState, path string) (*lua.LFunction, error) {
-	src, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
 	}
 	chunk, err := parse.Parse(bytes.NewReader(src), path)
 	if err != nil {
@@ -333,15 +456,17 @@ func compileFile(L *lua.LState, path string) (*lua.LFunction, error) {
 var whereRE = regexp.MustCompile(`^[^\s:]+:\d+:`)
 
 // errorMessage is a Lua error as a failure line; messages without a place
-// get def ("FILE:LINE") in front.
-func errorMessage(err error, def string, ctx context.Context) string {
+// get def ("FILE:LINE") in front, and a message of a test that was cut off
+// says why.
+func (fr *fileRun) errorMessage(L *lua.LState, err error, def string) string {
+	ctx := L.Context()
 	var msg string
 	var aerr *lua.ApiError
 	if errors.As(err, &aerr) {
 		if s, ok := aerr.Object.(lua.LString); ok {
 			msg = string(s)
 		} else {
-			msg = "error object: " + formatValue(aerr.Object)
+			msg = "error object: " + formatValue(L, aerr.Object)
 		}
 	} else {
 		msg = err.Error()

@@ -8,15 +8,32 @@ import (
 	"strings"
 
 	lua "github.com/luafw/luafw/lua"
+
+	"github.com/luafw/luafw/internal/sandbox"
 )
 
+// maxCompareDepth bounds how deep expect_eq follows nested tables: a chain
+// of a million tables would otherwise recurse a million Go frames.
+const maxCompareDepth = 100
+
+// maxFormatLen bounds the text formatValue builds for one value.
+const maxFormatLen = 4 << 10
+
+// maxFormatKeys bounds the keys of one table formatValue sorts.
+const maxFormatKeys = 1000
+
 // deepEqual compares two Lua values, tables by content. When they differ,
-// path names where (".tags[2]"), and got/want are the values there.
-func deepEqual(a, b lua.LValue) (equal bool, path string, got, want lua.LValue) {
+// path names where (".tags[2]"), and got/want are the values there. It
+// looks at the test's budget as it walks (a Lua error when the test was
+// cut off) and raises an error for tables nested deeper than
+// maxCompareDepth.
+func deepEqual(L *lua.LState, a, b lua.LValue) (equal bool, path string, got, want lua.LValue) {
 	type pair struct{ a, b *lua.LTable }
 	seen := map[pair]bool{}
-	var walk func(a, b lua.LValue, path string) (bool, string, lua.LValue, lua.LValue)
-	walk = func(a, b lua.LValue, path string) (bool, string, lua.LValue, lua.LValue) {
+	meter := sandbox.Meter(L)
+	var walk func(a, b lua.LValue, path string, depth int) (bool, string, lua.LValue, lua.LValue)
+	walk = func(a, b lua.LValue, path string, depth int) (bool, string, lua.LValue, lua.LValue) {
+		meter.Step(1)
 		ta, okA := a.(*lua.LTable)
 		tb, okB := b.(*lua.LTable)
 		if !okA || !okB {
@@ -24,6 +41,9 @@ func deepEqual(a, b lua.LValue) (equal bool, path string, got, want lua.LValue) 
 		}
 		if ta == tb || seen[pair{ta, tb}] {
 			return true, "", nil, nil
+		}
+		if depth >= maxCompareDepth {
+			L.RaiseError("expect_eq: tables nested deeper than %d levels", maxCompareDepth)
 		}
 		seen[pair{ta, tb}] = true
 		var diff struct {
@@ -33,7 +53,7 @@ func deepEqual(a, b lua.LValue) (equal bool, path string, got, want lua.LValue) 
 			sortingKey string
 		}
 		check := func(k lua.LValue) {
-			ok, p, g, w := walk(ta.RawGet(k), tb.RawGet(k), path+keyPath(k))
+			ok, p, g, w := walk(ta.RawGet(k), tb.RawGet(k), path+keyPath(L, k), depth+1)
 			if !ok {
 				// report the first difference in a stable key order
 				sk := sortKey(k)
@@ -53,7 +73,7 @@ func deepEqual(a, b lua.LValue) (equal bool, path string, got, want lua.LValue) 
 		}
 		return true, "", nil, nil
 	}
-	return walk(a, b, "")
+	return walk(a, b, "", 0)
 }
 
 func equalScalar(a, b lua.LValue) bool {
@@ -82,11 +102,11 @@ func sortKey(k lua.LValue) string {
 	return "1" + k.String()
 }
 
-func keyPath(k lua.LValue) string {
+func keyPath(L *lua.LState, k lua.LValue) string {
 	if s, ok := k.(lua.LString); ok && isIdent(string(s)) {
 		return "." + string(s)
 	}
-	return "[" + formatValue(k) + "]"
+	return "[" + formatValue(L, k) + "]"
 }
 
 func isIdent(s string) bool {
@@ -102,16 +122,24 @@ func isIdent(s string) bool {
 }
 
 // formatValue renders a value for failure messages: strings quoted, tables
-// as constructors with their array part first and keys sorted.
-func formatValue(v lua.LValue) string {
+// as constructors with their array part first and keys sorted; functions
+// and other objects by the opaque names tostring shows (never a Go
+// address). The text is cut at maxFormatLen bytes.
+func formatValue(L *lua.LState, v lua.LValue) string {
 	var b strings.Builder
-	writeValue(&b, v, 0, map[*lua.LTable]bool{})
+	writeValue(L, &b, v, 0, map[*lua.LTable]bool{})
+	if b.Len() > maxFormatLen {
+		return b.String()[:maxFormatLen] + "...(cut)"
+	}
 	return b.String()
 }
 
 const maxFormatDepth = 5
 
-func writeValue(b *strings.Builder, v lua.LValue, depth int, seen map[*lua.LTable]bool) {
+func writeValue(L *lua.LState, b *strings.Builder, v lua.LValue, depth int, seen map[*lua.LTable]bool) {
+	if b.Len() > maxFormatLen {
+		return
+	}
 	switch x := v.(type) {
 	case lua.LString:
 		b.WriteString(strconv.Quote(string(x)))
@@ -126,21 +154,30 @@ func writeValue(b *strings.Builder, v lua.LValue, depth int, seen map[*lua.LTabl
 		defer delete(seen, x)
 		b.WriteString("{")
 		n := x.Len()
-		for i := 1; i <= n; i++ {
+		for i := 1; i <= n && b.Len() <= maxFormatLen; i++ {
 			if i > 1 {
 				b.WriteString(", ")
 			}
-			writeValue(b, x.RawGetInt(i), depth+1, seen)
+			writeValue(L, b, x.RawGetInt(i), depth+1, seen)
 		}
 		var keys []lua.LValue
-		x.ForEach(func(k, _ lua.LValue) {
-			if kn, ok := k.(lua.LNumber); ok && float64(kn) == math.Trunc(float64(kn)) && kn >= 1 && int(kn) <= n {
-				return
-			}
-			keys = append(keys, k)
-		})
+		if b.Len() <= maxFormatLen {
+			// At most maxFormatKeys keys are sorted and shown: the text
+			// is cut long before that anyway.
+			x.ForEach(func(k, _ lua.LValue) {
+				if kn, ok := k.(lua.LNumber); ok && float64(kn) == math.Trunc(float64(kn)) && kn >= 1 && int(kn) <= n {
+					return
+				}
+				if len(keys) < maxFormatKeys {
+					keys = append(keys, k)
+				}
+			})
+		}
 		sort.Slice(keys, func(i, j int) bool { return sortKey(keys[i]) < sortKey(keys[j]) })
 		for i, k := range keys {
+			if b.Len() > maxFormatLen {
+				break
+			}
 			if i > 0 || n > 0 {
 				b.WriteString(", ")
 			}
@@ -148,11 +185,11 @@ func writeValue(b *strings.Builder, v lua.LValue, depth int, seen map[*lua.LTabl
 				b.WriteString(string(s))
 			} else {
 				b.WriteString("[")
-				writeValue(b, k, depth+1, seen)
+				writeValue(L, b, k, depth+1, seen)
 				b.WriteString("]")
 			}
 			b.WriteString(" = ")
-			writeValue(b, x.RawGet(k), depth+1, seen)
+			writeValue(L, b, x.RawGet(k), depth+1, seen)
 		}
 		b.WriteString("}")
 	case *lua.LUserData:
@@ -160,9 +197,9 @@ func writeValue(b *strings.Builder, v lua.LValue, depth int, seen map[*lua.LTabl
 			b.WriteString(p.String())
 			return
 		}
-		b.WriteString("userdata")
+		b.WriteString(sandbox.ObjectName(L, v))
 	default:
-		b.WriteString(v.String())
+		b.WriteString(sandbox.ObjectName(L, v))
 	}
 }
 
@@ -219,7 +256,7 @@ func toGo(v lua.LValue, depth int) (any, error) {
 			}
 			ks, ok := k.(lua.LString)
 			if !ok {
-				err = fmt.Errorf("option keys must be strings, not %s (%s)", k.Type(), k.String())
+				err = fmt.Errorf("option keys must be strings, not %s", k.Type())
 				return
 			}
 			m[string(ks)], err = toGo(e, depth+1)

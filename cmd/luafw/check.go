@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -51,6 +52,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	if cfg != nil {
+		warnCredentials(stderr, cfg, specs)
 		// What only the loaded chains tell: how many diversions need queues.
 		if err := daemon.CheckQueues(cfg, daemon.Plan(eng.HookPriorities())); err != nil {
 			fmt.Fprintf(stderr, "luafw check: %v\n", err)
@@ -65,4 +67,37 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tw.Flush()
 	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))
 	return 0
+}
+
+// warnCredentials warns (it is no failure) about each credential file of
+// the configuration that lies inside a plugin's directory or an allowed
+// directory: every plugin that may read there can read it (net.load).
+func warnCredentials(stderr io.Writer, cfg *config.File, specs []engine.PluginSpec) {
+	for _, c := range cfg.Credentials() {
+		real, err := engine.RealPath(c.Path)
+		if err != nil {
+			// A missing file: judge where it would be.
+			if real, err = engine.RealPath(filepath.Dir(c.Path)); err != nil {
+				continue
+			}
+			real = filepath.Join(real, filepath.Base(c.Path))
+		}
+		for _, s := range specs {
+			dirs := []string{}
+			for _, d := range append([]string{filepath.Dir(s.File)}, s.AllowDirs...) {
+				if r, err := engine.RealPath(d); err == nil {
+					dirs = append(dirs, r)
+				}
+			}
+			if engine.Within(real, dirs) {
+				name := s.Name
+				if name == "" {
+					name = strings.TrimSuffix(filepath.Base(s.File), ".lua")
+				}
+				fmt.Fprintf(stderr, "luafw check: warning: %s:%d: %s %s lies in a directory plugin %s may read files from (its own or allow_dirs): keep credentials outside plugin and allowed directories\n",
+					cfg.Path, c.Line, c.Key, c.Path, name)
+				break
+			}
+		}
+	}
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCmdTestExitCodes runs `luafw test` on the plugintest fixtures: a
@@ -42,6 +44,37 @@ func TestCmdTestExitCodes(t *testing.T) {
 				if !strings.Contains("\n"+all, w) {
 					t.Errorf("output lacks %q:\n%s", w, all)
 				}
+			}
+		})
+	}
+}
+
+// TestCmdTestHostile: `luafw test -timeout 1s` stops an endless test and a
+// catastrophic pattern within the timeout plus slack, and refuses an
+// allow_dirs outside the test's tree; each exits 1 with the reason.
+// (Cases that could be fatal without the sandbox run in child processes in
+// plugintest's hostile_test.go.)
+func TestCmdTestHostile(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"loop", `test("loop", function() while true do end end)`, "did not finish within 1s"},
+		{"pattern", `test("p", function() string.find(string.rep("a", 100000), string.rep("a*", 30) .. "b") end)`, "did not finish within 1s"},
+		{"allow_dirs", `test("etc", function() harness("x.lua", {}, { allow_dirs = { "/etc" } }) end)`, `"/etc" is not inside the test's directory tree`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "h_test.lua")
+			if err := os.WriteFile(file, []byte(tc.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr strings.Builder
+			start := time.Now()
+			code := run(context.Background(), []string{"test", "-timeout", "1s", file}, &stdout, &stderr)
+			took := time.Since(start)
+			if code != 1 || !strings.Contains(stdout.String(), tc.want) || !strings.Contains(stdout.String(), "h_test.lua:1:") {
+				t.Errorf("exit %d, want 1 and %q at h_test.lua:1; output:\n%s%s", code, tc.want, stdout.String(), stderr.String())
+			}
+			if took > 10*time.Second {
+				t.Errorf("ran %v with -timeout 1s", took)
 			}
 		})
 	}

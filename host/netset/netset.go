@@ -24,6 +24,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -268,9 +269,27 @@ func Parse(entries []string) (*Set, error) {
 	return New(ps), nil
 }
 
+// entryProblem says what kind of problem a refused list entry has,
+// without quoting it.
+func entryProblem(text string) string {
+	if strings.Contains(text, "%") {
+		return "a zoned address (not allowed)"
+	}
+	if addr, bits, ok := strings.Cut(text, "/"); ok {
+		if _, err := netip.ParseAddr(addr); err == nil {
+			if _, err := strconv.Atoi(bits); err == nil {
+				return "prefix length out of range"
+			}
+			return "bad prefix length"
+		}
+	}
+	return "not an address or prefix"
+}
+
 // Read builds a set from a list with one entry per line (see ParsePrefix).
 // Blank lines and comments, from '#' to the end of the line, are ignored.
-// name is used in errors, which read `NAME:LINE: bad entry "x": reason`.
+// name is used in errors, which read `NAME:LINE: bad entry: what kind of
+// problem` and never quote the line: the file may hold anything.
 func Read(r io.Reader, name string) (*Set, error) {
 	var ps []netip.Prefix
 	sc := bufio.NewScanner(r)
@@ -287,7 +306,10 @@ func Read(r io.Reader, name string) (*Set, error) {
 		}
 		p, err := ParsePrefix(text)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: bad entry %q: %w", name, line, text, err)
+			// Never the entry itself: a list file may be any file a
+			// script is allowed to read, and the error reaches the
+			// script.
+			return nil, fmt.Errorf("%s:%d: bad entry: %s", name, line, entryProblem(text))
 		}
 		ps = append(ps, p)
 	}

@@ -208,14 +208,40 @@ func TestRead(t *testing.T) {
 	if err == nil {
 		t.Fatal("Read of a bad list succeeded")
 	}
-	const wantPrefix = `block.txt:4: bad entry "300.1.1.1": `
-	if !strings.HasPrefix(err.Error(), wantPrefix) {
-		t.Errorf("error %q, want prefix %q", err, wantPrefix)
+	const want = `block.txt:4: bad entry: not an address or prefix`
+	if err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
 	}
 
 	_, err = Read(errReader{}, "broken")
 	if !errors.Is(err, errBroken) || !strings.HasPrefix(err.Error(), "broken:1: ") {
 		t.Errorf("Read of failing reader: %v", err)
+	}
+}
+
+// TestReadErrorHidesContent: a list error never quotes the line, whatever
+// it holds: a one-line secret read as a list must not come back in the
+// error a script sees.
+func TestReadErrorHidesContent(t *testing.T) {
+	for _, tc := range []struct{ line, kind string }{
+		{"hunter2-redis-password", "not an address or prefix"},
+		{"root:$6$salt$hash:19000:0:99999:7:::", "not an address or prefix"},
+		{"PATH=/usr/bin HOME=/root", "not an address or prefix"},
+		{"10.0.0.0/99", "prefix length out of range"},
+		{"10.0.0.0/secret", "bad prefix length"},
+		{"fe80::1%secret", "a zoned address (not allowed)"},
+		{"300.1.1.1/8", "not an address or prefix"},
+	} {
+		_, err := Read(strings.NewReader("10.0.0.0/8\n"+tc.line+"\n"), "f")
+		if err == nil {
+			t.Fatalf("%q: no error", tc.line)
+		}
+		if want := "f:2: bad entry: " + tc.kind; err.Error() != want {
+			t.Errorf("%q: error %q, want %q", tc.line, err, want)
+		}
+		if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "root") {
+			t.Errorf("%q: the error quotes the content: %q", tc.line, err)
+		}
 	}
 }
 
