@@ -38,7 +38,6 @@ func isFailMarker(err error) bool {
 // through fr.intr; `..` results that would take the heap past the file's
 // memory line are refused before they are built.
 func (fr *fileRun) newState() *lua.LState {
-	sandbox.BoundArrays()
 	L := sandbox.NewState()
 	L.SetInterrupt(&fr.intr)
 	L.SetConcatCheck(fr.concatCheck)

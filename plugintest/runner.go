@@ -18,7 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/internal/watchdog"
+
 	lua "github.com/luafw/luafw/lua"
 	"github.com/luafw/luafw/lua/parse"
 )
@@ -37,7 +38,7 @@ const (
 	// the daemon's default. The plugins' engines cut their calls, and the
 	// test file's watchdog its own state, once the Go heap passes half of
 	// it.
-	DefaultMemoryLimit = engine.DefaultMemoryLimit
+	DefaultMemoryLimit = watchdog.DefaultMemoryLimit
 	// MaxFileSize bounds a test file's source.
 	MaxFileSize = 4 << 20
 	// maxOutput bounds the output (print, log lines, failures) kept per
@@ -70,7 +71,7 @@ type Options struct {
 	// MemoryLimit is the process ceiling in bytes (DefaultMemoryLimit when
 	// 0): the test file's state is cut off, and its plugins' calls are,
 	// once the Go heap passes half of it. The program should also call
-	// engine.SetMemoryCeiling with it (`luafw test` does).
+	// watchdog.SetMemoryCeiling with it (`luafw test` does).
 	MemoryLimit int64
 	// Root, when set, is the directory tree every path a test file names
 	// (plugin files, configurations, allow_dirs, and the plugin files and

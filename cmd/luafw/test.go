@@ -7,7 +7,8 @@ import (
 	"io"
 	"regexp"
 
-	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/internal/watchdog"
+
 	"github.com/luafw/luafw/plugintest"
 )
 
@@ -58,7 +59,7 @@ func cmdTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "luafw test: no *%s files in %v\n", plugintest.Suffix, paths)
 		return 1
 	}
-	engine.SetMemoryCeiling(plugintest.DefaultMemoryLimit)
+	watchdog.SetMemoryCeiling(plugintest.DefaultMemoryLimit)
 	sum := plugintest.Run(ctx, files, opts)
 	if sum.Failed > 0 || ctx.Err() != nil {
 		return 1

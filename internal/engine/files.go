@@ -32,7 +32,7 @@ func fileError(given string) error {
 func resolveAllowDirs(spec PluginSpec) ([]string, error) {
 	dirs := make([]string, 0, len(spec.AllowDirs)+1)
 	for _, d := range spec.AllowDirs {
-		r, err := realPath(d)
+		r, err := RealPath(d)
 		if err == nil {
 			var st os.FileInfo
 			if st, err = os.Stat(r); err == nil && !st.IsDir() {
@@ -45,15 +45,17 @@ func resolveAllowDirs(spec PluginSpec) ([]string, error) {
 		dirs = append(dirs, r)
 	}
 	if spec.Source == nil {
-		if r, err := realPath(filepath.Dir(spec.File)); err == nil {
+		if r, err := RealPath(filepath.Dir(spec.File)); err == nil {
 			dirs = append(dirs, r)
 		}
 	}
 	return dirs, nil
 }
 
-// realPath is path made absolute with every symlink resolved.
-func realPath(path string) (string, error) {
+// RealPath is path made absolute with every symlink resolved, as the file
+// boundary resolves paths; `luafw test` and `luafw check` resolve the paths
+// they check the same way.
+func RealPath(path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
@@ -61,8 +63,8 @@ func realPath(path string) (string, error) {
 	return filepath.EvalSymlinks(abs)
 }
 
-// within reports whether the resolved path is one of dirs or under one.
-func within(path string, dirs []string) bool {
+// Within reports whether the resolved path is one of dirs or under one.
+func Within(path string, dirs []string) bool {
 	for _, d := range dirs {
 		if path == d || strings.HasPrefix(path, strings.TrimSuffix(d, string(filepath.Separator))+string(filepath.Separator)) {
 			return true
@@ -80,8 +82,8 @@ func (p *plugin) openAllowed(path string) (*os.File, string, error) {
 		full = filepath.Join(filepath.Dir(p.spec.File), full)
 	}
 	dirs := p.allowDirs
-	real, err := realPath(full)
-	if err != nil || !within(real, dirs) {
+	real, err := RealPath(full)
+	if err != nil || !Within(real, dirs) {
 		return nil, "", fileError(path)
 	}
 	// O_NONBLOCK: opening a FIFO someone placed there must not hang the
@@ -97,7 +99,7 @@ func (p *plugin) openAllowed(path string) (*os.File, string, error) {
 	}
 	// The path may have changed between the check and the open; the
 	// kernel knows what was opened.
-	if opened, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && !within(opened, dirs) {
+	if opened, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && !Within(opened, dirs) {
 		f.Close()
 		return nil, "", fileError(path)
 	}

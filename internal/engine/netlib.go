@@ -116,12 +116,3 @@ func checkAddr(L *lua.LState, n int) netip.Addr {
 	}
 	return a
 }
-
-// RealPath is path made absolute with every symlink resolved, as the file
-// boundary resolves paths (files.go); `luafw test` resolves the paths a test
-// file names the same way.
-func RealPath(path string) (string, error) { return realPath(path) }
-
-// Within reports whether the resolved path is one of the resolved dirs or
-// under one, as the file boundary decides (files.go).
-func Within(path string, dirs []string) bool { return within(path, dirs) }
