@@ -1,41 +1,61 @@
 // Package watchdog owns the supervision of Lua calls in luafw's engine: the
-// protocol between a worker running a call and the goroutine that cuts it
-// off (Slot), the budget ticker, the idle sleep, the coarse clocks, the heap
-// watch that cuts every call when the process nears its memory ceiling, and
-// the registry of top-level runs (plugin loads) that the heap watch cuts
-// too. It knows nothing of plugins or packets.
+// protocol between a worker running a call and whoever cuts it off (Slot),
+// the per-packet budget, the budget ticker, its sleep, the coarse clocks,
+// the heap watch that cuts every call when the process nears its memory
+// ceiling, and the registry of top-level runs (plugin loads) that the heap
+// watch cuts too. It knows nothing of plugins or packets.
 //
 // # The protocol, described once
 //
-// A worker owns a Slot. Before a Lua call it calls Start(budget), which
-// bumps the slot's call sequence number and publishes the budget; after the
-// call it calls End, which takes the budget back (0) and reports whether
-// the call was cut. The watchdog goroutine ticks every Options.Interval: it
-// notes, per slot, when it first saw the running call's sequence number, and
-// once it has seen that call run for its whole budget (by its own clock) it
-// swaps the budget for "interrupted" and sets the slot's interrupt flag,
-// which every Lua state of the worker looks at between instructions (one
-// atomic load; patch 2 of package lua) and long builtins look at every 1024
-// steps. The compare-and-swap on the budget decides who wins between a cut
-// and the call's end; End waits for the flag the cutter is about to set, so
-// a cut never lands on the next call.
+// A worker owns a Slot and gives every Lua state it runs Slot.Poll as the
+// state's poll function (lua.LState.SetPoll, patch 8 of package lua) and
+// Slot.Interrupt as its interrupt flag (SetInterrupt, patch 2). Before a
+// Lua call it calls Start(budget), which bumps the slot's call sequence
+// number and publishes the budget; after the call, End, which takes the
+// budget back and reports whether and why the call was cut.
 //
-// The heap watch reads the Go heap every millisecond while Lua runs and cuts
-// every running call the same way (as "memory") when the heap passes half
-// the ceiling, or grows fast past a quarter of it; see heap.go for why half.
+// A call supervises itself. The VM polls every PollEvery instructions, and
+// work done in Go counts toward the next poll (long builtins, big `..`
+// copies, array fills). The first poll of a call notes the time; a later
+// one that finds the call has run for its budget since then cuts it: it
+// swaps the budget for "interrupted" and sets the interrupt flag, which the
+// VM looks at before its next instruction and long builtins every 1024
+// steps. A call of fewer than PollEvery instructions never reads the clock.
+// StartPacket gives the calls of one packet a shared budget, measured the
+// same way from the first poll of any of them (CutPacket).
 //
-// Idle sleep: after idleTicks ticks in which no slot ran or started a call
-// and no load ran, the watchdog sets asleep and both goroutines wait; the
-// next Start, load or Wake wakes them. No call runs unwatched: Start stores
-// the budget and then reads asleep; the watchdog stores asleep and then
-// reads every budget (sequentially consistent atomics: one sees the other);
-// a load registers under loadsMu and then reads asleep, while the watchdog
-// sets asleep before it counts the loads under the same lock.
+// The watchdog goroutine is a backstop, not the clock: it ticks (every
+// Options.Interval) only while a call has run for armAfter (its Poll wakes
+// the watchdog), while a plugin loads, or while calls come faster than
+// wakeRate a second, where the coarse clock it keeps (one atomic load per
+// read) saves more clock reads than its ticks cost. While ticking it also
+// cuts any call it has seen running for its whole budget, and the heap
+// watch reads the Go heap every millisecond, cutting every running call
+// the same way ("memory") when the heap passes half the ceiling or grows
+// fast past a quarter of it (heap.go says why half). Otherwise it sleeps,
+// waking once a second for the Sweep and Tick hooks; Coarse and WallClock
+// then read the system clock.
+//
+// Who wins a cut: the compare-and-swap on the budget decides between a cut
+// (by a poll, the ticker or the heap watch) and the call's end; End waits
+// for the flag the cutter is about to set, so a cut never lands on the next
+// call. The watchdog never sleeps through a long call: a Poll sets the
+// slot's long flag and then reads asleep (Wake); the watchdog sets asleep
+// and then reads every long flag and, under loadsMu, the loads (sequentially
+// consistent atomics: one of the two sees the other).
 //
 // # Costs
 //
-// While Lua runs: about 4,000 ticks a second of the budget ticker and 1,000
-// heap readings (about a microsecond each). Per call: two atomic stores, an
-// atomic load and a swap. While no Lua runs: one wake-up a second (the
-// Options.Idle hook, for sweeps).
+// Per call: two atomic stores, an atomic load and a swap; a clock read per
+// probeCalls calls while the watchdog sleeps. Per PollEvery instructions of
+// a long call: one clock read. While the watchdog ticks: about 4,000 ticks
+// and 1,000 heap readings a second. While it sleeps: one wake-up a second.
+//
+// # Slack
+//
+// A call that polls is cut at most one poll period (about 20-60 µs of Lua,
+// or 8192 builtin steps) after its budget has run from its first poll, plus
+// the longest single step that cannot poll (a copy below 1 MiB, a GC
+// pause). A Go function of the embedding program that runs long without
+// returning to the VM is not interrupted: the cut lands when it returns.
 package watchdog
