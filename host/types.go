@@ -1,6 +1,9 @@
 package host
 
-import "github.com/luafw/luafw/internal/engine"
+import (
+	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/internal/watchdog"
+)
 
 // The engine's data types, shared with the daemon.
 type (
@@ -117,3 +120,15 @@ func ParseTCPFlags(s string) (mask, flags uint8, err error) { return engine.Pars
 
 // ParseProto reads a protocol name (tcp, udp, icmp, icmpv6) or number.
 func ParseProto(s string) (uint8, error) { return engine.ParseProto(s) }
+
+// DefaultMemoryLimit is the process memory ceiling the daemon uses when its
+// configuration names none (Options.MemoryLimit).
+const DefaultMemoryLimit = watchdog.DefaultMemoryLimit
+
+// SetMemoryCeiling is process-wide: it prepares the Go runtime of a process
+// whose engines have an Options.MemoryLimit of ceiling. It sets the GC's
+// soft memory limit to half the ceiling (the line where the engine cuts Lua
+// calls off), so that garbage stays below it, and raises GOMAXPROCS to at
+// least 4, so that the heap watch gets a processor while a script copies a
+// huge string. New never calls it; the luafw daemon and `luafw replay` do.
+func SetMemoryCeiling(ceiling int64) { watchdog.SetMemoryCeiling(ceiling) }
