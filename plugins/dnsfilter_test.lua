@@ -96,7 +96,9 @@ end)
 test("the dns module: what scripts see", function()
 	local probe = harness("testdata/protoprobe.lua", { mode = "dns" })
 	local function parse(payload)
-		return probe:run(packet.udp{ dport = 53, payload = payload }, "input").tags[1]
+		probe:run(packet.udp{ dport = 53, payload = payload }, "input")
+		local logs = probe:logs()
+		return logs[#logs].r
 	end
 	expect_eq(parse(packet.dns_query("WWW.Example.COM.", "AAAA", 7)),
 		"{aa=false,ancount=0,arcount=0,id=7,nscount=0,opcode=0,qclass=IN,qdcount=1,qname=www.example.com,qr=false,qtype=AAAA,qtype_num=28,ra=false,rcode=0,rd=true,tc=false}")

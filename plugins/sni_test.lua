@@ -120,7 +120,9 @@ test("the tls module: what scripts see", function()
 	local sni = harness("testdata/protoprobe.lua", { mode = "sni" })
 	local parse = harness("testdata/protoprobe.lua", { mode = "tls" }, { name = "probe-tls" })
 	local function tag(h, payload)
-		return h:run(packet.tcp{ dport = 443, flags = "PA", payload = payload }, "input").tags[1]
+		h:run(packet.tcp{ dport = 443, flags = "PA", payload = payload }, "input")
+		local logs = h:logs()
+		return logs[#logs].r
 	end
 	local full = packet.tls_client_hello("WWW.Example.COM", { alpn = { "h2", "http/1.1" } })
 	expect_eq(tag(sni, full), "www.example.com")

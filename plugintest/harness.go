@@ -92,7 +92,7 @@ func (fr *fileRun) pluginSpec(L *lua.LState) engine.PluginSpec {
 		L.ArgError(2, fmt.Sprintf("options must be a table, not %s", L.Get(2).Type()))
 	}
 	if t, ok := L.Get(3).(*lua.LTable); ok {
-		f := tableFields(t)
+		f := engine.TableFields(t)
 		for _, k := range sortedKeys(f) {
 			v := f[k]
 			num := func() float64 {

@@ -53,29 +53,33 @@ type pktContext struct {
 // Which fields each constructor takes, besides the context fields.
 var (
 	contextFields = []string{"hook", "indev", "outdev", "mark", "uid", "gid", "ct", "tags"}
-	kindFields    = map[string][]string{
-		"tcp":    {"src", "dst", "sport", "dport", "flags", "seq", "ack", "ttl", "payload"},
-		"udp":    {"src", "dst", "sport", "dport", "ttl", "payload"},
-		"icmp":   {"src", "dst", "type", "code", "id", "seq", "ttl", "payload"},
-		"icmpv6": {"src", "dst", "type", "code", "id", "seq", "ttl", "payload"},
-		"raw":    {"data"},
-	}
+	rawFields     = []string{"data"}
+	testDefaults  = engine.SpecDefaults{Src4: defaultSrc4, Dst4: defaultDst4, Src6: defaultSrc6, Dst6: defaultDst6,
+		SPort: defaultSport, TCPDPort: 80, UDPDPort: 53}
 )
+
+// kindFields are the header fields of each constructor.
+func kindFields(kind string) []string {
+	if kind == "raw" {
+		return rawFields
+	}
+	return engine.BuilderFields[kind]
+}
 
 // newTestPacket builds a packet of kind from the fields a test gave.
 func newTestPacket(kind string, fields map[string]lua.LValue) (*testPacket, error) {
-	allowed := append(slices.Clone(kindFields[kind]), contextFields...)
+	allowed := append(slices.Clone(kindFields(kind)), contextFields...)
 	for k := range fields {
 		if !slices.Contains(allowed, k) {
 			return nil, fmt.Errorf("packet.%s: unknown field %q (want %s)", kind, k, strings.Join(allowed, ", "))
 		}
 	}
 	p := &testPacket{kind: kind, fields: fields}
-	f := fieldReader{kind: kind, fields: fields}
+	f := &engine.FieldReader{Kind: kind, Fields: fields}
 	if kind == "raw" {
-		p.data = []byte(f.str("data", ""))
+		p.data = []byte(f.Str("data", ""))
 	} else {
-		spec, err := f.spec()
+		spec, err := f.Spec(&testDefaults)
 		if err != nil {
 			return nil, err
 		}
@@ -83,10 +87,10 @@ func newTestPacket(kind string, fields map[string]lua.LValue) (*testPacket, erro
 			return nil, fmt.Errorf("packet.%s: %w", kind, err)
 		}
 	}
-	if err := f.context(&p.ctx); err != nil {
+	if err := readContext(f, &p.ctx); err != nil {
 		return nil, err
 	}
-	return p, f.err
+	return p, f.Err
 }
 
 // with returns a copy of p with some fields changed.
@@ -141,203 +145,63 @@ func (p *testPacket) hostPacket(hook engine.Hook) *engine.Packet {
 	}
 }
 
-// fieldReader reads typed fields, keeping the first error.
-type fieldReader struct {
-	kind   string
-	fields map[string]lua.LValue
-	err    error
-}
-
-func (f *fieldReader) fail(format string, args ...any) {
-	if f.err == nil {
-		f.err = fmt.Errorf("packet.%s: "+format, append([]any{f.kind}, args...)...)
-	}
-}
-
-func (f *fieldReader) str(name, def string) string {
-	v, ok := f.fields[name]
-	if !ok {
-		return def
-	}
-	s, ok := v.(lua.LString)
-	if !ok {
-		f.fail("%s must be a string, not %s", name, v.Type())
-		return def
-	}
-	return string(s)
-}
-
-func (f *fieldReader) uint(name string, def, max uint64) uint64 {
-	v, ok := f.fields[name]
-	if !ok {
-		return def
-	}
-	n, ok := v.(lua.LNumber)
-	if !ok || float64(n) != math.Trunc(float64(n)) || n < 0 || float64(n) > float64(max) {
-		f.fail("%s must be an integer 0..%d, not %s", name, max, v.String())
-		return def
-	}
-	return uint64(n)
-}
-
-func (f *fieldReader) addr(name, def string) netip.Addr {
-	s := f.str(name, def)
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		f.fail("%s: not an IP address: %q", name, s)
-		return netip.Addr{}
-	}
-	return a.Unmap()
-}
-
-// spec reads the header fields of a tcp, udp, icmp or icmpv6 packet.
-func (f *fieldReader) spec() (packet.Spec, error) {
-	v6 := f.kind == "icmpv6"
-	for _, k := range []string{"src", "dst"} {
-		if s, ok := f.fields[k].(lua.LString); ok && strings.Contains(string(s), ":") {
-			v6 = true
-		}
-	}
-	src, dst := defaultSrc4, defaultDst4
-	if v6 {
-		src, dst = defaultSrc6, defaultDst6
-	}
-	s := packet.Spec{
-		Src: f.addr("src", src), Dst: f.addr("dst", dst),
-		TTL:     uint8(f.uint("ttl", 0, 255)),
-		Payload: []byte(f.str("payload", "")),
-	}
-	switch f.kind {
-	case "tcp", "udp":
-		s.Proto = packet.ProtoTCP
-		dport := uint64(80)
-		if f.kind == "udp" {
-			s.Proto, dport = packet.ProtoUDP, 53
-		}
-		s.SrcPort = uint16(f.uint("sport", defaultSport, 65535))
-		s.DstPort = uint16(f.uint("dport", dport, 65535))
-		if f.kind == "tcp" {
-			s.TCPFlags = f.flags()
-			s.Seq = uint32(f.uint("seq", 0, math.MaxUint32))
-			s.Ack = uint32(f.uint("ack", 0, math.MaxUint32))
-		}
-	case "icmp", "icmpv6":
-		s.Proto, s.ICMPType = packet.ProtoICMP, 8
-		if f.kind == "icmpv6" {
-			s.Proto, s.ICMPType = packet.ProtoICMPv6, 128
-		}
-		s.ICMPType = uint8(f.uint("type", uint64(s.ICMPType), 255))
-		s.ICMPCode = uint8(f.uint("code", 0, 255))
-		s.Seq = uint32(f.uint("id", 0, 65535))<<16 | uint32(f.uint("seq", 0, 65535))
-	}
-	if f.err == nil && s.Src.Is4() != s.Dst.Is4() {
-		f.fail("src %s and dst %s are of different address families", s.Src, s.Dst)
-	}
-	if f.err == nil && f.kind == "icmp" && !s.Src.Is4() {
-		f.fail("ICMP needs IPv4 addresses (use packet.icmpv6)")
-	}
-	if f.err == nil && f.kind == "icmpv6" && s.Src.Is4() {
-		f.fail("ICMPv6 needs IPv6 addresses (use packet.icmp)")
-	}
-	return s, f.err
-}
-
-// flags reads TCP flags: letters such as "SA", or a number.
-func (f *fieldReader) flags() uint8 {
-	v, ok := f.fields["flags"]
-	if !ok {
-		return 0
-	}
-	if _, ok := v.(lua.LNumber); ok {
-		return uint8(f.uint("flags", 0, 255))
-	}
-	s, ok := v.(lua.LString)
-	if !ok {
-		f.fail("flags must be letters such as \"SA\" or a number, not %s", v.Type())
-		return 0
-	}
-	var out uint8
-	for _, r := range string(s) {
-		bit, ok := packet.TCPFlagByLetter(r)
-		if !ok {
-			f.fail("flags: unknown flag %q in %q (want %s)", r, string(s), packet.TCPFlagLetterList)
-			return 0
-		}
-		out |= bit
-	}
-	return out
-}
-
-// context reads the fields that are not in the bytes.
-func (f *fieldReader) context(c *pktContext) error {
-	if _, ok := f.fields["hook"]; ok {
-		h, err := engine.ParseHook(f.str("hook", ""))
+// readContext reads the fields that are not in the bytes.
+func readContext(f *engine.FieldReader, c *pktContext) error {
+	if _, ok := f.Fields["hook"]; ok {
+		h, err := engine.ParseHook(f.Str("hook", ""))
 		if err != nil {
-			f.fail("hook: %v", err)
+			f.Fail("hook: %v", err)
 		}
 		c.hook, c.hasHook = h, true
 	}
-	c.indev = f.str("indev", "")
-	c.outdev = f.str("outdev", "")
-	c.mark = uint32(f.uint("mark", 0, math.MaxUint32))
-	_, hasUID := f.fields["uid"]
-	_, hasGID := f.fields["gid"]
-	c.uid = uint32(f.uint("uid", 0, math.MaxUint32))
-	c.gid = uint32(f.uint("gid", 0, math.MaxUint32))
+	c.indev = f.Str("indev", "")
+	c.outdev = f.Str("outdev", "")
+	c.mark = uint32(f.Uint("mark", 0, math.MaxUint32))
+	_, hasUID := f.Fields["uid"]
+	_, hasGID := f.Fields["gid"]
+	c.uid = uint32(f.Uint("uid", 0, math.MaxUint32))
+	c.gid = uint32(f.Uint("gid", 0, math.MaxUint32))
 	c.hasUID = hasUID || hasGID
-	if v, ok := f.fields["ct"]; ok {
+	if v, ok := f.Fields["ct"]; ok {
 		t, ok := v.(*lua.LTable)
 		if !ok {
-			f.fail("ct must be a table such as {state = \"new\", mark = 5}, not %s", v.Type())
-			return f.err
+			f.Fail("ct must be a table such as {state = \"new\", mark = 5}, not %s", v.Type())
+			return f.Err
 		}
-		ct := fieldReader{kind: f.kind + " ct", fields: tableFields(t)}
-		for k := range ct.fields {
+		ct := engine.FieldReader{Kind: f.Kind + " ct", Fields: engine.TableFields(t)}
+		for k := range ct.Fields {
 			if k != "state" && k != "mark" && k != "packets" {
-				f.fail("ct: unknown field %q (want state, mark, packets)", k)
+				f.Fail("ct: unknown field %q (want state, mark, packets)", k)
 			}
 		}
-		st, err := engine.ParseCTState(ct.str("state", ""))
+		st, err := engine.ParseCTState(ct.Str("state", ""))
 		if err != nil {
-			f.fail("ct.state: %v", err)
+			f.Fail("ct.state: %v", err)
 		}
 		c.ctState = st
-		_, c.ctKnown = ct.fields["mark"]
-		c.ctMark = uint32(ct.uint("mark", 0, math.MaxUint32))
-		c.ctPackets = uint64(ct.uint("packets", 0, math.MaxUint32))
-		if ct.err != nil && f.err == nil {
-			f.err = ct.err
+		_, c.ctKnown = ct.Fields["mark"]
+		c.ctMark = uint32(ct.Uint("mark", 0, math.MaxUint32))
+		c.ctPackets = uint64(ct.Uint("packets", 0, math.MaxUint32))
+		if ct.Err != nil && f.Err == nil {
+			f.Err = ct.Err
 		}
 	}
-	if v, ok := f.fields["tags"]; ok {
+	if v, ok := f.Fields["tags"]; ok {
 		t, ok := v.(*lua.LTable)
 		if !ok {
-			f.fail("tags must be a list of strings, not %s", v.Type())
-			return f.err
+			f.Fail("tags must be a list of strings, not %s", v.Type())
+			return f.Err
 		}
 		for i := 1; i <= t.Len(); i++ {
 			s, ok := t.RawGetInt(i).(lua.LString)
 			if !ok {
-				f.fail("tags must be a list of strings")
+				f.Fail("tags must be a list of strings")
 				break
 			}
 			c.tags = append(c.tags, string(s))
 		}
 	}
-	return f.err
-}
-
-// tableFields returns a table's string-keyed fields.
-func tableFields(t *lua.LTable) map[string]lua.LValue {
-	m := map[string]lua.LValue{}
-	t.ForEach(func(k, v lua.LValue) {
-		if s, ok := k.(lua.LString); ok {
-			m[string(s)] = v
-		} else {
-			m[fmt.Sprintf("[%s]", k.String())] = v // reported as an unknown field
-		}
-	})
-	return m
+	return f.Err
 }
 
 // packetModule is the packet table of a test file.
@@ -346,7 +210,7 @@ func packetModule(L *lua.LState) *lua.LTable {
 	methods := map[string]*lua.LFunction{
 		"with": L.NewFunction(func(L *lua.LState) int {
 			p := checkPacket(L, 1)
-			q, err := p.with(tableFields(L.CheckTable(2)))
+			q, err := p.with(engine.TableFields(L.CheckTable(2)))
 			if err != nil {
 				L.RaiseError("%v", err)
 			}
@@ -389,7 +253,7 @@ func packetModule(L *lua.LState) *lua.LTable {
 		m.RawSetString(kind, L.NewFunction(func(L *lua.LState) int {
 			fields := map[string]lua.LValue{}
 			if L.GetTop() >= 1 {
-				fields = tableFields(L.CheckTable(1))
+				fields = engine.TableFields(L.CheckTable(1))
 			}
 			p, err := newTestPacket(kind, fields)
 			if err != nil {
@@ -402,7 +266,7 @@ func packetModule(L *lua.LState) *lua.LTable {
 	m.RawSetString("raw", L.NewFunction(func(L *lua.LState) int {
 		fields := map[string]lua.LValue{}
 		if L.GetTop() >= 2 {
-			fields = tableFields(L.CheckTable(2))
+			fields = engine.TableFields(L.CheckTable(2))
 		}
 		fields["data"] = lua.LString(L.CheckString(1))
 		p, err := newTestPacket("raw", fields)
@@ -442,7 +306,7 @@ func packetModule(L *lua.LState) *lua.LTable {
 		sni := L.OptString(1, "")
 		var alpn []string
 		if t, ok := L.Get(2).(*lua.LTable); ok {
-			opts := tableFields(t)
+			opts := engine.TableFields(t)
 			for k := range opts {
 				if k != "alpn" {
 					L.ArgError(2, fmt.Sprintf("unknown option %q (want alpn)", k))

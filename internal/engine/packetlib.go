@@ -3,7 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
-	"net/netip"
+	"slices"
 	"strings"
 
 	lua "github.com/luafw/luafw/lua"
@@ -81,44 +81,19 @@ func packetBuilders(L *lua.LState) *lua.LTable {
 	return t
 }
 
-// builderFields are the fields each builder takes.
-var builderFields = map[string][]string{
-	"tcp":    {"src", "dst", "sport", "dport", "flags", "seq", "ack", "ttl", "payload"},
-	"udp":    {"src", "dst", "sport", "dport", "ttl", "payload"},
-	"icmp":   {"src", "dst", "type", "code", "id", "seq", "ttl", "payload"},
-	"icmpv6": {"src", "dst", "type", "code", "id", "seq", "ttl", "payload"},
-}
-
 // buildPacket is packet.KIND{fields}: the bytes of a valid packet. src and
 // dst are required; TCP flags are letters ("SA") or a number.
 func buildPacket(L *lua.LState) int {
 	kind := string(L.Get(lua.UpvalueIndex(1)).(lua.LString))
-	t := L.CheckTable(1)
-	f := builderReader{L: L, kind: kind, t: t}
-	t.ForEach(func(k, _ lua.LValue) {
-		if !contains(builderFields[kind], k.String()) {
-			L.RaiseError("packet.%s: unknown field %q (want %s)", kind, k.String(), strings.Join(builderFields[kind], ", "))
+	f := FieldReader{Kind: kind, Fields: TableFields(L.CheckTable(1))}
+	for k := range f.Fields {
+		if !slices.Contains(BuilderFields[kind], k) {
+			L.RaiseError("packet.%s: unknown field %q (want %s)", kind, k, strings.Join(BuilderFields[kind], ", "))
 		}
-	})
-	s := packet.Spec{Src: f.addr("src"), Dst: f.addr("dst"), TTL: uint8(f.uint("ttl", 0, 255)),
-		Payload: []byte(f.str("payload"))}
-	switch kind {
-	case "tcp", "udp":
-		s.Proto = packet.ProtoUDP
-		if kind == "tcp" {
-			s.Proto = packet.ProtoTCP
-			s.TCPFlags = f.flags()
-			s.Seq, s.Ack = uint32(f.uint("seq", 0, math.MaxUint32)), uint32(f.uint("ack", 0, math.MaxUint32))
-		}
-		s.SrcPort, s.DstPort = uint16(f.uint("sport", 0, 65535)), uint16(f.uint("dport", 0, 65535))
-	default:
-		s.Proto, s.ICMPType = packet.ProtoICMP, 8
-		if kind == "icmpv6" {
-			s.Proto, s.ICMPType = packet.ProtoICMPv6, 128
-		}
-		s.ICMPType = uint8(f.uint("type", uint64(s.ICMPType), 255))
-		s.ICMPCode = uint8(f.uint("code", 0, 255))
-		s.Seq = uint32(f.uint("id", 0, 65535))<<16 | uint32(f.uint("seq", 0, 65535))
+	}
+	s, err := f.Spec(nil)
+	if err != nil {
+		L.RaiseError("%v", err)
 	}
 	b, err := packet.Build(s)
 	if err != nil {
@@ -126,69 +101,4 @@ func buildPacket(L *lua.LState) int {
 	}
 	L.Push(lua.LString(b))
 	return 1
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// builderReader reads a builder's typed fields, raising on a bad one.
-type builderReader struct {
-	L    *lua.LState
-	kind string
-	t    *lua.LTable
-}
-
-func (f builderReader) str(name string) string {
-	switch v := f.t.RawGetString(name).(type) {
-	case *lua.LNilType:
-		return ""
-	case lua.LString:
-		return string(v)
-	default:
-		f.L.RaiseError("packet.%s: %s must be a string, not %s", f.kind, name, v.Type())
-	}
-	return ""
-}
-
-func (f builderReader) uint(name string, def, max uint64) uint64 {
-	v := f.t.RawGetString(name)
-	if v == lua.LNil {
-		return def
-	}
-	n, ok := v.(lua.LNumber)
-	if !ok || float64(n) != math.Trunc(float64(n)) || n < 0 || float64(n) > float64(max) {
-		f.L.RaiseError("packet.%s: %s must be an integer 0..%d, not %s", f.kind, name, max, v.String())
-	}
-	return uint64(n)
-}
-
-func (f builderReader) addr(name string) netip.Addr {
-	s := f.str(name)
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		f.L.RaiseError("packet.%s: %s must be an IP address, not %q", f.kind, name, s)
-	}
-	return a.Unmap()
-}
-
-func (f builderReader) flags() uint8 {
-	v := f.t.RawGetString("flags")
-	if _, ok := v.(lua.LNumber); ok {
-		return uint8(f.uint("flags", 0, 255))
-	}
-	var out uint8
-	for _, r := range f.str("flags") {
-		bit, ok := packet.TCPFlagByLetter(r)
-		if !ok {
-			f.L.RaiseError("packet.%s: unknown TCP flag %q (want %s)", f.kind, r, packet.TCPFlagLetterList)
-		}
-		out |= bit
-	}
-	return out
 }

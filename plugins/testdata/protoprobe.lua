@@ -1,6 +1,6 @@
 -- protoprobe: a test helper, not a shipped plugin. It runs dns.parse,
 -- tls.sni or tls.parse (options.mode = "dns", "sni" or "tls") on each
--- packet's payload and tags the packet with the result, serialized with
+-- packet's payload and logs the result (field r), serialized with
 -- sorted keys ("nil:REASON" when the function returned nil), so that tests
 -- can assert on what scripts see.
 
@@ -40,10 +40,11 @@ fw.register{
 		else
 			r, why = tls.parse(payload)
 		end
+		-- The result goes out as a log field: a tag is at most 128 bytes.
 		if r == nil then
-			pkt:tag("nil:" .. tostring(why))
+			log.info("probe", { r = "nil:" .. tostring(why) })
 		else
-			pkt:tag(ser(r))
+			log.info("probe", { r = ser(r) })
 		end
 	end,
 }
