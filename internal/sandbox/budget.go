@@ -26,6 +26,7 @@ const (
 // (through a budgetMeter) so that a call's budget also bounds time spent
 // inside builtins.
 func interruptCheck(L *lua.LState) {
+	L.ChargePoll(pollCharge) // the host's look at the call's budget (lua patch 8), if it set one
 	if L.Interrupted() {
 		L.RaiseError("interrupted")
 	}
@@ -56,7 +57,6 @@ func (m *BudgetMeter) Step(k int) {
 	m.n += k
 	if m.n >= checkEvery {
 		m.n = 0
-		m.L.ChargePoll(pollCharge) // the host's look at the call's budget (lua patch 8), if it set one
 		interruptCheck(m.L)
 	}
 }

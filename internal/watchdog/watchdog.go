@@ -31,6 +31,12 @@ const (
 	// ticks came slower than half wakeRate and no call runs long.
 	sleepTicks = 8
 	sweepEvery = time.Second
+	// backstop: while the watchdog sleeps it still looks at the slots this
+	// often, for a call that runs long without polling (a Go function of
+	// the embedding program, a step no poll counts): such a call is cut at
+	// most one backstop period after its budget. About 50 wake-ups a
+	// second, a few microseconds each.
+	backstop = 20 * time.Millisecond
 )
 
 // Options configure a Watchdog.
@@ -257,24 +263,32 @@ func (d *Watchdog) trySleep(ss []*Slot) bool {
 	return false
 }
 
-// sleep waits for Wake, running Sweep and Tick every sweepEvery; it
-// returns false when ctx ends first.
+// sleep waits for Wake, looking at the slots every backstop and running
+// Sweep and Tick every sweepEvery; it returns false when ctx ends first.
 func (d *Watchdog) sleep(ctx context.Context, sweep func(time.Time)) bool {
-	t := time.NewTimer(sweepEvery)
+	t := time.NewTicker(backstop)
 	defer t.Stop()
+	var ss []*Slot
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-d.wakeTick:
 			return true
-		case <-t.C:
-			wall := time.Now()
-			sweep(wall)
-			if d.opts.Tick != nil {
-				d.opts.Tick(wall)
+		case wall := <-t.C:
+			now := d.Nanos()
+			ss = d.slotList(ss)
+			for _, s := range ss {
+				s.check(now)
 			}
-			t.Reset(sweepEvery)
+			if wall.Sub(last) >= sweepEvery {
+				last = wall
+				sweep(wall)
+				if d.opts.Tick != nil {
+					d.opts.Tick(wall)
+				}
+			}
 		}
 	}
 }

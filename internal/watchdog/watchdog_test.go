@@ -137,3 +137,31 @@ func TestLoadContextCut(t *testing.T) {
 		t.Fatalf("cause %v, want ErrMemoryCeiling", cause)
 	}
 }
+
+// A call that never polls (a Go function that holds the VM) is still cut
+// while the watchdog sleeps: the backstop looks at the slots every 20 ms.
+func TestBackstopCutsCallsThatDoNotPoll(t *testing.T) {
+	d := New(Options{})
+	defer d.Close()
+	s := d.NewSlot()
+	defer s.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !d.Asleep() {
+		if time.Now().After(deadline) {
+			t.Fatal("the watchdog did not sleep while idle")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	s.Start(5 * time.Millisecond)
+	for s.Interrupt().Load() == 0 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("a call that does not poll was never cut")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if got := s.End(); got != CutBudget {
+		t.Fatalf("End = %v, want CutBudget", got)
+	}
+	t.Logf("cut after %v (budget 5ms, backstop %v)", time.Since(start), backstop)
+}
