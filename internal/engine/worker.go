@@ -116,9 +116,15 @@ func (w *Worker) Close() {
 // sync brings the worker's Lua states in line with the running generation,
 // keeping the states of plugins that are unchanged. With background builds
 // (build.go) it may leave the worker on its previous generation for now.
+//
+// A worker's first sync (it has no generation yet) builds its states in
+// place, whatever the mode: there is nothing else to run its first packet
+// with. That is the worker's start, not housekeeping, and is not counted
+// as a pause.
 func (w *Worker) sync(g *generation) {
-	start := time.Now()
-	defer w.notePause(start)
+	if w.gen != nil {
+		defer w.notePause(time.Now())
+	}
 	if w.async && w.gen != nil {
 		w.syncBackground(g)
 		return
