@@ -23,6 +23,7 @@ type collector struct {
 	kernelWaiting, kernelDropped                *prometheus.Desc
 	quarantined, cbVerdicts, cbFailures, cbTime *prometheus.Desc
 	pluginMemory, memoryOverruns                *prometheus.Desc
+	housekeepingPause                           *prometheus.Desc
 	inject                                      injectMetrics // inject_metrics.go
 }
 
@@ -51,6 +52,8 @@ func newCollector(d *Daemon) *collector {
 			"Estimated memory a plugin's Lua state keeps across calls (the last measurement), and its limit.", []string{"plugin", "kind"}, nil),
 		memoryOverruns: prometheus.NewDesc("luafw_plugin_memory_overruns_total",
 			"Times one of a plugin's Lua states went over its memory limit (it was quarantined and its states rebuilt).", []string{"plugin"}, nil),
+		housekeepingPause: prometheus.NewDesc("luafw_housekeeping_pause_seconds",
+			"Longest stretch of housekeeping (memory measurement, putting rebuilt plugin states in place, a switch of generation) a queue reader's worker did between two packets since the last scrape.", []string{"worker"}, nil),
 		cbVerdicts: prometheus.NewDesc("luafw_callback_verdicts_total",
 			"Callback calls by verdict (failed calls count under their on_error verdict).", append(cb, "verdict"), nil),
 		cbFailures: prometheus.NewDesc("luafw_callback_failures_total",
@@ -63,7 +66,7 @@ func newCollector(d *Daemon) *collector {
 // Describe sends every family's description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.generation, c.reloads, c.restored, c.packets, c.ctUpdates, c.queueReceived, c.queueErrors,
-		c.kernelWaiting, c.kernelDropped, c.quarantined, c.pluginMemory, c.memoryOverruns, c.cbVerdicts, c.cbFailures, c.cbTime} {
+		c.kernelWaiting, c.kernelDropped, c.quarantined, c.pluginMemory, c.memoryOverruns, c.housekeepingPause, c.cbVerdicts, c.cbFailures, c.cbTime} {
 		ch <- d
 	}
 	c.inject.describe(ch)
@@ -88,6 +91,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.pluginMemory, prometheus.GaugeValue, float64(ps.MemoryBytes), ps.Name, "used")
 		ch <- prometheus.MustNewConstMetric(c.pluginMemory, prometheus.GaugeValue, float64(ps.MemoryLimit), ps.Name, "limit")
 		ch <- prometheus.MustNewConstMetric(c.memoryOverruns, prometheus.CounterValue, float64(ps.MemoryOverruns), ps.Name)
+	}
+	for _, wp := range d.eng.HousekeepingPauses() {
+		ch <- prometheus.MustNewConstMetric(c.housekeepingPause, prometheus.GaugeValue, wp.Max.Seconds(), strconv.Itoa(wp.Worker))
 	}
 	c.collectCallbacks(ch)
 	c.inject.collect(ch, d)

@@ -213,6 +213,9 @@ func (r *segRunner) serve(ctx context.Context, sock *queue.Socket, lookup *ct.Co
 	defer r.d.svc.readers.remove(q.beat)
 	q.w = r.d.eng.NewWorker()
 	defer q.w.Close()
+	// Reloads and rebuilds run plugins' top levels on other goroutines
+	// while the reader goes on deciding packets (engine build.go).
+	q.w.SetBackgroundBuilds(true)
 	q.w.HoldTraces() // a traced packet's record shows the kernel verdict
 	if lookup != nil {
 		defer lookup.Close()

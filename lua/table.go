@@ -369,6 +369,32 @@ func (tb *LTable) ForEach(cb func(LValue, LValue)) {
 	}
 }
 
+// Range calls cb for the table's entries (nil values skipped) from
+// position (ai, ki): array index ai (0-based), then hash key ki in
+// insertion order, until cb returns false or the end is reached. It returns
+// the position to resume from and whether the end was reached. luafw
+// patch (not numbered): a resumable walk (luafw's memory accounting)
+// without Next, whose restart at keys[0] loops on a sparse integer key
+// when the array part is nil. Entries set since the position was taken
+// are visited only if they lie past it.
+func (tb *LTable) Range(ai, ki int, cb func(k, v LValue) bool) (int, int, bool) {
+	for ai < len(tb.array) {
+		v := tb.array[ai]
+		ai++
+		if v != LNil && !cb(LNumber(ai), v) {
+			return ai, ki, false
+		}
+	}
+	for ki < len(tb.keys) {
+		k := tb.keys[ki]
+		ki++
+		if v := tb.RawGetH(k); v != LNil && !cb(k, v) {
+			return ai, ki, false
+		}
+	}
+	return ai, ki, true
+}
+
 // This function is equivalent to lua_next ( http://www.lua.org/manual/5.1/manual.html#lua_next ).
 func (tb *LTable) Next(key LValue) (LValue, LValue) {
 	init := false

@@ -231,3 +231,23 @@ func TestTableForEach(t *testing.T) {
 		}
 	})
 }
+
+func TestRangeResumes(t *testing.T) {
+	tb := newLTable(0, 0)
+	for i := 1; i <= 10; i++ {
+		tb.RawSetInt(i, LNumber(i))
+	}
+	tb.RawSetString("a", LTrue)
+	tb.RawSetH(LNumber(1e12), LTrue)
+	tb.RawSetString("gone", LTrue)
+	tb.RawSetString("gone", LNil)
+	seen := 0
+	ai, ki, done := 0, 0, false
+	for !done {
+		n := 0
+		ai, ki, done = tb.Range(ai, ki, func(k, v LValue) bool { seen++; n++; return n < 3 })
+	}
+	if seen != 12 {
+		t.Fatalf("Range visited %d entries, want 12", seen)
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -20,6 +21,29 @@ import (
 // over its limit, so it visits at most about limit/16 objects. A state over
 // its plugin's limit gets the plugin quarantined and every one of the
 // plugin's states rebuilt from the compiled chunk.
+//
+// The walk runs in slices of at most sliceBudget (the clock is read every
+// 128 objects), one per packet at most, and resumes where it stopped: the
+// walker keeps a stack of values still to expand (a table with the
+// position of its next entry) and the set of objects already counted.
+// After a slice of d the worker runs packets only for sliceGap*d before
+// the next slice, so a walk takes at most 1/(1+sliceGap) of a busy
+// worker's time; between walks, measureShare bounds it to 1%. A worker
+// without packets walks nothing, and needs not: no Lua runs in it, so its
+// states do not change.
+//
+// The state changes between slices, so the figure is approximate: what is
+// added behind the walk's position (to a table already passed, or a table
+// entry already read) is missed until the next walk; what is dropped after
+// it was counted is still counted. That is enough for a limit: a state
+// that keeps more than its limit holds more than limit bytes of objects,
+// and the walk reaches them, slice after slice. A plugin that grows fast
+// is caught when the walk has counted limit bytes, as soon as that slice
+// ends (not at the end of the walk): the detection time grows from one
+// walk to one walk plus the slices its objects take, about
+// (1+sliceGap) times the walk's own time, and the packets between them.
+// A small state (the hostile tests' limits) is walked in one slice, as
+// before. The process ceiling (package watchdog) stays the backstop.
 
 // Defaults of the memory accounting.
 const (
@@ -58,6 +82,16 @@ const (
 	choreMeasure   = 1 << iota // measure the memory of every plugin state
 	choreRebuild               // some plugin's states must be rebuilt
 	choreTraceDone             // the trace tap detached: release the filter state (trace_worker.go)
+	choreWalk                  // a measurement is in progress: walk its next slice
+	choreBuilt                 // a state built in the background is ready (build.go)
+)
+
+// The slices of the memory walk: at most sliceBudget each (plus up to 128
+// objects), and at least sliceGap times a slice's length of packets
+// between two.
+const (
+	sliceBudget = 250 * time.Microsecond
+	sliceGap    = 3
 )
 
 // pluginCounters are a plugin's memory figures; like callback stats they
@@ -89,22 +123,22 @@ func (e *Engine) askWorkers(bits uint32) {
 }
 
 // measureShare bounds the time a worker spends measuring: after a walk
-// that took d, it measures again no sooner than measureShare*d later (1%).
+// whose slices took d, it measures again no sooner than measureShare*d
+// after it started (1%).
 const measureShare = 100
 
-// doChores runs the work the engine asked of the worker: rebuilding states
-// whose plugin was reset, and measuring states. Called between packets.
+// doChores runs the work the engine asked of the worker: putting rebuilt
+// states in place, rebuilding states whose plugin was reset, and measuring
+// states, a slice at a time. Called between packets; the time it takes is
+// a housekeeping pause (HousekeepingPauses).
 func (w *Worker) doChores() {
+	start := time.Now()
 	c := w.chores.Swap(0)
 	if c&choreTraceDone != 0 && w.tr != nil {
 		w.tr.close()
 	}
-	var start time.Time
-	if c&choreMeasure != 0 {
-		start = time.Now()
-		if start.Before(w.measureAfter) {
-			c &^= choreMeasure
-		}
+	if c&choreBuilt != 0 {
+		w.installBuilds()
 	}
 	for i, ps := range w.ps {
 		if ps == nil {
@@ -113,25 +147,108 @@ func (w *Worker) doChores() {
 		p := w.gen.plugins[i]
 		if ps.epoch != p.epoch.Load() {
 			w.rebuild(i)
-			continue
 		}
-		if c&choreMeasure == 0 {
-			continue
+	}
+	if c&choreMeasure != 0 && !w.walking && !start.Before(w.measureAfter) {
+		w.walking, w.walkI, w.walkPS = true, -1, nil
+		w.walkStart, w.walkSpent, w.nextSlice = start, 0, time.Time{}
+	}
+	if w.walking {
+		w.walkSlice(start)
+	}
+	w.notePause(start)
+}
+
+// walkSlice walks the worker's states for one slice, from where the last
+// one stopped.
+func (w *Worker) walkSlice(start time.Time) {
+	if start.Before(w.nextSlice) {
+		w.chores.Or(choreWalk)
+		return
+	}
+	deadline := start.Add(sliceBudget)
+	for {
+		if w.walkPS != nil && (w.walkI >= len(w.ps) || w.ps[w.walkI] != w.walkPS) {
+			// Rebuilt since: measure the new state from the start.
+			w.mem.finish()
+			w.walkPS = nil
+			w.walkI--
 		}
-		n := w.mem.measure(ps, p.spec.Memory)
+		if w.walkPS == nil {
+			w.walkI++
+			for w.walkI < len(w.ps) && w.ps[w.walkI] == nil {
+				w.walkI++
+			}
+			if w.walkI >= len(w.ps) {
+				w.walking = false
+				w.walkSpent += time.Since(start)
+				w.measureAfter = w.walkStart.Add(measureShare * w.walkSpent)
+				return
+			}
+			w.walkPS = w.ps[w.walkI]
+			w.mem.begin(w.walkPS, w.gen.plugins[w.walkI].spec.Memory)
+		}
+		if !w.mem.run(deadline) {
+			break
+		}
+		i, p, n := w.walkI, w.gen.plugins[w.walkI], w.mem.total
+		w.mem.finish()
+		w.walkPS = nil
 		p.counters.bytes.Store(n)
 		if n > p.spec.Memory {
 			w.memoryOverrun(i, n)
 		}
+		if time.Now().After(deadline) {
+			break
+		}
 	}
-	if c&choreMeasure != 0 {
-		w.measureAfter = start.Add(measureShare * time.Since(start))
+	now := time.Now()
+	d := now.Sub(start)
+	w.walkSpent += d
+	w.nextSlice = now.Add(sliceGap * d)
+	w.chores.Or(choreWalk)
+}
+
+// endWalk drops a measurement in progress.
+func (w *Worker) endWalk() {
+	if w.walkPS != nil {
+		w.mem.finish()
+	}
+	w.walking, w.walkPS = false, nil
+}
+
+// notePause records a housekeeping pause that began at start.
+func (w *Worker) notePause(start time.Time) {
+	if d := int64(time.Since(start)); d > w.pauseMax.Load() {
+		w.pauseMax.Store(d)
 	}
 }
 
+// WorkerPause is the longest housekeeping pause of one worker.
+type WorkerPause struct {
+	Worker int // the worker's id, from 1 in order of NewWorker
+	Max    time.Duration
+}
+
+// HousekeepingPauses returns, per worker, the longest stretch of
+// housekeeping it did between two packets (memory measurement, putting
+// rebuilt states in place, a switch of generation) since the last call,
+// and starts the next period: a maximum per scrape.
+func (e *Engine) HousekeepingPauses() []WorkerPause {
+	e.workersMu.Lock()
+	defer e.workersMu.Unlock()
+	out := make([]WorkerPause, 0, len(e.workers))
+	for w := range e.workers {
+		out = append(out, WorkerPause{Worker: w.id, Max: time.Duration(w.pauseMax.Swap(0))})
+	}
+	slices.SortFunc(out, func(a, b WorkerPause) int { return compareInt(a.Worker, b.Worker) })
+	return out
+}
+
 // memoryOverrun quarantines a plugin whose state in this worker keeps more
-// than its limit, and has all of its states rebuilt: this one now, the
-// other workers' before their next packet.
+// than its limit, and has all of its states rebuilt: this one now (in the
+// background for a worker with background builds), the other workers'
+// before their next packet.
 func (w *Worker) memoryOverrun(i int, n int64) {
 	p := w.gen.plugins[i]
 	p.counters.overruns.Add(1)
@@ -143,11 +260,17 @@ func (w *Worker) memoryOverrun(i int, n int64) {
 	w.eng.askWorkers(choreRebuild)
 }
 
-// rebuild replaces the worker's state of plugin i with a fresh one.
+// rebuild replaces the worker's state of plugin i with a fresh one; with
+// background builds the old one is closed now and the new one put in place
+// when it is ready (build.go).
 func (w *Worker) rebuild(i int) {
 	p := w.gen.plugins[i]
 	w.ps[i].L.Close()
 	w.ps[i] = nil
+	if w.async {
+		w.startBuild(p)
+		return
+	}
 	ps, err := w.eng.newPluginState(p, w)
 	if err != nil {
 		w.eng.log.Error("plugin failed to restart in worker", "plugin", p.name(), "err", err)
@@ -157,22 +280,39 @@ func (w *Worker) rebuild(i int) {
 }
 
 // memWalker estimates the memory a Lua state keeps. A worker keeps one
-// and reuses its buffers.
+// and reuses its buffers. The walk is resumable: begin starts it, run
+// goes on until a deadline, and what is left (a stack of values still to
+// expand, each table with its position) stays for the next run. The
+// state may change between two runs (the worker runs packets in
+// between); see doChores for what the figure then means.
 type memWalker struct {
 	limit int64
 	total int64
 	seen  map[unsafe.Pointer]struct{}
-	todo  []lua.LValue
+	todo  []walkFrame
+	steps int // entries and objects visited since begin
 }
 
-// measure returns the estimated bytes ps keeps, or a figure just over limit
-// once the walk passes it.
-func (m *memWalker) measure(ps *pluginState, limit int64) int64 {
+// walkFrame is a value to expand; for a table, where its entries resume.
+type walkFrame struct {
+	v      lua.LValue
+	ai, ki int         // table: the position of its next entry (LTable.Range)
+	n      lua.LNumber // table: its array border, read when first opened
+	opened bool
+}
+
+// tableChunk is how many entries of a table one step of the walk takes
+// before the values they reference are walked (depth first: the stack
+// stays about tableChunk times the nesting depth).
+const tableChunk = 64
+
+// begin starts a walk of ps with its roots queued.
+func (m *memWalker) begin(ps *pluginState, limit int64) {
 	if m.seen == nil || len(m.seen) > keepSeen {
 		m.seen = make(map[unsafe.Pointer]struct{})
 	}
 	clear(m.seen)
-	m.limit, m.total, m.todo = limit, 0, m.todo[:0]
+	m.limit, m.total, m.steps, m.todo = limit, 0, 0, m.todo[:0]
 	L := ps.L
 	m.add(L.G.Global)
 	m.add(L.G.Registry)
@@ -182,12 +322,94 @@ func (m *memWalker) measure(ps *pluginState, limit int64) int64 {
 	for i := 1; i <= L.GetTop(); i++ {
 		m.add(L.Get(i))
 	}
+}
+
+// run walks until the walk is done, the total passes the limit (both:
+// true) or, checked every 128 steps, the clock passes deadline (false;
+// the zero deadline: no deadline).
+func (m *memWalker) run(deadline time.Time) bool {
+	check := m.steps + 128
 	for len(m.todo) > 0 && m.total <= m.limit {
-		v := m.todo[len(m.todo)-1]
+		if m.steps >= check {
+			check = m.steps + 128
+			if !deadline.IsZero() && time.Now().After(deadline) {
+				return false
+			}
+		}
+		f := m.todo[len(m.todo)-1]
 		m.todo = m.todo[:len(m.todo)-1]
-		m.expand(v)
+		m.steps++
+		t, ok := f.v.(*lua.LTable)
+		if !ok {
+			m.expand(f.v)
+			continue
+		}
+		if !f.opened {
+			f.opened = true
+			f.n = lua.LNumber(t.Len())
+			if t.Metatable != nil {
+				m.add(t.Metatable)
+			}
+		}
+		at := len(m.todo)
+		done := m.table(t, &f)
+		if !done {
+			// Resume the table after what its chunk referenced.
+			m.todo = append(m.todo, walkFrame{})
+			copy(m.todo[at+1:], m.todo[at:])
+			m.todo[at] = f
+		}
 	}
-	clear(m.todo[:cap(m.todo)]) // drop references to the state's objects
+	return true
+}
+
+// table counts up to tableChunk entries of t from f's position and adds
+// their values; it reports whether t has no entries left.
+func (m *memWalker) table(t *lua.LTable, f *walkFrame) bool {
+	k := 0
+	hash := f.ki > 0
+	var done bool
+	f.ai, f.ki, done = t.Range(f.ai, f.ki, func(key, val lua.LValue) bool {
+		if i, ok := key.(lua.LNumber); ok && i >= 1 && i <= f.n {
+			m.total += sizeArraySlot
+		} else {
+			if !hash {
+				hash = true
+				m.total += sizeHashTables
+			}
+			m.total += sizeHashEntry
+			m.add(key)
+		}
+		m.add(val)
+		k++
+		return k < tableChunk && m.total <= m.limit
+	})
+	m.steps += k
+	return done
+}
+
+// finish ends a walk and drops its references to the state's objects.
+func (m *memWalker) finish() {
+	if cap(m.todo) > 4096 {
+		m.todo = nil
+	} else {
+		clear(m.todo[:cap(m.todo)])
+		m.todo = m.todo[:0]
+	}
+	if len(m.seen) > keepSeen {
+		m.seen = nil
+	} else {
+		clear(m.seen)
+	}
+}
+
+// measure returns the estimated bytes ps keeps, or a figure just over limit
+// once the walk passes it: the whole walk at once (the load-time probe,
+// tests).
+func (m *memWalker) measure(ps *pluginState, limit int64) int64 {
+	m.begin(ps, limit)
+	m.run(time.Time{})
+	m.finish()
 	return m.total
 }
 
@@ -229,7 +451,7 @@ func (m *memWalker) add(v lua.LValue) {
 	default:
 		return // booleans, nil: their slot is counted
 	}
-	m.todo = append(m.todo, v)
+	m.todo = append(m.todo, walkFrame{v: v})
 }
 
 // mark records p as seen and reports whether it was new.
@@ -241,32 +463,10 @@ func (m *memWalker) mark(p unsafe.Pointer) bool {
 	return true
 }
 
-// expand counts the slots of a table, function or userdata and adds the
-// values in them.
+// expand adds the values a function or userdata refers to (tables are
+// walked by run, in chunks).
 func (m *memWalker) expand(v lua.LValue) {
 	switch x := v.(type) {
-	case *lua.LTable:
-		if x.Metatable != nil {
-			m.add(x.Metatable)
-		}
-		n := lua.LNumber(x.Len())
-		hash := false
-		x.ForEach(func(k, val lua.LValue) {
-			if m.total > m.limit {
-				return
-			}
-			if i, ok := k.(lua.LNumber); ok && i >= 1 && i <= n {
-				m.total += sizeArraySlot
-			} else {
-				if !hash {
-					hash = true
-					m.total += sizeHashTables
-				}
-				m.total += sizeHashEntry
-				m.add(k)
-			}
-			m.add(val)
-		})
 	case *lua.LFunction:
 		if x.Env != nil {
 			m.add(x.Env)

@@ -45,6 +45,25 @@ type Worker struct {
 	chores       atomic.Uint32
 	mem          memWalker
 	measureAfter time.Time
+	// A measurement in progress (pluginmemory.go): walking, the plugin
+	// index and state being walked, when it started, the time its slices
+	// took, and when the next slice may run.
+	walking   bool
+	walkI     int
+	walkPS    *pluginState
+	walkStart time.Time
+	walkSpent time.Duration
+	nextSlice time.Time
+	// pauseMax is the longest housekeeping pause (chores, syncs) in
+	// nanoseconds since it was last taken (HousekeepingPauses).
+	pauseMax atomic.Int64
+
+	// Background builds (build.go): async is SetBackgroundBuilds; builds
+	// are the states being built, by plugin; waited is the generation
+	// whose builds the worker has already waited for.
+	async  bool
+	builds map[*plugin]*stateBuild
+	waited *generation
 
 	ct CTSource
 
@@ -80,6 +99,8 @@ func (w *Worker) Close() {
 	delete(w.eng.workers, w)
 	w.eng.workersMu.Unlock()
 	w.slot.Close()
+	w.dropBuilds()
+	w.endWalk()
 	for _, ps := range w.ps {
 		if ps != nil {
 			ps.L.Close()
@@ -93,8 +114,21 @@ func (w *Worker) Close() {
 }
 
 // sync brings the worker's Lua states in line with the running generation,
-// keeping the states of plugins that are unchanged.
+// keeping the states of plugins that are unchanged. With background builds
+// (build.go) it may leave the worker on its previous generation for now.
+//
+// A worker's first sync (it has no generation yet) builds its states in
+// place, whatever the mode: there is nothing else to run its first packet
+// with. That is the worker's start, not housekeeping, and is not counted
+// as a pause.
 func (w *Worker) sync(g *generation) {
+	if w.gen != nil {
+		defer w.notePause(time.Now())
+	}
+	if w.async && w.gen != nil {
+		w.syncBackground(g)
+		return
+	}
 	old := map[*plugin]*pluginState{}
 	for _, ps := range w.ps {
 		if ps != nil {
@@ -120,6 +154,17 @@ func (w *Worker) sync(g *generation) {
 	}
 	for _, ps := range old {
 		ps.L.Close()
+	}
+	w.switchTo(g, next)
+}
+
+// switchTo makes g and its states the worker's; a measurement in progress
+// starts over on them.
+func (w *Worker) switchTo(g *generation, next []*pluginState) {
+	if w.walking {
+		w.endWalk()
+		w.measureAfter = time.Time{}
+		w.chores.Or(choreMeasure)
 	}
 	w.ps = next
 	w.gen = g
@@ -266,6 +311,11 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, callOutcome) {
 		return p.spec.OnError, callOverBudget
 	}
 	if ps == nil {
+		if w.building(p) {
+			// Rebuilt in the background (build.go): on_error meanwhile.
+			en.stats.slot(w.id).skipped.Add(1)
+			return p.spec.OnError, callFailed
+		}
 		return w.fail(en, p, failError, "callback %s: plugin is not running in this worker", nil), callFailed
 	}
 	// The clock is read only while the plugin is (or was) quarantined.
