@@ -99,12 +99,13 @@ func (m *Map) SetUntil(key string, v Value, exp time.Time) error {
 	if exp.IsZero() {
 		return m.Set(key, v, 0)
 	}
-	ttl := exp.Sub(m.clock())
-	if ttl <= 0 {
+	if !exp.After(m.clock()) {
 		m.Delete(key)
 		return nil
 	}
-	return m.Set(key, v, ttl)
+	// The expiry itself, not a TTL from a second clock reading: a clock
+	// that moves between two readings would shift it.
+	return m.set(key, v, 0, exp.UnixNano())
 }
 
 // Remove deletes key and reports whether it held a live entry.

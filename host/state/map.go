@@ -156,6 +156,12 @@ func (m *Map) Get(key string) (v Value, ok bool) {
 // (at most one such scan per second of clock time) and fails with ErrFull
 // if that frees no room.
 func (m *Map) Set(key string, v Value, ttl time.Duration) error {
+	return m.set(key, v, ttl, 0)
+}
+
+// set is Set with the entry expiring after ttl (> 0) or, when at is not 0,
+// at the unix ns time at.
+func (m *Map) set(key string, v Value, ttl time.Duration, at int64) error {
 	switch v.Kind {
 	case Nil:
 		m.Delete(key)
@@ -169,7 +175,10 @@ func (m *Map) Set(key string, v Value, ttl time.Duration) error {
 	}
 	now := lazyNow{clock: m.clock}
 	e := entry{v: v}
-	if ttl > 0 {
+	switch {
+	case at != 0:
+		e.exp = at
+	case ttl > 0:
 		e.exp = expiry(now.get(), ttl)
 	}
 	sh := &m.shards[shardOf(key)]

@@ -792,3 +792,22 @@ func BenchmarkMapGet(b *testing.B) {
 		}
 	})
 }
+
+// SetUntil keeps the expiry it is given, even with a clock that moves
+// between two readings (the system clock while the engine's watchdog
+// sleeps).
+func TestSetUntilKeepsExpiry(t *testing.T) {
+	base := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	var ticks int64
+	clock := func() time.Time { ticks++; return base.Add(time.Duration(ticks) * time.Microsecond) }
+	s := NewStore(clock, Limits{})
+	m := s.Map("bans")
+	exp := base.Add(time.Hour)
+	if err := m.SetUntil("10.0.0.1", Value{Kind: Bool, Bool: true}, exp); err != nil {
+		t.Fatal(err)
+	}
+	es := m.Entries()
+	if len(es) != 1 || !es[0].Expires.Equal(exp) {
+		t.Fatalf("entries %+v, want one expiring at %v", es, exp)
+	}
+}
