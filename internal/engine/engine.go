@@ -415,6 +415,3 @@ func (e *Engine) logMemoryCut(heap, cutAt, limit int64, calls int) {
 // wallClock is the scripts' and the state store's clock: the watchdog's
 // last tick, or the system clock while it sleeps.
 func (e *Engine) wallClock() time.Time { return e.wd.WallClock() }
-
-// wake wakes the watchdog before Lua runs or the coarse clock is read.
-func (e *Engine) wake() { e.wd.Wake() }

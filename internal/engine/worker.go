@@ -178,7 +178,8 @@ func (w *Worker) Run(p *Packet) Decision {
 // RunRange runs only the callbacks of the packet's hook whose priority is
 // in [lo, hi): the part of the chain one kernel diversion covers.
 func (w *Worker) RunRange(p *Packet, lo, hi int) Decision {
-	w.eng.wake()
+	// No wake-up of the watchdog here: calls supervise themselves (package
+	// watchdog), and its clocks read the system clock while it sleeps.
 	if g := w.eng.gen.Load(); g != w.gen {
 		w.sync(g)
 	}
