@@ -189,3 +189,19 @@ plugins:
 		t.Errorf("a bad size: %v", err)
 	}
 }
+
+// A configuration over MaxFileSize is refused with the limit, unread.
+func TestLoadSizeLimit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.yaml")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 30); err != nil {
+		t.Skip(err)
+	}
+	f.Close()
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than the limit of 4194304 bytes") {
+		t.Fatalf("64 GiB config: %v", err)
+	}
+}

@@ -321,7 +321,7 @@ func (d *Daemon) reload() error {
 	// The engine checks the new set first and swaps atomically; the rules
 	// follow. If the rules fail, the set that ran before comes back (its
 	// compiled code, not its files, which may have changed on disk).
-	next, err := d.eng.Prepare(specs)
+	next, err := d.eng.PrepareContext(d.ctx, specs)
 	if err != nil {
 		return err
 	}

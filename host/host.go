@@ -1,6 +1,8 @@
 package host
 
 import (
+	"context"
+
 	"github.com/luafw/luafw/host/state"
 	"github.com/luafw/luafw/internal/engine"
 )
@@ -31,6 +33,17 @@ type Prepared struct{ p *engine.Prepared }
 // can make its own changes (kernel rules, say) before Commit.
 func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
 	p, err := e.e.Prepare(specs)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{p: p}, nil
+}
+
+// PrepareContext is Prepare that stops when ctx ends (a signal, a program
+// shutting down): reading, parsing, compiling and the top-level runs look
+// at it within milliseconds, as they look at the load budget.
+func (e *Engine) PrepareContext(ctx context.Context, specs []PluginSpec) (*Prepared, error) {
+	p, err := e.e.PrepareContext(ctx, specs)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/luafw/luafw/lua/parse"
 )
 
 // Tests of the luafw patches (see LUAFW-PATCHES.md).
@@ -398,5 +401,61 @@ func TestPoll(t *testing.T) {
 	L.SetPoll(0, nil)
 	if err := L.DoString(`local n = 0 for i = 1, 1000 do n = n + i end`); err != nil {
 		t.Fatalf("after SetPoll(0, nil): %v", err)
+	}
+}
+
+// Patch 7, compile: CompileInterruptible stops a long compile (after a
+// parse that finished) at its check, in statements and in one big table
+// constructor, nested functions included.
+func TestInterruptCompile(t *testing.T) {
+	for name, code := range map[string]string{
+		"statements":  strings.Repeat("a = 1\n", 2e5),
+		"constructor": "x = {" + strings.Repeat("1,", 2e5) + "}",
+		"nested":      "local function f() " + strings.Repeat("a = 1\n", 2e5) + " end",
+	} {
+		chunk, err := parse.Parse(strings.NewReader(code), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		stop := errors.New("stop")
+		_, err = CompileInterruptible(chunk, name, func() error {
+			if calls++; calls == 3 {
+				return stop
+			}
+			return nil
+		})
+		if err != stop || calls != 3 {
+			t.Errorf("%s: err %v after %d checks, want stop after 3", name, err, calls)
+		}
+		if _, err := CompileInterruptible(chunk, name, func() error { return nil }); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// Constants are found through a map: 200,000 distinct numbers compile in
+// well under a second (the linear search took minutes), and equal
+// constants are still shared.
+func TestConstantsIndexed(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 200000; i++ {
+		fmt.Fprintf(&b, "a = %d\n", i)
+	}
+	b.WriteString("a = 5; a = 'x'; a = 'x'; a = 0; a = -0\n")
+	t0 := time.Now()
+	chunk, err := parse.Parse(strings.NewReader(b.String()), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proto, err := Compile(chunk, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("200,000 constants: %v", d)
+	}
+	if n := len(proto.Constants); n != 200002 { // the numbers, "a", "x"
+		t.Errorf("%d constants, want 200002", n)
 	}
 }

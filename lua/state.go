@@ -2060,7 +2060,7 @@ func (ls *LState) Load(reader io.Reader, name string) (*LFunction, error) {
 	if err != nil {
 		return nil, newApiErrorE(ApiErrorSyntax, err)
 	}
-	proto, err := Compile(chunk, name)
+	proto, err := CompileInterruptible(chunk, name, interrupted)
 	if err != nil {
 		return nil, newApiErrorE(ApiErrorSyntax, err)
 	}

@@ -57,7 +57,11 @@ func (h *harness) start() error {
 		Clock:       h.fr.clock.Now,
 		MemoryLimit: h.fr.opts.memoryLimit(),
 	})
-	if err := eng.Load(h.specs); err != nil {
+	ctx := context.Background()
+	if h.fr.L != nil && h.fr.L.Context() != nil {
+		ctx = h.fr.L.Context() // the file's: its timeout and signals
+	}
+	if err := eng.LoadContext(ctx, h.specs); err != nil {
 		eng.Close()
 		return err
 	}

@@ -47,7 +47,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	eng := engine.New(engine.Options{Logger: log})
 	defer eng.Close()
-	if err := eng.Load(specs); err != nil {
+	if err := eng.LoadContext(ctx, specs); err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1
 	}

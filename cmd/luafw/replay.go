@@ -66,7 +66,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	opts.Logger, opts.Clock = log, clk.Now
 	eng := engine.New(opts)
 	defer eng.Close()
-	if err := eng.Load(specs); err != nil {
+	if err := eng.LoadContext(ctx, specs); err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
 		return 1
 	}

@@ -291,11 +291,50 @@ func entryProblem(text string) string {
 // name is used in errors, which read `NAME:LINE: bad entry: what kind of
 // problem` and never quote the line: the file may hold anything.
 func Read(r io.Reader, name string) (*Set, error) {
+	return ReadWith(r, name, ReadOptions{})
+}
+
+// ReadOptions bound what ReadWith reads. Zero values are no bound.
+type ReadOptions struct {
+	// MaxBytes is the most the list may hold; past it nothing more is
+	// read and the list is refused.
+	MaxBytes int64
+	// MaxEntries is the most entries (prefixes) the list may hold.
+	MaxEntries int
+	// Check, when set, is called every CheckEvery lines (default 4096); an
+	// error it returns stops the read and is returned as it is.
+	Check      func() error
+	CheckEvery int
+}
+
+// ReadWith is Read with bounds: a list over MaxBytes or MaxEntries is
+// refused with the limit, and Check can stop a long read (a load budget, a
+// memory watch).
+func ReadWith(r io.Reader, name string, o ReadOptions) (*Set, error) {
+	if o.MaxBytes > 0 {
+		r = io.LimitReader(r, o.MaxBytes+1)
+	}
+	cr := &countingReader{r: r}
+	tooLarge := func() error {
+		if o.MaxBytes > 0 && cr.n > o.MaxBytes {
+			return fmt.Errorf("%s: larger than the limit of %d bytes (%d MiB)", name, o.MaxBytes, o.MaxBytes>>20)
+		}
+		return nil
+	}
+	every := o.CheckEvery
+	if every <= 0 {
+		every = 4096
+	}
 	var ps []netip.Prefix
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(cr)
 	line := 0
 	for sc.Scan() {
 		line++
+		if o.Check != nil && line%every == 0 {
+			if err := o.Check(); err != nil {
+				return nil, err
+			}
+		}
 		text := sc.Text()
 		if i := strings.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
@@ -306,15 +345,41 @@ func Read(r io.Reader, name string) (*Set, error) {
 		}
 		p, err := ParsePrefix(text)
 		if err != nil {
+			if err := tooLarge(); err != nil {
+				return nil, err // a line cut at the limit
+			}
 			// Never the entry itself: a list file may be any file a
 			// script is allowed to read, and the error reaches the
 			// script.
 			return nil, fmt.Errorf("%s:%d: bad entry: %s", name, line, entryProblem(text))
 		}
+		if o.MaxEntries > 0 && len(ps) >= o.MaxEntries {
+			return nil, fmt.Errorf("%s:%d: more than %d entries (the limit)", name, line, o.MaxEntries)
+		}
 		ps = append(ps, p)
+	}
+	if err := tooLarge(); err != nil {
+		return nil, err
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s:%d: %w", name, line+1, err)
 	}
+	if o.Check != nil {
+		if err := o.Check(); err != nil {
+			return nil, err
+		}
+	}
 	return New(ps), nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

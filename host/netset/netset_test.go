@@ -450,3 +450,32 @@ func BenchmarkNaive10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(hits)/float64(i), "hit-ratio")
 }
+
+// ReadWith refuses a list past MaxBytes (also when the limit cuts a line)
+// or MaxEntries, naming the limit, and stops at Check's error.
+func TestReadWithBounds(t *testing.T) {
+	list := "10.0.0.0/8\n192.168.0.1\n# c\n172.16.0.0/12\n"
+	if s, err := ReadWith(strings.NewReader(list), "l", ReadOptions{MaxBytes: int64(len(list)), MaxEntries: 3}); err != nil || s.Len() == 0 {
+		t.Fatalf("at the limits: %v", err)
+	}
+	if _, err := ReadWith(strings.NewReader(list), "l", ReadOptions{MaxBytes: int64(len(list)) - 1}); err == nil || !strings.Contains(err.Error(), "larger than the limit") {
+		t.Fatalf("one byte over: %v", err)
+	}
+	if _, err := ReadWith(strings.NewReader(list), "l", ReadOptions{MaxBytes: 14}); err == nil || !strings.Contains(err.Error(), "larger than the limit") {
+		t.Fatalf("limit inside a line: %v", err)
+	}
+	if _, err := ReadWith(strings.NewReader(list), "l", ReadOptions{MaxEntries: 2}); err == nil || !strings.Contains(err.Error(), "l:4: more than 2 entries") {
+		t.Fatalf("entries: %v", err)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	_, err := ReadWith(strings.NewReader(strings.Repeat("10.0.0.1\n", 100)), "l", ReadOptions{CheckEvery: 10, Check: func() error {
+		if calls++; calls == 3 {
+			return stop
+		}
+		return nil
+	}})
+	if err != stop || calls != 3 {
+		t.Fatalf("check: %v after %d calls", err, calls)
+	}
+}

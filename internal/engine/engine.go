@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -212,7 +213,12 @@ func (e *Engine) nanos() int64 { return e.wd.Nanos() }
 // fails, the running set is left as it was and the error (a *LoadError for
 // script problems) names the file and line. It is Prepare then Commit.
 func (e *Engine) Load(specs []PluginSpec) error {
-	p, err := e.Prepare(specs)
+	return e.LoadContext(context.Background(), specs)
+}
+
+// LoadContext is Load that stops when ctx ends (see PrepareContext).
+func (e *Engine) LoadContext(ctx context.Context, specs []PluginSpec) error {
+	p, err := e.PrepareContext(ctx, specs)
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,9 @@ func (p *plugin) openAllowed(path string) (*os.File, string, error) {
 // loadSet reads a CIDR list file inside the allowed directories, once per
 // loaded set of plugins. Errors in the file name it (as the script gave
 // it, relative to the plugin's directory) and the line.
-func (p *plugin) loadSet(path string) (*netset.Set, error) {
+// check (may be nil) is called every listCheckEvery lines: the load
+// budget and the heap watch stop a long read.
+func (p *plugin) loadSet(path string, check func() error) (*netset.Set, error) {
 	p.filesMu.Lock()
 	defer p.filesMu.Unlock()
 	f, real, err := p.openAllowed(path)
@@ -124,7 +126,11 @@ func (p *plugin) loadSet(path string) (*netset.Set, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(p.spec.File), name)
 	}
-	s, err := netset.Read(f, name)
+	if st, err := f.Stat(); err == nil && st.Size() > MaxListFileSize {
+		return nil, fmt.Errorf("%s: larger than the limit of %d bytes (%d MiB)", name, MaxListFileSize, MaxListFileSize>>20)
+	}
+	s, err := netset.ReadWith(f, name, netset.ReadOptions{MaxBytes: MaxListFileSize, MaxEntries: MaxListEntries,
+		Check: check, CheckEvery: listCheckEvery})
 	if err != nil {
 		return nil, err
 	}

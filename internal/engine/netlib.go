@@ -75,7 +75,13 @@ func netSet(L *lua.LState) int {
 // the plugin loads.
 func netLoad(L *lua.LState) int {
 	loadTimeOnly(L, "net.load")
-	s, err := stateOf(L).p.loadSet(L.CheckString(1))
+	check := func() error {
+		if ctx := L.Context(); ctx != nil && ctx.Err() != nil {
+			return &loadCut{reason: "reading the list stopped: " + cutReason(ctx, nil, "the top level", loadBudget)}
+		}
+		return nil
+	}
+	s, err := stateOf(L).p.loadSet(L.CheckString(1), check)
 	if err != nil {
 		L.RaiseError("net.load: %v", err)
 	}

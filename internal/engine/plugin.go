@@ -2,9 +2,9 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -106,6 +106,10 @@ type plugin struct {
 	logLimiter tokenLimiter
 
 	state stateNames // the state objects it opened at load (limits.go)
+
+	// prepareCtx is the caller's context while Prepare probes the plugin
+	// (nil otherwise): it ends the top-level run (topLevelContext).
+	prepareCtx context.Context
 }
 
 func (p *plugin) name() string { return p.spec.Name }
@@ -130,23 +134,39 @@ func (s PluginSpec) normalize() PluginSpec {
 	return s
 }
 
-// compile reads and compiles a plugin's chunk. Syntax errors come back as a
+// compile reads and compiles a plugin's chunk (at most MaxPluginFileSize
+// bytes), parsing and compiling it inside the load budget and the heap
+// watch, and stopping when parent ends. Syntax errors come back as a
 // *LoadError with the line.
-func compile(spec PluginSpec) (*lua.FunctionProto, error) {
+func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.FunctionProto, error) {
 	src := spec.Source
 	if src == nil {
-		b, err := os.ReadFile(spec.File)
+		b, err := readLimited(spec.File, MaxPluginFileSize, "plugin file")
 		if err != nil {
 			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
 		}
 		src = b
+	} else if len(src) > MaxPluginFileSize {
+		return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: tooLarge("plugin source", MaxPluginFileSize).Error()}
 	}
-	chunk, err := parse.Parse(bytes.NewReader(src), spec.File)
+	ctx, cancel := e.wd.LoadContextIn(parent, loadBudget)
+	defer cancel()
+	check := loadCheck(ctx, parent, "parse and compile")
+	chunk, err := parse.ParseInterruptible(bytes.NewReader(src), spec.File, check)
+	if err == nil {
+		err = check()
+	}
 	if err != nil {
+		if isLoadCut(err) {
+			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
+		}
 		return nil, syntaxError(spec, src, err)
 	}
-	proto, err := lua.Compile(chunk, spec.File)
+	proto, err := lua.CompileInterruptible(chunk, spec.File, check)
 	if err != nil {
+		if isLoadCut(err) {
+			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
+		}
 		return nil, syntaxError(spec, src, err)
 	}
 	boxedKeys(proto)

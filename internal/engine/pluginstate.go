@@ -80,7 +80,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	}
 	ps.openPacket()
 
-	ctx, cancel := e.wd.LoadContext(loadBudget)
+	ctx, cancel := e.topLevelContext(p, w)
 	defer cancel()
 	L.SetContext(ctx)
 	L.Push(L.NewFunctionFromProto(p.proto))

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
@@ -26,6 +27,14 @@ func (p *Prepared) HookPriorities() map[Hook][]int { return p.prios }
 // its registrations, without changing the running set. The error (a
 // *LoadError for script problems) names the file and line.
 func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
+	return e.PrepareContext(context.Background(), specs)
+}
+
+// PrepareContext is Prepare that stops when ctx ends (a signal, a stopping
+// daemon): reading, parsing, compiling and the top-level runs look at it,
+// as they look at the load budget, within milliseconds. The error is then
+// a *LoadError saying so.
+func (e *Engine) PrepareContext(ctx context.Context, specs []PluginSpec) (*Prepared, error) {
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
 	plugins := make([]*plugin, 0, len(specs))
@@ -40,7 +49,10 @@ func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
 		if spec.OnError != Accept && spec.OnError != Drop && spec.OnError != Reject {
 			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: fmt.Sprintf("on_error must be accept, drop or reject, not %s", spec.OnError)}
 		}
-		proto, err := compile(spec)
+		if ctx.Err() != nil {
+			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: fmt.Sprintf("load cancelled: %v", context.Cause(ctx))}
+		}
+		proto, err := e.compile(ctx, spec)
 		if err != nil {
 			return nil, err
 		}
@@ -50,7 +62,13 @@ func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
 		}
 		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, allowDirs: dirs,
 			counters: e.countersFor(spec.Name)}
-		if err := e.probe(p); err != nil {
+		p.prepareCtx = ctx
+		err = e.probe(p)
+		p.prepareCtx = nil
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: fmt.Sprintf("top level cancelled: %v", context.Cause(ctx))}
+			}
 			return nil, err
 		}
 		plugins = append(plugins, p)

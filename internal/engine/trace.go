@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -137,7 +138,7 @@ func (e *Engine) compileFilter(expr string) (*plugin, error) {
 	}
 	src := "fw.register{name=\"filter\", hook=fw.hooks, fn=function(pkt) return (" + expr + "\n) end}"
 	spec := PluginSpec{Name: "trace-filter", File: "trace filter", Source: []byte(src)}.normalize()
-	proto, err := compile(spec)
+	proto, err := e.compile(context.Background(), spec)
 	if err != nil {
 		return nil, fmt.Errorf("trace filter: %w", err)
 	}

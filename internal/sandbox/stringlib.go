@@ -35,7 +35,10 @@ func openPatternFuncs(L *lua.LState, str *lua.LTable) {
 // running call's budget is gone.
 func newMatcher(L *lua.LState) *luapattern.Matcher {
 	return &luapattern.Matcher{
-		Check:      func() error { interruptCheck(L); return nil },
+		// A poll too, as BudgetMeter.Step: the budget is measured by the
+		// call's polls (lua patch 8); without one a catastrophic pattern
+		// ran for minutes past a 20 ms budget, the watchdog asleep.
+		Check:      func() error { L.ChargePoll(pollCharge); interruptCheck(L); return nil },
 		CheckEvery: checkEvery,
 	}
 }

@@ -250,8 +250,13 @@ func tableSort(L *lua.LState) int {
 		s.v[i] = rawGetIndex(t, i+1)
 	}
 	sort.Sort(s)
+	// The write-back is all or nothing: charged before it begins, then not
+	// cut, so a sort cut off leaves the table as it was. (A cut in it left
+	// a sorted prefix, and the next sort of the nearly sorted table fit in
+	// the budget: a hostile packet made the next one cheap.) It is no
+	// longer than the copy made above.
+	s.m.Step(n)
 	for i, v := range s.v {
-		s.m.Step(1)
 		t.RawSetInt(i+1, v)
 	}
 	return 0

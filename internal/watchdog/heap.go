@@ -182,7 +182,13 @@ var ErrMemoryCeiling = errors.New("the process is near its memory ceiling")
 // when the heap watch cuts running calls off (cause ErrMemoryCeiling). The
 // watchdog stays awake until cancel is called.
 func (d *Watchdog) LoadContext(budget time.Duration) (context.Context, context.CancelFunc) {
-	tctx, tcancel := context.WithTimeout(context.Background(), budget)
+	return d.LoadContextIn(context.Background(), budget)
+}
+
+// LoadContextIn is LoadContext that also ends with parent (a reload or a
+// command cancelled by a signal).
+func (d *Watchdog) LoadContextIn(parent context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
+	tctx, tcancel := context.WithTimeout(parent, budget)
 	ctx, cancel := context.WithCancelCause(tctx)
 	d.loadsMu.Lock()
 	d.loadSeq++
