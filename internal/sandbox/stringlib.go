@@ -35,10 +35,10 @@ func openPatternFuncs(L *lua.LState, str *lua.LTable) {
 // running call's budget is gone.
 func newMatcher(L *lua.LState) *luapattern.Matcher {
 	return &luapattern.Matcher{
-		// A poll too, as BudgetMeter.Step: the budget is measured by the
-		// call's polls (lua patch 8); without one a catastrophic pattern
-		// ran for minutes past a 20 ms budget, the watchdog asleep.
-		Check:      func() error { L.ChargePoll(pollCharge); interruptCheck(L); return nil },
+		// interruptCheck also charges the call's poll (lua patch 8):
+		// without it a catastrophic pattern ran for minutes past a 20 ms
+		// budget while the watchdog slept.
+		Check:      func() error { interruptCheck(L); return nil },
 		CheckEvery: checkEvery,
 	}
 }
