@@ -33,7 +33,7 @@
 // watch reads the Go heap every millisecond, cutting every running call
 // the same way ("memory") when the heap passes half the ceiling or grows
 // fast past a quarter of it (heap.go says why half). Otherwise it sleeps:
-// every 20 ms (backstop) it still looks at the slots, for a call that runs
+// every 100 ms (backstop) it still looks at the slots, for a call that runs
 // long without polling, and once a second it runs the Sweep and Tick hooks;
 // Coarse and WallClock then read the system clock.
 //
@@ -50,7 +50,7 @@
 // Per call: two atomic stores, an atomic load and a swap; a clock read per
 // probeCalls calls while the watchdog sleeps. Per PollEvery instructions of
 // a long call: one clock read. While the watchdog ticks: about 4,000 ticks
-// and 1,000 heap readings a second. While it sleeps: 50 wake-ups a second (the backstop).
+// and 1,000 heap readings a second. While it sleeps: 10 wake-ups a second (the backstop).
 //
 // # Slack
 //
@@ -58,7 +58,7 @@
 // or 8192 builtin steps) after its budget has run from its first poll, plus
 // the longest single step that cannot poll (a copy below 1 MiB, a GC
 // pause). One that does not poll is cut by the ticker (one tick) or, while
-// it sleeps, by the backstop (20 ms) after its budget. A Go function of the
+// it sleeps, by the backstop (100 ms) after its budget. A Go function of the
 // embedding program that runs long without returning to the VM is not
 // interrupted: the cut lands when it returns.
 package watchdog

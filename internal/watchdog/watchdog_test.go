@@ -139,7 +139,7 @@ func TestLoadContextCut(t *testing.T) {
 }
 
 // A call that never polls (a Go function that holds the VM) is still cut
-// while the watchdog sleeps: the backstop looks at the slots every 20 ms.
+// while the watchdog sleeps: the backstop looks at the slots every 100 ms.
 func TestBackstopCutsCallsThatDoNotPoll(t *testing.T) {
 	d := New(Options{})
 	defer d.Close()
