@@ -32,11 +32,7 @@ type Prepared struct{ p *engine.Prepared }
 // their registrations without changing the running set, so that a program
 // can make its own changes (kernel rules, say) before Commit.
 func (e *Engine) Prepare(specs []PluginSpec) (*Prepared, error) {
-	p, err := e.e.Prepare(specs)
-	if err != nil {
-		return nil, err
-	}
-	return &Prepared{p: p}, nil
+	return e.PrepareContext(context.Background(), specs)
 }
 
 // PrepareContext is Prepare that stops when ctx ends (a signal, a program
