@@ -879,3 +879,33 @@ func TestLongOptionList(t *testing.T) {
 // Ids are a permutation of addresses: neighbouring addresses (as a heap
 // hands out) never share an id, and two states name the same address
 // differently.
+
+// The chain's order does not depend on how many callbacks a plugin has,
+// beyond the registration cap too: the old tie-breaker (1<<30 + pi<<12 +
+// ri) sorted a plugin's 4,097th callback after the next plugin's. Built
+// directly, since fw.register stops at MaxRegistrations.
+func TestChainOrderBeyondRegistrationCap(t *testing.T) {
+	e, _ := newTestEngine(t)
+	const n = 4100
+	many := &plugin{spec: PluginSpec{Name: "many"}}
+	for i := 0; i < n; i++ {
+		many.regs = append(many.regs, registration{name: "m" + strconv.Itoa(i), hooks: []Hook{Forward}})
+	}
+	after := &plugin{spec: PluginSpec{Name: "after"}, index: 1,
+		regs: []registration{{name: "last", hooks: []Hook{Forward}}}}
+	e.loadMu.Lock()
+	g := e.build([]*plugin{many, after})
+	e.loadMu.Unlock()
+	chain := g.chains[Forward]
+	if len(chain) != n+1 {
+		t.Fatalf("%d entries, want %d", len(chain), n+1)
+	}
+	for i := 0; i < n; i++ {
+		if chain[i].owner != "many" || chain[i].reg != i {
+			t.Fatalf("position %d: %s/%d, want many/%d", i, chain[i].owner, chain[i].reg, i)
+		}
+	}
+	if chain[n].owner != "after" {
+		t.Fatalf("last: %s, want after", chain[n].owner)
+	}
+}
