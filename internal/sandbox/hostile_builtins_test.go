@@ -26,8 +26,8 @@ const hostileEnv = "LUAFW_SANDBOX_HOSTILE_CASE"
 // hostileBudget is the time budget of the hostile call; hostileSlack what
 // a noisy shared machine may add before the child notices.
 const (
-	hostileBudget = 100 * time.Millisecond
-	hostileSlack  = 400 * time.Millisecond
+	hostileBudget = 100 * time.Millisecond * raceSlowdown
+	hostileSlack  = 400 * time.Millisecond * raceSlowdown
 )
 
 // sparseSetup builds t: 1..65535 in the array part, then keys 2^16, 2^17,
