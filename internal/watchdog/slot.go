@@ -123,7 +123,8 @@ func (s *Slot) PacketOver() bool { return s.pktOver }
 // builtin (lua.LState.SetPoll and Poll): the first poll of a call notes the
 // time, a later one cuts the call once that is its budget ago, and wakes
 // the watchdog (budget backstop and heap watch) once the call has run for
-// armAfter. A call that never polls costs no clock read.
+// armAfter. The packet's budget (StartPacket) is measured the same way,
+// across its calls. A call that never polls costs no clock read.
 func (s *Slot) Poll(*lua.LState) {
 	b := s.budget.Load()
 	if b <= 0 {
@@ -182,8 +183,8 @@ func (s *Slot) clearInterrupt() {
 	s.intr.Store(0)
 }
 
-// cut cuts the running call off with why (interrupted or memoryCut) unless
-// it ended or was cut already; it reports whether it did.
+// cut cuts the running call off with why (interrupted, memoryCut or
+// packetCut) unless it ended or was cut already; it reports whether it did.
 func (s *Slot) cut(why int64) bool {
 	b := s.budget.Load()
 	if b <= 0 || !s.budget.CompareAndSwap(b, why) {
