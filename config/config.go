@@ -6,9 +6,7 @@ package config
 
 import (
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -179,7 +177,7 @@ const MaxFileSize = 4 << 20
 
 // Load reads and checks a configuration file.
 func Load(path string) (*File, error) {
-	b, err := readLimited(path, MaxFileSize)
+	b, err := engine.ReadLimited(path, MaxFileSize, path+":")
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -384,25 +382,4 @@ func (flt Filter) ProtoNumbers() ([]uint8, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// readLimited reads a file of at most limit bytes; a regular file larger
-// than that is refused before it is read, any other after limit+1 bytes.
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
-		return nil, fmt.Errorf("%s: larger than the limit of %d bytes (%d MiB)", path, limit, limit>>20)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than the limit of %d bytes (%d MiB)", path, limit, limit>>20)
-	}
-	return b, nil
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/internal/watchdog"
 
 	lua "github.com/luafw/luafw/lua"
@@ -418,17 +419,9 @@ func (fr *fileRun) concatCheck(L *lua.LState, n int) {
 // compileFile compiles a test file; syntax errors come back as
 // "FILE:LINE: syntax error ...".
 func compileFile(L *lua.LState, path string) (*lua.LFunction, error) {
-	f, err := os.Open(path)
+	src, err := engine.ReadLimited(path, MaxFileSize, path+":")
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(src) > MaxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
 	}
 	chunk, err := parse.Parse(bytes.NewReader(src), path)
 	if err != nil {

@@ -30,10 +30,11 @@ const (
 	listCheckEvery = 4096
 )
 
-// readLimited reads a whole file of at most limit bytes. A regular file
-// whose size says it is larger is refused before a byte is read; any other
-// stops at limit+1 bytes.
-func readLimited(path string, limit int64, what string) ([]byte, error) {
+// ReadLimited reads a whole file of at most limit bytes; what names it in
+// the error. A regular file whose size says it is larger is refused before
+// a byte is read; any other stops at limit+1 bytes. The engine reads plugin
+// files with it, and the configuration and `luafw test` their own files.
+func ReadLimited(path string, limit int64, what string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

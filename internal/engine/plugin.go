@@ -141,7 +141,7 @@ func (s PluginSpec) normalize() PluginSpec {
 func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.FunctionProto, error) {
 	src := spec.Source
 	if src == nil {
-		b, err := readLimited(spec.File, MaxPluginFileSize, "plugin file")
+		b, err := ReadLimited(spec.File, MaxPluginFileSize, "plugin file")
 		if err != nil {
 			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
 		}
