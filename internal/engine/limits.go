@@ -95,7 +95,7 @@ func (ps *pluginState) openStateObject(L *lua.LState, k stateKey) {
 	}
 	if !ps.loading {
 		L.RaiseError("%s: %s are created while the plugin loads (at its top level), not in callbacks; %q was not opened at load",
-			k.what(), stateKindPlural(k.kind), cutText(k.name, MaxNameLen))
+			k.what(), stateKindPlural(k.kind), sandbox.Cut(k.name, MaxNameLen))
 	}
 	if n >= MaxStateObjects {
 		L.RaiseError("%s: a plugin opens at most %d state objects (maps, counters and buckets)", k.what(), MaxStateObjects)
@@ -149,6 +149,3 @@ func (e *Engine) packetBudget(plugins []*plugin) time.Duration {
 	}
 	return b
 }
-
-// cutText is sandbox.Cut: s shortened to n bytes, marked when cut.
-func cutText(s string, n int) string { return sandbox.Cut(s, n) }
