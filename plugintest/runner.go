@@ -469,6 +469,12 @@ func (fr *fileRun) errorMessage(L *lua.LState, err error, def string) string {
 		msg = msg[:i]
 	}
 	if ctx.Err() != nil {
+		// The VM's own context check and the watchdog's interrupt flag race
+		// to stop the state; either way the test was interrupted, and the
+		// message says so the same way.
+		if raw := ctx.Err().Error(); strings.HasSuffix(msg, raw) {
+			msg = strings.TrimSuffix(msg, raw) + "interrupted"
+		}
 		msg = fmt.Sprintf("%s (%v)", msg, context.Cause(ctx))
 	}
 	if def != "" && !whereRE.MatchString(msg) {
