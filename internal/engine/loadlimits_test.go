@@ -126,6 +126,12 @@ func TestListFileLimits(t *testing.T) {
 		"sparse.txt": fmt.Sprintf("larger than the limit of %d bytes", MaxListFileSize),
 		"many.txt":   fmt.Sprintf("more than %d entries", MaxListEntries),
 	} {
+		if file == "many.txt" && raceEnabled {
+			// Reading 2M entries takes most of the 2 s load budget under the
+			// race detector on a busy machine; the plain run checks it.
+			t.Logf("%s: not run under the race detector", file)
+			continue
+		}
 		p := filepath.Join(dir, "p.lua")
 		if err := os.WriteFile(p, []byte(`net.load("`+file+`")`), 0o644); err != nil {
 			t.Fatal(err)
