@@ -146,7 +146,7 @@ func TestManPages(t *testing.T) {
 			}
 		}
 	}
-	for _, e := range exitCodes {
+	for _, e := range exitCodes() {
 		if !regexp.MustCompile(`(?m)^\.B ` + strconv.Itoa(e.code) + `$`).MatchString(man8) {
 			t.Errorf("luafw.8 lacks exit code %d", e.code)
 		}
