@@ -32,23 +32,26 @@ func (d *Daemon) lockOutputs() (release func(), err error) {
 	ns, _ := NamespaceID()
 	owner := fmt.Sprintf("pid %d, net:[%d]", os.Getpid(), ns)
 	for _, f := range outputFiles(d.cfg) {
-		if err := os.MkdirAll(filepath.Dir(f.path), 0o750); err != nil {
-			release()
-			return nil, fmt.Errorf("%s %s: %w", f.key, f.path, err)
-		}
 		lock := f.path + OutputLockSuffix
-		l, err := lockFile(lock, owner+"\n")
-		if errors.Is(err, errLocked) {
+		err := os.MkdirAll(filepath.Dir(f.path), 0o750)
+		var l *fileLock
+		if err == nil {
+			l, err = lockFile(lock, owner+"\n")
+		}
+		switch {
+		case errors.Is(err, errLocked):
 			release()
 			who := "another luafw"
 			if b, rerr := os.ReadFile(lock); rerr == nil && len(b) > 0 {
 				who += " (" + strings.TrimSpace(string(b)) + ")"
 			}
 			return nil, fmt.Errorf("%s %s is in use by %s, which holds %s: give each daemon its own file", f.key, f.path, who, lock)
-		}
-		if err != nil {
-			release()
-			return nil, fmt.Errorf("%s %s: %w", f.key, f.path, err)
+		case err != nil:
+			// A directory luafw cannot write: the file's own writer
+			// reports it as before (events and capture refuse the start,
+			// a state file that cannot be saved is logged at each save).
+			d.log.Warn("cannot lock a file this run writes; another daemon configured with it would go unnoticed", "key", f.key, "file", f.path, "err", err)
+			continue
 		}
 		held = append(held, l)
 	}
