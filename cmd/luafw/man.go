@@ -177,6 +177,7 @@ run in over its control socket; check, replay and test try plugins offline.`)
 		{daemon.DefaultRunDir + "/netns-INODE.sock", "the control socket of the daemon of the network namespace with that inode (readlink /proc/self/ns/net)"},
 		{daemon.DefaultRunDir + "/netns-INODE.pid", "its pidfile"},
 		{daemon.DefaultRunDir + "/netns-INODE.lock", "held while that daemon runs; removed when it stops"},
+		{"FILE" + daemon.OutputLockSuffix, "beside the configuration's state.file, events.file and capture.file: held while a daemon writes FILE, so that a second daemon configured with it is refused at start"},
 	} {
 		fmt.Fprintf(w, ".TP\n.I %s\n%s\n", roff(f[0]), roff(f[1]))
 	}
