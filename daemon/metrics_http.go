@@ -27,13 +27,9 @@ func (d *Daemon) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// ServeMetrics serves Prometheus metrics on addr (path /metrics) until ctx
-// is done.
-func (d *Daemon) ServeMetrics(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
+// ServeMetrics serves Prometheus metrics on ln (path /metrics; ln from
+// ListenMetrics) until ctx is done, then closes ln.
+func (d *Daemon) ServeMetrics(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", d.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

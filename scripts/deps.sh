@@ -13,6 +13,10 @@ command -v tcpdump   >/dev/null 2>&1 || need+=(tcpdump)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v keepalived   >/dev/null 2>&1 || need+=(keepalived)
 command -v conntrackd   >/dev/null 2>&1 || need+=(conntrackd)
+# luafw man and luafw completion: the pages are linted, the scripts parsed
+command -v mandoc >/dev/null 2>&1 || need+=(mandoc)
+command -v zsh    >/dev/null 2>&1 || need+=(zsh)
+command -v fish   >/dev/null 2>&1 || need+=(fish)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "deps: missing ${need[*]} (not root: kernel tests will skip)" >&2
