@@ -7,6 +7,13 @@ GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 BIN       := bin/luafw
+# nfpm builds the Debian package (dist/nfpm.yaml), installed under bin/ by
+# its module version like staticcheck.
+NFPM_VERSION ?= v2.48.0
+NFPM      := bin/tools/nfpm-$(NFPM_VERSION)/nfpm
+# package: the architecture and where the .deb goes.
+ARCH      ?= $(shell $(GO) env GOARCH)
+PKGDIR    ?= dist/release
 # VERSION: the release tag (v0.1.0 on the tagged commit; lightweight tags count
 # too), or commit-derived text between releases. The tag is the one place a
 # version is written; builds without -X (go install ...@v0.1.0) report the
@@ -19,7 +26,7 @@ PREFIX    ?= /usr/local
 SYSCONFDIR ?= /etc
 UNITDIR   ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all build test test-race fmt-check lint bench bench-engine demo deps clean install verify-unit
+.PHONY: all build test test-race fmt-check lint bench bench-engine demo deps clean install verify-unit package release
 
 all: build
 
@@ -45,6 +52,22 @@ install: build
 	    install -m 0644 docs/examples/luafw.yaml docs/examples/no_telnet.lua docs/examples/ssh_guard.lua \
 	        $(DESTDIR)$(SYSCONFDIR)/luafw/; \
 	fi
+
+# package builds the Debian package for ARCH (default: this machine's) into
+# PKGDIR: static stripped binary, unit, /etc/luafw/luafw.yaml (conffile),
+# plugins, docs, man pages, completions (scripts/package.sh).
+package: $(NFPM)
+	@bash scripts/package.sh -v $(VERSION) -a $(ARCH) -o $(PKGDIR) -n $(NFPM)
+
+# release VERSION=v0.x.y: static, stripped binaries for linux/amd64 and
+# linux/arm64 (each built twice, from separate build caches, and compared),
+# their .deb packages, SHA256SUMS and the release notes from CHANGELOG.md,
+# in dist/release (scripts/release.sh).
+release: $(NFPM)
+	@bash scripts/release.sh -v $(VERSION) -n $(NFPM)
+
+$(NFPM):
+	GOFLAGS= GOBIN=$(CURDIR)/$(dir $(NFPM)) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 
 # verify-unit checks dist/luafw.service with systemd-analyze, when present.
 verify-unit:
