@@ -55,10 +55,15 @@ type StateEntry struct {
 // StateShow is the answer of state.show.
 type StateShow struct {
 	Name      string       `json:"name"`
-	Kind      string       `json:"kind"` // map or counter
+	Kind      string       `json:"kind"` // map, counter or bucket
 	Entries   []StateEntry `json:"entries,omitempty"`
 	Truncated int          `json:"truncated,omitempty"` // entries left out past the limit
 	Value     *int64       `json:"value,omitempty"`     // a counter's
+	// A bucket family's keys (those not refilled to full), rate (tokens
+	// per second) and burst.
+	Keys  *int    `json:"keys,omitempty"`
+	Rate  float64 `json:"rate,omitempty"`
+	Burst float64 `json:"burst,omitempty"`
 }
 
 // StateArgs are the arguments of the state commands.
@@ -109,6 +114,11 @@ func HandleState(srv *control.Server, st *state.Store, log *slog.Logger) {
 		}
 		if a.Name == "" || a.TTL < 0 {
 			return nil, fmt.Errorf("state.set: want a map name and a ttl >= 0")
+		}
+		if _, isMap := st.LookupMap(a.Name); !isMap {
+			if err := notAMap(st, a.Name); err != nil {
+				return nil, err
+			}
 		}
 		if err := st.Map(a.Name).Set(a.Key, v, time.Duration(a.TTL*float64(time.Second))); err != nil {
 			return nil, err
@@ -164,6 +174,12 @@ func stateShow(st *state.Store, a StateArgs) (StateShow, error) {
 			return StateShow{Name: a.Name, Kind: "counter", Value: &v}, nil
 		}
 	}
+	if b, ok := st.LookupBucket(a.Name); ok {
+		if _, isMap := st.LookupMap(a.Name); !isMap {
+			n := b.Len()
+			return StateShow{Name: a.Name, Kind: "bucket", Keys: &n, Rate: b.Rate(), Burst: b.Burst()}, nil
+		}
+	}
 	m, err := lookupMap(st, a.Name)
 	if err != nil {
 		return StateShow{}, err
@@ -185,11 +201,26 @@ func lookupMap(st *state.Store, name string) (*state.Map, error) {
 	if m, ok := st.LookupMap(name); ok {
 		return m, nil
 	}
+	if err := notAMap(st, name); err != nil {
+		return nil, err
+	}
 	maps, _, _ := st.Names()
 	if len(maps) == 0 {
 		return nil, fmt.Errorf("no state map %q (the daemon has none)", name)
 	}
 	return nil, fmt.Errorf("no state map %q (maps: %s)", name, strings.Join(maps, ", "))
+}
+
+// notAMap says what name is when it is a counter or a bucket family, which
+// have no keys to get, set, delete or flush; nil when it is neither.
+func notAMap(st *state.Store, name string) error {
+	if _, ok := st.LookupCounter(name); ok {
+		return fmt.Errorf("%q is a counter, not a map: it has no keys (luafw state show %s prints its value)", name, name)
+	}
+	if _, ok := st.LookupBucket(name); ok {
+		return fmt.Errorf("%q is a token bucket family, not a map: its keys refill by themselves (luafw state show %s prints its rate, burst and keys)", name, name)
+	}
+	return nil
 }
 
 func entryOf(e state.Entry, now time.Time) StateEntry {

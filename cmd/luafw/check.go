@@ -28,19 +28,30 @@ func loadSpecs(path string) ([]engine.PluginSpec, *config.File, error) {
 	return specs, cfg, err
 }
 
-func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: luafw check FILE.lua|CONFIG.yaml") }
-	if err := fs.Parse(args); err != nil {
-		return 2
+func checkCommand() *command {
+	return &command{
+		name:    "check",
+		args:    "[flags] FILE.lua|CONFIG.yaml",
+		summary: "load a plugin or a configuration's plugins offline and print the chains",
+		about: `Loads one plugin file, or the plugins of a configuration file, as luafw run would, without
+touching the kernel, and prints the callback chains in the order packets meet them. A mistake
+in the configuration or a plugin is reported with its file:line and exit code 1.`,
+		complete: map[string]string{"": "file"},
+		define: func(fs *flag.FlagSet) runner {
+			return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+				if code := wantArgs(stderr, "check", args, "FILE.lua or CONFIG.yaml"); code != exitOK {
+					return code
+				}
+				return cmdCheck(ctx, args[0], stdout, stderr)
+			}
+		},
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
+}
+
+// cmdCheck is luafw check after its flags.
+func cmdCheck(ctx context.Context, path string, stdout, stderr io.Writer) int {
 	log, _ := newLogger(stderr, "text", "warn")
-	specs, cfg, err := loadSpecs(fs.Arg(0))
+	specs, cfg, err := loadSpecs(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1

@@ -17,18 +17,10 @@ import (
 	"github.com/luafw/luafw/daemon/control"
 )
 
-// Exit codes of the control commands.
-const (
-	exitOK       = 0
-	exitFailed   = 1 // the daemon answered: the command failed
-	exitUsage    = 2
-	exitNoDaemon = 3 // nothing answers on the socket
-)
-
 // controlFlags adds the flags every control command has.
 func controlFlags(fs *flag.FlagSet) (socket *string, timeout *time.Duration) {
-	socket = fs.String("socket", "", "the daemon's control socket (default: the one of this network namespace, "+daemon.DefaultRunDir+"/netns-INODE.sock)")
-	timeout = fs.Duration("timeout", 2*time.Minute, "give up waiting for the daemon after this long")
+	socket = fs.String("socket", "", "the daemon's control socket `PATH` (default: the one of this network namespace, "+daemon.DefaultRunDir+"/netns-INODE.sock)")
+	timeout = fs.Duration("timeout", 2*time.Minute, "give up waiting for the daemon after this `DURATION`")
 	return socket, timeout
 }
 
@@ -82,40 +74,64 @@ func callFailed(cmd string, err error, stderr io.Writer) int {
 	return exitFailed
 }
 
-func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket, timeout := controlFlags(fs)
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: luafw reload [--socket PATH] [--timeout D]")
-		return exitUsage
+func reloadCommand() *command {
+	return &command{
+		name:    "reload",
+		args:    "[flags]",
+		summary: "reload the daemon's configuration and report the result",
+		about: `Asks the daemon of this network namespace to load its configuration file again and waits
+for the answer. On success the new plugins and rules replace the running ones at once; on failure
+the error (with file:line) is printed, the exit code is 1 and the daemon keeps running its
+previous configuration.`,
+		define: func(fs *flag.FlagSet) runner {
+			socket, timeout := controlFlags(fs)
+			return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+				if code := wantArgs(stderr, "reload", args); code != exitOK {
+					return code
+				}
+				var res daemon.ReloadResult
+				code := callDaemon(ctx, "reload", *socket, *timeout, &res, stderr)
+				if code == exitFailed {
+					fmt.Fprintln(stderr, "luafw reload: the daemon keeps running its previous configuration")
+				}
+				if code == exitOK {
+					fmt.Fprintf(stdout, "reloaded: generation %d, %d plugins, %d callbacks, %d segments\n",
+						res.Generation, res.Plugins, res.Callbacks, res.Segments)
+				}
+				return code
+			}
+		},
 	}
-	var res daemon.ReloadResult
-	code := callDaemon(ctx, "reload", *socket, *timeout, &res, stderr)
-	if code == exitFailed {
-		fmt.Fprintln(stderr, "luafw reload: the daemon keeps running its previous configuration")
-	}
-	if code == exitOK {
-		fmt.Fprintf(stdout, "reloaded: generation %d, %d plugins, %d callbacks, %d segments\n",
-			res.Generation, res.Plugins, res.Callbacks, res.Segments)
-	}
-	return code
 }
 
-func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket, timeout := controlFlags(fs)
-	asJSON := fs.Bool("json", false, "print the daemon's status as JSON")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: luafw status [--json] [--socket PATH]")
-		return exitUsage
+func statusCommand() *command {
+	return &command{
+		name:    "status",
+		args:    "[flags]",
+		summary: "the daemon's plugins, callback counters and queues",
+		about: `Prints the running daemon's version, configuration, reloads, and for each plugin callback
+its calls, errors, timeouts and verdicts, and for each diversion (segment) its queues and the
+kernel's counters. --json prints all of it as JSON, for scripts.`,
+		define: func(fs *flag.FlagSet) runner {
+			socket, timeout := controlFlags(fs)
+			asJSON := fs.Bool("json", false, "print the daemon's status as JSON")
+			return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+				if code := wantArgs(stderr, "status", args); code != exitOK {
+					return code
+				}
+				return status(ctx, *socket, *timeout, *asJSON, stdout, stderr)
+			}
+		},
 	}
+}
+
+// status is luafw status after its flags.
+func status(ctx context.Context, socket string, timeout time.Duration, asJSON bool, stdout, stderr io.Writer) int {
 	var raw json.RawMessage
-	if code := callDaemon(ctx, "status", *socket, *timeout, &raw, stderr); code != exitOK {
+	if code := callDaemon(ctx, "status", socket, timeout, &raw, stderr); code != exitOK {
 		return code
 	}
-	if *asJSON {
+	if asJSON {
 		var buf bytes.Buffer
 		if err := json.Indent(&buf, raw, "", "  "); err != nil {
 			fmt.Fprintf(stderr, "luafw status: %v\n", err)

@@ -8,10 +8,6 @@ import (
 	"github.com/luafw/luafw/daemon"
 )
 
-// exitRunning is luafw run's exit code when another luafw already runs in
-// the network namespace (it then touched nothing).
-const exitRunning = 3
-
 // acquireInstance takes the namespace's instance lock before luafw run
 // touches anything (pidfile, metrics address, nftables). It returns the lock
 // and 0, or nil and the exit code after reporting why.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/luafw/luafw/internal/watchdog"
 
@@ -16,46 +17,65 @@ import (
 	"github.com/luafw/luafw/replay"
 )
 
-func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML) or a single plugin (.lua)")
-	pcapPath := fs.String("pcap", "", "capture file (pcap or pcapng; Ethernet, raw IP, Linux cooked)")
-	pathName := fs.String("path", "forward", "kernel path: forward (prerouting, forward, postrouting), in (prerouting, input), out (output, postrouting)")
-	hooksFlag := fs.String("hooks", "", "only these hooks of the path, comma-separated")
-	logLevel := fs.String("log-level", "info", "log level of the scripts' log lines (stderr)")
-	writePcap := fs.String("write-pcap", "", "write the packets as they leave (rewritten, injected; dropped ones left out) to this pcap file (raw IP)")
+func replayCommand() *command {
+	return &command{
+		name:    "replay",
+		args:    "--config FILE --pcap FILE [flags]",
+		summary: "run a capture file through the plugins offline and print each packet's verdict",
+		about: `Runs the packets of a pcap or pcapng file through the plugins of a configuration (or one
+plugin file), as the kernel path would meet them, and prints each packet's verdict; scripts see
+the capture's time. Nothing touches the kernel.`,
+		complete: map[string]string{"path": "forward in out", "hooks": "prerouting input forward output postrouting",
+			"log-level": "debug info warn error"},
+		define: defineReplay,
+	}
+}
+
+func defineReplay(fs *flag.FlagSet) runner {
+	cfgPath := fs.String("config", "", "configuration `FILE` (YAML) or a single plugin (.lua)")
+	pcapPath := fs.String("pcap", "", "capture `FILE` (pcap or pcapng; Ethernet, raw IP, Linux cooked)")
+	pathName := fs.String("path", "forward", "kernel `PATH`: forward (prerouting, forward, postrouting), in (prerouting, input), out (output, postrouting)")
+	hooksFlag := fs.String("hooks", "", "only these `HOOKS` of the path, comma-separated")
+	logLevel := fs.String("log-level", "info", "log `LEVEL` of the scripts' log lines (stderr)")
+	writePcap := fs.String("write-pcap", "", "write the packets as they leave (rewritten, injected; dropped ones left out) to this pcap `FILE` (raw IP)")
 	budget := fs.Duration("budget", 0, "time budget per callback for every plugin, instead of the configuration's (e.g. 1s for results that do not depend on how busy the machine is)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		if len(args) > 0 {
+			return usageError(stderr, "replay", "unexpected argument %q (the configuration and the capture are --config FILE and --pcap FILE)", args[0])
+		}
+		switch {
+		case *cfgPath == "":
+			return usageError(stderr, "replay", "missing --config FILE")
+		case *pcapPath == "":
+			return usageError(stderr, "replay", "missing --pcap FILE")
+		}
+		return replayRun(ctx, *cfgPath, *pcapPath, *pathName, *hooksFlag, *logLevel, *writePcap, *budget, stdout, stderr)
 	}
-	if *cfgPath == "" || *pcapPath == "" {
-		fmt.Fprintln(stderr, "usage: luafw replay --config CONFIG.yaml --pcap FILE [--path forward|in|out] [--hooks h1,h2]")
-		return 2
+}
+
+// replayRun is luafw replay after its flags.
+func replayRun(ctx context.Context, cfgPath, pcapPath, pathName, hooksFlag, logLevel, writePcap string, budget time.Duration, stdout, stderr io.Writer) int {
+	path, err := replay.ParsePath(pathName)
+	if err != nil {
+		return usageError(stderr, "replay", "--path: %v", err)
 	}
-	path, err := replay.ParsePath(*pathName)
+	hooks, err := parseHooks(hooksFlag)
+	if err != nil {
+		return usageError(stderr, "replay", "--hooks: %v", err)
+	}
+	log, err := newLogger(stderr, "text", logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
-		return 2
+		return exitUsage
 	}
-	hooks, err := parseHooks(*hooksFlag)
-	if err != nil {
-		fmt.Fprintf(stderr, "luafw replay: --hooks: %v\n", err)
-		return 2
-	}
-	log, err := newLogger(stderr, "text", *logLevel)
+	specs, cfg, err := loadSpecs(cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
-		return 2
+		return exitFailed
 	}
-	specs, cfg, err := loadSpecs(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
-		return 1
-	}
-	if *budget > 0 {
+	if budget > 0 {
 		for i := range specs {
-			specs[i].Budget = *budget
+			specs[i].Budget = budget
 		}
 	}
 	// Scripts see the capture's time: rate limits and TTLs behave as they
@@ -68,20 +88,20 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	defer eng.Close()
 	if err := eng.LoadContext(ctx, specs); err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
-		return 1
+		return exitFailed
 	}
-	f, err := os.Open(*pcapPath)
+	f, err := os.Open(pcapPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw replay: %v\n", err)
-		return 1
+		return exitFailed
 	}
 	defer f.Close()
 	ropts := replay.Options{Path: path, Hooks: hooks, Clock: clk}
-	if *writePcap != "" {
-		w, done, err := createPcap(*writePcap)
+	if writePcap != "" {
+		w, done, err := createPcap(writePcap)
 		if err != nil {
 			fmt.Fprintf(stderr, "luafw replay: %v\n", err)
-			return 1
+			return exitFailed
 		}
 		defer func() {
 			if err := done(); err != nil {
@@ -93,10 +113,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	sum, err := replay.Run(ctx, eng, f, ropts, stdout)
 	fmt.Fprintln(stderr, sum)
 	if err != nil {
-		fmt.Fprintf(stderr, "luafw replay: %s: %v\n", *pcapPath, err)
-		return 1
+		fmt.Fprintf(stderr, "luafw replay: %s: %v\n", pcapPath, err)
+		return exitFailed
 	}
-	return 0
+	return exitOK
 }
 
 // createPcap creates a raw-IP pcap file at path; done flushes and closes it.

@@ -14,84 +14,75 @@ import (
 	"github.com/luafw/luafw/daemon"
 )
 
-const stateUsage = `usage:
-  luafw state list [--json]                          maps, counters and buckets of the running daemon
-  luafw state show NAME [--json] [--limit N]         a map's entries (or a counter's value)
-  luafw state get NAME KEY [--json]                  one entry
-  luafw state set NAME KEY VALUE [--ttl D] [--string]  set a key (VALUE: number, true/false, else text;
-                                                     put -- before a VALUE such as -5)
-  luafw state delete NAME KEY                        delete a key (lift a ban)
-  luafw state flush NAME                             delete every key of a map
-flags: --socket PATH, --timeout D
-`
-
-// cmdState is `luafw state`: the running daemon's shared state.
-func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, stateUsage)
-		return exitUsage
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("state "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket, timeout := controlFlags(fs)
-	asJSON := fs.Bool("json", false, "print the daemon's answer as JSON")
-	limit := fs.Int("limit", 0, "show: at most this many entries (0: all)")
-	ttl := fs.Duration("ttl", 0, "set: the key expires after this long (0: never)")
-	asString := fs.Bool("string", false, "set: store VALUE as text even if it reads as a number or boolean")
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		fmt.Fprint(stderr, stateUsage)
-		return exitUsage
-	}
-	want := map[string]int{"list": 0, "show": 1, "get": 2, "set": 3, "delete": 2, "flush": 1}
-	n, ok := want[sub]
-	if !ok || len(pos) != n {
-		fmt.Fprint(stderr, stateUsage)
-		return exitUsage
-	}
-	a := daemon.StateArgs{Limit: *limit}
-	if n >= 1 {
-		a.Name = pos[0]
-	}
-	if n >= 2 {
-		a.Key = pos[1]
-	}
-	if sub == "set" {
-		a.Value, a.TTL = parseValue(pos[2], *asString), ttl.Seconds()
-	}
-	var raw json.RawMessage
-	if code := callDaemonArgs(ctx, "state."+sub, *socket, *timeout, a, &raw, stderr); code != exitOK {
-		return code
-	}
-	if *asJSON {
-		fmt.Fprintln(stdout, string(raw))
-		return exitOK
-	}
-	return printState(stdout, stderr, sub, raw)
+// stateSubs are luafw state's subcommands; args names each one's
+// positional arguments.
+var stateSubs = []subcommand{
+	{"list", "", "maps, counters and buckets of the running daemon"},
+	{"show", "NAME", "a map's entries, a counter's value or a bucket's rate, burst and keys"},
+	{"get", "NAME KEY", "one entry of a map"},
+	{"set", "NAME KEY VALUE", "set a key (VALUE: a number, true/false, else text; put -- before a VALUE such as -5)"},
+	{"delete", "NAME KEY", "delete a key of a map (lift a ban)"},
+	{"flush", "NAME", "delete every key of a map"},
 }
 
-// parseInterspersed parses flags that may come before, between or after
-// the positional arguments, and returns the positional ones. After "--"
-// everything is positional (a VALUE of -5).
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if len(args) > 0 && args[0] == "--" {
-			return append(pos, args[1:]...), nil
+func stateCommand() *command {
+	return &command{
+		name:    "state",
+		args:    "list|show|get|set|delete|flush [ARGS] [flags]",
+		summary: "see and edit the daemon's state maps (lift a ban)",
+		about: `Shows and edits the shared state (state.map, state.counter, state.bucket) of the running
+daemon: list the maps, counters and bucket families, show one, get, set or delete a key of a map,
+or flush a map. Changes are logged by the daemon.`,
+		subs:   stateSubs,
+		define: defineState,
+	}
+}
+
+func defineState(fs *flag.FlagSet) runner {
+	socket, timeout := controlFlags(fs)
+	asJSON := fs.Bool("json", false, "print the daemon's answer as JSON")
+	limit := fs.Int("limit", 0, "show: at most `N` entries (0: all)")
+	ttl := fs.Duration("ttl", 0, "set: the key expires after this `DURATION` (0: never)")
+	asString := fs.Bool("string", false, "set: store VALUE as text even if it reads as a number or boolean")
+	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		want := strings.Join(subNames(stateSubs), "|")
+		if len(pos) == 0 {
+			return usageError(stderr, "state", "missing subcommand (want %s)", want)
 		}
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+		sub := pos[0]
+		var names []string
+		found := false
+		for _, s := range stateSubs {
+			if s.name == sub {
+				names, found = strings.Fields(s.args), true
+			}
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
+		if !found {
+			return usageError(stderr, "state", "unknown subcommand %q (want %s)", sub, want)
 		}
-		rest := fs.Args()
-		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil // fs.Parse took the "--"
+		if code := wantArgs(stderr, "state "+sub, pos[1:], names...); code != exitOK {
+			return code
 		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		pos = pos[1:]
+		a := daemon.StateArgs{Limit: *limit}
+		if len(pos) >= 1 {
+			a.Name = pos[0]
+		}
+		if len(pos) >= 2 {
+			a.Key = pos[1]
+		}
+		if sub == "set" {
+			a.Value, a.TTL = parseValue(pos[2], *asString), ttl.Seconds()
+		}
+		var raw json.RawMessage
+		if code := callDaemonArgs(ctx, "state."+sub, *socket, *timeout, a, &raw, stderr); code != exitOK {
+			return code
+		}
+		if *asJSON {
+			fmt.Fprintln(stdout, string(raw))
+			return exitOK
+		}
+		return printState(stdout, stderr, sub, raw)
 	}
 }
 
@@ -139,6 +130,11 @@ func printState(stdout, stderr io.Writer, sub string, raw json.RawMessage) int {
 		}
 		if s.Kind == "counter" && s.Value != nil {
 			fmt.Fprintf(stdout, "counter %s = %d\n", s.Name, *s.Value)
+			return exitOK
+		}
+		if s.Kind == "bucket" && s.Keys != nil {
+			fmt.Fprintf(stdout, "bucket %s: rate %g/s, burst %g, %d keys below full (a key's tokens refill by themselves)\n",
+				s.Name, s.Rate, s.Burst, *s.Keys)
 			return exitOK
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -28,7 +28,7 @@ func TestCmdTestExitCodes(t *testing.T) {
 		}},
 		{"passing", []string{"-run", "^passes$", failing}, 0, []string{"\n1 passed, 0 failed\n"}},
 		{"verbose", []string{"-v", filepath.Join(fixtures, "api")}, 0, []string{"=== RUN", "--- PASS", "17 passed, 0 failed"}},
-		{"bad flag", []string{"-bogus"}, 2, []string{"usage: luafw test"}},
+		{"bad flag", []string{"-bogus"}, 2, []string{"luafw test: flag provided but not defined: -bogus"}},
 		{"bad regexp", []string{"-run", "(", failing}, 2, []string{"-run"}},
 		{"missing path", []string{"no/such/dir"}, 2, []string{"no/such/dir"}},
 		{"no test files", []string{"."}, 1, []string{"no *_test.lua files"}},

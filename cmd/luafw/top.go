@@ -17,27 +17,48 @@ import (
 	"github.com/luafw/luafw/daemon/control"
 )
 
-// cmdTop is `luafw top`: the daemon's status every interval, as rates over
-// the interval, redrawn in place on a terminal (q or Ctrl-C quits). When
-// stdout is not a terminal it prints one view, over one interval, and exits.
-func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("top", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket, timeout := controlFlags(fs)
-	interval := fs.Duration("interval", time.Second, "refresh interval (and the window rates are computed over)")
-	once := fs.Bool("once", false, "print one view and exit (the default when stdout is not a terminal)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *interval < 100*time.Millisecond {
-		fmt.Fprintln(stderr, "usage: luafw top [--interval D (>= 100ms)] [--once] [--socket PATH]")
-		return exitUsage
+// minTopInterval is the shortest refresh interval of luafw top.
+const minTopInterval = 100 * time.Millisecond
+
+func topCommand() *command {
+	return &command{
+		name:    "top",
+		args:    "[flags]",
+		summary: "live view of plugins, callbacks and queues",
+		about: `Shows the daemon's status every interval as rates over the interval: calls, verdicts,
+latency quantiles and failures of each callback, packets and drops of each queue. On a terminal it
+redraws in place (q or Ctrl-C quits); when stdout is not a terminal it prints one view, over one
+interval, and exits.`,
+		define: defineTop,
 	}
-	path, err := socketPath(*socket)
+}
+
+func defineTop(fs *flag.FlagSet) runner {
+	socket, timeout := controlFlags(fs)
+	interval := fs.Duration("interval", time.Second, "refresh `DURATION` (and the window rates are computed over; at least "+minTopInterval.String()+")")
+	once := fs.Bool("once", false, "print one view and exit (the default when stdout is not a terminal)")
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		if code := wantArgs(stderr, "top", args); code != exitOK {
+			return code
+		}
+		if *interval < minTopInterval {
+			return usageError(stderr, "top", "--interval %s is below the minimum %s", *interval, minTopInterval)
+		}
+		return top(ctx, *socket, *timeout, *interval, *once, stdout, stderr)
+	}
+}
+
+// top is luafw top after its flags: the daemon's status every interval,
+// redrawn in place on a terminal.
+func top(ctx context.Context, socket string, timeout, interval time.Duration, once bool, stdout, stderr io.Writer) int {
+	path, err := socketPath(socket)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw top: %v\n", err)
 		return exitFailed
 	}
 	snap := func() (*daemon.Status, int) {
 		var st daemon.Status
-		cctx, cancel := context.WithTimeout(ctx, *timeout)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		err := control.Call(cctx, path, "status", nil, &st)
 		if err == nil {
@@ -49,7 +70,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return nil, callFailed("top", err, stderr)
 	}
 	tty := false
-	if f, ok := stdout.(*os.File); ok && !*once {
+	if f, ok := stdout.(*os.File); ok && !once {
 		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 		tty = err == nil
 	}
@@ -67,7 +88,7 @@ func cmdTop(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		select {
 		case <-ctx.Done():
 			return exitOK
-		case <-time.After(*interval):
+		case <-time.After(interval):
 		}
 		cur, code := snap()
 		if cur == nil {

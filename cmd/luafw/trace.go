@@ -14,73 +14,55 @@ import (
 	"github.com/luafw/luafw/daemon/control"
 )
 
-const traceUsage = `usage: luafw trace [FLAGS] [LUA-EXPRESSION]
-
-Shows, for each packet the filter matches, every callback that ran with its
-verdict, time and changes, and what the kernel was told. The expression is
-Lua over pkt (as plugins see it), e.g. 'pkt.dport == 23 and pkt.proto == "tcp"';
-flags and expression combine. Stops after -n packets or --for, or on Ctrl-C.
-`
-
-// traceFlags are trace's flags; parse accepts them before and after the
-// expression.
-type traceFlags struct {
-	fs             *flag.FlagSet
-	socket         *string
-	args           daemon.TraceArgs
-	hooks, verdict *string
-	count          *int
-	dur            *time.Duration
-	asJSON         *bool
+func traceCommand() *command {
+	return &command{
+		name:    "trace",
+		args:    "[flags] [LUA-EXPRESSION]",
+		summary: "show each matching packet's callbacks, verdicts and changes",
+		about: `Shows, for each packet the filter matches, every callback that ran with its verdict, time
+and changes, and what the kernel was told. The expression is Lua over pkt (as plugins see it),
+e.g. 'pkt.dport == 23 and pkt.proto == "tcp"'; flags and expression combine. Stops after -n
+packets or --for, or on Ctrl-C.`,
+		complete: map[string]string{
+			"proto": "tcp udp icmp icmpv6", "hook": "prerouting input forward output postrouting",
+			"verdict": "accept drop stop reject repeat",
+		},
+		define: defineTrace,
+	}
 }
 
-func newTraceFlags(stderr io.Writer) *traceFlags {
-	t := &traceFlags{fs: flag.NewFlagSet("trace", flag.ContinueOnError)}
-	fs := t.fs
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, traceUsage); fs.PrintDefaults() }
-	t.socket, _ = controlFlags(fs)
-	fs.StringVar(&t.args.Proto, "proto", "", "protocol: tcp, udp, icmp, icmpv6 or a number")
-	fs.StringVar(&t.args.Src, "src", "", "source address or prefix")
-	fs.StringVar(&t.args.Dst, "dst", "", "destination address or prefix")
-	fs.Func("port", "source or destination port", func(s string) error {
+func defineTrace(fs *flag.FlagSet) runner {
+	var a daemon.TraceArgs
+	socket, _ := controlFlags(fs)
+	fs.StringVar(&a.Proto, "proto", "", "only this protocol `PROTO`: tcp, udp, icmp, icmpv6 or a number")
+	fs.StringVar(&a.Src, "src", "", "only packets from this `ADDR` (an address or prefix)")
+	fs.StringVar(&a.Dst, "dst", "", "only packets to this `ADDR` (an address or prefix)")
+	fs.Func("port", "only packets with this source or destination `PORT`", func(s string) error {
 		var p uint16
 		if _, err := fmt.Sscan(s, &p); err != nil || p == 0 {
-			return fmt.Errorf("bad port %q", s)
+			return fmt.Errorf("bad port %q (want 1-65535)", s)
 		}
-		t.args.Port = p
+		a.Port = p
 		return nil
 	})
-	t.hooks = fs.String("hook", "", "hooks, comma-separated (prerouting,input,forward,output,postrouting)")
-	fs.StringVar(&t.args.Plugin, "plugin", "", "only packets a callback of this plugin ran on")
-	t.verdict = fs.String("verdict", "", "only packets with these final verdicts, comma-separated (accept,drop,stop,reject,repeat)")
-	t.count = fs.Int("n", daemon.DefaultTraceCount, "stop after this many packets")
-	t.dur = fs.Duration("for", daemon.DefaultTraceFor, "stop after this long")
-	t.asJSON = fs.Bool("json", false, "print one JSON object per packet")
-	return t
-}
-
-// parse reads flags and the expression words in any order.
-func (t *traceFlags) parse(args []string) error {
-	var expr []string
-	for {
-		if err := t.fs.Parse(args); err != nil {
-			return err
+	hooks := fs.String("hook", "", "`HOOKS`, comma-separated (prerouting,input,forward,output,postrouting)")
+	fs.StringVar(&a.Plugin, "plugin", "", "only packets a callback of this `PLUGIN` ran on (a plugin the daemon has loaded)")
+	verdict := fs.String("verdict", "", "only packets with these final `VERDICTS`, comma-separated (accept,drop,stop,reject,repeat)")
+	count := fs.Int("n", daemon.DefaultTraceCount, "stop after `N` packets")
+	dur := fs.Duration("for", daemon.DefaultTraceFor, "stop after this `DURATION`")
+	asJSON := fs.Bool("json", false, "print one JSON object per packet")
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		switch {
+		case *count <= 0:
+			return usageError(stderr, "trace", "-n %d: want a positive number of packets", *count)
+		case *dur <= 0:
+			return usageError(stderr, "trace", "--for %s: want a positive duration", *dur)
 		}
-		args = t.fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		expr = append(expr, args[0])
-		args = args[1:]
+		a.Expr = strings.Join(args, " ")
+		a.Hooks, a.Verdicts = splitList(*hooks), splitList(*verdict)
+		a.Count, a.Seconds = *count, dur.Seconds()
+		return trace(ctx, *socket, &a, *dur, *asJSON, stdout, stderr)
 	}
-	t.args.Expr = strings.Join(expr, " ")
-	t.args.Hooks, t.args.Verdicts = splitList(*t.hooks), splitList(*t.verdict)
-	t.args.Count, t.args.Seconds = *t.count, t.dur.Seconds()
-	if *t.count <= 0 || *t.dur <= 0 {
-		return errors.New("-n and --for must be positive")
-	}
-	return nil
 }
 
 func splitList(s string) []string {
@@ -93,22 +75,16 @@ func splitList(s string) []string {
 	return out
 }
 
-func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	t := newTraceFlags(stderr)
-	if err := t.parse(args); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "luafw trace: %v\n", err)
-		}
-		return exitUsage
-	}
-	path, err := socketPath(*t.socket)
+// trace is luafw trace after its flags.
+func trace(ctx context.Context, socket string, a *daemon.TraceArgs, dur time.Duration, asJSON bool, stdout, stderr io.Writer) int {
+	path, err := socketPath(socket)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw trace: %v\n", err)
 		return exitFailed
 	}
 	// The daemon ends the trace; this is the fallback for a daemon that
 	// stops answering.
-	ctx, cancel := context.WithTimeout(ctx, *t.dur+control.StreamWriteTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, dur+control.StreamWriteTimeout+5*time.Second)
 	defer cancel()
 	var sum daemon.TraceSummary
 	each := func(raw json.RawMessage) error {
@@ -125,7 +101,7 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if item.Packet == nil {
 			return nil
 		}
-		if *t.asJSON {
+		if asJSON {
 			b, err := json.Marshal(item.Packet)
 			if err != nil {
 				return err
@@ -135,7 +111,7 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return printTracePacket(stdout, item.Packet)
 	}
-	err = control.Stream(ctx, path, "trace", &t.args, each, &sum)
+	err = control.Stream(ctx, path, "trace", a, each, &sum)
 	switch {
 	case err == nil:
 		fmt.Fprintf(stderr, "trace ended (%s): %d shown, %d matched, %d lost, %d filter errors\n",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -56,7 +57,20 @@ func versionFrom(ldflag string, bi *debug.BuildInfo) string {
 	return "devel"
 }
 
-func cmdVersion(_ context.Context, _ []string, stdout, _ io.Writer) int {
-	fmt.Fprintf(stdout, "luafw %s\n", buildVersion())
-	return 0
+func versionCommand() *command {
+	return &command{
+		name:    "version",
+		args:    "",
+		summary: "print the build's version (also luafw --version)",
+		about:   `Prints "luafw" and the version of this build: the release tag, else the commit.`,
+		define: func(*flag.FlagSet) runner {
+			return func(_ context.Context, args []string, stdout, stderr io.Writer) int {
+				if code := wantArgs(stderr, "version", args); code != exitOK {
+					return code
+				}
+				fmt.Fprintf(stdout, "luafw %s\n", buildVersion())
+				return exitOK
+			}
+		},
+	}
 }
