@@ -4,10 +4,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -116,5 +119,37 @@ end}`,
 		if (c.entries == 0) != (b == 0) {
 			t.Errorf("luafw_state_bytes{kind=%q,name=%q} = %v with %v entries", c.kind, c.name, b, c.entries)
 		}
+	}
+}
+
+// TestMetricsDocumented: every family the daemon exports is in
+// docs/metrics.md's tables (the alert rules and the dashboard are checked
+// against that page: tests/observability_test.go).
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newTestDaemon(t, t.TempDir(), map[string]string{
+		"luafw.yaml": "plugins:\n  - file: p.lua\n",
+		"p.lua":      `fw.register{hook="input", fn=function(pkt) end}`,
+	})
+	ch := make(chan *prometheus.Desc, 256)
+	collectorList{d.Collector(), newClusterCollector(nil)}.Describe(ch)
+	close(ch)
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	n := 0
+	for desc := range ch {
+		m := fq.FindStringSubmatch(desc.String())
+		if m == nil {
+			t.Fatalf("no name in %s", desc)
+		}
+		n++
+		if !strings.Contains(string(doc), "`"+m[1]+"`") {
+			t.Errorf("%s is not in docs/metrics.md", m[1])
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d families described", n)
 	}
 }
