@@ -21,14 +21,12 @@ type Key struct {
 func Keys() []Key {
 	var out []Key
 	walkKeys(reflect.TypeFor[File](), "", &out)
+	docs := keyDocs()
 	for i := range out {
-		out[i].Doc = keyDocs[out[i].Path]
+		out[i].Doc = docs[out[i].Path]
 	}
 	return out
 }
-
-// mapKeyNames name the free keys of a map-valued key in a path.
-var mapKeyNames = map[string]string{"divert": "HOOK"}
 
 func walkKeys(t reflect.Type, prefix string, out *[]Key) {
 	for i := range t.NumField() {
@@ -49,9 +47,17 @@ func walkKeys(t reflect.Type, prefix string, out *[]Key) {
 		case ft.Kind() == reflect.Slice && isSection(ft.Elem()):
 			walkKeys(ft.Elem(), path+"[]", out)
 		case ft.Kind() == reflect.Map && isSection(ft.Elem()):
-			walkKeys(ft.Elem(), path+"."+mapKeyNames[path], out)
+			walkKeys(ft.Elem(), path+"."+mapKeyName(path), out)
 		}
 	}
+}
+
+// mapKeyName names the free keys of the map at path, in a key's path.
+func mapKeyName(path string) string {
+	if path == "divert" {
+		return "HOOK"
+	}
+	return "NAME"
 }
 
 // isSection reports whether t is written as keys of its own.

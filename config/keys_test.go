@@ -15,7 +15,7 @@ func TestKeysDocumented(t *testing.T) {
 			t.Errorf("key %s (%s) has no text in keyDocs", k.Path, k.Type)
 		}
 	}
-	for path := range keyDocs {
+	for path := range keyDocs() {
 		if !keys[path] {
 			t.Errorf("keyDocs has text for %s, which is no key of the configuration", path)
 		}

@@ -82,6 +82,9 @@ type Daemon struct {
 	// keepRules leaves the rules installed at shutdown (fail: closed after
 	// a failure).
 	keepRules bool
+	// ctRefusedLogged: the kernel's refusal of NFQA_CFG_F_CONNTRACK has
+	// been logged (once per run, not once per socket).
+	ctRefusedLogged atomic.Bool
 
 	svc service // control socket, service manager, watchdog (service.go)
 	out outputs // decision events, capture, saved state (outputs.go)
@@ -156,6 +159,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer release()
+	unlock, err := d.lockOutputs()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// A crashed run may have left our tables: Install replaces them, but
 	// clean first so a failure below leaves nothing of ours behind. Not
 	// with fail: closed, where the stale tables keep traffic blocked until

@@ -6,17 +6,15 @@ import (
 	"os"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Instance is the lock that makes a daemon the only one of its network
 // namespace: an exclusive flock on RunPaths.Lock, held for the life of the
-// process (the kernel releases it when the process dies, however it dies).
-// The lock file holds the owner's pid, for the error a second daemon
-// gives.
+// process (the kernel releases it when the process dies, however it dies)
+// and removed by Release. The lock file holds the owner's pid, for the
+// error a second daemon gives.
 type Instance struct {
-	f *os.File
+	lock *fileLock
 }
 
 // RunningError is returned by AcquireInstance when another process holds
@@ -37,40 +35,29 @@ func (e *RunningError) Error() string {
 
 // AcquireInstance takes the namespace's instance lock without waiting,
 // creating the run directory (mode 0700) if needed. If another process
-// holds the lock it returns a *RunningError and changes nothing.
+// holds the lock it returns a *RunningError and changes nothing. Without
+// the right to write the run directory the error wraps fs.ErrPermission.
 func AcquireInstance(p RunPaths) (*Instance, error) {
 	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("daemon: run directory: %w", err)
 	}
-	f, err := os.OpenFile(p.Lock, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	l, err := lockFile(p.Lock, strconv.Itoa(os.Getpid())+"\n")
+	if errors.Is(err, errLocked) {
+		return nil, &RunningError{Pid: lockOwner(p), Namespace: p.NS, Lock: p.Lock}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon: instance lock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, &RunningError{Pid: lockOwner(p), Namespace: p.NS, Lock: p.Lock}
-		}
-		return nil, fmt.Errorf("daemon: instance lock %s: %w", p.Lock, err)
-	}
-	// The pid is written only once the lock is ours, so a reader never
-	// sees a loser's.
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return &Instance{f: f}, nil
+	return &Instance{lock: l}, nil
 }
 
-// Release gives the lock up (process exit does it too). The file stays:
-// removing it would let a third process lock a new file while a second
-// still waits on the old one.
+// Release removes the lock file and gives the lock up (process exit gives
+// it up too, leaving the file for the next daemon to take).
 func (i *Instance) Release() error {
-	if i == nil || i.f == nil {
+	if i == nil {
 		return nil
 	}
-	err := i.f.Close()
-	i.f = nil
-	return err
+	return i.lock.release()
 }
 
 // lockOwner reads the pid in the lock file, else in the pidfile.

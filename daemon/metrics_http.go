@@ -56,13 +56,10 @@ func (d *Daemon) HealthHandler() http.Handler {
 	})
 }
 
-// ServeMetrics serves Prometheus metrics on addr (path /metrics) and the
-// health check (path /healthz, HealthHandler) until ctx is done.
-func (d *Daemon) ServeMetrics(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
+// ServeMetrics serves Prometheus metrics (path /metrics) and the health
+// check (path /healthz, HealthHandler) on ln (from ListenMetrics) until ctx
+// is done, then closes ln.
+func (d *Daemon) ServeMetrics(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", d.MetricsHandler())
 	mux.Handle("/healthz", d.HealthHandler())

@@ -186,6 +186,10 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			return nil, fmt.Errorf("segment %s: queues %v: %w", seg.Key(), qcfg.Queues, err)
 		}
 		r.socks = append(r.socks, sock)
+		if sock.Info().ConnTrackRefused && d.ctRefusedLogged.CompareAndSwap(false, true) {
+			d.log.Info("this kernel does not hand conntrack state to NFQUEUE (NFQA_CFG_F_CONNTRACK refused); " +
+				"expected on kernels without it and harmless: luafw reads the state from its queue rules and conntrack marks through ctnetlink")
+		}
 		// Sockets are opened here, in the caller's network namespace.
 		var lookup *ct.Conn
 		if d.ct != nil {

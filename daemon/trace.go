@@ -45,6 +45,7 @@ type TraceItem struct {
 	Packet       *TracePacket `json:"packet,omitempty"`
 	Lost         uint64       `json:"lost,omitempty"`          // records dropped: the reader was too slow
 	FilterErrors uint64       `json:"filter_errors,omitempty"` // packets whose Lua filter failed or timed out
+	FilterError  string       `json:"filter_error,omitempty"`  // the latest failure's error
 }
 
 // TracePacket is one packet's walk through one segment: `luafw trace --json`
@@ -112,6 +113,7 @@ type TraceSummary struct {
 	Matched      uint64 `json:"matched"`
 	Lost         uint64 `json:"lost"`
 	FilterErrors uint64 `json:"filter_errors"`
+	FilterError  string `json:"filter_error,omitempty"` // the latest failure's error
 }
 
 // filter checks the arguments and makes the engine's filter.
@@ -188,6 +190,9 @@ func (d *Daemon) trace(ctx context.Context, raw json.RawMessage, send func(any) 
 	if err != nil {
 		return nil, err
 	}
+	if err := d.checkTracePlugin(a.Plugin); err != nil {
+		return nil, err
+	}
 	n, dur := a.bounds()
 	tap, err := d.eng.Trace(f, traceQueue)
 	if errors.Is(err, engine.ErrTraceBusy) {
@@ -206,6 +211,9 @@ func (d *Daemon) trace(ctx context.Context, raw json.RawMessage, send func(any) 
 			return nil
 		}
 		item := TraceItem{Lost: lost - noted.Lost, FilterErrors: fe - noted.FilterErrors}
+		if item.FilterErrors > 0 {
+			item.FilterError = tap.LastFilterError()
+		}
 		noted.Lost, noted.FilterErrors = lost, fe
 		return send(item)
 	}
@@ -239,12 +247,29 @@ func (d *Daemon) trace(ctx context.Context, raw json.RawMessage, send func(any) 
 		return nil
 	}()
 	tap.Close()
-	sum.Matched, sum.Lost, sum.FilterErrors = tap.Matched(), tap.Lost(), tap.FilterErrors()
+	sum.Matched, sum.Lost, sum.FilterErrors, sum.FilterError = tap.Matched(), tap.Lost(), tap.FilterErrors(), tap.LastFilterError()
 	d.log.Info("trace detached", "ended", sum.Ended, "shown", sum.Shown, "lost", sum.Lost, "filter_errors", sum.FilterErrors, "err", err)
 	if err == nil && sum.Ended != "detached" {
 		note()
 	}
 	return sum, nil
+}
+
+// checkTracePlugin refuses a trace of a plugin that is not loaded, which
+// would otherwise wait its whole time for nothing. A later reload may
+// still load it; the check is of the running set.
+func (d *Daemon) checkTracePlugin(name string) error {
+	if name == "" {
+		return nil
+	}
+	var names []string
+	for _, p := range d.eng.Plugins() {
+		if p.Name == name {
+			return nil
+		}
+		names = append(names, p.Name)
+	}
+	return fmt.Errorf("no plugin %q is loaded (plugins: %s)", name, strings.Join(names, ", "))
 }
 
 // tracePacket converts the engine's record.

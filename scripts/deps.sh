@@ -18,6 +18,10 @@ command -v conntrackd   >/dev/null 2>&1 || need+=(conntrackd)
 # started, see policy-rc.d below)
 command -v lintian   >/dev/null 2>&1 || need+=(lintian)
 command -v promtool  >/dev/null 2>&1 || need+=(prometheus)
+# luafw man and luafw completion: the pages are linted, the scripts parsed
+command -v mandoc >/dev/null 2>&1 || need+=(mandoc)
+command -v zsh    >/dev/null 2>&1 || need+=(zsh)
+command -v fish   >/dev/null 2>&1 || need+=(fish)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "deps: missing ${need[*]} (not root: kernel tests will skip)" >&2

@@ -14,7 +14,7 @@ import (
 )
 
 // A second luafw run in the namespace of a running one exits at once with
-// exit code 3, names the running one, and touches nothing: the first keeps
+// exit code 4, names the running one, and touches nothing: the first keeps
 // its tables, its pidfile and its filtering. --dry-run needs no lock.
 func TestSecondInstanceRefused(t *testing.T) {
 	l := lab.New(t, lab.Options{})
@@ -33,8 +33,8 @@ func TestSecondInstanceRefused(t *testing.T) {
 	}
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-		t.Fatalf("second luafw run: %v, want exit code 3:\n%s", err, out)
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("second luafw run: %v, want exit code 4:\n%s", err, out)
 	}
 	if !strings.Contains(string(out), "pid "+strconv.Itoa(pid)) || !strings.Contains(string(out), "net:[") {
 		t.Errorf("the refusal does not name the running pid %d and the namespace:\n%s", pid, out)

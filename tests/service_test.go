@@ -326,8 +326,8 @@ func TestControlSocket(t *testing.T) {
 	// running one's pidfile, socket and rules alone.
 	pid2, _ := os.ReadFile(d2.pidfile)
 	code, _, errs = luafwIn(t, ctx, l2.Router, "run", "--config", filepath.Join(d2.dir, "luafw.yaml"), "--pidfile", d2.pidfile)
-	if code != 3 {
-		t.Errorf("a second daemon in one namespace: exit %d, want 3 (another instance holds the lock): %s", code, errs)
+	if code != 4 {
+		t.Errorf("a second daemon in one namespace: exit %d, want 4 (another instance holds the lock): %s", code, errs)
 	}
 	if now, _ := os.ReadFile(d2.pidfile); string(now) != string(pid2) {
 		t.Errorf("the second daemon changed the pidfile: %q, was %q", now, pid2)

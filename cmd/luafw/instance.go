@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	"github.com/luafw/luafw/daemon"
 )
@@ -15,7 +16,11 @@ func acquireInstance(stderr io.Writer) (*daemon.Instance, int) {
 	paths, err := daemon.CurrentPaths(daemon.DefaultRunDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw run: %v\n", err)
-		return nil, 1
+		return nil, exitFailed
+	}
+	if err := daemon.CheckPrivileges(); err != nil {
+		fmt.Fprintf(stderr, "luafw run: %v\n", err)
+		return nil, exitFailed
 	}
 	inst, err := daemon.AcquireInstance(paths)
 	var running *daemon.RunningError
@@ -23,9 +28,13 @@ func acquireInstance(stderr io.Writer) (*daemon.Instance, int) {
 		fmt.Fprintf(stderr, "luafw run: %v\n", err)
 		return nil, exitRunning
 	}
+	if errors.Is(err, fs.ErrPermission) {
+		fmt.Fprintf(stderr, "luafw run: cannot write %s (%v): run as root, or give luafw a run directory it may write (systemd: RuntimeDirectory=luafw)\n", paths.Dir, err)
+		return nil, exitFailed
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw run: %v\n", err)
-		return nil, 1
+		return nil, exitFailed
 	}
 	return inst, 0
 }

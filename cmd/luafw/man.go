@@ -168,7 +168,7 @@ run in over its control socket; check, replay and test try plugins offline.`)
 		}
 	}
 	fmt.Fprintln(w, ".SH EXIT STATUS")
-	for _, e := range exitCodes {
+	for _, e := range exitCodes() {
 		fmt.Fprintf(w, ".TP\n.B %d\n%s\n", e.code, roff(strings.ReplaceAll(e.meaning, "`", "")))
 	}
 	fmt.Fprintln(w, ".SH FILES")

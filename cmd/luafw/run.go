@@ -137,8 +137,15 @@ func serve(ctx context.Context, f runFlags, stdout, stderr io.Writer) int {
 		}
 	}()
 	if f.metrics != "" {
+		// Listening before the start: an address luafw cannot listen on
+		// stops it, rather than leaving it running unwatched.
+		ln, err := daemon.ListenMetrics(f.metrics)
+		if err != nil {
+			fmt.Fprintf(stderr, "luafw run: %v\n", err)
+			return exitFailed
+		}
 		go func() {
-			if err := d.ServeMetrics(ctx, f.metrics); err != nil {
+			if err := d.ServeMetrics(ctx, ln); err != nil {
 				log.Error("metrics server stopped", "err", err)
 			}
 		}()

@@ -16,13 +16,15 @@ import (
 
 // stateSubs are luafw state's subcommands; args names each one's
 // positional arguments.
-var stateSubs = []subcommand{
-	{"list", "", "maps, counters and buckets of the running daemon"},
-	{"show", "NAME", "a map's entries, a counter's value or a bucket's rate, burst and keys"},
-	{"get", "NAME KEY", "one entry of a map"},
-	{"set", "NAME KEY VALUE", "set a key (VALUE: a number, true/false, else text; put -- before a VALUE such as -5)"},
-	{"delete", "NAME KEY", "delete a key of a map (lift a ban)"},
-	{"flush", "NAME", "delete every key of a map"},
+func stateSubs() []subcommand {
+	return []subcommand{
+		{"list", "", "maps, counters and buckets of the running daemon"},
+		{"show", "NAME", "a map's entries, a counter's value or a bucket's rate, burst and keys"},
+		{"get", "NAME KEY", "one entry of a map"},
+		{"set", "NAME KEY VALUE", "set a key (VALUE: a number, true/false, else text; put -- before a VALUE such as -5)"},
+		{"delete", "NAME KEY", "delete a key of a map (lift a ban)"},
+		{"flush", "NAME", "delete every key of a map"},
+	}
 }
 
 func stateCommand() *command {
@@ -33,7 +35,7 @@ func stateCommand() *command {
 		about: `Shows and edits the shared state (state.map, state.counter, state.bucket) of the running
 daemon: list the maps, counters and bucket families, show one, get, set or delete a key of a map,
 or flush a map. Changes are logged by the daemon.`,
-		subs:   stateSubs,
+		subs:   stateSubs(),
 		define: defineState,
 	}
 }
@@ -45,14 +47,14 @@ func defineState(fs *flag.FlagSet) runner {
 	ttl := fs.Duration("ttl", 0, "set: the key expires after this `DURATION` (0: never)")
 	asString := fs.Bool("string", false, "set: store VALUE as text even if it reads as a number or boolean")
 	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
-		want := strings.Join(subNames(stateSubs), "|")
+		want := strings.Join(subNames(stateSubs()), "|")
 		if len(pos) == 0 {
 			return usageError(stderr, "state", "missing subcommand (want %s)", want)
 		}
 		sub := pos[0]
 		var names []string
 		found := false
-		for _, s := range stateSubs {
+		for _, s := range stateSubs() {
 			if s.name == sub {
 				names, found = strings.Fields(s.args), true
 			}

@@ -96,7 +96,7 @@ func trace(ctx context.Context, socket string, a *daemon.TraceArgs, dur time.Dur
 			fmt.Fprintf(stderr, "… %d trace lines lost: reader too slow\n", item.Lost)
 		}
 		if item.FilterErrors > 0 {
-			fmt.Fprintf(stderr, "… %d packets not matched: the filter failed on them (error or timeout)\n", item.FilterErrors)
+			fmt.Fprintf(stderr, "… %d packets not matched: the filter failed on them: %s\n", item.FilterErrors, item.FilterError)
 		}
 		if item.Packet == nil {
 			return nil
@@ -116,6 +116,9 @@ func trace(ctx context.Context, socket string, a *daemon.TraceArgs, dur time.Dur
 	case err == nil:
 		fmt.Fprintf(stderr, "trace ended (%s): %d shown, %d matched, %d lost, %d filter errors\n",
 			sum.Ended, sum.Shown, sum.Matched, sum.Lost, sum.FilterErrors)
+		if sum.FilterErrors > 0 {
+			fmt.Fprintf(stderr, "the filter's latest error: %s\n", sum.FilterError)
+		}
 		return exitOK
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled):
 		fmt.Fprintln(stderr, "trace detached")

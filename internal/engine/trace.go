@@ -98,6 +98,7 @@ type Tap struct {
 	c      chan *TraceRecord
 
 	lost, filterErrors, matched atomic.Uint64
+	lastFilterError             atomic.Pointer[string]
 }
 
 // Trace attaches a tap that queues at most queue records (default 256).
@@ -157,6 +158,15 @@ func (t *Tap) Lost() uint64 { return t.lost.Load() }
 
 // FilterErrors counts runs of the Lua filter that failed or timed out.
 func (t *Tap) FilterErrors() uint64 { return t.filterErrors.Load() }
+
+// LastFilterError is the error of the filter's latest failed run, "" if
+// none failed.
+func (t *Tap) LastFilterError() string {
+	if p := t.lastFilterError.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // Matched counts packets that matched the filter (shown or lost).
 func (t *Tap) Matched() uint64 { return t.matched.Load() }

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/luafw/luafw/internal/sandbox"
 	"github.com/luafw/luafw/internal/watchdog"
 
 	lua "github.com/luafw/luafw/lua"
@@ -123,6 +125,11 @@ func (w *Worker) traceFilter(wt *workerTrace, p *Packet) bool {
 	}
 	L.SetTop(top)
 	if err != nil || cut {
+		msg := fmt.Sprintf("ran over its budget of %s", t.f.Budget)
+		if err != nil && !cut {
+			msg = sandbox.Cut(err.Error(), sandbox.MaxErrorText)
+		}
+		t.lastFilterError.Store(&msg)
 		t.filterErrors.Add(1)
 		return false
 	}

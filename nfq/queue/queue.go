@@ -306,7 +306,8 @@ func (s *Socket) bindAll() error {
 		err := s.request(msg())
 		if errors.Is(err, unix.EOPNOTSUPP) && flags&nfqueue.NfQaCfgFlagConntrack != 0 {
 			// The kernel checks flags before binding, so nothing is bound yet.
-			s.log.Info("nfqueue: kernel refused NFQA_CFG_F_CONNTRACK; continuing without NFQA_CT")
+			// Debug: the caller decides how to tell people (Info().ConnTrackRefused).
+			s.log.Debug("nfqueue: kernel refused NFQA_CFG_F_CONNTRACK; continuing without NFQA_CT")
 			s.info.ConnTrackRefused = true
 			flags &^= nfqueue.NfQaCfgFlagConntrack
 			err = s.request(msg())
