@@ -95,6 +95,16 @@ func TestDebianPackage(t *testing.T) {
 			t.Errorf("not installed: %v", err)
 		}
 	}
+	// The plugin-author files, when the tree has them.
+	filepath.WalkDir("../dist/editor", func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel("../dist/editor", p)
+			if _, err := os.Stat(at(filepath.Join("usr/share/luafw/editor", rel))); err != nil {
+				t.Errorf("dist/editor/%s not installed: %v", rel, err)
+			}
+		}
+		return nil
+	})
 	if m, _ := filepath.Glob(at("usr/share/luafw/plugins/*_test.lua")); len(m) > 0 {
 		t.Errorf("plugin tests installed: %v", m)
 	}
