@@ -132,4 +132,4 @@ demo: deps build
 	@bash scripts/demo.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin dist/release
