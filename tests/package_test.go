@@ -9,8 +9,12 @@ import (
 	"testing"
 )
 
-// packageVersion is the release version the package test builds with.
-const packageVersion = "v9.9.9-pkgtest"
+// The release versions the package test builds: it installs the first and
+// upgrades to the second.
+const (
+	packageVersion = "v9.9.9-pkgtest"
+	upgradeVersion = "v9.9.10-pkgtest"
+)
 
 // lintianAllowed are the lintian tags the package may carry beyond those
 // its overrides (dist/debian/lintian-overrides) explain: none.
@@ -37,14 +41,8 @@ func TestDebianPackage(t *testing.T) {
 	}
 	hostBefore := hostPackageState(t)
 
-	out := t.TempDir()
-	cmd := exec.Command("make", "-C", "..", "--no-print-directory", "package", "VERSION="+packageVersion, "PKGDIR="+out)
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("make package: %v\n%s", err, b)
-	}
-	deb := strings.TrimSpace(string(b[strings.LastIndexByte(strings.TrimSpace(string(b)), '\n')+1:]))
-	if want := "luafw_9.9.9~pkgtest-1_"; !strings.Contains(filepath.Base(deb), want) {
+	deb := makePackage(t, packageVersion)
+	if want := "luafw_9.9.9~pkgtest-1_"; !strings.HasPrefix(filepath.Base(deb), want) {
 		t.Fatalf("make package made %q, want a file named %s<arch>.deb", deb, want)
 	}
 	t.Run("lintian", func(t *testing.T) { lintian(t, deb) })
@@ -117,7 +115,7 @@ func TestDebianPackage(t *testing.T) {
 	if b, err := exec.Command(at("usr/bin/luafw"), "--version").Output(); err != nil || strings.TrimSpace(string(b)) != "luafw "+packageVersion {
 		t.Errorf("luafw --version: %q %v, want luafw %s", b, err, packageVersion)
 	}
-	b, err = exec.Command("chroot", root, "/usr/bin/luafw", "check", "/etc/luafw/luafw.yaml").CombinedOutput()
+	b, err := exec.Command("chroot", root, "/usr/bin/luafw", "check", "/etc/luafw/luafw.yaml").CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "/usr/share/luafw/plugins/connlog.lua") || !strings.Contains(string(b), "ct_state=new") {
 		t.Errorf("luafw check /etc/luafw/luafw.yaml in the root: %v\n%s", err, b)
 	}
@@ -144,6 +142,20 @@ func TestDebianPackage(t *testing.T) {
 		if err := os.WriteFile(at(p), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// An upgrade: the new binary, the operator's configuration kept
+	// (unchanged in the package, changed by the operator: dpkg keeps it
+	// without asking), still not enabled.
+	dpkg("-i", makePackage(t, upgradeVersion))
+	if b, err := exec.Command(at("usr/bin/luafw"), "--version").Output(); err != nil || strings.TrimSpace(string(b)) != "luafw "+upgradeVersion {
+		t.Errorf("after the upgrade luafw --version: %q %v, want luafw %s", b, err, upgradeVersion)
+	}
+	if b, err := os.ReadFile(cfg); err != nil || string(b) != edited {
+		t.Errorf("after the upgrade the conffile is %q, %v; want the operator's", b, err)
+	}
+	if _, err := os.Lstat(at("etc/systemd/system/multi-user.target.wants/luafw.service")); err == nil {
+		t.Error("the upgrade enabled luafw.service")
 	}
 
 	// remove: the binary goes, the configuration and the state stay; a
@@ -173,6 +185,19 @@ func TestDebianPackage(t *testing.T) {
 	if after := hostPackageState(t); after != hostBefore {
 		t.Errorf("the machine's own package state changed: %q, then %q", hostBefore, after)
 	}
+}
+
+// makePackage builds the package of version for this machine's
+// architecture with make package and returns its path.
+func makePackage(t *testing.T, version string) string {
+	t.Helper()
+	cmd := exec.Command("make", "-C", "..", "--no-print-directory", "package", "VERSION="+version, "PKGDIR="+t.TempDir())
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make package VERSION=%s: %v\n%s", version, err, b)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }
 
 // hostPackageState is what the machine's own dpkg and deb-systemd-helper
