@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	luafwd "github.com/luafw/luafw/daemon"
 	"github.com/luafw/luafw/tests/lab"
 )
@@ -162,6 +164,20 @@ func TestRunNotRoot(t *testing.T) {
 	}
 	if strings.Contains(string(out), "permission denied") {
 		t.Errorf("the refusal is a bare permission error:\n%s", out)
+	}
+
+	// With CAP_NET_ADMIN but no right to write the run directory, it says
+	// which directory and what to do.
+	cmd = exec.CommandContext(ctx, bin, "run", "--config", filepath.Join(dir, "luafw.yaml"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
+		AmbientCaps: []uintptr{unix.CAP_NET_ADMIN}}
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("luafw run as nobody with CAP_NET_ADMIN: %v, want exit code 1:\n%s", err, out)
+	}
+	if want := "luafw run: cannot write " + luafwd.DefaultRunDir + " ("; !strings.Contains(string(out), want) ||
+		!strings.Contains(string(out), "run as root, or give luafw a run directory it may write") {
+		t.Errorf("output lacks %q and what to do:\n%s", want, out)
 	}
 }
 

@@ -301,3 +301,38 @@ func TestFlagPlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// TestFishCompletes asks fish (when installed) what it completes with the
+// script loaded.
+func TestFishCompletes(t *testing.T) {
+	if _, err := exec.LookPath("fish"); err != nil {
+		t.Skip("fish is not installed")
+	}
+	script := filepath.Join(t.TempDir(), "luafw.fish")
+	if err := os.WriteFile(script, []byte(completionScript(t, "fish")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line string
+		want []string // the completions, without their descriptions
+	}{
+		{"luafw replay --path ", []string{"forward", "in", "out"}},
+		{"luafw state ", []string{"delete", "flush", "get", "list", "set", "show"}},
+		{"luafw st", []string{"state", "status"}},
+		{"luafw top --i", []string{"--interval"}},
+		{"luafw completion ", []string{"bash", "fish", "zsh"}},
+	} {
+		out, err := exec.Command("fish", "--no-config", "-c", "source "+script+"; complete -C '"+tc.line+"'").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%q: %v\n%s", tc.line, err, out)
+		}
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			word, _, _ := strings.Cut(l, "\t")
+			got = append(got, word)
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("completing %q: %q, want %q", tc.line, got, tc.want)
+		}
+	}
+}

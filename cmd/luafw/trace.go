@@ -45,7 +45,7 @@ func defineTrace(fs *flag.FlagSet) runner {
 		a.Port = p
 		return nil
 	})
-	hooks := fs.String("hook", "", "`HOOKS`, comma-separated (prerouting,input,forward,output,postrouting)")
+	hooks := fs.String("hook", "", "only packets at these `HOOKS`, comma-separated (prerouting,input,forward,output,postrouting)")
 	fs.StringVar(&a.Plugin, "plugin", "", "only packets a callback of this `PLUGIN` ran on (a plugin the daemon has loaded)")
 	verdict := fs.String("verdict", "", "only packets with these final `VERDICTS`, comma-separated (accept,drop,stop,reject,repeat)")
 	count := fs.Int("n", daemon.DefaultTraceCount, "stop after `N` packets")
