@@ -7,6 +7,13 @@ GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION ?= v0.8.2
 STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 BIN       := bin/luafw
+# nfpm builds the Debian package (dist/nfpm.yaml), installed under bin/ by
+# its module version like staticcheck.
+NFPM_VERSION ?= v2.48.0
+NFPM      := bin/tools/nfpm-$(NFPM_VERSION)/nfpm
+# package: the architecture and where the .deb goes.
+ARCH      ?= $(shell $(GO) env GOARCH)
+PKGDIR    ?= dist/release
 # VERSION: the release tag (v0.1.0 on the tagged commit; lightweight tags count
 # too), or commit-derived text between releases. The tag is the one place a
 # version is written; builds without -X (go install ...@v0.1.0) report the
@@ -19,16 +26,19 @@ PREFIX    ?= /usr/local
 SYSCONFDIR ?= /etc
 UNITDIR   ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all build test test-race fmt-check lint bench bench-engine demo deps clean install verify-unit
+.PHONY: all build test test-race fmt-check lint bench bench-engine demo deps clean install verify-unit package release
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/luafw
 
-# install puts the binary, the systemd unit (ExecStart names
-# $(PREFIX)/bin/luafw) and an example configuration in place. An existing
-# $(SYSCONFDIR)/luafw is left alone.
+# install puts in place the binary, the systemd unit (ExecStart names
+# $(PREFIX)/bin/luafw), the shipped plugins and lists
+# ($(PREFIX)/share/luafw/plugins), the docs, the man pages and completions
+# (made by the binary), and the package's configuration (dist/luafw.yaml,
+# which diverts only new inbound connections, to log them) with its paths
+# under $(PREFIX). An existing $(SYSCONFDIR)/luafw/luafw.yaml is left alone.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/luafw
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
@@ -37,14 +47,42 @@ install: build
 	    -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|g' \
 	    dist/luafw.service > $(DESTDIR)$(UNITDIR)/luafw.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/luafw.service
-	install -D -m 0644 docs/operating.md $(DESTDIR)$(PREFIX)/share/doc/luafw/operating.md
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/doc/luafw $(DESTDIR)$(PREFIX)/share/luafw/plugins/lists \
+	    $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions \
+	    $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/luafw/
+	install -m 0644 plugins/README.md $$(ls plugins/*.lua | grep -v '_test\.lua$$') $(DESTDIR)$(PREFIX)/share/luafw/plugins/
+	install -m 0644 plugins/lists/* $(DESTDIR)$(PREFIX)/share/luafw/plugins/lists/
+	$(BIN) man --dir $(DESTDIR)$(PREFIX)/share/man/man8 && \
+	    mv $(DESTDIR)$(PREFIX)/share/man/man8/luafw.yaml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	$(BIN) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/luafw
+	$(BIN) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_luafw
+	$(BIN) completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/luafw.fish
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml ]; then \
 	    echo "keeping $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml"; \
 	else \
 	    install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/luafw && \
-	    install -m 0644 docs/examples/luafw.yaml docs/examples/no_telnet.lua docs/examples/ssh_guard.lua \
-	        $(DESTDIR)$(SYSCONFDIR)/luafw/; \
+	    sed -e 's|/usr/share/luafw|$(PREFIX)/share/luafw|g' -e 's|/etc/luafw|$(SYSCONFDIR)/luafw|g' \
+	        dist/luafw.yaml > $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml && \
+	    chmod 0644 $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml; \
 	fi
+
+# package builds the Debian package for ARCH (default: this machine's) into
+# PKGDIR: static stripped binary, unit, /etc/luafw/luafw.yaml (conffile),
+# plugins, docs, man pages, completions (scripts/package.sh).
+package: $(NFPM)
+	@bash scripts/package.sh -v $(VERSION) -a $(ARCH) -o $(PKGDIR) -n $(NFPM)
+
+# release VERSION=v0.x.y: static, stripped binaries for linux/amd64 and
+# linux/arm64 (each built twice, from separate build caches, and compared),
+# their .deb packages, SHA256SUMS and the release notes from CHANGELOG.md,
+# in dist/release (scripts/release.sh).
+release: $(NFPM)
+	@bash scripts/release.sh -v $(VERSION) -n $(NFPM)
+
+$(NFPM):
+	GOFLAGS= GOBIN=$(CURDIR)/$(dir $(NFPM)) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 
 # verify-unit checks dist/luafw.service with systemd-analyze, when present.
 verify-unit:
@@ -94,4 +132,4 @@ demo: deps build
 	@bash scripts/demo.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin dist/release

@@ -25,11 +25,12 @@ type collector struct {
 	pluginMemory, memoryOverruns                *prometheus.Desc
 	housekeepingPause                           *prometheus.Desc
 	inject                                      injectMetrics // inject_metrics.go
+	info                                        infoMetrics   // info_metrics.go
 }
 
 func newCollector(d *Daemon) *collector {
 	cb := []string{"plugin", "callback", "hook"}
-	return &collector{d: d, inject: newInjectMetrics(),
+	return &collector{d: d, inject: newInjectMetrics(), info: newInfoMetrics(),
 		generation: prometheus.NewDesc("luafw_generation", "Id of the running set of plugins (it grows with each load).", nil, nil),
 		reloads:    prometheus.NewDesc("luafw_reloads_total", "Reloads, by result (ok, failed).", []string{"result"}, nil),
 		restored: prometheus.NewDesc("luafw_tables_restored_total",
@@ -70,6 +71,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.inject.describe(ch)
+	c.info.describe(ch)
 }
 
 // Collect reads the counters. The registry groups samples into families
@@ -97,6 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.collectCallbacks(ch)
 	c.inject.collect(ch, d)
+	c.info.collect(ch, d)
 }
 
 // collectDaemon reads the segments' and sockets' counters.

@@ -117,6 +117,7 @@ func (d *Daemon) watchdog(ctx context.Context, interval time.Duration) {
 			}
 			stuck := d.svc.readers.stuck(now, interval, waiting)
 			if len(stuck) > 0 {
+				d.svc.stuck.Store(&stuck[0])
 				if !withheld {
 					d.log.Error("watchdog: a queue reader is stuck; withholding WATCHDOG=1", "readers", stuck)
 					d.notify("STATUS=queue reader stuck: " + stuck[0])
@@ -124,6 +125,7 @@ func (d *Daemon) watchdog(ctx context.Context, interval time.Duration) {
 				withheld = true
 				continue
 			}
+			d.svc.stuck.Store(nil)
 			if withheld {
 				d.log.Warn("watchdog: queue readers progress again; resuming WATCHDOG=1")
 				d.notify("STATUS=" + d.statusLine())

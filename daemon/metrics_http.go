@@ -27,11 +27,42 @@ func (d *Daemon) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// ServeMetrics serves Prometheus metrics on ln (path /metrics; ln from
-// ListenMetrics) until ctx is done, then closes ln.
+// HealthHandler answers 200 ("ok") while the daemon filters as
+// configured: from the moment its rules are installed and its queue
+// readers bound (when the service manager hears READY=1) until shutdown
+// begins. Before that, while stopping, and while the watchdog finds a
+// queue reader stuck (only under a service manager's watchdog), it answers
+// 503 with the reason. A failed reload keeps it healthy: the running set
+// still filters (luafw_reloads_total{result="failed"} tells).
+func (d *Daemon) HealthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		switch stuck := d.svc.stuck.Load(); d.svc.phase.Load() {
+		case phaseStarting:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "starting: rules and queue readers are not up yet")
+		case phaseStopping:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "stopping")
+		default:
+			if stuck == nil {
+				fmt.Fprintf(w, "ok: generation %d\n", d.eng.Generation())
+				return
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "queue reader stuck: %s\n", *stuck)
+		}
+	})
+}
+
+// ServeMetrics serves Prometheus metrics (path /metrics) and the health
+// check (path /healthz, HealthHandler) on ln (from ListenMetrics) until ctx
+// is done, then closes ln.
 func (d *Daemon) ServeMetrics(ctx context.Context, ln net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", d.MetricsHandler())
+	mux.Handle("/healthz", d.HealthHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -28,7 +28,20 @@ type service struct {
 	reloadMu  sync.Mutex // one reload at a time, so RELOADING/READY pairs do not interleave
 	stopping  bool       // guarded by reloadMu: no reload once shutdown began
 	lastError atomic.Pointer[string]
+	// phase is phaseStarting until READY=1, phaseReady until shutdown
+	// begins, then phaseStopping (/healthz).
+	phase atomic.Int32
+	// stuck describes a stuck queue reader while the watchdog withholds
+	// its ping; nil otherwise.
+	stuck atomic.Pointer[string]
 }
+
+// The daemon's phases, for /healthz.
+const (
+	phaseStarting int32 = iota
+	phaseReady
+	phaseStopping
+)
 
 // errStopping refuses a reload that comes in during shutdown, which would
 // put back the rules shutdown removes.
@@ -149,6 +162,7 @@ func (d *Daemon) serviceReady(ctx context.Context, srv *control.Server) {
 		d.log.Info("control socket listening", "path", srv.Path())
 	}
 	d.notify(fmt.Sprintf("READY=1\nMAINPID=%d\nSTATUS=%s", os.Getpid(), d.statusLine()))
+	d.svc.phase.Store(phaseReady)
 	if d.svc.notifier != nil {
 		if iv := d.svc.notifier.WatchdogInterval(); iv > 0 {
 			d.log.Info("watchdog on", "interval", iv)
@@ -164,6 +178,7 @@ func (d *Daemon) serviceReady(ctx context.Context, srv *control.Server) {
 // serviceStopping tells the service manager the daemon is stopping, and
 // waits for a reload in progress, refusing later ones.
 func (d *Daemon) serviceStopping() {
+	d.svc.phase.Store(phaseStopping)
 	d.notify("STOPPING=1\nSTATUS=stopping: removing rules, draining queues")
 	d.svc.reloadMu.Lock()
 	d.svc.stopping = true

@@ -13,6 +13,11 @@ command -v tcpdump   >/dev/null 2>&1 || need+=(tcpdump)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v keepalived   >/dev/null 2>&1 || need+=(keepalived)
 command -v conntrackd   >/dev/null 2>&1 || need+=(conntrackd)
+# the package test (lintian checks the .deb) and the alert rules' tests
+# (promtool comes with Debian's prometheus package; its service is not
+# started, see policy-rc.d below)
+command -v lintian   >/dev/null 2>&1 || need+=(lintian)
+command -v promtool  >/dev/null 2>&1 || need+=(prometheus)
 # luafw man and luafw completion: the pages are linted, the scripts parsed
 command -v mandoc >/dev/null 2>&1 || need+=(mandoc)
 command -v zsh    >/dev/null 2>&1 || need+=(zsh)
@@ -24,7 +29,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# Installing redis-server, keepalived or conntrackd must not start them in
+# Installing redis-server, keepalived, conntrackd or prometheus must not start them in
 # the machine's own namespace (conntrackd's default configuration would talk
 # on the machine's network): the tests start their own, inside lab
 # namespaces. policy-rc.d answering 101 tells the packages not to start

@@ -9,9 +9,10 @@ import (
 )
 
 // TestMakeInstall: `make install DESTDIR=...` puts the binary (reporting the
-// version it was built with), the systemd unit pointing at it, the
-// operating guide and a loadable example configuration in place, and
-// leaves an existing configuration alone.
+// version it was built with), the systemd unit pointing at it, the docs,
+// the plugins (without their tests), man pages, completions and a loadable
+// configuration naming the plugins under PREFIX in place, and leaves an
+// existing configuration alone.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("skipping: make not installed")
@@ -43,12 +44,31 @@ func TestMakeInstall(t *testing.T) {
 			t.Errorf("installed unit lacks %q", want)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dest, "opt/lfw/share/doc/luafw/operating.md")); err != nil {
-		t.Error(err)
+	for _, p := range []string{"share/doc/luafw/operating.md", "share/luafw/plugins/connlog.lua", "share/luafw/plugins/lists/blocklist.sample.txt",
+		"share/man/man8/luafw.8", "share/man/man5/luafw.yaml.5", "share/bash-completion/completions/luafw"} {
+		if _, err := os.Stat(filepath.Join(dest, "opt/lfw", p)); err != nil {
+			t.Error(err)
+		}
 	}
+	if m, _ := filepath.Glob(filepath.Join(dest, "opt/lfw/share/luafw/plugins/*_test.lua")); len(m) > 0 {
+		t.Errorf("plugin tests installed: %v", m)
+	}
+	// The configuration names the plugins under PREFIX; check it as luafw
+	// will see it once DESTDIR is the root.
 	cfg := filepath.Join(dest, "etc/luafw/luafw.yaml")
-	if out, err := exec.Command(bin, "check", cfg).CombinedOutput(); err != nil {
-		t.Errorf("luafw check of the installed example: %v\n%s", err, out)
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(text), "file: /opt/lfw/share/luafw/plugins/connlog.lua") {
+		t.Errorf("the installed configuration does not name the plugins under PREFIX:\n%s", text)
+	}
+	staged := filepath.Join(t.TempDir(), "luafw.yaml")
+	if err := os.WriteFile(staged, []byte(strings.ReplaceAll(string(text), "/opt/lfw/", filepath.Join(dest, "opt/lfw")+"/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "check", staged).CombinedOutput(); err != nil || !strings.Contains(string(out), "connlog") {
+		t.Errorf("luafw check of the installed configuration: %v\n%s", err, out)
 	}
 
 	// A second install keeps the operator's configuration.

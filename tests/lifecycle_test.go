@@ -177,6 +177,17 @@ func TestFailingPlugins(t *testing.T) {
 // scrape reads the daemon's metrics endpoint (its address is in the log).
 func scrape(t *testing.T, d *daemon) string {
 	t.Helper()
+	code, body := getMetricsPath(t, d, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: status %d: %s", code, body)
+	}
+	return body
+}
+
+// getMetricsPath GETs path from the daemon's metrics listener (its address
+// is in the log) and returns the status and body.
+func getMetricsPath(t *testing.T, d *daemon, path string) (int, string) {
+	t.Helper()
 	re := regexp.MustCompile(`msg="metrics listening" addr=(\S+)`)
 	deadline := time.Now().Add(5 * time.Second)
 	var addr string
@@ -195,7 +206,7 @@ func scrape(t *testing.T, d *daemon) string {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) { return d.ns.Dial(ctx, network, a) },
 	}}
-	resp, err := client.Get("http://" + addr + "/metrics")
+	resp, err := client.Get("http://" + addr + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +215,7 @@ func scrape(t *testing.T, d *daemon) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := string(b)
-	return body
+	return resp.StatusCode, string(b)
 }
 
 func metricValue(body, series string) float64 {

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -107,9 +110,22 @@ func TestSystemdNotify(t *testing.T) {
 	})
 	const interval = 250 * time.Millisecond
 	d := startDaemonEnv(t, l.Router, filepath.Join(dir, "luafw.yaml"), filepath.Join(dir, "luafw.pid"),
-		[]string{"NOTIFY_SOCKET=" + ns.path, fmt.Sprintf("WATCHDOG_USEC=%d", interval.Microseconds())})
+		[]string{"NOTIFY_SOCKET=" + ns.path, fmt.Sprintf("WATCHDOG_USEC=%d", interval.Microseconds())},
+		"--metrics", "127.0.0.1:0")
 
 	ns.waitCount(t, "READY=1", 1, 5*time.Second)
+	if code, body := getMetricsPath(t, d, "/healthz"); code != http.StatusOK || !strings.HasPrefix(body, "ok: generation 1") {
+		t.Errorf("/healthz once ready: %d %q, want 200 ok", code, body)
+	}
+	// luafw_build_info names the version luafw --version prints.
+	out, err := exec.Command(luafwBinary(t), "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := fmt.Sprintf(`luafw_build_info{goversion=%q,version=%q}`, runtime.Version(), strings.TrimPrefix(strings.TrimSpace(string(out)), "luafw "))
+	if v := metricValue(scrape(t, d), info); v != 1 {
+		t.Errorf("%s = %v, want 1", info, v)
+	}
 	first := ns.snapshot()[0].state
 	if !strings.Contains(first, "READY=1") || !strings.Contains(first, "STATUS=generation 1: 2 plugins") {
 		t.Errorf("first notification %q, want READY=1 with a STATUS line", first)
@@ -143,7 +159,17 @@ func TestSystemdNotify(t *testing.T) {
 	stuckAt := time.Now()
 	go connect(ctx, l.Client, l.Server.Addr4, 7002, 500*time.Millisecond)
 	d.waitLog("queue reader is stuck", 10*time.Second)
+	// /healthz tells while the reader is stuck (the watchdog noted it
+	// before it logged), and recovers with it.
+	if code, body := getMetricsPath(t, d, "/healthz"); code != http.StatusServiceUnavailable && !strings.Contains(d.logs.String(), "resuming WATCHDOG=1") {
+		t.Errorf("/healthz with a reader stuck: %d %q, want 503", code, body)
+	} else if !strings.Contains(body, "queue reader stuck: segment forward@1") && code == http.StatusServiceUnavailable {
+		t.Errorf("/healthz with a reader stuck says %q", body)
+	}
 	d.waitLog("resuming WATCHDOG=1", 10*time.Second)
+	if code, body := getMetricsPath(t, d, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz after the reader progressed again: %d %q, want 200", code, body)
+	}
 	pings = ns.count("WATCHDOG=1")
 	ns.waitCount(t, "WATCHDOG=1", pings+1, 5*time.Second)
 	var gap time.Duration

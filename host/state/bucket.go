@@ -113,6 +113,9 @@ func (b *Bucket) sweep(now int64) {
 // full count until Sweep drops them.
 func (b *Bucket) Len() int { return int(b.lim.count.Load()) }
 
+// Bytes returns what the stored keys count against Limits.MaxBytes.
+func (b *Bucket) Bytes() int64 { return b.lim.bytes.Load() }
+
 // Rate returns the refill rate in tokens per second.
 func (b *Bucket) Rate() float64 { return b.rate }
 

@@ -198,6 +198,10 @@ func (s *Store) Stats() Stats {
 	}
 }
 
+// Local returns the store of the node's copies of the cluster maps and
+// bucket families (for metrics and inspection; writes to it are not sent).
+func (s *Store) Local() *state.Store { return s.local }
+
 // SyncInterval is the interval writes are sent at.
 func (s *Store) SyncInterval() time.Duration { return s.opts.SyncInterval }
 
