@@ -31,6 +31,9 @@ const (
 	DefaultQueueMaxLen = 16384
 	drainQuiet         = 50 * time.Millisecond // a draining queue closes after this long without packets
 	drainMax           = 2 * time.Second       // ... or after this long at most
+	// prebuildWait bounds how long a reload waits for the queue readers'
+	// new plugin states (each build is bounded by the 2 s load budget).
+	prebuildWait = 5 * time.Second
 )
 
 // Options configure a Daemon.
@@ -346,6 +349,16 @@ func (d *Daemon) reload() error {
 		return err
 	}
 	d.cfg, d.plan, d.rules = cfg, plan, rs
+	// The queue readers build their states of the new plugins off the
+	// packet path; wait for them, so that the new set is in force at each
+	// queue's next packet when the reload answers. Each build is bounded by
+	// the load budget; past prebuildWait a reader keeps the previous set
+	// until its builds are done.
+	pctx, cancel := context.WithTimeout(d.ctx, prebuildWait)
+	if err := d.eng.PrebuildWorkers(pctx); err != nil {
+		d.log.Warn("reload: queue readers run the previous set until their new states are built", "err", err)
+	}
+	cancel()
 	d.log.Info("reloaded", "generation", d.eng.Generation(), "segments", len(plan), "kernel", change.String())
 	return nil
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -23,8 +25,11 @@ import (
 //     the builds, so a plugin whose top level is quick is running at the
 //     next packet, as with a synchronous switch; a slow top level (or a
 //     loaded machine) leaves the previous generation running longer.
-//     Engine.Load and Commit return before workers switch, as before
-//     (workers always switched at their next packet, not at Commit).
+//     Engine.Load and Commit return before workers switch. A caller that
+//     promises the new set is in force when it returns (the daemon's
+//     reload) calls PrebuildWorkers: it builds every worker's new states
+//     at once, off the packet path, and waits for them, so that each
+//     worker switches at its next packet.
 //   - After a memory overrun the plugin is quarantined (its callbacks give
 //     on_error) and its over-limit state is closed at once; until the new
 //     state is ready the plugin's callbacks in that worker give on_error
@@ -62,11 +67,19 @@ func (w *Worker) startBuild(p *plugin) *stateBuild {
 	if old := w.builds[p]; old != nil {
 		old.drop()
 	}
-	b := &stateBuild{p: p, epoch: p.epoch.Load(), ch: make(chan struct{})}
+	b := w.newBuild(p)
 	if w.builds == nil {
 		w.builds = map[*plugin]*stateBuild{}
 	}
 	w.builds[p] = b
+	return b
+}
+
+// newBuild starts building a state of p for the worker on a goroutine of
+// its own. It touches nothing the worker owns: PrebuildWorkers calls it
+// from the reloading goroutine.
+func (w *Worker) newBuild(p *plugin) *stateBuild {
+	b := &stateBuild{p: p, epoch: p.epoch.Load(), ch: make(chan struct{})}
 	go func() {
 		ps, err := w.eng.newPluginState(p, w)
 		b.mu.Lock()
@@ -119,6 +132,7 @@ func (b *stateBuild) drop() {
 
 // dropBuilds gives up every build of the worker.
 func (w *Worker) dropBuilds() {
+	w.takePending()
 	for p, b := range w.builds {
 		b.drop()
 		delete(w.builds, p)
@@ -131,9 +145,88 @@ func (w *Worker) building(p *plugin) bool {
 	return ok
 }
 
+// PrebuildWorkers starts, for every worker with background builds, the
+// states the running generation needs that the worker does not have (its
+// new and changed plugins), and waits until they are built or ctx ends.
+// Each worker then takes them at its next packet and switches without
+// waiting: the daemon calls it at a reload so that the new set is in force
+// when the reload answers. A build that is not done when ctx ends goes on;
+// that worker keeps its previous generation until it is.
+func (e *Engine) PrebuildWorkers(ctx context.Context) error {
+	g := e.gen.Load()
+	if g == nil {
+		return nil
+	}
+	var all []*stateBuild
+	e.workersMu.Lock()
+	for w := range e.workers {
+		if !w.async {
+			continue
+		}
+		cur := w.current.Load()
+		if cur == g {
+			continue
+		}
+		have := map[*plugin]bool{}
+		if cur != nil {
+			for _, p := range cur.plugins {
+				have[p] = true
+			}
+		}
+		w.pendMu.Lock()
+		for _, p := range g.plugins {
+			if have[p] {
+				continue // kept by the worker, unless reset since: it builds that itself
+			}
+			if old := w.pending[p]; old != nil {
+				old.drop()
+			}
+			if w.pending == nil {
+				w.pending = map[*plugin]*stateBuild{}
+			}
+			b := w.newBuild(p)
+			w.pending[p] = b
+			all = append(all, b)
+		}
+		w.pendMu.Unlock()
+	}
+	e.workersMu.Unlock()
+	for _, b := range all {
+		select {
+		case <-b.ch:
+		case <-ctx.Done():
+			return fmt.Errorf("workers still building the new plugin states: %w", context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// takePending moves the builds PrebuildWorkers started for the worker into
+// its own; a build it already has for the same plugin and epoch wins.
+func (w *Worker) takePending() {
+	w.pendMu.Lock()
+	pend := w.pending
+	w.pending = nil
+	w.pendMu.Unlock()
+	for p, b := range pend {
+		if old := w.builds[p]; old != nil && old.epoch == b.epoch {
+			b.drop()
+			continue
+		}
+		if old := w.builds[p]; old != nil {
+			old.drop()
+		}
+		if w.builds == nil {
+			w.builds = map[*plugin]*stateBuild{}
+		}
+		w.builds[p] = b
+	}
+}
+
 // syncBackground is sync for a worker with background builds: it starts
 // the builds the generation g needs and switches to g once all are done.
 func (w *Worker) syncBackground(g *generation) {
+	w.takePending()
 	ready := true
 	for _, p := range g.plugins {
 		if w.keeps(p) {

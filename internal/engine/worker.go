@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,11 @@ type Worker struct {
 	async  bool
 	builds map[*plugin]*stateBuild
 	waited *generation
+	// current is gen, for PrebuildWorkers on another goroutine; pending
+	// are the builds it started, taken by the worker at its next sync.
+	current atomic.Pointer[generation]
+	pendMu  sync.Mutex
+	pending map[*plugin]*stateBuild
 
 	ct CTSource
 
@@ -108,6 +114,7 @@ func (w *Worker) Close() {
 	}
 	w.ps = nil
 	w.gen = nil
+	w.current.Store(nil)
 	if w.tr != nil {
 		w.tr.close()
 	}
@@ -168,6 +175,7 @@ func (w *Worker) switchTo(g *generation, next []*pluginState) {
 	}
 	w.ps = next
 	w.gen = g
+	w.current.Store(g)
 }
 
 // Run runs the packet through its hook's whole chain.
