@@ -34,7 +34,8 @@ local O = fw.options
 
 local opt = fw.option
 
-local emit = log[opt("level", "info", "string")]
+local levels = { debug = log.debug, info = log.info, warn = log.warn, error = log.error }
+local emit = levels[opt("level", "info", "string")]
 if not emit then
 	error(fw.plugin .. ": option level must be debug, info, warn or error", 0)
 end

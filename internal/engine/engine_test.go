@@ -287,7 +287,7 @@ func TestUnknownFieldIsAnError(t *testing.T) {
 	if d.Errors != 1 || d.Verdict != Accept {
 		t.Fatalf("errors %d verdict %v", d.Errors, d.Verdict)
 	}
-	if !strings.Contains(logs.String(), `pkt has no field \"dprot\"`) {
+	if !strings.Contains(logs.String(), `typo.lua:1: pkt.dprot: no such field in pkt (did you mean pkt.dport?)`) {
 		t.Fatalf("log does not name the field: %s", logs.String())
 	}
 }
