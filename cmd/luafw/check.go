@@ -31,7 +31,8 @@ func loadSpecs(path string) ([]engine.PluginSpec, *config.File, error) {
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: luafw check FILE.lua|CONFIG.yaml") }
+	strict := fs.Bool("strict", false, "make warnings of the static checks errors")
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: luafw check [--strict] FILE.lua|CONFIG.yaml") }
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,7 +46,11 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1
 	}
-	eng := engine.New(engine.Options{Logger: log})
+	if !lintPlugins(specs, *strict, stderr) {
+		return 1
+	}
+	// The load runs the checks again; lintPlugins printed their findings.
+	eng := engine.New(engine.Options{Logger: log, StrictChecks: *strict, Warn: func(engine.Finding) {}})
 	defer eng.Close()
 	if err := eng.LoadContext(ctx, specs); err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
@@ -67,6 +72,29 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tw.Flush()
 	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))
 	return 0
+}
+
+// lintPlugins prints every finding of the static checks of each plugin,
+// warnings included, and reports whether none fails the check.
+func lintPlugins(specs []engine.PluginSpec, strict bool, stderr io.Writer) bool {
+	ok := true
+	for _, spec := range specs {
+		findings, err := engine.Lint(spec)
+		if err != nil {
+			continue // the load says it, once
+		}
+		for _, f := range findings {
+			kind := "warning: "
+			if f.Error {
+				kind = ""
+			}
+			if f.Error || strict {
+				ok = false
+			}
+			fmt.Fprintf(stderr, "luafw check: %s%s\n", kind, f)
+		}
+	}
+	return ok
 }
 
 // warnCredentials warns (it is no failure) about each credential file of

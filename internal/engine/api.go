@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/luafw/luafw/internal/sandbox"
+	lua "github.com/luafw/luafw/lua"
 )
 
 // The script API's names, in one place. The strict tables (strict.go),
@@ -226,4 +227,17 @@ func (ix apiIndex) names(table string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// tableKeys is the sorted string keys of t (of a read-only proxy's
+// backing table).
+func tableKeys(t *lua.LTable) []string {
+	var ks []string
+	sandbox.Contents(t).ForEach(func(k, _ lua.LValue) {
+		if s, ok := k.(lua.LString); ok {
+			ks = append(ks, string(s))
+		}
+	})
+	slices.Sort(ks)
+	return ks
 }

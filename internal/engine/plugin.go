@@ -14,6 +14,7 @@ import (
 	"github.com/luafw/luafw/internal/sandbox"
 	"github.com/luafw/luafw/internal/tokenbucket"
 	lua "github.com/luafw/luafw/lua"
+	"github.com/luafw/luafw/lua/ast"
 	"github.com/luafw/luafw/lua/parse"
 
 	"github.com/luafw/luafw/host/netset"
@@ -162,6 +163,9 @@ func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.Function
 		}
 		return nil, syntaxError(spec, src, err)
 	}
+	if err := e.checkChunk(spec, chunk); err != nil {
+		return nil, err
+	}
 	proto, err := lua.CompileInterruptible(chunk, spec.File, check)
 	if err != nil {
 		if isLoadCut(err) {
@@ -171,6 +175,39 @@ func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.Function
 	}
 	boxedKeys(proto)
 	return proto, nil
+}
+
+// checkChunk runs the static checks: the first error (or, with
+// StrictChecks, the first warning) fails the load; warnings go to
+// Options.Warn.
+func (e *Engine) checkChunk(spec PluginSpec, chunk []ast.Stmt) error {
+	var first *Finding
+	n := 0
+	for _, f := range lint(spec.File, chunk) {
+		if f.Error || e.opts.StrictChecks {
+			if first == nil {
+				first = &f
+			}
+			n++
+			continue
+		}
+		if e.opts.Warn != nil {
+			e.opts.Warn(f)
+		} else {
+			e.log.Warn("plugin check: "+f.Msg, "plugin", spec.Name, "at", fmt.Sprintf("%s:%d", f.File, f.Line))
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	reason := first.Msg
+	if !first.Error {
+		reason += " (a warning; strict checks make it an error)"
+	}
+	if n > 1 {
+		reason += fmt.Sprintf(" (and %d more)", n-1)
+	}
+	return &LoadError{Plugin: spec.Name, File: spec.File, Line: first.Line, Reason: reason}
 }
 
 // syntaxError turns gopher-lua's parse errors ("FILE line:N(column:M) near

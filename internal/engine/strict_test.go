@@ -75,17 +75,6 @@ func probeState(t *testing.T) *pluginState {
 	return ps
 }
 
-func tableKeys(t *lua.LTable) []string {
-	var ks []string
-	sandbox.Contents(t).ForEach(func(k, _ lua.LValue) {
-		if s, ok := k.(lua.LString); ok {
-			ks = append(ks, string(s))
-		}
-	})
-	slices.Sort(ks)
-	return ks
-}
-
 // The registry is the tables the engine really builds: no name missing
 // from it, none in it that the engine lacks.
 func TestAPIRegistryMatchesModules(t *testing.T) {
