@@ -73,6 +73,7 @@ var apiNames = []APIName{
 	{"fw", "REJECT", "integer", "verdict, final: drop and answer with a TCP reset or ICMP unreachable"},
 	{"fw", "REPEAT", "integer", "verdict: run the hook again"},
 	{"fw", "register", "fun(spec: luafw.Registration)", "register a callback (top level only)"},
+	{"fw", "schema", "fun(decl: table<string, luafw.OptionDecl>): table<string, any>", "declare the plugin's options; returns their values, checked, defaults filled in"},
 	{"fw", "option", "fun(name: string, default?: any, types?: string): any", "an option's value, or default when unset; types makes another type a load error"},
 	{"fw", "list", "fun(v: any): table", "v when a table, else a list of v ({} for nil)"},
 	{"fw", "keys", "fun(t: table): any[]", "t's keys as a sorted list (top level only)"},

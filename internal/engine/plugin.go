@@ -45,6 +45,12 @@ type PluginSpec struct {
 	Source []byte
 	// Options is what the script sees as fw.options.
 	Options map[string]any
+	// Config is the configuration file the spec came from, and
+	// OptionLines the line of each option's key in it: a bad option (see
+	// fw.schema) is a load error at that place. Empty for specs made in
+	// code.
+	Config      string
+	OptionLines map[string]int
 	// OnError is the verdict a packet gets when a callback of this plugin
 	// fails or runs out of budget: Accept (pass on, the default) or Drop or
 	// Reject.
@@ -107,6 +113,8 @@ type plugin struct {
 	logLimiter tokenLimiter
 
 	state stateNames // the state objects it opened at load (limits.go)
+
+	schema []OptionSpec // the options it declares (fw.schema), nil when it does not
 
 	// prepareCtx is the caller's context while Prepare probes the plugin
 	// (nil otherwise): it ends the top-level run (topLevelContext).

@@ -23,6 +23,10 @@ type pluginState struct {
 	regs    []registration
 	fns     []*lua.LFunction
 	options *lua.LTable    // fw.options, which fw.option reads
+	schema  []OptionSpec   // what fw.schema declared
+	// optionErr is a bad option at its place in the configuration, which
+	// the load reports instead of the error fw.schema raised.
+	optionErr *LoadError
 	pkt     *lua.LUserData // the packet view, reused for every packet
 	tcp     *lua.LUserData // pkt.tcp
 	ct      *lua.LUserData // pkt.ct
@@ -86,6 +90,10 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	L.Push(L.NewFunctionFromProto(p.proto))
 	err := L.PCall(0, 0, nil)
 	ps.loading = false
+	if ps.optionErr != nil { // even when the script caught the error
+		L.Close()
+		return nil, ps.optionErr
+	}
 	if err != nil {
 		L.Close()
 		if context.Cause(ctx) == watchdog.ErrMemoryCeiling {
