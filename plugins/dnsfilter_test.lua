@@ -167,3 +167,7 @@ test("sinkhole: NXDOMAIN by default; TCP is rejected", function()
 	expect_verdict(sh:run(packet.tcp{ src = "192.0.2.10", dst = "198.51.100.53", dport = 53, flags = "PA", payload = framed }, "forward"), "reject")
 	expect_error(function() harness("dnsfilter.lua", { names = { "a.example" }, action = "sinkhole", sinkhole = { a = "::" } }) end, "sinkhole")
 end)
+
+test("options are declared and checked", function()
+	expect_options_checked("dnsfilter.lua")
+end)

@@ -139,3 +139,7 @@ end)
 test("state must be local or cluster", function()
 	expect_error(function() harness("ratelimit.lua", { state = "global" }) end, 'option state: "global" is not one of local, cluster')
 end)
+
+test("options are declared and checked", function()
+	expect_options_checked("ratelimit.lua")
+end)

@@ -157,3 +157,15 @@ func TestCaptureBy(t *testing.T) {
 		t.Errorf("summary %+v, want 1 passed; output:\n%s", sum, out)
 	}
 }
+
+// TestExpectOptionsChecked: expect_options_checked fails a plugin that
+// declares no options and passes one whose schema refuses bad values.
+func TestExpectOptionsChecked(t *testing.T) {
+	sum, out := runPaths(t, Options{}, "testdata/options")
+	if sum.Passed != 1 || sum.Failed != 1 {
+		t.Errorf("summary %+v, want 1 passed, 1 failed; output:\n%s", sum, out)
+	}
+	if !strings.Contains(out, "unchecked.lua declares no options (fw.schema)") {
+		t.Errorf("output lacks the reason:\n%s", out)
+	}
+}

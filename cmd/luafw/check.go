@@ -32,7 +32,8 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	strict := fs.Bool("strict", false, "make warnings of the static checks errors")
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: luafw check [--strict] FILE.lua|CONFIG.yaml") }
+	options := fs.Bool("options", false, "print each plugin's options (declared with fw.schema) instead of the chains")
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: luafw check [--strict] [--options] FILE.lua|CONFIG.yaml") }
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,6 +65,10 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 1
 		}
 	}
+	if *options {
+		printOptions(stdout, eng)
+		return 0
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOOK\tPRIORITY\tPLUGIN\tCALLBACK\tFILE\tMATCH")
 	for _, c := range eng.Chains() {
@@ -72,6 +77,38 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tw.Flush()
 	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))
 	return 0
+}
+
+// printOptions prints the options each loaded plugin declares.
+func printOptions(stdout io.Writer, eng *engine.Engine) {
+	for i, p := range eng.Plugins() {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		opts, ok := eng.PluginOptions(p.Name)
+		if !ok {
+			fmt.Fprintf(stdout, "%s: declares no options (no fw.schema)\n", p.Name)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s (%s):\n", p.Name, p.File)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "OPTION\tTYPE\tDEFAULT\tDESCRIPTION")
+		for _, o := range opts {
+			typ := o.Type
+			if len(o.Values) > 0 {
+				typ += ": " + strings.Join(o.Values, "|")
+			}
+			if r := o.Range(); r != "" {
+				typ += " " + r
+			}
+			dflt := o.Default
+			if dflt == "" {
+				dflt = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Name, typ, dflt, o.Doc)
+		}
+		tw.Flush()
+	}
 }
 
 // lintPlugins prints every finding of the static checks of each plugin,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -42,4 +43,32 @@ end}
 	if code, _, errs := runCLI("check", "--strict", warn); code != 1 || !strings.Contains(errs, warn+":2: global hits") {
 		t.Fatalf("--strict: exit %d, want 1: %s", code, errs)
 	}
+}
+
+// luafw check --options prints what a plugin declares with fw.schema, and
+// a misspelled option in a configuration is refused at its line.
+func TestCheckOptions(t *testing.T) {
+	code, out, errs := runCLI("check", "--options", "../../plugins/ratelimit.lua")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"OPTION", "ports      ports                  {22}       destination ports limited", "v6_prefix  integer 4..128"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	dir := t.TempDir()
+	cfg := write(t, dir, "luafw.yaml", "plugins:\n  - file: "+absPlugin(t, "ratelimit.lua")+"\n    options:\n      port: [2222]\n")
+	code, _, errs = runCLI("check", cfg)
+	if want := cfg + `:4: plugin ratelimit: option "port" is unknown (did you mean ports?)`; code != 1 || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d, want 1 and %q: %s", code, want, errs)
+	}
+}
+
+func absPlugin(t *testing.T, name string) string {
+	p, err := filepath.Abs(filepath.Join("../../plugins", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -357,6 +357,15 @@ func checkOne(L *lua.LState, s OptionSpec, typ optionType, v lua.LValue) (lua.LV
 	return nv, nil
 }
 
+// Range is the option's bounds as text ("4..128", "at least 0"), or ""
+// when it has none.
+func (s OptionSpec) Range() string {
+	if s.Min == nil && s.Max == nil {
+		return ""
+	}
+	return rangeText(s)
+}
+
 func rangeText(s OptionSpec) string {
 	switch {
 	case s.Min != nil && s.Max != nil:
