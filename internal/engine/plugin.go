@@ -223,12 +223,30 @@ func (e *Engine) checkChunk(spec PluginSpec, chunk []ast.Stmt) error {
 func syntaxError(spec PluginSpec, src []byte, err error) error {
 	var perr *parse.Error
 	if errors.As(err, &perr) {
-		if perr.Pos.Line <= 0 { // at the end of the chunk
-			return &LoadError{Plugin: spec.Name, File: spec.File, Line: bytes.Count(src, []byte("\n")) + 1,
-				Reason: fmt.Sprintf("syntax error at end of file: %s", sandbox.Cut(strings.TrimSpace(perr.Message), sandbox.MaxErrorText))}
+		// The parser's own message is only "syntax error" (or "parse
+		// error"): then say it once, and what was left open where the scan
+		// can tell (syntax.go). The lexer's messages say more.
+		msg := strings.TrimSpace(perr.Message)
+		generic := msg == "syntax error" || msg == "parse error"
+		hint := ""
+		if generic {
+			hint = syntaxHint(src, spec.File, max(perr.Pos.Line, 0), perr.Pos.Column)
 		}
-		return &LoadError{Plugin: spec.Name, File: spec.File, Line: perr.Pos.Line,
-			Reason: fmt.Sprintf("syntax error near %s: %s", sandbox.QuoteCut(perr.Token, MaxNameLen), sandbox.Cut(strings.TrimSpace(perr.Message), sandbox.MaxErrorText))}
+		le := &LoadError{Plugin: spec.Name, File: spec.File, Line: perr.Pos.Line}
+		near := "near " + sandbox.QuoteCut(perr.Token, MaxNameLen)
+		if perr.Pos.Line <= 0 { // at the end of the chunk
+			le.Line = bytes.Count(src, []byte("\n")) + 1
+			near = "at end of file"
+		}
+		switch {
+		case hint != "":
+			le.Reason = hint + " " + strings.Replace(near, "at end of file", "near <eof>", 1)
+		case generic:
+			le.Reason = "syntax error " + near
+		default:
+			le.Reason = fmt.Sprintf("syntax error %s: %s", near, sandbox.Cut(msg, sandbox.MaxErrorText))
+		}
+		return le
 	}
 	msg := err.Error()
 	le := &LoadError{Plugin: spec.Name, File: spec.File, Reason: sandbox.Cut(msg, sandbox.MaxErrorText)}

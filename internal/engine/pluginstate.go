@@ -22,14 +22,14 @@ type pluginState struct {
 	epoch   uint64 // of p when made
 	regs    []registration
 	fns     []*lua.LFunction
-	options *lua.LTable    // fw.options, which fw.option reads
-	schema  []OptionSpec   // what fw.schema declared
+	options *lua.LTable  // fw.options, which fw.option reads
+	schema  []OptionSpec // what fw.schema declared
 	// optionErr is a bad option at its place in the configuration, which
 	// the load reports instead of the error fw.schema raised.
 	optionErr *LoadError
-	pkt     *lua.LUserData // the packet view, reused for every packet
-	tcp     *lua.LUserData // pkt.tcp
-	ct      *lua.LUserData // pkt.ct
+	pkt       *lua.LUserData // the packet view, reused for every packet
+	tcp       *lua.LUserData // pkt.tcp
+	ct        *lua.LUserData // pkt.ct
 }
 
 // Each Lua module of luafw is an open function (openFw, openNet, ...) that
@@ -100,7 +100,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: "top level cut off: the process is near its memory ceiling"}
 		}
 		if ctx.Err() != nil {
-			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: fmt.Sprintf("top level did not finish within %v", loadBudget)}
+			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Line: errLine(p.spec.File, err), Reason: fmt.Sprintf("top level did not finish within %v", loadBudget)}
 		}
 		return nil, luaError(p.spec, err)
 	}
