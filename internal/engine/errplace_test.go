@@ -20,4 +20,3 @@ func TestBudgetCutNamesTheLine(t *testing.T) {
 		t.Fatalf("the cut does not name the loop's line: %s", logs.String())
 	}
 }
-
