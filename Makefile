@@ -27,7 +27,8 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/luafw
 
 # install puts the binary, the systemd unit (ExecStart names
-# $(PREFIX)/bin/luafw) and an example configuration in place. An existing
+# $(PREFIX)/bin/luafw), the editor and luacheck definitions of the Lua API
+# (dist/editor) and an example configuration in place. An existing
 # $(SYSCONFDIR)/luafw is left alone.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/luafw
@@ -38,6 +39,8 @@ install: build
 	    dist/luafw.service > $(DESTDIR)$(UNITDIR)/luafw.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/luafw.service
 	install -D -m 0644 docs/operating.md $(DESTDIR)$(PREFIX)/share/doc/luafw/operating.md
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/luafw/editor
+	install -m 0644 dist/editor/luafw.d.lua dist/editor/luacheckrc.lua $(DESTDIR)$(PREFIX)/share/luafw/editor/
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml ]; then \
 	    echo "keeping $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml"; \
 	else \

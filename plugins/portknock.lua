@@ -130,7 +130,7 @@ local function is_new(pkt)
 end
 
 -- knock handles a packet to a sequence port.
-local function knock(pkt, key, src)
+local function knock(_, key, src)
 	local done = progress:get(src) or 0
 	if key == sequence[done + 1] then
 		done = done + 1

@@ -1,9 +1,11 @@
 package plugintest
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/internal/sandbox"
 	lua "github.com/luafw/luafw/lua"
 )
 
@@ -57,4 +59,34 @@ func (fr *fileRun) luaExpectOptionsChecked(L *lua.LState) int {
 	}
 	L.Push(out)
 	return 1
+}
+
+// Globals returns the names a test file sees besides the sandbox's
+// standard library (sandbox.NewState), with the fields of those that are
+// tables: what editor and lint definitions of the test API list. It is
+// read from a real test state, so it cannot drift from newState.
+func Globals() map[string][]string {
+	fr := &fileRun{}
+	L := fr.newState()
+	defer L.Close()
+	base := sandbox.NewState()
+	defer base.Close()
+	out := map[string][]string{}
+	L.G.Global.ForEach(func(k, v lua.LValue) {
+		name, ok := k.(lua.LString)
+		if !ok || base.G.Global.RawGet(k) != lua.LNil {
+			return
+		}
+		var fields []string
+		if t, ok := v.(*lua.LTable); ok {
+			sandbox.Contents(t).ForEach(func(f, _ lua.LValue) {
+				if s, ok := f.(lua.LString); ok {
+					fields = append(fields, string(s))
+				}
+			})
+			slices.Sort(fields)
+		}
+		out[string(name)] = fields
+	})
+	return out
 }

@@ -13,6 +13,9 @@ command -v tcpdump   >/dev/null 2>&1 || need+=(tcpdump)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v keepalived   >/dev/null 2>&1 || need+=(keepalived)
 command -v conntrackd   >/dev/null 2>&1 || need+=(conntrackd)
+# plugin lint: the shipped plugins and docs/examples pass luacheck with the
+# generated luafw standard (dist/editor)
+command -v luacheck     >/dev/null 2>&1 || need+=(lua-check)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "deps: missing ${need[*]} (not root: kernel tests will skip)" >&2

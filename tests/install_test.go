@@ -43,8 +43,10 @@ func TestMakeInstall(t *testing.T) {
 			t.Errorf("installed unit lacks %q", want)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dest, "opt/lfw/share/doc/luafw/operating.md")); err != nil {
-		t.Error(err)
+	for _, f := range []string{"share/doc/luafw/operating.md", "share/luafw/editor/luafw.d.lua", "share/luafw/editor/luacheckrc.lua"} {
+		if _, err := os.Stat(filepath.Join(dest, "opt/lfw", f)); err != nil {
+			t.Error(err)
+		}
 	}
 	cfg := filepath.Join(dest, "etc/luafw/luafw.yaml")
 	if out, err := exec.Command(bin, "check", cfg).CombinedOutput(); err != nil {

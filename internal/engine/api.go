@@ -56,6 +56,38 @@ var apiTypes = map[string]string{
 	"state.bucket":  stateBucketType,
 }
 
+// apiClasses are the class names the editor definitions give each table
+// (the names APIName.Type refers to).
+var apiClasses = map[string]string{
+	"fw": "luafw.fw", "fw.priority": "luafw.Priorities", "net": "luafw.net", "state": "luafw.state",
+	"log": "luafw.log", "time": "luafw.time", "bit": "luafw.bit", "packet": "luafw.packet",
+	"dns": "luafw.dns", "tls": "luafw.tls", "pkt": "luafw.Packet", "pkt.tcp": "luafw.PacketTCP",
+	"pkt.ct": "luafw.PacketCT", "netset": "luafw.NetSet", "domainset": "luafw.DomainSet",
+	"state.map": "luafw.StateMap", "state.counter": "luafw.StateCounter", "state.bucket": "luafw.StateBucket",
+}
+
+// APITables returns the tables of the API in the order of APINames, each
+// with the class name editor definitions give it, and whether it is a
+// global module.
+func APITables() []APITable {
+	var out []APITable
+	seen := map[string]bool{}
+	for _, n := range apiNames {
+		if !seen[n.Table] {
+			seen[n.Table] = true
+			out = append(out, APITable{Name: n.Table, Class: apiClasses[n.Table], Global: slices.Contains(apiModuleNames, n.Table)})
+		}
+	}
+	return out
+}
+
+// APITable is one table of the script API.
+type APITable struct {
+	Name   string // "fw", "pkt.tcp", "state.map"
+	Class  string // "luafw.fw", "luafw.PacketTCP"
+	Global bool   // a module set as a global
+}
+
 // apiTypeTable is the API table name of the userdata type typ.
 func apiTypeTable(typ string) string {
 	for table, t := range apiTypes {
