@@ -45,13 +45,20 @@ const (
 	kindPacket            // a callback's packet parameter
 )
 
+// linter walks a chunk twice: the first walk (collecting) only finds the
+// callbacks (the functions given as fn to fw.register, by value or by the
+// name of a function the chunk defines), which the second, reporting walk
+// needs before it reaches them.
 type linter struct {
-	file      string
-	ix        apiIndex
-	callbacks map[*ast.FunctionExpr]bool
-	scopes    []map[string]int
-	depth     int // function nesting; 0 at the top level
-	out       []Finding
+	file       string
+	ix         apiIndex
+	collecting bool
+	callbacks  map[*ast.FunctionExpr]bool
+	fnNames    map[string]bool                // names given as fn
+	defs       map[string][]*ast.FunctionExpr // functions assigned to each name
+	scopes     []map[string]int
+	depth      int // function nesting; 0 at the top level
+	out        []Finding
 }
 
 // Lint runs the static checks over the plugin spec names (its Source, or
@@ -77,8 +84,17 @@ func Lint(spec PluginSpec) ([]Finding, error) {
 
 // lint runs the static checks over a parsed chunk.
 func lint(file string, chunk []ast.Stmt) []Finding {
-	l := &linter{file: file, ix: lintIndex(), callbacks: map[*ast.FunctionExpr]bool{}}
-	l.findCallbacks(chunk)
+	l := &linter{file: file, ix: lintIndex(), collecting: true, callbacks: map[*ast.FunctionExpr]bool{},
+		fnNames: map[string]bool{}, defs: map[string][]*ast.FunctionExpr{}}
+	l.push()
+	l.stmts(chunk)
+	for name := range l.fnNames {
+		for _, fn := range l.defs[name] {
+			l.callbacks[fn] = true
+		}
+	}
+	l.collecting = false
+	l.scopes = nil
 	l.push()
 	l.stmts(chunk)
 	return l.out
@@ -119,59 +135,10 @@ func (l *linter) lookup(name string) int {
 }
 
 func (l *linter) report(line int, isErr bool, format string, args ...any) {
-	l.out = append(l.out, Finding{File: l.file, Line: line, Msg: fmt.Sprintf(format, args...), Error: isErr})
-}
-
-// findCallbacks collects the functions given as fn to fw.register, by
-// value or by the name of a function the chunk defines.
-func (l *linter) findCallbacks(chunk []ast.Stmt) {
-	names := map[string]bool{}
-	walkAST(chunk, func(e ast.Expr) {
-		call, ok := e.(*ast.FuncCallExpr)
-		if !ok || apiPath(call.Func) != "fw.register" || len(call.Args) != 1 {
-			return
-		}
-		t, ok := call.Args[0].(*ast.TableExpr)
-		if !ok {
-			return
-		}
-		for _, f := range t.Fields {
-			if k, ok := f.Key.(*ast.StringExpr); !ok || k.Value != "fn" {
-				continue
-			}
-			switch v := f.Value.(type) {
-			case *ast.FunctionExpr:
-				l.callbacks[v] = true
-			case *ast.IdentExpr:
-				names[v.Value] = true
-			}
-		}
-	}, func(s ast.Stmt) {})
-	if len(names) == 0 {
+	if l.collecting {
 		return
 	}
-	walkAST(chunk, func(ast.Expr) {}, func(s ast.Stmt) {
-		switch s := s.(type) {
-		case *ast.LocalAssignStmt:
-			for i, n := range s.Names {
-				if fn, ok := exprAt(s.Exprs, i).(*ast.FunctionExpr); ok && names[n] {
-					l.callbacks[fn] = true
-				}
-			}
-		case *ast.AssignStmt:
-			for i, lhs := range s.Lhs {
-				if id, ok := lhs.(*ast.IdentExpr); ok && names[id.Value] {
-					if fn, ok := exprAt(s.Rhs, i).(*ast.FunctionExpr); ok {
-						l.callbacks[fn] = true
-					}
-				}
-			}
-		case *ast.FuncDefStmt:
-			if id, ok := s.Name.Func.(*ast.IdentExpr); ok && names[id.Value] {
-				l.callbacks[s.Func] = true
-			}
-		}
-	})
+	l.out = append(l.out, Finding{File: l.file, Line: line, Msg: fmt.Sprintf(format, args...), Error: isErr})
 }
 
 func exprAt(exprs []ast.Expr, i int) ast.Expr {
@@ -179,6 +146,35 @@ func exprAt(exprs []ast.Expr, i int) ast.Expr {
 		return exprs[i]
 	}
 	return nil
+}
+
+// register notes the callbacks of a fw.register{...} call.
+func (l *linter) register(call *ast.FuncCallExpr) {
+	if !l.collecting || apiPath(call.Func) != "fw.register" || len(call.Args) != 1 {
+		return
+	}
+	t, ok := call.Args[0].(*ast.TableExpr)
+	if !ok {
+		return
+	}
+	for _, f := range t.Fields {
+		if k, ok := f.Key.(*ast.StringExpr); !ok || k.Value != "fn" {
+			continue
+		}
+		switch v := f.Value.(type) {
+		case *ast.FunctionExpr:
+			l.callbacks[v] = true
+		case *ast.IdentExpr:
+			l.fnNames[v.Value] = true
+		}
+	}
+}
+
+// define notes a function assigned to a name, which fw.register may name.
+func (l *linter) define(name string, e ast.Expr) {
+	if fn, ok := e.(*ast.FunctionExpr); ok && l.collecting {
+		l.defs[name] = append(l.defs[name], fn)
+	}
 }
 
 // apiPath is "fw", "fw.priority", "fw.register", ... for a chain of
@@ -300,7 +296,10 @@ func (l *linter) stmt(s ast.Stmt) {
 	switch s := s.(type) {
 	case *ast.AssignStmt:
 		l.exprs(s.Rhs)
-		for _, lhs := range s.Lhs {
+		for i, lhs := range s.Lhs {
+			if id, ok := lhs.(*ast.IdentExpr); ok {
+				l.define(id.Value, exprAt(s.Rhs, i))
+			}
 			l.assign(s.Line(), lhs)
 		}
 	case *ast.LocalAssignStmt:
@@ -310,7 +309,8 @@ func (l *linter) stmt(s ast.Stmt) {
 			}
 		}
 		l.exprs(s.Exprs)
-		for _, n := range s.Names {
+		for i, n := range s.Names {
+			l.define(n, exprAt(s.Exprs, i))
 			l.declare(n, kindLocal)
 		}
 	case *ast.FuncCallStmt:
@@ -346,6 +346,9 @@ func (l *linter) stmt(s ast.Stmt) {
 		l.stmts(s.Stmts)
 		l.pop()
 	case *ast.FuncDefStmt:
+		if id, ok := s.Name.Func.(*ast.IdentExpr); ok {
+			l.define(id.Value, s.Func)
+		}
 		if s.Name.Func != nil {
 			l.assign(s.Line(), s.Name.Func)
 		} else {
@@ -375,6 +378,7 @@ func (l *linter) expr(e ast.Expr) {
 			l.expr(f.Value)
 		}
 	case *ast.FuncCallExpr:
+		l.register(e)
 		if e.Receiver != nil {
 			l.method(e.Line(), e.Receiver, e.Method)
 			l.expr(e.Receiver)
@@ -421,95 +425,4 @@ func (l *linter) function(f *ast.FunctionExpr, method bool) {
 	l.stmts(f.Stmts)
 	l.pop()
 	l.depth--
-}
-
-// walkAST calls fe for every expression and fs for every statement of
-// stmts, nested ones included, in no particular scope.
-func walkAST(stmts []ast.Stmt, fe func(ast.Expr), fs func(ast.Stmt)) {
-	var expr func(ast.Expr)
-	var block func([]ast.Stmt)
-	exprs := func(es []ast.Expr) {
-		for _, e := range es {
-			expr(e)
-		}
-	}
-	expr = func(e ast.Expr) {
-		if e == nil {
-			return
-		}
-		fe(e)
-		switch e := e.(type) {
-		case *ast.AttrGetExpr:
-			expr(e.Object)
-			expr(e.Key)
-		case *ast.TableExpr:
-			for _, f := range e.Fields {
-				expr(f.Key)
-				expr(f.Value)
-			}
-		case *ast.FuncCallExpr:
-			expr(e.Func)
-			expr(e.Receiver)
-			exprs(e.Args)
-		case *ast.LogicalOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
-		case *ast.RelationalOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
-		case *ast.StringConcatOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
-		case *ast.ArithmeticOpExpr:
-			expr(e.Lhs)
-			expr(e.Rhs)
-		case *ast.UnaryMinusOpExpr:
-			expr(e.Expr)
-		case *ast.UnaryNotOpExpr:
-			expr(e.Expr)
-		case *ast.UnaryLenOpExpr:
-			expr(e.Expr)
-		case *ast.FunctionExpr:
-			block(e.Stmts)
-		}
-	}
-	block = func(stmts []ast.Stmt) {
-		for _, s := range stmts {
-			fs(s)
-			switch s := s.(type) {
-			case *ast.AssignStmt:
-				exprs(s.Lhs)
-				exprs(s.Rhs)
-			case *ast.LocalAssignStmt:
-				exprs(s.Exprs)
-			case *ast.FuncCallStmt:
-				expr(s.Expr)
-			case *ast.DoBlockStmt:
-				block(s.Stmts)
-			case *ast.WhileStmt:
-				expr(s.Condition)
-				block(s.Stmts)
-			case *ast.RepeatStmt:
-				block(s.Stmts)
-				expr(s.Condition)
-			case *ast.IfStmt:
-				expr(s.Condition)
-				block(s.Then)
-				block(s.Else)
-			case *ast.NumberForStmt:
-				expr(s.Init)
-				expr(s.Limit)
-				expr(s.Step)
-				block(s.Stmts)
-			case *ast.GenericForStmt:
-				exprs(s.Exprs)
-				block(s.Stmts)
-			case *ast.FuncDefStmt:
-				block(s.Func.Stmts)
-			case *ast.ReturnStmt:
-				exprs(s.Exprs)
-			}
-		}
-	}
-	block(stmts)
 }
