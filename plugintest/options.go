@@ -1,7 +1,6 @@
 package plugintest
 
 import (
-	"slices"
 	"strings"
 
 	"github.com/luafw/luafw/internal/engine"
@@ -66,27 +65,13 @@ func (fr *fileRun) luaExpectOptionsChecked(L *lua.LState) int {
 // tables: what editor and lint definitions of the test API list. It is
 // read from a real test state, so it cannot drift from newState.
 func Globals() map[string][]string {
-	fr := &fileRun{}
-	L := fr.newState()
+	L := (&fileRun{}).newState()
 	defer L.Close()
 	base := sandbox.NewState()
 	defer base.Close()
-	out := map[string][]string{}
-	L.G.Global.ForEach(func(k, v lua.LValue) {
-		name, ok := k.(lua.LString)
-		if !ok || base.G.Global.RawGet(k) != lua.LNil {
-			return
-		}
-		var fields []string
-		if t, ok := v.(*lua.LTable); ok {
-			sandbox.Contents(t).ForEach(func(f, _ lua.LValue) {
-				if s, ok := f.(lua.LString); ok {
-					fields = append(fields, string(s))
-				}
-			})
-			slices.Sort(fields)
-		}
-		out[string(name)] = fields
-	})
+	out := sandbox.Globals(L)
+	for name := range sandbox.Globals(base) {
+		delete(out, name)
+	}
 	return out
 }

@@ -3,7 +3,7 @@
 -- A luacheck configuration for luafw plugins and their tests (docs/plugins.md):
 --   luacheck --config /usr/local/share/luafw/editor/luacheckrc.lua plugins/
 
-stds.luafw = {
+stds.luafw_lib = {
 	read_globals = {
 		_VERSION = {},
 		assert = {},
@@ -28,6 +28,11 @@ stds.luafw = {
 		type = {},
 		unpack = {},
 		xpcall = {},
+	},
+}
+
+stds.luafw = {
+	read_globals = {
 		fw = {
 			fields = {
 				ACCEPT = {},
@@ -141,29 +146,6 @@ stds.luafw = {
 
 stds.luafw_test = {
 	read_globals = {
-		_VERSION = {},
-		assert = {},
-		collectgarbage = {},
-		error = {},
-		getmetatable = {},
-		ipairs = {},
-		math = { fields = { abs = {}, acos = {}, asin = {}, atan = {}, atan2 = {}, ceil = {}, cos = {}, cosh = {}, deg = {}, exp = {}, floor = {}, fmod = {}, frexp = {}, huge = {}, ldexp = {}, log = {}, log10 = {}, max = {}, min = {}, mod = {}, modf = {}, pi = {}, pow = {}, rad = {}, random = {}, randomseed = {}, sin = {}, sinh = {}, sqrt = {}, tan = {}, tanh = {} } },
-		next = {},
-		os = { fields = { clock = {}, date = {}, difftime = {}, time = {} } },
-		pairs = {},
-		pcall = {},
-		rawequal = {},
-		rawget = {},
-		rawset = {},
-		select = {},
-		setmetatable = {},
-		string = { fields = { byte = {}, char = {}, find = {}, format = {}, gfind = {}, gmatch = {}, gsub = {}, len = {}, lower = {}, match = {}, rep = {}, reverse = {}, sub = {}, upper = {} } },
-		table = { fields = { concat = {}, getn = {}, insert = {}, maxn = {}, remove = {}, sort = {} } },
-		tonumber = {},
-		tostring = {},
-		type = {},
-		unpack = {},
-		xpcall = {},
 		clock = { fields = { advance = {}, now = {} } },
 		expect_eq = {},
 		expect_error = {},
@@ -178,7 +160,7 @@ stds.luafw_test = {
 	},
 }
 
-std = "luafw"
-files["**/*_test.lua"] = { std = "luafw_test" }
+std = "luafw_lib+luafw"
+files["**/*_test.lua"] = { std = "luafw_lib+luafw_test" }
 -- Style is the formatter's business (stylua); luacheck looks for mistakes.
 max_line_length = false

@@ -16,7 +16,6 @@ import (
 
 	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/internal/sandbox"
-	lua "github.com/luafw/luafw/lua"
 	"github.com/luafw/luafw/plugintest"
 )
 
@@ -80,15 +79,16 @@ func defs() []byte {
 	return b.Bytes()
 }
 
-// luacheckrc is a luacheck configuration: the standard "luafw" (the
-// sandbox's library and the API) for plugins, "luafw_test" for their
-// tests (*_test.lua).
+// luacheckrc is a luacheck configuration: three standards, the sandbox's
+// library (luafw_lib), the API (luafw) and the test API (luafw_test);
+// plugins get the first two, their tests (*_test.lua) the first and last.
 func luacheckrc() []byte {
 	var b bytes.Buffer
 	b.WriteString(header + "-- A luacheck configuration for luafw plugins and their tests (docs/plugins.md):\n--   luacheck --config " + "/usr/local/share/luafw/editor/" + LuacheckFile + " plugins/\n\n")
-	base := sandboxGlobals()
+	b.WriteString("stds.luafw_lib = {\n\tread_globals = {\n")
+	writeGlobals(&b, sandboxGlobals())
+	b.WriteString("\t},\n}\n\n")
 	b.WriteString("stds.luafw = {\n\tread_globals = {\n")
-	writeGlobals(&b, base)
 	for _, t := range engine.APITables() {
 		if t.Global {
 			writeAPITable(&b, t.Name, "\t\t")
@@ -96,10 +96,9 @@ func luacheckrc() []byte {
 	}
 	b.WriteString("\t\tprint = {},\n\t},\n}\n\n")
 	b.WriteString("stds.luafw_test = {\n\tread_globals = {\n")
-	writeGlobals(&b, base)
 	writeGlobals(&b, plugintest.Globals())
 	b.WriteString("\t},\n}\n\n")
-	b.WriteString("std = \"luafw\"\nfiles[\"**/*_test.lua\"] = { std = \"luafw_test\" }\n")
+	b.WriteString("std = \"luafw_lib+luafw\"\nfiles[\"**/*_test.lua\"] = { std = \"luafw_lib+luafw_test\" }\n")
 	b.WriteString("-- Style is the formatter's business (stylua); luacheck looks for mistakes.\nmax_line_length = false\n")
 	return b.Bytes()
 }
@@ -150,26 +149,12 @@ func writeGlobals(b *bytes.Buffer, globals map[string][]string) {
 }
 
 // sandboxGlobals is the standard library a sandboxed state keeps, read
-// from one.
+// from one (print is the engine's, with the API).
 func sandboxGlobals() map[string][]string {
 	L := sandbox.NewState()
 	defer L.Close()
-	out := map[string][]string{}
-	L.G.Global.ForEach(func(k, v lua.LValue) {
-		name, ok := k.(lua.LString)
-		if !ok || name == "_G" || name == "print" {
-			return
-		}
-		var fields []string
-		if t, ok := v.(*lua.LTable); ok {
-			sandbox.Contents(t).ForEach(func(f, _ lua.LValue) {
-				if s, ok := f.(lua.LString); ok {
-					fields = append(fields, string(s))
-				}
-			})
-			slices.Sort(fields)
-		}
-		out[string(name)] = fields
-	})
+	out := sandbox.Globals(L)
+	delete(out, "_G")
+	delete(out, "print")
 	return out
 }

@@ -67,13 +67,9 @@ type linter struct {
 // that list all findings (`luafw check`).
 func Lint(spec PluginSpec) ([]Finding, error) {
 	spec = spec.normalize()
-	src := spec.Source
-	if src == nil {
-		b, err := ReadLimited(spec.File, MaxPluginFileSize, "plugin file")
-		if err != nil {
-			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
-		}
-		src = b
+	src, err := spec.source()
+	if err != nil {
+		return nil, err
 	}
 	chunk, err := parse.Parse(bytes.NewReader(src), spec.File)
 	if err != nil {

@@ -148,15 +148,9 @@ func (s PluginSpec) normalize() PluginSpec {
 // watch, and stopping when parent ends. Syntax errors come back as a
 // *LoadError with the line.
 func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.FunctionProto, error) {
-	src := spec.Source
-	if src == nil {
-		b, err := ReadLimited(spec.File, MaxPluginFileSize, "plugin file")
-		if err != nil {
-			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
-		}
-		src = b
-	} else if len(src) > MaxPluginFileSize {
-		return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: tooLarge("plugin source", MaxPluginFileSize).Error()}
+	src, err := spec.source()
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := e.wd.LoadContextIn(parent, loadBudget)
 	defer cancel()
@@ -216,6 +210,22 @@ func (e *Engine) checkChunk(spec PluginSpec, chunk []ast.Stmt) error {
 		reason += fmt.Sprintf(" (and %d more)", n-1)
 	}
 	return &LoadError{Plugin: spec.Name, File: spec.File, Line: first.Line, Reason: reason}
+}
+
+// source is the spec's Source, or its File read, at most
+// MaxPluginFileSize bytes; an error is a *LoadError.
+func (s PluginSpec) source() ([]byte, error) {
+	if s.Source == nil {
+		b, err := ReadLimited(s.File, MaxPluginFileSize, "plugin file")
+		if err != nil {
+			return nil, &LoadError{Plugin: s.Name, File: s.File, Reason: err.Error()}
+		}
+		return b, nil
+	}
+	if len(s.Source) > MaxPluginFileSize {
+		return nil, &LoadError{Plugin: s.Name, File: s.File, Reason: tooLarge("plugin source", MaxPluginFileSize).Error()}
+	}
+	return s.Source, nil
 }
 
 // syntaxError turns gopher-lua's parse errors ("FILE line:N(column:M) near

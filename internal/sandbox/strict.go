@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"slices"
 
 	lua "github.com/luafw/luafw/lua"
 )
@@ -64,4 +65,28 @@ func isIdent(s string) bool {
 		}
 	}
 	return true
+}
+
+// Globals returns the string-keyed globals of L, each with the sorted
+// string keys of its value when that is a table (a read-only proxy's
+// backing table): the names a script sees, for generated definitions.
+func Globals(L *lua.LState) map[string][]string {
+	out := map[string][]string{}
+	L.G.Global.ForEach(func(k, v lua.LValue) {
+		name, ok := k.(lua.LString)
+		if !ok {
+			return
+		}
+		fields := []string{}
+		if t, ok := v.(*lua.LTable); ok {
+			Contents(t).ForEach(func(f, _ lua.LValue) {
+				if s, ok := f.(lua.LString); ok {
+					fields = append(fields, string(s))
+				}
+			})
+			slices.Sort(fields)
+		}
+		out[string(name)] = fields
+	})
+	return out
 }
