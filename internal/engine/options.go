@@ -201,8 +201,30 @@ func fwSchema(L *lua.LState) int {
 	if bad != nil {
 		L.RaiseError("%v", bad)
 	}
+	// Reading a name the schema does not declare is an error, as for the
+	// API's tables; a declared option without a value reads nil.
+	mt := L.CreateTable(0, 1)
+	mt.RawSetString("__index", L.NewClosure(undeclaredOption, lua.LString(strings.Join(known, " "))))
+	out.Metatable = mt
 	L.Push(out)
 	return 1
+}
+
+// undeclaredOption is the __index of fw.schema's result; its upvalue is
+// the declared names, separated by spaces.
+func undeclaredOption(L *lua.LState) int {
+	key, ok := L.Get(2).(lua.LString)
+	if !ok {
+		L.Push(lua.LNil)
+		return 1
+	}
+	known := strings.Fields(L.ToString(lua.UpvalueIndex(1)))
+	if slices.Contains(known, string(key)) {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.RaiseError("%s", strings.Replace(sandbox.NoSuchField("options", string(key), known), "no such field in options", "not an option fw.schema declares", 1))
+	return 0
 }
 
 // optionError records a bad option as a load error at its line in the

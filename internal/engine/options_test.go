@@ -74,6 +74,16 @@ func TestSchemaRefusesBadOptions(t *testing.T) {
 	}
 }
 
+// Reading an option the schema does not declare is an error; a declared
+// one without a value is nil.
+func TestSchemaResultIsStrict(t *testing.T) {
+	e, _ := newTestEngine(t)
+	err := e.Load([]PluginSpec{src("x", "local O = fw.schema{ports = {type = 'ports'}, rate = {type = 'rate'}}\nassert(O.ports == nil)\nlocal p = O.prots")})
+	if err == nil || err.Error() != "x.lua:3: options.prots: not an option fw.schema declares (did you mean options.ports?)" {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestSchemaDeclarationErrors(t *testing.T) {
 	for code, want := range map[string]string{
 		`fw.schema{a = {type = "nombre"}}`:                         "x.lua:1: fw.schema: option a: type must be one of",
