@@ -260,7 +260,7 @@ func (l *linter) assign(line int, lhs ast.Expr) {
 		}
 	case *ast.AttrGetExpr:
 		if t := l.table(x.Object); t != "" {
-			l.report(line, false, "assignment to %s: the API's tables are read-only (an error when it runs)", describeField(t, x.Key))
+			l.report(line, false, "assignment to %s: %s is read-only (an error when it runs)", describeField(t, x.Key), t)
 		}
 		l.expr(x.Object)
 		l.expr(x.Key)
