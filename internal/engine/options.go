@@ -399,23 +399,29 @@ func rangeText(s OptionSpec) string {
 }
 
 // luaText is v as Lua source text, for messages and defaults: strings
-// quoted, lists in braces.
-func luaText(v lua.LValue) string {
+// quoted, tables in braces, at most 16 entries each and 3 levels deep (a
+// script's table may be huge or contain itself).
+func luaText(v lua.LValue) string { return luaTextDepth(v, 3) }
+
+func luaTextDepth(v lua.LValue, depth int) string {
 	switch x := v.(type) {
 	case lua.LString:
 		return sandbox.QuoteCut(string(x), 64)
 	case *lua.LTable:
+		if depth == 0 {
+			return "{...}"
+		}
 		var parts []string
 		x = sandbox.Contents(x)
 		if n := x.Len(); n > 0 {
 			for i := 1; i <= n && i <= 16; i++ {
-				parts = append(parts, luaText(x.RawGetInt(i)))
+				parts = append(parts, luaTextDepth(x.RawGetInt(i), depth-1))
 			}
 			return "{" + strings.Join(parts, ", ") + "}"
 		}
 		x.ForEach(func(k, e lua.LValue) {
 			if len(parts) < 16 {
-				parts = append(parts, k.String()+" = "+luaText(e))
+				parts = append(parts, sandbox.Cut(k.String(), 64)+" = "+luaTextDepth(e, depth-1))
 			}
 		})
 		return "{" + strings.Join(parts, ", ") + "}"

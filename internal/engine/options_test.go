@@ -91,6 +91,8 @@ func TestSchemaDeclarationErrors(t *testing.T) {
 		`fw.schema{a = {type = "number", dflt = 1}}`:               `x.lua:1: fw.schema: option a: unknown field "dflt"`,
 		`fw.schema{a = {type = "number"}} fw.schema{}`:             "x.lua:1: fw.schema is called once per plugin",
 		`fw.register{hook="input", fn=function() fw.schema{} end}`: "", // raised in a callback, not at load
+		// A default that contains itself is shown, not walked for ever.
+		`local t = {} t[1] = t fw.schema{a = {type = "table", default = t}} fw.register{hook="input", fn=function() end}`: "",
 	} {
 		e, _ := newTestEngine(t)
 		err := e.Load([]PluginSpec{src("x", code)})
