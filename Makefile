@@ -36,7 +36,8 @@ build:
 # install puts in place the binary, the systemd unit (ExecStart names
 # $(PREFIX)/bin/luafw), the shipped plugins and lists
 # ($(PREFIX)/share/luafw/plugins), the docs, the man pages and completions
-# (made by the binary), and the package's configuration (dist/luafw.yaml,
+# (made by the binary), the editor and luacheck definitions of the Lua API
+# ($(PREFIX)/share/luafw/editor), and the package's configuration (dist/luafw.yaml,
 # which diverts only new inbound connections, to log them) with its paths
 # under $(PREFIX). An existing $(SYSCONFDIR)/luafw/luafw.yaml is left alone.
 install: build
@@ -59,6 +60,8 @@ install: build
 	$(BIN) completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/luafw
 	$(BIN) completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_luafw
 	$(BIN) completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/luafw.fish
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/share/luafw/editor
+	install -m 0644 dist/editor/luafw.d.lua dist/editor/luacheckrc.lua $(DESTDIR)$(PREFIX)/share/luafw/editor/
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml ]; then \
 	    echo "keeping $(DESTDIR)$(SYSCONFDIR)/luafw/luafw.yaml"; \
 	else \

@@ -276,6 +276,16 @@ func (f *File) PluginSpecs() ([]engine.PluginSpec, error) {
 		spec := engine.PluginSpec{Name: p.Name, File: file, Options: p.Options,
 			Budget: time.Duration(budget), QuarantineAfter: p.QuarantineAfter, QuarantineFor: time.Duration(p.QuarantineFor),
 			AllowDirs: f.dirs(f.AllowDirs, p.AllowDirs), Memory: int64(memory)}
+		spec.Config = f.Path
+		prefix := fmt.Sprintf("plugins[%d].options.", i)
+		for k := range p.Options {
+			if line := f.line(prefix + k); line > 0 {
+				if spec.OptionLines == nil {
+					spec.OptionLines = map[string]int{}
+				}
+				spec.OptionLines[k] = line
+			}
+		}
 		if p.OnError != "" {
 			v, err := engine.ParseVerdict(p.OnError)
 			if err != nil {

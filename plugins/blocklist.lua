@@ -36,36 +36,44 @@
 --         match: both
 --         action: reject
 
-local opt = fw.option
+local O = fw.schema{
+	files = { type = "strings", default = {}, doc = "list files (one address or CIDR a line)" },
+	entries = { type = "cidrs", default = {}, doc = "inline addresses or CIDRs" },
+	match = { type = "string", default = "src", values = { "src", "dst", "both" }, doc = "which address is looked up" },
+	action = { type = "string", default = "drop", values = { "drop", "reject" }, doc = "what listed packets get" },
+	hooks = { type = "hooks", default = { "input", "forward" }, doc = "hooks to run on" },
+	priority = { type = "priority", default = "filter", doc = "where in the hook" },
+	log = { type = "boolean", default = false, doc = "log each blocked packet (rate-limited)" },
+}
 
 local list = fw.list
 
 local sets = {}
 local size = 0
-for _, file in ipairs(list(opt("files", {}, "string table"))) do
+for _, file in ipairs(list(O.files)) do
 	local s = net.load(file)
 	sets[#sets + 1] = s
 	size = size + s:size()
 end
-local entries = list(opt("entries", {}, "string table"))
+local entries = list(O.entries)
 if #entries > 0 then
 	local s = net.set(entries)
 	sets[#sets + 1] = s
 	size = size + s:size()
 end
 
-local match = opt("match", "src", "string")
+local match = O.match
 local check_src = match == "src" or match == "both"
 local check_dst = match == "dst" or match == "both"
 if not check_src and not check_dst then
 	error(fw.plugin .. ": option match must be src, dst or both", 0)
 end
 local actions = { drop = fw.DROP, reject = fw.REJECT }
-local verdict = actions[opt("action", "drop", "string")]
+local verdict = actions[O.action]
 if not verdict then
 	error(fw.plugin .. ": option action must be drop or reject", 0)
 end
-local log_blocked = opt("log", false, "boolean")
+local log_blocked = O.log
 local blocked = state.counter("blocklist:" .. fw.plugin .. ":blocked")
 
 -- The top level runs once per worker: note an empty list once per engine.
@@ -84,8 +92,8 @@ end
 
 fw.register{
 	name = "blocklist",
-	hook = opt("hooks", { "input", "forward" }, "string table"),
-	priority = opt("priority", "filter", "number string"),
+	hook = O.hooks,
+	priority = O.priority,
 	fn = function(pkt)
 		local hit
 		if check_src then

@@ -98,3 +98,7 @@ test("files outside the plugin's directory need allow_dirs", function()
 		"README%.md:%d+: bad entry")
 	expect_true(not err:find("Each plugin", 1, true), "the error quotes the file's content: " .. err)
 end)
+
+test("options are declared and checked", function()
+	expect_options_checked("blocklist.lua")
+end)

@@ -60,9 +60,16 @@
 --           - {name: backup, dst: [198.51.100.0/24], mark: 3, offload: false}
 --           - {name: vpn, indev: "wg+", mark: 4}
 
-local O = fw.options
-
-local opt = fw.option
+local O = fw.schema{
+	rules = { type = "table", default = {}, doc = "the rules, in order ({name, mark, proto, dport, sport, src, dst, indev, outdev, family, offload})" },
+	mask = { type = "integer", default = 0xff, min = 0, max = 0xffffffff, doc = "mark bits the plugin owns" },
+	default = { type = "integer", min = 0, max = 0xffffffff, doc = "class (mark) of connections no rule matches" },
+	packet_mark = { type = "boolean", default = true, doc = "also set the mark on the first packet" },
+	offload_mark = { type = "integer", min = 0, max = 0xffffffff, doc = "extra ct mark bit(s) for classified connections" },
+	restore = { type = "boolean", default = false, doc = "copy the class onto later packets" },
+	hooks = { type = "hooks", default = { "prerouting", "output" }, doc = "hooks to run on" },
+	priority = { type = "priority", default = "mangle", doc = "where in the hook" },
+}
 
 local list = fw.list
 
@@ -92,11 +99,11 @@ local function u32(v, what)
 	return v
 end
 
-local mask = u32(opt("mask", 0xff, "number"), "option mask")
+local mask = u32(O.mask, "option mask")
 local offload_mark = O.offload_mark and u32(O.offload_mark, "option offload_mark") or 0
 local default = O.default and u32(O.default, "option default") or nil
-local packet_mark = opt("packet_mark", true, "boolean")
-local restore = opt("restore", false, "boolean")
+local packet_mark = O.packet_mark
+local restore = O.restore
 if default and has_bits_outside(default, mask) then
 	error(fw.plugin .. ": option default has bits outside mask", 0)
 end
@@ -241,7 +248,7 @@ local function compile(i, r)
 end
 
 local rules = {}
-for i, r in ipairs(opt("rules", {}, "table")) do
+for i, r in ipairs(O.rules) do
 	rules[i] = compile(i, r)
 end
 local ct_mask = mask + offload_mark
@@ -251,8 +258,8 @@ end
 
 fw.register{
 	name = "classify",
-	hook = opt("hooks", { "prerouting", "output" }, "string table"),
-	priority = opt("priority", "mangle", "number string"),
+	hook = O.hooks,
+	priority = O.priority,
 	fn = function(pkt)
 		local st = pkt.ct.state
 		if st ~= "new" and st ~= nil then

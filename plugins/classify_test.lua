@@ -126,3 +126,7 @@ test("bad rules are load errors", function()
 	expect_error(function() harness("classify.lua", { rules = { { mark = 1, src = "nope" } } }) end, "nope")
 	expect_error(function() harness("classify.lua", { rules = {}, offload_mark = 0x1 }) end, "outside mask")
 end)
+
+test("options are declared and checked", function()
+	expect_options_checked("classify.lua")
+end)

@@ -30,15 +30,20 @@
 --         protos: [tcp, udp]
 --         message: new connection
 
-local O = fw.options
+local O = fw.schema{
+	level = { type = "string", default = "info", values = { "debug", "info", "warn", "error" }, doc = "the log level" },
+	message = { type = "string", default = "connection", doc = "the log message" },
+	protos = { type = "strings", doc = "only these protocols (e.g. {\"tcp\", \"udp\"}); none: all" },
+	hooks = { type = "hooks", default = { "input", "forward", "output" }, doc = "hooks to run on" },
+	priority = { type = "priority", default = "filter", doc = "where in the hook" },
+}
 
-local opt = fw.option
-
-local emit = log[opt("level", "info", "string")]
+local levels = { debug = log.debug, info = log.info, warn = log.warn, error = log.error }
+local emit = levels[O.level]
 if not emit then
 	error(fw.plugin .. ": option level must be debug, info, warn or error", 0)
 end
-local message = opt("message", "connection", "string")
+local message = O.message
 local protos = nil
 if O.protos ~= nil then
 	protos = {}
@@ -63,8 +68,8 @@ end
 
 fw.register{
 	name = "connlog",
-	hook = opt("hooks", { "input", "forward", "output" }, "string table"),
-	priority = opt("priority", "filter", "number string"),
+	hook = O.hooks,
+	priority = O.priority,
 	-- Without conntrack the state is unknown and every packet comes here
 	-- (is_new then looks at the TCP flags).
 	match = { ct_state = "new" },

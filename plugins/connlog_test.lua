@@ -95,3 +95,7 @@ end)
 test("bad options are load errors", function()
 	expect_error(function() harness("connlog.lua", { level = "loud" }) end, "level")
 end)
+
+test("options are declared and checked", function()
+	expect_options_checked("connlog.lua")
+end)

@@ -41,21 +41,33 @@
 --         allow: [safe.tracker.example]
 --         action: reject
 
-local opt = fw.option
+local O = fw.schema{
+	names = { type = "list", default = {}, doc = "blocked names (each also blocks its subdomains)" },
+	allow = { type = "list", default = {}, doc = "exceptions (each also allows its subdomains)" },
+	action = { type = "string", default = "reject", values = { "reject", "drop", "sinkhole" }, doc = "what queries for blocked names get" },
+	sinkhole = { type = "any", default = "nxdomain", doc = "with action sinkhole: \"nxdomain\", or {a = \"0.0.0.0\", aaaa = \"::\", ttl = 60}" },
+	malformed = { type = "string", default = "accept", values = { "accept", "drop" }, doc = "what unparsable payloads to the DNS ports get" },
+	ports = { type = "ports", default = { 53 }, doc = "DNS ports" },
+	tcp = { type = "boolean", default = true, doc = "also read DNS over TCP" },
+	log = { type = "boolean", default = true, doc = "log blocked queries" },
+	hooks = { type = "hooks", default = { "input", "forward" }, doc = "hooks to run on" },
+	priority = { type = "priority", default = "filter", doc = "where in the hook" },
+}
+
 local list = fw.list
 
 -- Names match themselves and their subdomains (net.domains normalizes
 -- case, a leading "*." or "." and a trailing dot).
-local names = net.domains(list(opt("names", {}, "table string")), fw.plugin .. ": option names")
-local allow = net.domains(list(opt("allow", {}, "table string")), fw.plugin .. ": option allow")
+local names = net.domains(list(O.names), fw.plugin .. ": option names")
+local allow = net.domains(list(O.allow), fw.plugin .. ": option allow")
 local count = names:size()
 local actions = { drop = fw.DROP, reject = fw.REJECT, sinkhole = "sinkhole" }
-local verdict = actions[opt("action", "reject", "string")]
+local verdict = actions[O.action]
 if not verdict then
 	error(fw.plugin .. ": option action must be drop, reject or sinkhole", 0)
 end
 -- The sinkhole answer's settings, checked at load with a query built here.
-local sinkhole = opt("sinkhole", "nxdomain", "string table")
+local sinkhole = O.sinkhole
 if sinkhole == "nxdomain" then
 	sinkhole = { nxdomain = true }
 elseif type(sinkhole) ~= "table" then
@@ -81,16 +93,16 @@ local function answer(pkt, proto, payload)
 	end
 	return fw.REJECT
 end
-local malformed = opt("malformed", "accept", "string")
+local malformed = O.malformed
 if malformed ~= "accept" and malformed ~= "drop" then
 	error(fw.plugin .. ": option malformed must be accept or drop", 0)
 end
 local ports = {}
-for _, p in ipairs(list(opt("ports", { 53 }, "number table"))) do
+for _, p in ipairs(list(O.ports)) do
 	ports[tonumber(p)] = true
 end
-local tcp = opt("tcp", true, "boolean")
-local log_blocked = opt("log", true, "boolean")
+local tcp = O.tcp
+local log_blocked = O.log
 local blocked_total = state.counter("dnsfilter:" .. fw.plugin .. ":blocked")
 
 if count == 0 and state.counter("dnsfilter:" .. fw.plugin .. ":warned"):incr() == 1 then
@@ -101,8 +113,8 @@ end
 local port_list = fw.keys(ports)
 fw.register{
 	name = "dnsfilter",
-	hook = opt("hooks", { "input", "forward" }, "string table"),
-	priority = opt("priority", "filter", "number string"),
+	hook = O.hooks,
+	priority = O.priority,
 	match = #port_list > 0 and { proto = tcp and { "udp", "tcp" } or "udp", dport = port_list } or nil,
 	fn = function(pkt)
 		local proto = pkt.proto

@@ -39,9 +39,20 @@
 --         open_for: 20
 --         step_timeout: 5
 
-local O = fw.options
-
-local opt = fw.option
+local O = fw.schema{
+	sequence = { type = "list", default = { 7000, 8000, 9000 }, doc = "knock ports, in order; an entry may name its protocol: \"7000/udp\"" },
+	proto = { type = "string", default = "tcp", doc = "protocol of entries that do not name one" },
+	protect = { type = "ports", default = 22, doc = "port(s) opened by the knock" },
+	protect_proto = { type = "string", default = "tcp", doc = "their protocol" },
+	open_for = { type = "number", default = 30, min = 0, doc = "seconds the protected ports stay open after the last knock" },
+	step_timeout = { type = "number", default = 10, min = 0, doc = "seconds allowed between two knocks" },
+	drop_knocks = { type = "boolean", default = true, doc = "drop the knock packets" },
+	action = { type = "string", default = "drop", values = { "drop", "reject" }, doc = "what blocked connections get" },
+	allow = { type = "cidrs", doc = "addresses or CIDRs always let through" },
+	hooks = { type = "hooks", default = { "input" }, doc = "hooks to run on" },
+	priority = { type = "priority", default = "filter", doc = "where in the hook" },
+	log = { type = "boolean", default = true, doc = "log a line when a source opens the port" },
+}
 
 local list = fw.list
 
@@ -52,13 +63,13 @@ local function check_proto(p, name)
 	return p
 end
 
-local default_proto = check_proto(opt("proto", "tcp", "string"), "proto")
+local default_proto = check_proto(O.proto, "proto")
 
 -- The sequence as "proto/port" keys, in order.
-local using_default = O.sequence == nil
+local using_default = fw.options.sequence == nil
 local sequence = {}
 local knock_ports = {}
-for i, e in ipairs(list(opt("sequence", { 7000, 8000, 9000 }, "table number string"))) do
+for i, e in ipairs(list(O.sequence)) do
 	local port, p = tostring(e):match("^%s*(%d+)%s*/?%s*(%a*)%s*$")
 	port = tonumber(port)
 	if not port or port < 1 or port > 65535 then
@@ -75,9 +86,9 @@ if #sequence == 0 then
 	error(fw.plugin .. ": option sequence is empty", 0)
 end
 
-local protect_proto = check_proto(opt("protect_proto", "tcp", "string"), "protect_proto")
+local protect_proto = check_proto(O.protect_proto, "protect_proto")
 local protect = {}
-for _, p in ipairs(list(opt("protect", 22, "number table"))) do
+for _, p in ipairs(list(O.protect)) do
 	local key = protect_proto .. "/" .. tostring(tonumber(p))
 	if knock_ports[key] then
 		error(fw.plugin .. ": port " .. key .. " is both protected and a knock port", 0)
@@ -85,11 +96,11 @@ for _, p in ipairs(list(opt("protect", 22, "number table"))) do
 	protect[key] = true
 end
 
-local open_for = opt("open_for", 30, "number")
-local step_timeout = opt("step_timeout", 10, "number")
-local drop_knocks = opt("drop_knocks", true, "boolean")
+local open_for = O.open_for
+local step_timeout = O.step_timeout
+local drop_knocks = O.drop_knocks
 local actions = { drop = fw.DROP, reject = fw.REJECT }
-local verdict = actions[opt("action", "drop", "string")]
+local verdict = actions[O.action]
 if not verdict then
 	error(fw.plugin .. ": option action must be drop or reject", 0)
 end
@@ -97,7 +108,7 @@ local allow = nil
 if O.allow then
 	allow = net.set(list(O.allow))
 end
-local log_open = opt("log", true, "boolean")
+local log_open = O.log
 
 -- The top level runs once per worker: warn once per engine.
 if using_default and state.counter("portknock:" .. fw.plugin .. ":warned"):incr() == 1 then
@@ -119,7 +130,7 @@ local function is_new(pkt)
 end
 
 -- knock handles a packet to a sequence port.
-local function knock(pkt, key, src)
+local function knock(_, key, src)
 	local done = progress:get(src) or 0
 	if key == sequence[done + 1] then
 		done = done + 1
@@ -153,8 +164,8 @@ for _, set in ipairs({ knock_ports, protect }) do
 end
 fw.register{
 	name = "portknock",
-	hook = opt("hooks", { "input" }, "string table"),
-	priority = opt("priority", "filter", "number string"),
+	hook = O.hooks,
+	priority = O.priority,
 	match = { proto = fw.keys(match_protos), dport = fw.keys(match_ports) },
 	fn = function(pkt)
 		local p = pkt.proto

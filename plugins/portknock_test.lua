@@ -112,3 +112,7 @@ test("bad options are load errors", function()
 	expect_error(function() harness("portknock.lua", { sequence = { "7000/icmp" } }) end, "tcp or udp")
 	expect_error(function() harness("portknock.lua", { sequence = {} }) end, "empty")
 end)
+
+test("options are declared and checked", function()
+	expect_options_checked("portknock.lua")
+end)

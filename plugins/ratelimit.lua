@@ -44,56 +44,43 @@
 --         allow: [192.0.2.0/24]
 --         hooks: [input, forward]
 
-local O = fw.options
-
-local opt = fw.option
-
-local list = fw.list
-
--- parse_rate reads a number (tokens per second) or "N/s", "N/min", "N/h".
-local function parse_rate(v)
-	if type(v) == "number" then
-		return v
-	end
-	local n, unit = tostring(v):match("^%s*([%d%.]+)%s*/%s*(%a+)%s*$")
-	local per = { s = 1, sec = 1, second = 1, m = 60, min = 60, minute = 60, h = 3600, hour = 3600 }
-	if n and tonumber(n) and per[unit] then
-		return tonumber(n) / per[unit]
-	end
-	error(fw.plugin .. ": option rate must be a number (per second) or like \"3/min\", not " .. tostring(v), 0)
-end
+local O = fw.schema{
+	ports = { type = "ports", default = { 22 }, doc = "destination ports limited" },
+	proto = { type = "string", default = "tcp", values = { "tcp", "udp", "any" }, doc = "protocol limited" },
+	rate = { type = "rate", default = "3/min", doc = "refill: tokens per second, or \"N/s\", \"N/min\", \"N/h\"" },
+	burst = { type = "number", default = 5, min = 0, doc = "new connections allowed at once (bucket size)" },
+	ban = { type = "number", default = 600, min = 0, doc = "seconds a source stays banned; 0 = no ban" },
+	scope = { type = "string", default = "ports", values = { "ports", "all" }, doc = "what a ban blocks" },
+	action = { type = "string", default = "drop", values = { "drop", "reject" }, doc = "what over-limit packets get" },
+	allow = { type = "cidrs", doc = "addresses or CIDRs never limited" },
+	v6_prefix = { type = "integer", default = 64, min = 4, max = 128, doc = "IPv6 sources share a bucket per prefix of this length (a multiple of 4)" },
+	hooks = { type = "hooks", default = { "input" }, doc = "hooks to run on" },
+	priority = { type = "priority", default = "filter", doc = "where in the hook" },
+	log = { type = "boolean", default = true, doc = "log a line when a source gets banned" },
+	state = { type = "string", default = "local", values = { "local", "cluster" }, doc = "\"cluster\": share buckets and bans with the fleet" },
+}
 
 local ports = {}
-for _, p in ipairs(list(opt("ports", { 22 }, "number table"))) do
-	ports[tonumber(p)] = true
+for _, p in ipairs(O.ports) do
+	ports[p] = true
 end
-local proto = opt("proto", "tcp", "string")
-if proto ~= "tcp" and proto ~= "udp" and proto ~= "any" then
-	error(fw.plugin .. ": option proto must be tcp, udp or any", 0)
-end
-local rate = parse_rate(opt("rate", "3/min", "number string"))
-local burst = opt("burst", 5, "number")
-local ban = opt("ban", 600, "number")
-local scope = opt("scope", "ports", "string")
-if scope ~= "ports" and scope ~= "all" then
-	error(fw.plugin .. ": option scope must be ports or all", 0)
-end
-local actions = { drop = fw.DROP, reject = fw.REJECT }
-local verdict = actions[opt("action", "drop", "string")]
-if not verdict then
-	error(fw.plugin .. ": option action must be drop or reject", 0)
-end
-local v6_prefix = opt("v6_prefix", 64, "number")
-if v6_prefix % 4 ~= 0 or v6_prefix < 4 or v6_prefix > 128 then
+local proto = O.proto
+local rate = O.rate
+local burst = O.burst
+local ban = O.ban
+local scope = O.scope
+local verdict = O.action == "reject" and fw.REJECT or fw.DROP
+local v6_prefix = O.v6_prefix
+if v6_prefix % 4 ~= 0 then
 	error(fw.plugin .. ": option v6_prefix must be a multiple of 4 from 4 to 128", 0)
 end
 local allow = nil
 if O.allow then
-	allow = net.set(list(O.allow))
+	allow = net.set(O.allow)
 end
-local log_bans = opt("log", true, "boolean")
+local log_bans = O.log
 
-local shared = opt("state", "local", "string")
+local shared = O.state
 local bucket = state.bucket("ratelimit:" .. fw.plugin, { rate = rate, burst = burst, scope = shared })
 local bans = state.map("ratelimit:" .. fw.plugin .. ":bans", { scope = shared })
 local banned_total = state.counter("ratelimit:" .. fw.plugin .. ":banned", { scope = shared })
@@ -185,8 +172,8 @@ if scope == "ports" and #port_list > 0 then
 end
 fw.register{
 	name = "ratelimit",
-	hook = opt("hooks", { "input" }, "string table"),
-	priority = opt("priority", "filter", "number string"),
+	hook = O.hooks,
+	priority = O.priority,
 	match = match,
 	fn = function(pkt)
 		local src = pkt.src

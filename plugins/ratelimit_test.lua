@@ -123,6 +123,10 @@ test("bad options are load errors", function()
 	expect_error(function() harness("ratelimit.lua", { scope = "everything" }) end, "scope")
 	expect_error(function() harness("ratelimit.lua", { v6_prefix = 63 }) end, "v6_prefix")
 	expect_error(function() harness("ratelimit.lua", { action = "explode" }) end, "action")
+	-- The mistakes of issue 20: each names the option.
+	expect_error(function() harness("ratelimit.lua", { port = { 2222 } }) end, 'option "port" is unknown %(did you mean ports%?%)')
+	expect_error(function() harness("ratelimit.lua", { rat = "5/min" }) end, 'option "rat" is unknown %(did you mean rate%?%)')
+	expect_error(function() harness("ratelimit.lua", { ports = { "abc" } }) end, 'option ports: want a port')
 end)
 
 test("state = cluster limits the same way (alone, the cluster is this node)", function()
@@ -133,5 +137,9 @@ test("state = cluster limits the same way (alone, the cluster is this node)", fu
 end)
 
 test("state must be local or cluster", function()
-	expect_error(function() harness("ratelimit.lua", { state = "global" }) end, "scope")
+	expect_error(function() harness("ratelimit.lua", { state = "global" }) end, 'option state: "global" is not one of local, cluster')
+end)
+
+test("options are declared and checked", function()
+	expect_options_checked("ratelimit.lua")
 end)

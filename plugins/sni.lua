@@ -45,33 +45,47 @@
 --         mask: 0xf0
 --         block_quic: true
 
-local opt = fw.option
+local O = fw.schema{
+	names = { type = "list", default = {}, doc = "names to block (and their subdomains)" },
+	allow = { type = "list", default = {}, doc = "exceptions to names" },
+	action = { type = "string", default = "reject", values = { "reject", "drop", "reset" }, doc = "what blocked connections get" },
+	marks = { type = "table", default = {}, doc = "name -> mark, e.g. {[\"video.example\"] = 0x10}" },
+	mask = { type = "integer", min = 0, max = 0xffffffff, doc = "mark bits this plugin sets or clears (default: all marks' bits)" },
+	ports = { type = "ports", default = { 443 }, doc = "TLS ports" },
+	reassemble = { type = "boolean", default = true, doc = "read names split over two segments" },
+	max_hello = { type = "integer", default = 16384, min = 0, doc = "bytes kept per connection for that" },
+	block_quic = { type = "boolean", default = false, doc = "apply action to UDP packets to the ports" },
+	log = { type = "boolean", default = true, doc = "log blocked connections" },
+	hooks = { type = "hooks", default = { "forward", "output" }, doc = "hooks to run on" },
+	priority = { type = "priority", default = "filter", doc = "where in the hook" },
+}
+
 local list = fw.list
 
-local names = net.domains(list(opt("names", {}, "table string")), fw.plugin .. ": option names")
-local allow = net.domains(list(opt("allow", {}, "table string")), fw.plugin .. ": option allow")
+local names = net.domains(list(O.names), fw.plugin .. ": option names")
+local allow = net.domains(list(O.allow), fw.plugin .. ": option allow")
 local actions = { drop = fw.DROP, reject = fw.REJECT, reset = "reset" }
-local verdict = actions[opt("action", "reject", "string")]
+local verdict = actions[O.action]
 if not verdict then
 	error(fw.plugin .. ": option action must be drop, reject or reset", 0)
 end
 local all_bits = 0
-for name, mark in pairs(opt("marks", {}, "table")) do
+for name, mark in pairs(O.marks) do
 	if type(mark) ~= "number" or mark < 0 or mark > 0xffffffff or mark % 1 ~= 0 then
 		error(string.format("%s: option marks: the mark of %s must be a 32-bit number", fw.plugin, tostring(name)), 0)
 	end
 	all_bits = bit.bor(all_bits, mark)
 end
-local marks = net.domains(opt("marks", {}, "table"), fw.plugin .. ": option marks")
-local mask = opt("mask", all_bits, "number")
+local marks = net.domains(O.marks, fw.plugin .. ": option marks")
+local mask = O.mask or all_bits
 local ports = {}
-for _, p in ipairs(list(opt("ports", { 443 }, "number table"))) do
+for _, p in ipairs(list(O.ports)) do
 	ports[tonumber(p)] = true
 end
-local reassemble = opt("reassemble", true, "boolean")
-local max_hello = opt("max_hello", 16384, "number")
-local block_quic = opt("block_quic", false, "boolean")
-local log_blocked = opt("log", true, "boolean")
+local reassemble = O.reassemble
+local max_hello = O.max_hello
+local block_quic = O.block_quic
+local log_blocked = O.log
 local pending = state.map("sni:" .. fw.plugin .. ":pending") -- flow -> first segment(s) of a cut hello
 local blocked_total = state.counter("sni:" .. fw.plugin .. ":blocked")
 
@@ -104,8 +118,8 @@ end
 local port_list = fw.keys(ports)
 fw.register{
 	name = "sni",
-	hook = opt("hooks", { "forward", "output" }, "string table"),
-	priority = opt("priority", "filter", "number string"),
+	hook = O.hooks,
+	priority = O.priority,
 	match = #port_list > 0 and { proto = block_quic and { "tcp", "udp" } or "tcp", dport = port_list } or nil,
 	fn = function(pkt)
 		if not ports[pkt.dport] then

@@ -163,3 +163,7 @@ test("reset action: resets to both ends, the hello dropped", function()
 	local quic = harness("sni.lua", { names = { "blocked.example" }, action = "reset", block_quic = true }, { name = "quic" })
 	expect_verdict(quic:run(packet.udp{ dport = 443, payload = "x" }, "forward"), "reject")
 end)
+
+test("options are declared and checked", function()
+	expect_options_checked("sni.lua")
+end)

@@ -44,15 +44,16 @@ func (fr *fileRun) newState() *lua.LState {
 	g := L.G.Global
 	fr.harnessMetatable(L)
 	fns := map[string]lua.LGFunction{
-		"print":          fr.luaPrint,
-		"test":           fr.luaTest,
-		"harness":        fr.luaHarness,
-		"harness_config": fr.luaHarnessConfig,
-		"expect_eq":      fr.luaExpectEq,
-		"expect_true":    fr.luaExpectTrue,
-		"expect_verdict": fr.luaExpectVerdict,
-		"expect_error":   fr.luaExpectError,
-		"fail":           fr.luaFail,
+		"print":                  fr.luaPrint,
+		"test":                   fr.luaTest,
+		"harness":                fr.luaHarness,
+		"harness_config":         fr.luaHarnessConfig,
+		"expect_eq":              fr.luaExpectEq,
+		"expect_true":            fr.luaExpectTrue,
+		"expect_verdict":         fr.luaExpectVerdict,
+		"expect_error":           fr.luaExpectError,
+		"expect_options_checked": fr.luaExpectOptionsChecked, // options.go
+		"fail":                   fr.luaFail,
 	}
 	for name, fn := range fns {
 		g.RawSetString(name, L.NewFunction(fn))

@@ -97,7 +97,7 @@ func TestBrokenFiles(t *testing.T) {
 	dir := filepath.Join("testdata", "broken")
 	for _, tc := range []struct{ file, line string }{
 		{"syntax_test.lua", `syntax_test.lua:3: syntax error near "end"`},
-		{"loaderr_test.lua", "loaderr_test.lua:1: harness: " + filepath.Join(dir, "bad.lua") + ":4: syntax error at end of file"},
+		{"loaderr_test.lua", "loaderr_test.lua:1: harness: " + filepath.Join(dir, "bad.lua") + ":4: '}' expected (to close '{' at line 1) near <eof>"},
 		{"toplevel_test.lua", "toplevel_test.lua:2: top level broke"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -155,5 +155,17 @@ func TestCaptureBy(t *testing.T) {
 	sum, out := runPaths(t, Options{}, "testdata/capture")
 	if sum.Failed != 0 || sum.Passed != 1 {
 		t.Errorf("summary %+v, want 1 passed; output:\n%s", sum, out)
+	}
+}
+
+// TestExpectOptionsChecked: expect_options_checked fails a plugin that
+// declares no options and passes one whose schema refuses bad values.
+func TestExpectOptionsChecked(t *testing.T) {
+	sum, out := runPaths(t, Options{}, "testdata/options")
+	if sum.Passed != 1 || sum.Failed != 1 {
+		t.Errorf("summary %+v, want 1 passed, 1 failed; output:\n%s", sum, out)
+	}
+	if !strings.Contains(out, "unchecked.lua declares no options (fw.schema)") {
+		t.Errorf("output lacks the reason:\n%s", out)
 	}
 }

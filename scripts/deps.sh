@@ -22,6 +22,9 @@ command -v promtool  >/dev/null 2>&1 || need+=(prometheus)
 command -v mandoc >/dev/null 2>&1 || need+=(mandoc)
 command -v zsh    >/dev/null 2>&1 || need+=(zsh)
 command -v fish   >/dev/null 2>&1 || need+=(fish)
+# plugin lint: the shipped plugins and docs/examples pass luacheck with the
+# generated luafw standard (dist/editor)
+command -v luacheck     >/dev/null 2>&1 || need+=(lua-check)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "deps: missing ${need[*]} (not root: kernel tests will skip)" >&2

@@ -45,7 +45,8 @@ func TestMakeInstall(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"share/doc/luafw/operating.md", "share/luafw/plugins/connlog.lua", "share/luafw/plugins/lists/blocklist.sample.txt",
-		"share/man/man8/luafw.8", "share/man/man5/luafw.yaml.5", "share/bash-completion/completions/luafw"} {
+		"share/man/man8/luafw.8", "share/man/man5/luafw.yaml.5", "share/bash-completion/completions/luafw",
+		"share/luafw/editor/luafw.d.lua", "share/luafw/editor/luacheckrc.lua"} {
 		if _, err := os.Stat(filepath.Join(dest, "opt/lfw", p)); err != nil {
 			t.Error(err)
 		}

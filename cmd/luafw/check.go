@@ -31,32 +31,40 @@ func loadSpecs(path string) ([]engine.PluginSpec, *config.File, error) {
 func checkCommand() *command {
 	return &command{
 		name:    "check",
-		args:    "[flags] FILE.lua|CONFIG.yaml",
+		args:    "[--strict] [--options] FILE.lua|CONFIG.yaml",
 		summary: "load a plugin or a configuration's plugins offline and print the chains",
 		about: `Loads one plugin file, or the plugins of a configuration file, as luafw run would, without
 touching the kernel, and prints the callback chains in the order packets meet them. A mistake
-in the configuration or a plugin is reported with its file:line and exit code 1.`,
+in the configuration or a plugin is reported with its file:line and exit code 1. The static
+checks (names the script API lacks, assignments to API tables, globals set inside functions)
+report errors and warnings with file:line; --strict makes warnings errors.`,
 		complete: map[string]string{"": "file"},
 		define: func(fs *flag.FlagSet) runner {
+			strict := fs.Bool("strict", false, "make warnings of the static checks errors")
+			options := fs.Bool("options", false, "print each plugin's options (declared with fw.schema) instead of the chains")
 			return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				if code := wantArgs(stderr, "check", args, "FILE.lua or CONFIG.yaml"); code != exitOK {
 					return code
 				}
-				return cmdCheck(ctx, args[0], stdout, stderr)
+				return cmdCheck(ctx, args[0], *strict, *options, stdout, stderr)
 			}
 		},
 	}
 }
 
 // cmdCheck is luafw check after its flags.
-func cmdCheck(ctx context.Context, path string, stdout, stderr io.Writer) int {
+func cmdCheck(ctx context.Context, path string, strict, options bool, stdout, stderr io.Writer) int {
 	log, _ := newLogger(stderr, "text", "warn")
 	specs, cfg, err := loadSpecs(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1
 	}
-	eng := engine.New(engine.Options{Logger: log})
+	if !lintPlugins(specs, strict, stderr) {
+		return 1
+	}
+	// The load runs the checks again; lintPlugins printed their findings.
+	eng := engine.New(engine.Options{Logger: log, StrictChecks: strict, Warn: func(engine.Finding) {}})
 	defer eng.Close()
 	if err := eng.LoadContext(ctx, specs); err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
@@ -70,6 +78,10 @@ func cmdCheck(ctx context.Context, path string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	if options {
+		printOptions(stdout, eng)
+		return 0
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOOK\tPRIORITY\tPLUGIN\tCALLBACK\tFILE\tMATCH")
 	for _, c := range eng.Chains() {
@@ -78,6 +90,61 @@ func cmdCheck(ctx context.Context, path string, stdout, stderr io.Writer) int {
 	tw.Flush()
 	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))
 	return 0
+}
+
+// printOptions prints the options each loaded plugin declares.
+func printOptions(stdout io.Writer, eng *engine.Engine) {
+	for i, p := range eng.Plugins() {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		opts, ok := eng.PluginOptions(p.Name)
+		if !ok {
+			fmt.Fprintf(stdout, "%s: declares no options (no fw.schema)\n", p.Name)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s (%s):\n", p.Name, p.File)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "OPTION\tTYPE\tDEFAULT\tDESCRIPTION")
+		for _, o := range opts {
+			typ := o.Type
+			if len(o.Values) > 0 {
+				typ += ": " + strings.Join(o.Values, "|")
+			}
+			if r := o.Range(); r != "" {
+				typ += " " + r
+			}
+			dflt := o.Default
+			if dflt == "" {
+				dflt = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Name, typ, dflt, o.Doc)
+		}
+		tw.Flush()
+	}
+}
+
+// lintPlugins prints every finding of the static checks of each plugin,
+// warnings included, and reports whether none fails the check.
+func lintPlugins(specs []engine.PluginSpec, strict bool, stderr io.Writer) bool {
+	ok := true
+	for _, spec := range specs {
+		findings, err := engine.Lint(spec)
+		if err != nil {
+			continue // the load says it, once
+		}
+		for _, f := range findings {
+			kind := "warning: "
+			if f.Error {
+				kind = ""
+			}
+			if f.Error || strict {
+				ok = false
+			}
+			fmt.Fprintf(stderr, "luafw check: %s%s\n", kind, f)
+		}
+	}
+	return ok
 }
 
 // warnCredentials warns (it is no failure) about each credential file of

@@ -29,13 +29,13 @@ end)
 test("other sources and established traffic are not limited", function()
   expect_verdict(h:run(syn("10.0.0.7"), "input"), "accept")
   local ack = packet.tcp{src = "10.0.0.1", dport = 22, flags = "A"}
-  for i = 1, 10 do
+  for _ = 1, 10 do
     expect_verdict(h:run(ack, "input"), "accept")
   end
 end)
 
 test("allowed sources are never banned", function()
-  for i = 1, 10 do
+  for _ = 1, 10 do
     expect_verdict(h:run(syn("10.9.1.1"), "input"), "accept")
   end
 end)

@@ -62,6 +62,12 @@ type Options struct {
 	// packet (Decision.OverBudget). Default: DefaultPacketBudget, or the
 	// longest per-call budget of the loaded plugins when that is longer.
 	PacketBudget time.Duration
+	// StrictChecks makes the warnings of the static checks (lint.go) load
+	// errors, as `luafw check --strict` does.
+	StrictChecks bool
+	// Warn receives each warning of the static checks when a plugin
+	// loads; default: logged at level WARN with its file:line.
+	Warn func(Finding)
 }
 
 // Module is a Lua module an embedding program gives scripts: Open builds

@@ -17,6 +17,7 @@ import (
 
 var fwFuncs = map[string]lua.LGFunction{
 	"option":   fwOption,
+	"schema":   fwSchema, // options.go
 	"list":     fwList,
 	"keys":     fwKeys,
 	"register": fwRegister,

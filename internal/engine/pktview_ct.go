@@ -27,7 +27,7 @@ func (v *pktView) ctField(L *lua.LState, key string) lua.LValue {
 	case "set_label":
 		return v.ctSetLabel
 	}
-	L.RaiseError("pkt.ct has no field %q (want state, mark, set_mark, set_timeout, set_label)", key)
+	L.RaiseError("%s (want state, mark, set_mark, set_timeout, set_label)", noSuchField("pkt.ct", key))
 	return nil
 }
 

@@ -57,7 +57,7 @@ func (v *pktView) rewriteMember(L *lua.LState, key string) lua.LValue {
 	case "rewritten":
 		return lua.LBool(v.ctx.Rewritten())
 	}
-	L.RaiseError("pkt has no field %q", key)
+	L.RaiseError("%s", noSuchField("pkt", key))
 	return nil
 }
 

@@ -16,7 +16,7 @@ func (v *pktView) tcpField(L *lua.LState, key string) lua.LValue {
 	}
 	bit, ok := packet.TCPFlagByName(key)
 	if !ok {
-		L.RaiseError("pkt.tcp has no field %q (want %s, flags)", key, packet.TCPFlagNameList)
+		L.RaiseError("%s (want %s, flags)", noSuchField("pkt.tcp", key), packet.TCPFlagNameList)
 	}
 	return lua.LBool(p.Proto == packet.ProtoTCP && p.TCPFlags&bit != 0)
 }

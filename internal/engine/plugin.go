@@ -14,6 +14,7 @@ import (
 	"github.com/luafw/luafw/internal/sandbox"
 	"github.com/luafw/luafw/internal/tokenbucket"
 	lua "github.com/luafw/luafw/lua"
+	"github.com/luafw/luafw/lua/ast"
 	"github.com/luafw/luafw/lua/parse"
 
 	"github.com/luafw/luafw/host/netset"
@@ -44,6 +45,12 @@ type PluginSpec struct {
 	Source []byte
 	// Options is what the script sees as fw.options.
 	Options map[string]any
+	// Config is the configuration file the spec came from, and
+	// OptionLines the line of each option's key in it: a bad option (see
+	// fw.schema) is a load error at that place. Empty for specs made in
+	// code.
+	Config      string
+	OptionLines map[string]int
 	// OnError is the verdict a packet gets when a callback of this plugin
 	// fails or runs out of budget: Accept (pass on, the default) or Drop or
 	// Reject.
@@ -107,6 +114,8 @@ type plugin struct {
 
 	state stateNames // the state objects it opened at load (limits.go)
 
+	schema []OptionSpec // the options it declares (fw.schema), nil when it does not
+
 	// prepareCtx is the caller's context while Prepare probes the plugin
 	// (nil otherwise): it ends the top-level run (topLevelContext).
 	prepareCtx context.Context
@@ -139,15 +148,9 @@ func (s PluginSpec) normalize() PluginSpec {
 // watch, and stopping when parent ends. Syntax errors come back as a
 // *LoadError with the line.
 func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.FunctionProto, error) {
-	src := spec.Source
-	if src == nil {
-		b, err := ReadLimited(spec.File, MaxPluginFileSize, "plugin file")
-		if err != nil {
-			return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: err.Error()}
-		}
-		src = b
-	} else if len(src) > MaxPluginFileSize {
-		return nil, &LoadError{Plugin: spec.Name, File: spec.File, Reason: tooLarge("plugin source", MaxPluginFileSize).Error()}
+	src, err := spec.source()
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := e.wd.LoadContextIn(parent, loadBudget)
 	defer cancel()
@@ -162,6 +165,9 @@ func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.Function
 		}
 		return nil, syntaxError(spec, src, err)
 	}
+	if err := e.checkChunk(spec, chunk); err != nil {
+		return nil, err
+	}
 	proto, err := lua.CompileInterruptible(chunk, spec.File, check)
 	if err != nil {
 		if isLoadCut(err) {
@@ -173,17 +179,84 @@ func (e *Engine) compile(parent context.Context, spec PluginSpec) (*lua.Function
 	return proto, nil
 }
 
+// checkChunk runs the static checks: the first error (or, with
+// StrictChecks, the first warning) fails the load; warnings go to
+// Options.Warn.
+func (e *Engine) checkChunk(spec PluginSpec, chunk []ast.Stmt) error {
+	var first *Finding
+	n := 0
+	for _, f := range lint(spec.File, chunk) {
+		if f.Error || e.opts.StrictChecks {
+			if first == nil {
+				first = &f
+			}
+			n++
+			continue
+		}
+		if e.opts.Warn != nil {
+			e.opts.Warn(f)
+		} else {
+			e.log.Warn("plugin check: "+f.Msg, "plugin", spec.Name, "at", fmt.Sprintf("%s:%d", f.File, f.Line))
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	reason := first.Msg
+	if !first.Error {
+		reason += " (a warning; strict checks make it an error)"
+	}
+	if n > 1 {
+		reason += fmt.Sprintf(" (and %d more)", n-1)
+	}
+	return &LoadError{Plugin: spec.Name, File: spec.File, Line: first.Line, Reason: reason}
+}
+
+// source is the spec's Source, or its File read, at most
+// MaxPluginFileSize bytes; an error is a *LoadError.
+func (s PluginSpec) source() ([]byte, error) {
+	if s.Source == nil {
+		b, err := ReadLimited(s.File, MaxPluginFileSize, "plugin file")
+		if err != nil {
+			return nil, &LoadError{Plugin: s.Name, File: s.File, Reason: err.Error()}
+		}
+		return b, nil
+	}
+	if len(s.Source) > MaxPluginFileSize {
+		return nil, &LoadError{Plugin: s.Name, File: s.File, Reason: tooLarge("plugin source", MaxPluginFileSize).Error()}
+	}
+	return s.Source, nil
+}
+
 // syntaxError turns gopher-lua's parse errors ("FILE line:N(column:M) near
 // 'x': reason") into a LoadError with the line.
 func syntaxError(spec PluginSpec, src []byte, err error) error {
 	var perr *parse.Error
 	if errors.As(err, &perr) {
-		if perr.Pos.Line <= 0 { // at the end of the chunk
-			return &LoadError{Plugin: spec.Name, File: spec.File, Line: bytes.Count(src, []byte("\n")) + 1,
-				Reason: fmt.Sprintf("syntax error at end of file: %s", sandbox.Cut(strings.TrimSpace(perr.Message), sandbox.MaxErrorText))}
+		// The parser's own message is only "syntax error" (or "parse
+		// error"): then say it once, and what was left open where the scan
+		// can tell (syntax.go). The lexer's messages say more.
+		msg := strings.TrimSpace(perr.Message)
+		generic := msg == "syntax error" || msg == "parse error"
+		hint := ""
+		if generic {
+			hint = syntaxHint(src, spec.File, max(perr.Pos.Line, 0), perr.Pos.Column)
 		}
-		return &LoadError{Plugin: spec.Name, File: spec.File, Line: perr.Pos.Line,
-			Reason: fmt.Sprintf("syntax error near %s: %s", sandbox.QuoteCut(perr.Token, MaxNameLen), sandbox.Cut(strings.TrimSpace(perr.Message), sandbox.MaxErrorText))}
+		le := &LoadError{Plugin: spec.Name, File: spec.File, Line: perr.Pos.Line}
+		near := "near " + sandbox.QuoteCut(perr.Token, MaxNameLen)
+		if perr.Pos.Line <= 0 { // at the end of the chunk
+			le.Line = bytes.Count(src, []byte("\n")) + 1
+			near = "at end of file"
+		}
+		switch {
+		case hint != "":
+			le.Reason = hint + " " + strings.Replace(near, "at end of file", "near <eof>", 1)
+		case generic:
+			le.Reason = "syntax error " + near
+		default:
+			le.Reason = fmt.Sprintf("syntax error %s: %s", near, sandbox.Cut(msg, sandbox.MaxErrorText))
+		}
+		return le
 	}
 	msg := err.Error()
 	le := &LoadError{Plugin: spec.Name, File: spec.File, Reason: sandbox.Cut(msg, sandbox.MaxErrorText)}

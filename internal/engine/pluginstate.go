@@ -22,10 +22,14 @@ type pluginState struct {
 	epoch   uint64 // of p when made
 	regs    []registration
 	fns     []*lua.LFunction
-	options *lua.LTable    // fw.options, which fw.option reads
-	pkt     *lua.LUserData // the packet view, reused for every packet
-	tcp     *lua.LUserData // pkt.tcp
-	ct      *lua.LUserData // pkt.ct
+	options *lua.LTable  // fw.options, which fw.option reads
+	schema  []OptionSpec // what fw.schema declared
+	// optionErr is a bad option at its place in the configuration, which
+	// the load reports instead of the error fw.schema raised.
+	optionErr *LoadError
+	pkt       *lua.LUserData // the packet view, reused for every packet
+	tcp       *lua.LUserData // pkt.tcp
+	ct        *lua.LUserData // pkt.ct
 }
 
 // Each Lua module of luafw is an open function (openFw, openNet, ...) that
@@ -86,13 +90,17 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 	L.Push(L.NewFunctionFromProto(p.proto))
 	err := L.PCall(0, 0, nil)
 	ps.loading = false
+	if ps.optionErr != nil { // even when the script caught the error
+		L.Close()
+		return nil, ps.optionErr
+	}
 	if err != nil {
 		L.Close()
 		if context.Cause(ctx) == watchdog.ErrMemoryCeiling {
 			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: "top level cut off: the process is near its memory ceiling"}
 		}
 		if ctx.Err() != nil {
-			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Reason: fmt.Sprintf("top level did not finish within %v", loadBudget)}
+			return nil, &LoadError{Plugin: p.name(), File: p.spec.File, Line: errLine(p.spec.File, err), Reason: fmt.Sprintf("top level did not finish within %v", loadBudget)}
 		}
 		return nil, luaError(p.spec, err)
 	}

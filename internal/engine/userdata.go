@@ -8,10 +8,13 @@ import (
 // Go values handed to scripts (net sets, domain sets, state handles) are
 // userdata with a locked type metatable whose __index holds their methods.
 
-// openType registers the metatable of userdata type typ with its methods.
+// openType registers the metatable of userdata type typ with its methods;
+// calling a method the type does not have is an error naming it.
 func openType(L *lua.LState, typ string, methods map[string]lua.LGFunction) {
 	mt := L.NewTypeMetatable(typ)
-	mt.RawSetString("__index", L.SetFuncs(L.NewTable(), methods))
+	index := L.SetFuncs(L.NewTable(), methods)
+	sandbox.Strict(L, index, apiTypeTable(typ))
+	mt.RawSetString("__index", index)
 	mt.RawSetString("__metatable", lua.LString(sandbox.LockedMeta))
 }
 

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -355,7 +357,7 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, callOutcome) {
 			en.stats.slot(w.id).overBudget.Add(1)
 			return p.spec.OnError, callOverBudget
 		}
-		return w.fail(en, p, failTimeout, "callback %s exceeded its budget of "+p.spec.Budget.String(), nil), callFailed
+		return w.fail(en, p, failTimeout, "callback %s exceeded its budget of "+p.spec.Budget.String()+cutPlace(p, err), nil), callFailed
 	}
 	if err != nil {
 		return w.fail(en, p, failError, "", err), callFailed
@@ -371,6 +373,33 @@ func (w *Worker) callLua(en *entry, c *Ctx) (Verdict, callOutcome) {
 		}
 	}
 	return v, callOK
+}
+
+// cutPlace is " (at FILE:LINE)", where the interrupted call was running
+// when the watchdog cut it off (errLine), or "". The result is part of a
+// format: a '%' in the file name is doubled.
+func cutPlace(p *plugin, err error) string {
+	line := errLine(p.spec.File, err)
+	if line <= 0 {
+		return ""
+	}
+	return strings.ReplaceAll(fmt.Sprintf(" (at %s:%d)", p.spec.File, line), "%", "%%")
+}
+
+// errLine is the line of file an error raised in Lua names at its start,
+// or 0. An interruption (a budget cut) is raised in the running Lua frame,
+// so its error names where the call was; a script that caught the error,
+// or a Go function running, leaves no place.
+func errLine(file string, err error) int {
+	var aerr *lua.ApiError
+	if err == nil || !errors.As(err, &aerr) {
+		return 0
+	}
+	s, ok := aerr.Object.(lua.LString)
+	if !ok || !strings.HasPrefix(string(s), file+":") {
+		return 0
+	}
+	return lineOf(string(s[:min(len(s), len(file)+32)]), file)
 }
 
 // verdictOf reads a callback's return value.

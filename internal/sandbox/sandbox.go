@@ -86,11 +86,13 @@ func NewState() *lua.LState {
 	return L
 }
 
-// readOnly returns a proxy of t that refuses writes. It reads from a copy
+// ReadOnly returns a proxy of t that refuses writes. It reads from a copy
 // of t without metamethod fields, so the string metatable (which is the
-// string library table itself) stays unreachable.
+// string library table itself) stays unreachable. The copy is Strict: a
+// read of a string key it does not have is an error naming the key.
 func ReadOnly(L *lua.LState, t *lua.LTable, name string) *lua.LTable {
 	backing := copyTable(L, t)
+	Strict(L, backing, name)
 	proxy := L.NewTable()
 	mt := L.NewTable()
 	mt.RawSetString("__index", backing)

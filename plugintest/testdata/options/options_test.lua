@@ -1,0 +1,11 @@
+test("a plugin without a schema fails", function()
+	expect_options_checked("unchecked.lua")
+end)
+
+test("a plugin with a schema passes and returns it", function()
+	local opts = expect_options_checked("loose.lua")
+	expect_eq(#opts, 3)
+	expect_eq(opts[3].name, "ports")
+	expect_eq(opts[3].type, "ports")
+	expect_eq(opts[3].default, "{22}")
+end)
