@@ -1,0 +1,556 @@
+// Package stream owns luafw's first-flight reassembly: for each flow (one
+// direction of a TCP connection, by addresses and ports), the first bytes
+// its sender sends, placed by sequence number, so that a parser reads what
+// the receiver will read however the sender cut, reordered, repeated or
+// disguised its segments. Inspection plugins (the ClientHello of TLS, DNS
+// over TCP) read these bytes through the Lua `stream` module.
+//
+// What it guarantees:
+//   - Bytes are placed by sequence number from the flow's start: ISN+1 when
+//     the SYN was seen, else the lowest sequence number seen so far (a flow
+//     picked up mid-way, whose start moves down when earlier bytes arrive).
+//     Out-of-order segments are held until the gap before them fills.
+//   - Bytes before the start (seqovl junk, a retransmitted SYN's place) and
+//     beyond Limits.Bytes from it (a wrong sequence number, the far side of
+//     the window) are ignored, as is a segment whose checksum is wrong (a
+//     checksum the kernel left for the NIC to fill, the pseudo-header sum
+//     alone, counts as right).
+//   - Overlaps: a segment whose bytes equal those already held changes
+//     nothing (a retransmission). One whose bytes differ makes a second
+//     reading of the stream (a variant): the held variant keeps its bytes
+//     (what a Linux receiver does for data it has queued: the segment that
+//     arrived first wins) and the new variant takes the new ones (what Linux
+//     does when the later segment starts earlier or covers the queued one
+//     whole, and what the server reads when the first one was a fake that
+//     never reached it: low TTL, bad acknowledgement, stale timestamp).
+//     Up to Limits.Variants readings are kept, each parsed; a flow that
+//     needs more is marked Ambiguous. A sender that is not evading never
+//     makes a second reading.
+//   - The urgent byte (URG flag, urgent pointer) is removed from the
+//     stream, as a Linux receiver without SO_OOBINLINE (the default) does;
+//     only the last one a flow announced is removed.
+//   - A SYN starts the flow afresh (a new connection on the same addresses
+//     and ports); its payload is not part of the stream (a server without
+//     TCP Fast Open ignores it; callers parse it on its own). A RST ends the
+//     flow.
+//
+// What it costs: a table is made when a plugin first asks for a stream, so
+// packets of plugins that never do cost nothing. Each segment given to Add
+// costs one map lookup; a flow without data holds about 200 bytes, one with
+// data also its variants (grown as bytes arrive, at most Limits.Bytes
+// each). The table holds at most Limits.Flows flows and Limits.Memory bytes
+// of buffers; beyond either, the flow idle longest is dropped (Stats.Evicted),
+// and flows idle for Limits.Idle are dropped when the table is next used
+// (Stats.Expired). A flow whose caller has read what it needed (Finish)
+// keeps its result and gives back its buffers.
+//
+// A Table is not safe for concurrent use: luafw keeps one per plugin state,
+// and a state runs on one goroutine.
+package stream
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+)
+
+// Key names a flow: one direction of a connection.
+type Key struct {
+	Src, Dst     netip.Addr
+	SPort, DPort uint16
+}
+
+// TCP flag bits Add reads.
+const (
+	FlagFIN = 0x01
+	FlagSYN = 0x02
+	FlagRST = 0x04
+	FlagURG = 0x20
+)
+
+// Segment is one TCP segment of a flow, as Add reads it.
+type Segment struct {
+	Seq     uint32
+	Flags   uint8  // TCP flags (FlagSYN, FlagRST, FlagURG are read)
+	Urgent  uint16 // the urgent pointer, read with FlagURG
+	Payload []byte // not kept: Add copies what it holds
+	// BadChecksum marks a segment the receiver would discard.
+	BadChecksum bool
+}
+
+// Limits bound a table. Zero fields take the defaults.
+type Limits struct {
+	Bytes    int           // per flow, from its start (default 16384)
+	Idle     time.Duration // a flow idle this long is dropped (default 30 s)
+	Flows    int           // flows per table (default 4096)
+	Memory   int           // bytes of buffers per table (default 4 MiB)
+	Variants int           // readings kept per flow (default 4)
+}
+
+// Default limits.
+const (
+	DefaultBytes    = 16384
+	DefaultIdle     = 30 * time.Second
+	DefaultFlows    = 4096
+	DefaultMemory   = 4 << 20
+	DefaultVariants = 4
+	// maxSpans bounds the holes a flow's bytes may have; a segment that
+	// would make more is ignored.
+	maxSpans = 64
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.Bytes <= 0 {
+		l.Bytes = DefaultBytes
+	}
+	if l.Idle <= 0 {
+		l.Idle = DefaultIdle
+	}
+	if l.Flows <= 0 {
+		l.Flows = DefaultFlows
+	}
+	if l.Memory <= 0 {
+		l.Memory = DefaultMemory
+	}
+	if l.Variants <= 0 {
+		l.Variants = DefaultVariants
+	}
+	return l
+}
+
+// Stats count what a table did.
+type Stats struct {
+	Flows     int    // flows held now
+	Bytes     int    // bytes of buffers held now
+	Segments  uint64 // segments with data given to Add
+	Dups      uint64 // of them, bytes all already held and equal (retransmissions)
+	Ignored   uint64 // of them, ignored: bad checksum, outside the window, too many holes
+	Conflicts uint64 // of them, bytes that differ from those held (a new reading, or Ambiguous)
+	Evicted   uint64 // flows dropped for room (Limits.Flows, Limits.Memory)
+	Expired   uint64 // flows dropped after Limits.Idle
+}
+
+// Table holds the flows of one plugin state.
+type Table struct {
+	lim        Limits
+	flows      map[Key]*Flow
+	head, tail *Flow // by last use: head is the flow idle longest
+	stats      Stats
+	scratch    []byte
+}
+
+// NewTable returns an empty table with limits lim.
+func NewTable(lim Limits) *Table {
+	return &Table{lim: lim.withDefaults(), flows: map[Key]*Flow{}}
+}
+
+// Limits returns the table's limits, defaults filled in.
+func (t *Table) Limits() Limits { return t.lim }
+
+// Stats returns the table's counters.
+func (t *Table) Stats() Stats {
+	s := t.stats
+	s.Flows = len(t.flows)
+	return s
+}
+
+// span is a range [a, b) of offsets held.
+type span struct{ a, b int }
+
+// Flow is one flow's first flight.
+type Flow struct {
+	key        Key
+	prev, next *Flow
+	last       int64 // last use, ns
+
+	isn     uint32
+	haveISN bool
+	base    uint32 // sequence number of offset 0
+	spans   []span
+	vars    [][]byte // readings; each as long as the highest offset held
+	size    int      // bytes of buffers counted in the table
+	urg     int      // offset of the urgent byte, -1 for none
+
+	// Ambiguous reports that the flow needed more readings than
+	// Limits.Variants.
+	Ambiguous bool
+	// Done is set by Finish: the caller read what it needed.
+	Done bool
+	// Result is what the caller kept with Finish.
+	Result any
+}
+
+// HaveISN reports whether the flow's SYN was seen.
+func (f *Flow) HaveISN() bool { return f.haveISN }
+
+// Variants returns how many readings the flow has (0 before any data).
+func (f *Flow) Variants() int { return len(f.vars) }
+
+// Contiguous returns how many bytes from the start are held without a gap
+// (the urgent byte included).
+func (f *Flow) Contiguous() int {
+	if len(f.spans) == 0 || f.spans[0].a != 0 {
+		return 0
+	}
+	return f.spans[0].b
+}
+
+// Get returns the flow of k, or nil.
+func (t *Table) Get(k Key) *Flow { return t.flows[k] }
+
+// Add places segment s of flow k at time now (ns) and returns the flow,
+// or nil when there is none (a RST, or a segment without data on a flow
+// not seen before).
+func (t *Table) Add(k Key, s Segment, now int64) *Flow {
+	t.expire(now)
+	f := t.flows[k]
+	switch {
+	case s.Flags&FlagRST != 0:
+		if f != nil {
+			t.remove(f)
+		}
+		return nil
+	case s.Flags&FlagSYN != 0:
+		if f != nil && f.haveISN && f.isn == s.Seq {
+			t.touch(f, now) // a retransmitted SYN
+			return f
+		}
+		if f != nil {
+			t.remove(f)
+		}
+		f = t.insert(k, now)
+		f.isn, f.haveISN, f.base = s.Seq, true, s.Seq+1
+		return f
+	case len(s.Payload) == 0:
+		if f != nil {
+			t.touch(f, now)
+		}
+		return f
+	}
+	t.stats.Segments++
+	if f == nil {
+		f = t.insert(k, now)
+		f.base = s.Seq
+	}
+	t.touch(f, now)
+	if f.Done {
+		return f
+	}
+	if s.BadChecksum {
+		t.stats.Ignored++
+		return f
+	}
+	t.place(f, s)
+	t.shrink(f)
+	return f
+}
+
+// place puts s's bytes into f.
+func (t *Table) place(f *Flow, s Segment) {
+	off := int(int32(s.Seq - f.base))
+	data := s.Payload
+	if off < 0 && !f.haveISN && -off <= t.lim.Bytes && len(f.vars) > 0 {
+		t.rebase(f, -off) // earlier bytes of a flow picked up mid-way
+		off = 0
+	} else if off < 0 && !f.haveISN && len(f.vars) == 0 {
+		f.base, off = s.Seq, 0
+	}
+	if s.Flags&FlagURG != 0 && s.Urgent > 0 {
+		if u := off + int(s.Urgent) - 1; u >= 0 && u < t.lim.Bytes {
+			f.urg = u
+		}
+	}
+	if off < 0 { // bytes before the start: old data, trimmed
+		if -off >= len(data) {
+			t.stats.Ignored++
+			return
+		}
+		data, off = data[-off:], 0
+	}
+	if off >= t.lim.Bytes {
+		t.stats.Ignored++
+		return
+	}
+	if end := off + len(data); end > t.lim.Bytes {
+		data = data[:t.lim.Bytes-off]
+	}
+	t.write(f, off, data)
+}
+
+// rebase moves f's start n bytes earlier.
+func (t *Table) rebase(f *Flow, n int) {
+	f.base -= uint32(n)
+	for i, v := range f.vars {
+		keep := min(len(v), t.lim.Bytes-n)
+		nv := make([]byte, n+keep)
+		copy(nv[n:], v[:keep])
+		f.vars[i] = nv
+	}
+	out := f.spans[:0]
+	for _, sp := range f.spans {
+		sp.a, sp.b = sp.a+n, min(sp.b+n, t.lim.Bytes)
+		if sp.a < sp.b {
+			out = append(out, sp)
+		}
+	}
+	f.spans = out
+	if f.urg >= 0 {
+		f.urg += n
+	}
+	t.account(f)
+}
+
+// write puts data at offset off of every reading of f, making a new
+// reading where it differs from bytes held.
+func (t *Table) write(f *Flow, off int, data []byte) {
+	end := off + len(data)
+	if len(f.vars) == 0 {
+		f.vars = append(f.vars, nil)
+	}
+	if !f.covered(off, end) && f.holes(off, end) > maxSpans {
+		t.stats.Ignored++
+		return
+	}
+	for i := range f.vars {
+		if len(f.vars[i]) < end {
+			f.vars[i] = grow(f.vars[i], end)
+		}
+	}
+	// Compare with what each reading holds over the held parts.
+	n := len(f.vars)
+	differs, same := false, true
+	for i := 0; i < n; i++ {
+		v := f.vars[i]
+		if !f.equalHeld(v, off, data) {
+			same = false
+			nv := make([]byte, len(v))
+			copy(nv, v)
+			copy(nv[off:], data)
+			f.addVariant(t, nv)
+			differs = true
+		}
+	}
+	if differs {
+		t.stats.Conflicts++
+	}
+	// Fill the holes of every reading (new ones already have data).
+	for _, h := range f.gaps(off, end) {
+		for i := range f.vars {
+			copy(f.vars[i][h.a:h.b], data[h.a-off:h.b-off])
+		}
+	}
+	if same && f.covered(off, end) {
+		t.stats.Dups++
+	}
+	f.addSpan(off, end)
+	t.account(f)
+}
+
+// addVariant keeps v as a new reading unless it repeats one or there is no
+// room.
+func (f *Flow) addVariant(t *Table, v []byte) {
+	for _, o := range f.vars {
+		if bytes.Equal(o, v) {
+			return
+		}
+	}
+	if len(f.vars) >= t.lim.Variants {
+		f.Ambiguous = true
+		return
+	}
+	f.vars = append(f.vars, v)
+}
+
+// equalHeld reports whether v holds data at off wherever bytes are held.
+func (f *Flow) equalHeld(v []byte, off int, data []byte) bool {
+	end := off + len(data)
+	for _, sp := range f.spans {
+		a, b := max(sp.a, off), min(sp.b, end)
+		if a < b && !bytes.Equal(v[a:b], data[a-off:b-off]) {
+			return false
+		}
+	}
+	return true
+}
+
+// covered reports whether [a, b) is held whole.
+func (f *Flow) covered(a, b int) bool {
+	for _, sp := range f.spans {
+		if sp.a <= a && b <= sp.b {
+			return true
+		}
+	}
+	return false
+}
+
+// gaps returns the parts of [a, b) not held.
+func (f *Flow) gaps(a, b int) []span {
+	var out []span
+	cur := a
+	for _, sp := range f.spans {
+		if sp.b <= cur {
+			continue
+		}
+		if sp.a >= b {
+			break
+		}
+		if sp.a > cur {
+			out = append(out, span{cur, sp.a})
+		}
+		cur = max(cur, sp.b)
+	}
+	if cur < b {
+		out = append(out, span{cur, b})
+	}
+	return out
+}
+
+// holes is how many spans f would hold with [a, b) added.
+func (f *Flow) holes(a, b int) int {
+	n := 1
+	for _, sp := range f.spans {
+		if sp.b < a || sp.a > b {
+			n++
+		}
+	}
+	return n
+}
+
+// addSpan marks [a, b) held, merging neighbours.
+func (f *Flow) addSpan(a, b int) {
+	out := f.spans[:0:0]
+	placed := false
+	for _, sp := range f.spans {
+		switch {
+		case sp.b < a:
+			out = append(out, sp)
+		case sp.a > b:
+			if !placed {
+				out = append(out, span{a, b})
+				placed = true
+			}
+			out = append(out, sp)
+		default:
+			a, b = min(a, sp.a), max(b, sp.b)
+		}
+	}
+	if !placed {
+		out = append(out, span{a, b})
+	}
+	f.spans = out
+}
+
+// grow returns v lengthened to n bytes (zeros), with room to grow.
+func grow(v []byte, n int) []byte {
+	if cap(v) >= n {
+		return v[:n]
+	}
+	nv := make([]byte, n, max(n, 2*cap(v), 512))
+	copy(nv, v)
+	return nv
+}
+
+// Reading returns reading i of the bytes held from the start without a
+// gap, the urgent byte removed. The slice is valid until the next call on
+// the table.
+func (t *Table) Reading(f *Flow, i int) []byte {
+	n := f.Contiguous()
+	if i >= len(f.vars) || n == 0 {
+		return nil
+	}
+	v := f.vars[i][:n]
+	if f.urg < 0 || f.urg >= n {
+		return v
+	}
+	t.scratch = append(append(t.scratch[:0], v[:f.urg]...), v[f.urg+1:]...)
+	return t.scratch
+}
+
+// Full reports whether the flow holds Limits.Bytes from its start: no more
+// will come.
+func (t *Table) Full(f *Flow) bool { return f.Contiguous() >= t.lim.Bytes }
+
+// Finish keeps result with f and gives back its buffers: later segments of
+// the flow are not held, and Add keeps returning f (with Done set) until
+// the flow ends, expires or is evicted.
+func (t *Table) Finish(f *Flow, result any) {
+	f.Done, f.Result = true, result
+	f.vars, f.spans = nil, nil
+	t.account(f)
+}
+
+func (t *Table) insert(k Key, now int64) *Flow {
+	f := &Flow{key: k, urg: -1, last: now}
+	t.flows[k] = f
+	t.pushBack(f)
+	for len(t.flows) > t.lim.Flows && t.head != f {
+		t.stats.Evicted++
+		t.remove(t.head)
+	}
+	return f
+}
+
+// shrink evicts the flows idle longest until the table's buffers fit,
+// sparing f.
+func (t *Table) shrink(f *Flow) {
+	for t.stats.Bytes > t.lim.Memory && t.head != nil && t.head != f {
+		t.stats.Evicted++
+		t.remove(t.head)
+	}
+}
+
+// account brings the table's byte count in line with f's buffers.
+func (t *Table) account(f *Flow) {
+	n := 0
+	for _, v := range f.vars {
+		n += cap(v)
+	}
+	t.stats.Bytes += n - f.size
+	f.size = n
+}
+
+func (t *Table) expire(now int64) {
+	for t.head != nil && now-t.head.last > int64(t.lim.Idle) {
+		t.stats.Expired++
+		t.remove(t.head)
+	}
+}
+
+func (t *Table) remove(f *Flow) {
+	delete(t.flows, f.key)
+	t.unlink(f)
+	t.stats.Bytes -= f.size
+	f.size = 0
+}
+
+func (t *Table) touch(f *Flow, now int64) {
+	f.last = now
+	if t.tail != f {
+		t.unlink(f)
+		t.pushBack(f)
+	}
+}
+
+func (t *Table) pushBack(f *Flow) {
+	f.prev, f.next = t.tail, nil
+	if t.tail != nil {
+		t.tail.next = f
+	} else {
+		t.head = f
+	}
+	t.tail = f
+}
+
+func (t *Table) unlink(f *Flow) {
+	if f.prev != nil {
+		f.prev.next = f.next
+	} else if t.head == f {
+		t.head = f.next
+	}
+	if f.next != nil {
+		f.next.prev = f.prev
+	} else if t.tail == f {
+		t.tail = f.prev
+	}
+	f.prev, f.next = nil, nil
+}
