@@ -178,6 +178,17 @@ type Flow struct {
 	Done bool
 	// Result is what the caller kept with Finish.
 	Result any
+	// Changed reports that a segment made a new reading since the caller
+	// last cleared it (after Finish: a fake came first, the real bytes
+	// now); the caller reads the readings again.
+	Changed bool
+	kept    int // after Finish: the bytes still compared
+}
+
+// Settled reports whether a segment at seq would change nothing: the flow
+// is finished and seq lies beyond the bytes it still compares.
+func (f *Flow) Settled(seq uint32) bool {
+	return f.Done && int(int32(seq-f.base)) >= f.kept
 }
 
 // HaveISN reports whether the flow's SYN was seen.
@@ -233,7 +244,7 @@ func (t *Table) Add(k Key, s Segment, now int64) *Flow {
 		f.base = s.Seq
 	}
 	t.touch(f, now)
-	if f.Done {
+	if f.Settled(s.Seq) {
 		return f
 	}
 	if s.BadChecksum {
@@ -249,10 +260,10 @@ func (t *Table) Add(k Key, s Segment, now int64) *Flow {
 func (t *Table) place(f *Flow, s Segment) {
 	off := int(int32(s.Seq - f.base))
 	data := s.Payload
-	if off < 0 && !f.haveISN && -off <= t.lim.Bytes && len(f.vars) > 0 {
+	if off < 0 && !f.haveISN && !f.Done && -off <= t.lim.Bytes && len(f.vars) > 0 {
 		t.rebase(f, -off) // earlier bytes of a flow picked up mid-way
 		off = 0
-	} else if off < 0 && !f.haveISN && len(f.vars) == 0 {
+	} else if off < 0 && !f.haveISN && !f.Done && len(f.vars) == 0 {
 		f.base, off = s.Seq, 0
 	}
 	if s.Flags&FlagURG != 0 && s.Urgent > 0 {
@@ -267,12 +278,16 @@ func (t *Table) place(f *Flow, s Segment) {
 		}
 		data, off = data[-off:], 0
 	}
-	if off >= t.lim.Bytes {
+	limit := t.lim.Bytes
+	if f.Done {
+		limit = f.kept
+	}
+	if off >= limit {
 		t.stats.Ignored++
 		return
 	}
-	if end := off + len(data); end > t.lim.Bytes {
-		data = data[:t.lim.Bytes-off]
+	if end := off + len(data); end > limit {
+		data = data[:limit-off]
 	}
 	t.write(f, off, data)
 }
@@ -355,10 +370,11 @@ func (f *Flow) addVariant(t *Table, v []byte) {
 		}
 	}
 	if len(f.vars) >= t.lim.Variants {
-		f.Ambiguous = true
+		f.Ambiguous, f.Changed = true, true
 		return
 	}
 	f.vars = append(f.vars, v)
+	f.Changed = true
 }
 
 // equalHeld reports whether v holds data at off wherever bytes are held.
@@ -470,12 +486,21 @@ func (t *Table) Reading(f *Flow, i int) []byte {
 // will come.
 func (t *Table) Full(f *Flow) bool { return f.Contiguous() >= t.lim.Bytes }
 
-// Finish keeps result with f and gives back its buffers: later segments of
-// the flow are not held, and Add keeps returning f (with Done set) until
-// the flow ends, expires or is evicted.
+// Finish keeps result with f and gives back its buffers but for the
+// bytes read so far from its start (Contiguous): later segments beyond them
+// are not held, and Add keeps returning f (Done set) until the flow ends,
+// expires or is evicted. A segment whose bytes differ from those kept makes
+// a new reading and sets Changed: the first bytes were a fake.
 func (t *Table) Finish(f *Flow, result any) {
-	f.Done, f.Result = true, result
-	f.vars, f.spans = nil, nil
+	f.Done, f.Result, f.Changed = true, result, false
+	f.kept = f.Contiguous()
+	for i, v := range f.vars {
+		f.vars[i] = append([]byte(nil), v[:f.kept]...)
+	}
+	f.spans = f.spans[:0]
+	if f.kept > 0 {
+		f.spans = append(f.spans, span{0, f.kept})
+	}
 	t.account(f)
 }
 
@@ -553,4 +578,34 @@ func (t *Table) unlink(f *Flow) {
 		t.tail = f.prev
 	}
 	f.prev, f.next = nil, nil
+}
+
+// Consume drops the first n bytes of f's readings (as Reading returns
+// them), which the caller has read: the flow's start moves past them and
+// Limits.Bytes counts from there. Callers reading a stream of messages (DNS
+// over TCP) use it to read past the first Limits.Bytes.
+func (t *Table) Consume(f *Flow, n int) {
+	if f.urg >= 0 && f.urg < n {
+		n++ // the urgent byte, which readings leave out, goes too
+		f.urg = -1
+	}
+	n = min(n, f.Contiguous())
+	if n <= 0 {
+		return
+	}
+	f.base += uint32(n)
+	for i, v := range f.vars {
+		f.vars[i] = v[:copy(v, v[n:])]
+	}
+	out := f.spans[:0]
+	for _, sp := range f.spans {
+		sp.a, sp.b = max(sp.a-n, 0), sp.b-n
+		if sp.a < sp.b {
+			out = append(out, sp)
+		}
+	}
+	f.spans = out
+	if f.urg >= 0 {
+		f.urg -= n
+	}
 }

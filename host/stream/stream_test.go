@@ -174,15 +174,21 @@ func TestMemoryBound(t *testing.T) {
 	}
 }
 
-func TestFinishGivesBackBuffers(t *testing.T) {
+func TestFinishKeepsWhatWasRead(t *testing.T) {
 	tb := NewTable(Limits{})
 	syn(tb, key)
-	f := seg(tb, key, 0, "hello")
+	f := seg(tb, key, 0, "fake!")
 	tb.Finish(f, "result")
-	if tb.Stats().Bytes != 0 {
-		t.Fatalf("stats %+v", tb.Stats())
+	seg(tb, key, 5, "later data, not held")
+	if st := tb.Stats(); st.Bytes > 16 || f.Changed || !f.Settled(isn+1+5) || f.Settled(isn+1+4) {
+		t.Fatalf("stats %+v changed %v", st, f.Changed)
 	}
-	if g := seg(tb, key, 0, "again"); g != f || g.Result != "result" {
-		t.Fatal("finished flow not kept")
+	if g := seg(tb, key, 0, "fake!"); g != f || g.Result != "result" || f.Changed {
+		t.Fatal("a retransmission changed the finished flow")
 	}
+	seg(tb, key, 0, "real!")
+	if !f.Changed {
+		t.Fatal("different bytes over the finished part: not Changed")
+	}
+	wantReadings(t, tb, f, "fake!", "real!")
 }
