@@ -84,7 +84,7 @@ type Limits struct {
 	Idle     time.Duration // a flow idle this long is dropped (default 30 s)
 	Flows    int           // flows per table (default 4096)
 	Memory   int           // bytes of buffers per table (default 4 MiB)
-	Variants int           // readings kept per flow (default 4)
+	Variants int           // readings kept per flow (default 8)
 }
 
 // Default limits.
@@ -93,7 +93,7 @@ const (
 	DefaultIdle     = 30 * time.Second
 	DefaultFlows    = 4096
 	DefaultMemory   = 4 << 20
-	DefaultVariants = 4
+	DefaultVariants = 8
 	// maxSpans bounds the holes a flow's bytes may have; a segment that
 	// would make more is ignored.
 	maxSpans = 64
@@ -182,7 +182,8 @@ type Flow struct {
 	// last cleared it (after Finish: a fake came first, the real bytes
 	// now); the caller reads the readings again.
 	Changed bool
-	kept    int // after Finish: the bytes still compared
+	kept    int  // after Finish: the bytes still compared
+	retry   bool // finished by Fail: earlier bytes (no SYN seen) reopen it
 }
 
 // Settled reports whether a segment at seq would change nothing: the flow
@@ -260,9 +261,10 @@ func (t *Table) Add(k Key, s Segment, now int64) *Flow {
 func (t *Table) place(f *Flow, s Segment) {
 	off := int(int32(s.Seq - f.base))
 	data := s.Payload
-	if off < 0 && !f.haveISN && !f.Done && -off <= t.lim.Bytes && len(f.vars) > 0 {
+	if off < 0 && !f.haveISN && (!f.Done || f.retry) && -off <= t.lim.Bytes && len(f.vars) > 0 {
 		t.rebase(f, -off) // earlier bytes of a flow picked up mid-way
 		off = 0
+		f.Changed = f.Changed || f.Done
 	} else if off < 0 && !f.haveISN && !f.Done && len(f.vars) == 0 {
 		f.base, off = s.Seq, 0
 	}
@@ -278,10 +280,7 @@ func (t *Table) place(f *Flow, s Segment) {
 		}
 		data, off = data[-off:], 0
 	}
-	limit := t.lim.Bytes
-	if f.Done {
-		limit = f.kept
-	}
+	limit := t.lim.Bytes // on a finished flow too: a real hello longer than the fake
 	if off >= limit {
 		t.stats.Ignored++
 		return
@@ -502,6 +501,19 @@ func (t *Table) Finish(f *Flow, result any) {
 		f.spans = append(f.spans, span{0, f.kept})
 	}
 	t.account(f)
+}
+
+// Fail is Finish for a result that earlier bytes may change: on a flow
+// whose SYN was not seen, a segment before its start reopens it (Changed).
+func (t *Table) Fail(f *Flow, result any) {
+	t.Finish(f, result)
+	f.retry = true
+}
+
+// Reopen undoes Finish on a flow the caller found Changed: bytes are held
+// again, up to Limits.Bytes, and Done is cleared.
+func (t *Table) Reopen(f *Flow) {
+	f.Done, f.Result, f.Changed, f.retry, f.kept = false, nil, false, false, 0
 }
 
 func (t *Table) insert(k Key, now int64) *Flow {

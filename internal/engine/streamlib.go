@@ -137,8 +137,11 @@ func (s *streamState) tlsHello(L *lua.LState) int {
 	if f == nil {
 		return failure(L, "no stream")
 	}
-	if f.Done && !f.Changed {
-		return pushKept(L, f.Result)
+	if f.Done {
+		if !f.Changed {
+			return pushKept(L, f.Result)
+		}
+		s.tcp.Reopen(f) // bytes that differ from those read: a fake came first
 	}
 	if flags&stream.FlagSYN != 0 {
 		// SYN data is not part of the stream; a TCP Fast Open hello is
@@ -148,6 +151,9 @@ func (s *streamState) tlsHello(L *lua.LState) int {
 		}
 		return failure(L, "more")
 	}
+	if f.Contiguous() == 0 {
+		return failure(L, "more")
+	}
 	readings := make([][]byte, f.Variants())
 	for i := range readings {
 		readings[i] = s.tcp.Reading(f, i)
@@ -155,7 +161,7 @@ func (s *streamState) tlsHello(L *lua.LState) int {
 			readings[i] = append([]byte(nil), readings[i]...) // Reading reuses one buffer
 		}
 	}
-	full := s.tcp.Full(f) || f.Done
+	full := s.tcp.Full(f)
 	f.Changed = false
 	res, pending := s.hellos(L, readings, full, f.Ambiguous)
 	if pending && !full {
@@ -165,7 +171,11 @@ func (s *streamState) tlsHello(L *lua.LState) int {
 		}
 		return failure(L, "more")
 	}
-	s.tcp.Finish(f, res)
+	if _, ok := res.(*lua.LTable); ok {
+		s.tcp.Finish(f, res)
+	} else {
+		s.tcp.Fail(f, res)
+	}
 	return pushKept(L, res)
 }
 
