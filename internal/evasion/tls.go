@@ -10,7 +10,7 @@ import (
 type tlsTechnique struct {
 	name    string
 	handled bool
-	big     bool                     // a 1.8 KB hello, the name late
+	big     bool                      // a 1.8 KB hello, the name late
 	msg     func(hello []byte) []byte // refragments the hello's records; nil keeps one
 	ipv6    bool
 	run     func(f *flow, t *tlsCtx)
@@ -126,7 +126,13 @@ func tlsTechniques() []tlsTechnique {
 		{name: "big-hello-name-in-second-segment", handled: true, big: true,
 			run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(0, 1400); f.seg(1400, t.n) }},
 		{name: "big-hello-retransmitted-after-drop", handled: true, big: true,
-			run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(0, 1400); f.seg(1400, t.n); f.seg(1400, t.n); f.seg(1400, t.n) }},
+			run: func(f *flow, t *tlsCtx) {
+				f.syn()
+				f.seg(0, 1400)
+				f.seg(1400, t.n)
+				f.seg(1400, t.n)
+				f.seg(1400, t.n)
+			}},
 		{name: "retransmitted-after-drop", handled: true, run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(0, t.n); f.seg(0, t.n); f.seg(0, t.n) }},
 		{name: "segments-8s-apart", handled: true, run: func(f *flow, t *tlsCtx) {
 			f.syn()
