@@ -147,3 +147,10 @@ func TestCorpusDeterministic(t *testing.T) {
 		t.Fatalf("corpus differs between runs (%d, %d bytes)", a.Len(), b.Len())
 	}
 }
+
+func TestDNSCorpus(t *testing.T) {
+	cases := DNSCases(30000)
+	specs := []engine.PluginSpec{{File: "../../plugins/dnsfilter.lua", Options: map[string]any{
+		"names": []any{"blocked.example"}, "action": "drop", "log": false}}}
+	checkCorpus(t, "dns over tcp", cases, replayCorpus(t, cases, specs))
+}
