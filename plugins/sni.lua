@@ -150,7 +150,7 @@ fw.register{
 	name = "sni",
 	hook = opt("hooks", { "forward", "output" }, "string table"),
 	priority = opt("priority", "filter", "number string"),
-	match = #port_list > 0 and { proto = block_quic and { "tcp", "udp" } or "tcp", dport = port_list } or nil,
+	match = #port_list > 0 and { proto = (block_quic or quic) and { "tcp", "udp" } or "tcp", dport = port_list } or nil,
 	fn = function(pkt)
 		if not ports[pkt.dport] then
 			return

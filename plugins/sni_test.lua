@@ -119,9 +119,19 @@ test("IPv6", function()
 	expect_verdict(h:run(p, "forward"), "reject")
 end)
 
-test("QUIC passes unless block_quic", function()
+test("QUIC: the name is read from the Initial; block_quic blocks all", function()
+	local h = harness("sni.lua", opts)
+	for _, v in ipairs({ 1, 2 }) do
+		local initial = packet.udp{ src = "192.0.2.10", dst = "198.51.100.80", sport = 50000 + v, dport = 443, payload = packet.quic_initial("www.blocked.example", v) }
+		expect_verdict(h:run(initial, "forward"), "reject", "version " .. v)
+		expect_verdict(h:run(initial, "forward"), "reject", "its retransmission, version " .. v)
+		local ok = packet.udp{ src = "192.0.2.10", dst = "198.51.100.80", sport = 50010 + v, dport = 443, payload = packet.quic_initial("www.allowed.example", v) }
+		expect_verdict(h:run(ok, "forward"), "accept", "allowed, version " .. v)
+	end
 	local quic = packet.udp{ src = "192.0.2.10", dst = "198.51.100.80", dport = 443, payload = "\192\0\0\0\1" }
-	expect_verdict(harness("sni.lua", opts):run(quic, "forward"), "accept")
+	expect_verdict(h:run(quic, "forward"), "accept", "not an Initial")
+	local noquic = harness("sni.lua", { names = { "blocked.example" }, quic = false }, { name = "noquicread" })
+	expect_verdict(noquic:run(packet.udp{ dport = 443, payload = packet.quic_initial("www.blocked.example") }, "forward"), "accept", "quic = false")
 	expect_verdict(harness("sni.lua", { names = { "x.example" }, block_quic = true }, { name = "noquic" }):run(quic, "forward"), "reject")
 end)
 

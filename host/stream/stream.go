@@ -58,6 +58,9 @@ import (
 type Key struct {
 	Src, Dst     netip.Addr
 	SPort, DPort uint16
+	// Conn tells apart flows on the same addresses and ports (QUIC: a hash
+	// of the destination connection ID); 0 for TCP.
+	Conn uint64
 }
 
 // TCP flag bits Add reads.

@@ -122,18 +122,35 @@ func ParseRecords(b []byte, h *Hello, buf []byte) ([]byte, error) {
 	if err != nil {
 		return buf, h.fail(err)
 	}
+	return buf, h.fail(parseMessage(msg, h))
+}
+
+// ParseMessage reads a ClientHello handshake message without the record
+// layer (as QUIC's CRYPTO frames carry it) into h, as Parse does.
+func ParseMessage(msg []byte, h *Hello) error {
+	*h = Hello{}
+	return h.fail(parseMessage(msg, h))
+}
+
+func parseMessage(msg []byte, h *Hello) error {
 	if len(msg) == 0 {
-		return buf, h.truncated()
+		return h.truncated()
 	}
 	if msg[0] != typeClientHello {
-		return buf, ErrNotHello
+		return ErrNotHello
 	}
 	if len(msg) < handshakeHdrLen {
-		return buf, h.truncated()
+		return h.truncated()
 	}
 	hsLen := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+	if hsLen+handshakeHdrLen > MaxMessage {
+		return ErrMalformed
+	}
 	body := cursor{b: msg[handshakeHdrLen:], n: hsLen}
-	return buf, h.fail(h.parseBody(&body))
+	if len(body.b) > hsLen {
+		body.b = body.b[:hsLen]
+	}
+	return h.parseBody(&body)
 }
 
 // MaxMessage bounds the handshake message ParseRecords joins from records.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"time"
 
 	lua "github.com/luafw/luafw/lua"
@@ -34,13 +35,15 @@ import (
 type streamState struct {
 	ps       *pluginState
 	lim      stream.Limits
-	tcp      *stream.Table // made on first use
+	tcp, udp *stream.Table // made on first use
+	quicBuf  []byte
+	seed     maphash.Seed // hashes QUIC connection IDs into flow keys
 	hello    tlshello.Hello
 	helloBuf []byte
 }
 
 func openStream(ps *pluginState) lua.LValue {
-	s := &streamState{ps: ps}
+	s := &streamState{ps: ps, seed: maphash.MakeSeed()}
 	L := ps.L
 	mod := L.NewTable()
 	mod.RawSetString("tls_hello", L.NewFunction(s.tlsHello))
@@ -151,30 +154,37 @@ func (s *streamState) tlsHello(L *lua.LState) int {
 		}
 		return failure(L, "more")
 	}
+	return s.flowHello(L, s.tcp, f, false)
+}
+
+// flowHello reads the hello from f's readings (bare: handshake messages
+// without records, as QUIC carries them) and pushes it, "more", or the
+// reason; a complete or failed flow is finished.
+func (s *streamState) flowHello(L *lua.LState, t *stream.Table, f *stream.Flow, bare bool) int {
 	if f.Contiguous() == 0 {
 		return failure(L, "more")
 	}
 	readings := make([][]byte, f.Variants())
 	for i := range readings {
-		readings[i] = s.tcp.Reading(f, i)
+		readings[i] = t.Reading(f, i)
 		if len(readings) > 1 {
 			readings[i] = append([]byte(nil), readings[i]...) // Reading reuses one buffer
 		}
 	}
-	full := s.tcp.Full(f)
+	full := t.Full(f)
 	f.Changed = false
-	res, pending := s.hellos(L, readings, full, f.Ambiguous)
+	res, pending := s.hellos(L, readings, full, f.Ambiguous, bare)
 	if pending && !full {
-		if t, ok := res.(*lua.LTable); ok {
-			L.Push(t) // one reading complete, another not yet: decide now, again later
+		if tb, ok := res.(*lua.LTable); ok {
+			L.Push(tb) // one reading complete, another not yet: decide now, again later
 			return 1
 		}
 		return failure(L, "more")
 	}
 	if _, ok := res.(*lua.LTable); ok {
-		s.tcp.Finish(f, res)
+		t.Finish(f, res)
 	} else {
-		s.tcp.Fail(f, res)
+		t.Fail(f, res)
 	}
 	return pushKept(L, res)
 }
@@ -182,7 +192,7 @@ func (s *streamState) tlsHello(L *lua.LState) int {
 // readHellos parses one-off readings (SYN data) and pushes a hello when
 // one is complete.
 func (s *streamState) readHellos(L *lua.LState, readings [][]byte, full bool) bool {
-	res, _ := s.hellos(L, readings, full, false)
+	res, _ := s.hellos(L, readings, full, false, false)
 	if t, ok := res.(*lua.LTable); ok {
 		L.Push(t)
 		return true
@@ -193,13 +203,17 @@ func (s *streamState) readHellos(L *lua.LState, readings [][]byte, full bool) bo
 // hellos parses each reading. res is the hello table when at least one
 // reading holds a complete ClientHello, else the reason of the first
 // reading (a string); pending reports readings still incomplete.
-func (s *streamState) hellos(L *lua.LState, readings [][]byte, full, ambiguous bool) (res any, pending bool) {
+func (s *streamState) hellos(L *lua.LState, readings [][]byte, full, ambiguous, bare bool) (res any, pending bool) {
 	var t, names *lua.LTable
 	seen := map[lua.LString]bool{}
 	reason := "more"
 	for i, b := range readings {
 		var err error
-		s.helloBuf, err = tlshello.ParseRecords(b, &s.hello, s.helloBuf)
+		if bare {
+			err = tlshello.ParseMessage(b, &s.hello)
+		} else {
+			s.helloBuf, err = tlshello.ParseRecords(b, &s.hello, s.helloBuf)
+		}
 		h := &s.hello
 		switch {
 		case err == nil:

@@ -36,9 +36,9 @@ type Packet struct {
 	At   time.Duration // after the corpus's start
 	// Real reports that the packet reaches the server and counts there.
 	Real bool
-	// Msg is the range of the message's bytes the packet delivers to the
-	// server (when Real); empty for none.
-	Msg [2]int
+	// Msg are the ranges of the message's bytes the packet delivers to
+	// the server (when Real).
+	Msg [][2]int
 }
 
 // Case is one flow (or a few, for reused addresses).
@@ -90,7 +90,7 @@ func (f *flow) build(s packet.Spec) []byte {
 	return b
 }
 
-func (f *flow) add(b []byte, real bool, msg [2]int) {
+func (f *flow) add(b []byte, real bool, msg ...[2]int) {
 	f.at += tick
 	f.c.Packets = append(f.c.Packets, Packet{Data: b, At: f.at, Real: real, Msg: msg})
 }

@@ -154,3 +154,24 @@ func TestDNSCorpus(t *testing.T) {
 		"names": []any{"blocked.example"}, "action": "drop", "log": false}}}
 	checkCorpus(t, "dns over tcp", cases, replayCorpus(t, cases, specs))
 }
+
+func TestQUICCorpus(t *testing.T) {
+	cases := QUICCases(40000)
+	specs := []engine.PluginSpec{{File: "../../plugins/sni.lua", Options: map[string]any{
+		"names": []any{"blocked.example"}, "action": "drop", "log": false}}}
+	checkCorpus(t, "quic", cases, replayCorpus(t, cases, specs))
+}
+
+// TestQUICCorpusHasTeeth: with quic = false (the plugin's old way) every
+// blocked QUIC case gets through.
+func TestQUICCorpusHasTeeth(t *testing.T) {
+	cases := QUICCases(40000)
+	specs := []engine.PluginSpec{{File: "../../plugins/sni.lua", Options: map[string]any{
+		"names": []any{"blocked.example"}, "action": "drop", "log": false, "quic": false}}}
+	accepted := replayCorpus(t, cases, specs)
+	for i := range cases {
+		if cases[i].Blocked && !Evaded(&cases[i], accepted[i]) {
+			t.Errorf("%s: blocked without reading QUIC", cases[i].Label())
+		}
+	}
+}

@@ -41,8 +41,10 @@ func Evaded(c *Case, accepted []bool) bool {
 		if !p.Real || !accepted[i] {
 			continue
 		}
-		for j := p.Msg[0]; j < p.Msg[1]; j++ {
-			got[j] = true
+		for _, r := range p.Msg {
+			for j := r[0]; j < r[1]; j++ {
+				got[j] = true
+			}
 		}
 	}
 	for _, g := range got {
