@@ -13,7 +13,7 @@ type quicFlow struct {
 	v       uint32
 	dcid    []byte
 	pn      uint32
-	msg     []byte // the ClientHello handshake message (no record header)
+	msg     []byte   // the ClientHello handshake message (no record header)
 	pending []byte   // coalesced packets not yet sent
 	pendMsg [][2]int // and the message bytes they carry
 }
