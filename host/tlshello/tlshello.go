@@ -490,14 +490,6 @@ func (c *cursor) bytes(k int) ([]byte, error) {
 	return p, nil
 }
 
-// rest returns the bytes at hand after the read position.
-func (c *cursor) rest() []byte {
-	if c.off >= len(c.b) {
-		return nil
-	}
-	return c.b[c.off:]
-}
-
 // sub returns a cursor over the next k declared bytes (which may be only
 // partly at hand) and moves past them.
 func (c *cursor) sub(k int) (cursor, error) {
