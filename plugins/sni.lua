@@ -45,7 +45,9 @@
 --   block_ambiguous = true              block a flow whose fakes make more
 --                                       readings than are kept (never legitimate)
 --   block_mark = 0                      ct mark bits set on a blocked flow; packets
---                                       of a flow with them get the verdict
+--                                       of a flow with them get the verdict (with
+--                                       offload.drop set to them, the kernel drops
+--                                       them before the queue)
 --   quic       = true                   read the hello of QUIC Initial packets
 --   block_quic = false                  apply `action` to all UDP packets to the ports
 --   log        = true                   log blocked connections

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,7 +38,7 @@ func TestEvasionOnKernelPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	startDaemon(t, l.Router, map[string]string{
-		"luafw.yaml": "plugins:\n  - {file: sni.lua, options: {names: [blocked.example], action: drop, hooks: [forward]}}\n",
+		"luafw.yaml": "offload: {drop: 0x100}\nplugins:\n  - {file: sni.lua, options: {names: [blocked.example], action: drop, hooks: [forward], block_mark: 0x100}}\n",
 		"sni.lua":    string(sni),
 	})
 	srv := newHelloServer(t, l.Server)
@@ -72,6 +74,8 @@ func TestEvasionOnKernelPath(t *testing.T) {
 		udp     bool
 	}
 	var all []sent
+	var retransmitted *rawConn
+	var retransmittedMsg []byte
 	port := uint16(41000)
 	for _, blocked := range []bool{true, false} {
 		name := "www.allowed.example"
@@ -85,6 +89,9 @@ func TestEvasionOnKernelPath(t *testing.T) {
 			}
 			conn := rc.dial(ctx, port)
 			c.send(conn, msg)
+			if blocked && c.name == "retransmitted" {
+				retransmitted, retransmittedMsg = conn, msg
+			}
 			all = append(all, sent{c.name, port, len(msg), blocked, false})
 			port++
 		}
@@ -120,6 +127,39 @@ func TestEvasionOnKernelPath(t *testing.T) {
 			}
 		}
 	}
+	// The blocked flow's ct mark has offload.drop's bit (sni's block_mark):
+	// the kernel drops its retransmissions before the queue. Retransmit
+	// until the rule has counted one (ct updates land after the verdict).
+	dropped := uint64(0)
+	for i := 0; i < 50 && dropped == 0; i++ {
+		retransmitted.data(0, retransmittedMsg)
+		time.Sleep(100 * time.Millisecond)
+		dropped = ctMarkDrops(t, ctx, l.Router)
+	}
+	if dropped == 0 {
+		t.Error("no retransmission of the blocked hello was dropped by the ct mark rule")
+	}
+	if got := srv.got(false, retransmitted.sport); got >= len(retransmittedMsg) {
+		t.Errorf("retransmitted: the server got all %d bytes", got)
+	}
+	t.Logf("retransmissions dropped in the kernel by ct mark: %d", dropped)
+}
+
+var ctMarkDropRE = regexp.MustCompile(`ct mark & 0x00000100 == 0x00000100 counter packets (\d+)`)
+
+// ctMarkDrops sums the packets luafw's offload.drop rules dropped.
+func ctMarkDrops(t *testing.T, ctx context.Context, ns *lab.NS) uint64 {
+	t.Helper()
+	out, err := ns.Run(ctx, "nft", "list", "ruleset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, m := range ctMarkDropRE.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseUint(m[1], 10, 64)
+		n += v
+	}
+	return n
 }
 
 // tlsRecords refragments a one-record hello into records of size n.
