@@ -10,7 +10,7 @@ import (
 // drops the flows idle longest and counts them; a flow of the last few
 // hundred is still whole.
 func TestHalfOpenFlood(t *testing.T) {
-	tb := NewTable(Limits{})
+	tb := NewTable(Limits{}, nil)
 	data := make([]byte, 600)
 	const n = 50000
 	for i := range n {
@@ -46,7 +46,7 @@ func BenchmarkFlowMemory(b *testing.B) {
 			data := make([]byte, c.data)
 			var before, after runtime.MemStats
 			for range b.N {
-				tb := NewTable(Limits{Flows: flows, Memory: 1 << 30})
+				tb := NewTable(Limits{Flows: flows, Memory: 1 << 30}, nil)
 				runtime.GC()
 				runtime.ReadMemStats(&before)
 				for i := range flows {

@@ -16,7 +16,7 @@ func FuzzTable(f *testing.F) {
 }
 
 func fuzzBody(t *testing.T, b []byte) {
-	tb := NewTable(Limits{Bytes: 256, Flows: 4, Memory: 4096, Variants: 3})
+	tb := NewTable(Limits{Bytes: 256, Flows: 4, Memory: 4096, Variants: 3}, nil)
 	now := int64(0)
 	for len(b) >= 8 {
 		seq := binary.BigEndian.Uint32(b)

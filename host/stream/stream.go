@@ -51,6 +51,7 @@ package stream
 import (
 	"bytes"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -133,8 +134,15 @@ type Stats struct {
 	Expired   uint64 // flows dropped after Limits.Idle
 }
 
+// Counters are Stats' counters shared by several tables (one plugin's, in
+// every worker), safe to read from any goroutine.
+type Counters struct {
+	Segments, Dups, Ignored, Conflicts, Evicted, Expired atomic.Uint64
+}
+
 // Table holds the flows of one plugin state.
 type Table struct {
+	shared     *Counters // may be nil
 	lim        Limits
 	flows      map[Key]*Flow
 	head, tail *Flow // by last use: head is the flow idle longest
@@ -142,9 +150,18 @@ type Table struct {
 	scratch    []byte
 }
 
-// NewTable returns an empty table with limits lim.
-func NewTable(lim Limits) *Table {
-	return &Table{lim: lim.withDefaults(), flows: map[Key]*Flow{}}
+// NewTable returns an empty table with limits lim. Its counters are also
+// added to shared, when not nil.
+func NewTable(lim Limits, shared *Counters) *Table {
+	return &Table{lim: lim.withDefaults(), flows: map[Key]*Flow{}, shared: shared}
+}
+
+// count adds one to a counter of the table's and of the shared ones.
+func (t *Table) count(own *uint64, shared func(*Counters) *atomic.Uint64) {
+	*own++
+	if t.shared != nil {
+		shared(t.shared).Add(1)
+	}
 }
 
 // Limits returns the table's limits, defaults filled in.
@@ -242,7 +259,7 @@ func (t *Table) Add(k Key, s Segment, now int64) *Flow {
 		}
 		return f
 	}
-	t.stats.Segments++
+	t.count(&t.stats.Segments, func(c *Counters) *atomic.Uint64 { return &c.Segments })
 	if f == nil {
 		f = t.insert(k, now)
 		f.base = s.Seq
@@ -252,7 +269,7 @@ func (t *Table) Add(k Key, s Segment, now int64) *Flow {
 		return f
 	}
 	if s.BadChecksum {
-		t.stats.Ignored++
+		t.count(&t.stats.Ignored, func(c *Counters) *atomic.Uint64 { return &c.Ignored })
 		return f
 	}
 	t.place(f, s)
@@ -278,14 +295,14 @@ func (t *Table) place(f *Flow, s Segment) {
 	}
 	if off < 0 { // bytes before the start: old data, trimmed
 		if -off >= len(data) {
-			t.stats.Ignored++
+			t.count(&t.stats.Ignored, func(c *Counters) *atomic.Uint64 { return &c.Ignored })
 			return
 		}
 		data, off = data[-off:], 0
 	}
 	limit := t.lim.Bytes // on a finished flow too: a real hello longer than the fake
 	if off >= limit {
-		t.stats.Ignored++
+		t.count(&t.stats.Ignored, func(c *Counters) *atomic.Uint64 { return &c.Ignored })
 		return
 	}
 	if end := off + len(data); end > limit {
@@ -325,7 +342,7 @@ func (t *Table) write(f *Flow, off int, data []byte) {
 		f.vars = append(f.vars, nil)
 	}
 	if !f.covered(off, end) && f.holes(off, end) > maxSpans {
-		t.stats.Ignored++
+		t.count(&t.stats.Ignored, func(c *Counters) *atomic.Uint64 { return &c.Ignored })
 		return
 	}
 	for i := range f.vars {
@@ -348,7 +365,7 @@ func (t *Table) write(f *Flow, off int, data []byte) {
 		}
 	}
 	if differs {
-		t.stats.Conflicts++
+		t.count(&t.stats.Conflicts, func(c *Counters) *atomic.Uint64 { return &c.Conflicts })
 	}
 	// Fill the holes of every reading (new ones already have data).
 	for _, h := range f.gaps(off, end) {
@@ -357,7 +374,7 @@ func (t *Table) write(f *Flow, off int, data []byte) {
 		}
 	}
 	if same && f.covered(off, end) {
-		t.stats.Dups++
+		t.count(&t.stats.Dups, func(c *Counters) *atomic.Uint64 { return &c.Dups })
 	}
 	f.addSpan(off, end)
 	t.account(f)
@@ -524,7 +541,7 @@ func (t *Table) insert(k Key, now int64) *Flow {
 	t.flows[k] = f
 	t.pushBack(f)
 	for len(t.flows) > t.lim.Flows && t.head != f {
-		t.stats.Evicted++
+		t.count(&t.stats.Evicted, func(c *Counters) *atomic.Uint64 { return &c.Evicted })
 		t.remove(t.head)
 	}
 	return f
@@ -534,7 +551,7 @@ func (t *Table) insert(k Key, now int64) *Flow {
 // sparing f.
 func (t *Table) shrink(f *Flow) {
 	for t.stats.Bytes > t.lim.Memory && t.head != nil && t.head != f {
-		t.stats.Evicted++
+		t.count(&t.stats.Evicted, func(c *Counters) *atomic.Uint64 { return &c.Evicted })
 		t.remove(t.head)
 	}
 }
@@ -551,7 +568,7 @@ func (t *Table) account(f *Flow) {
 
 func (t *Table) expire(now int64) {
 	for t.head != nil && now-t.head.last > int64(t.lim.Idle) {
-		t.stats.Expired++
+		t.count(&t.stats.Expired, func(c *Counters) *atomic.Uint64 { return &c.Expired })
 		t.remove(t.head)
 	}
 }

@@ -57,7 +57,7 @@ func TestOrderAndOverlap(t *testing.T) {
 		{"far future ignored", segsOf(0, "ab", 1<<20, "zz"), []string{"ab"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tb := NewTable(Limits{})
+			tb := NewTable(Limits{}, nil)
 			syn(tb, key)
 			var f *Flow
 			for _, s := range c.segs {
@@ -86,7 +86,7 @@ func segsOf(a ...any) []struct {
 }
 
 func TestUrgentByteRemoved(t *testing.T) {
-	tb := NewTable(Limits{})
+	tb := NewTable(Limits{}, nil)
 	syn(tb, key)
 	seg(tb, key, 0, "abc")
 	f := tb.Add(key, Segment{Seq: isn + 4, Flags: FlagURG, Urgent: 2, Payload: []byte("dXef")}, 0)
@@ -94,7 +94,7 @@ func TestUrgentByteRemoved(t *testing.T) {
 }
 
 func TestBadChecksumIgnored(t *testing.T) {
-	tb := NewTable(Limits{})
+	tb := NewTable(Limits{}, nil)
 	syn(tb, key)
 	tb.Add(key, Segment{Seq: isn + 1, Payload: []byte("fake"), BadChecksum: true}, 0)
 	f := seg(tb, key, 0, "real")
@@ -105,7 +105,7 @@ func TestBadChecksumIgnored(t *testing.T) {
 }
 
 func TestSynResetsAndRSTEnds(t *testing.T) {
-	tb := NewTable(Limits{})
+	tb := NewTable(Limits{}, nil)
 	syn(tb, key)
 	seg(tb, key, 0, "old connection")
 	f := tb.Add(key, Segment{Seq: 5000, Flags: FlagSYN, Payload: []byte("syn data")}, 0)
@@ -120,7 +120,7 @@ func TestSynResetsAndRSTEnds(t *testing.T) {
 }
 
 func TestMidStreamRebase(t *testing.T) {
-	tb := NewTable(Limits{})
+	tb := NewTable(Limits{}, nil)
 	tb.Add(key, Segment{Seq: 106, Payload: []byte("world")}, 0)
 	f := tb.Add(key, Segment{Seq: 100, Payload: []byte("hello ")}, 0)
 	wantReadings(t, tb, f, "hello world")
@@ -130,7 +130,7 @@ func TestMidStreamRebase(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	tb := NewTable(Limits{Bytes: 8, Flows: 3, Idle: time.Second, Variants: 2})
+	tb := NewTable(Limits{Bytes: 8, Flows: 3, Idle: time.Second, Variants: 2}, nil)
 	syn(tb, key)
 	f := seg(tb, key, 0, "0123456789")
 	wantReadings(t, tb, f, "01234567")
@@ -158,7 +158,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestMemoryBound(t *testing.T) {
-	tb := NewTable(Limits{Memory: 64 << 10})
+	tb := NewTable(Limits{Memory: 64 << 10}, nil)
 	data := make([]byte, 1000)
 	for i := range 1000 {
 		k := key
@@ -175,7 +175,7 @@ func TestMemoryBound(t *testing.T) {
 }
 
 func TestFinishKeepsWhatWasRead(t *testing.T) {
-	tb := NewTable(Limits{})
+	tb := NewTable(Limits{}, nil)
 	syn(tb, key)
 	f := seg(tb, key, 0, "fake!")
 	tb.Finish(f, "result")

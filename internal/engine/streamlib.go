@@ -76,6 +76,14 @@ func (s *streamState) limits(L *lua.LState) int {
 	return 0
 }
 
+// counters are the plugin's shared stream counters (metrics).
+func (s *streamState) counters() *stream.Counters {
+	if s.ps.p.counters == nil {
+		return nil
+	}
+	return &s.ps.p.counters.stream
+}
+
 // stats is stream.stats().
 func (s *streamState) stats(L *lua.LState) int {
 	var st stream.Stats
@@ -112,7 +120,7 @@ func (s *streamState) tcpFlow(c *Ctx) (f *stream.Flow, flags uint8, payload []by
 		return nil, 0, nil
 	}
 	if s.tcp == nil {
-		s.tcp = stream.NewTable(s.lim)
+		s.tcp = stream.NewTable(s.lim, s.counters())
 	}
 	k := stream.Key{Src: p.Src, Dst: p.Dst, SPort: p.SrcPort, DPort: p.DstPort}
 	flags = p.TCPFlags

@@ -25,7 +25,7 @@ func (s *streamState) quicHello(L *lua.LState, c *Ctx) int {
 		return failure(L, "not quic")
 	}
 	if s.udp == nil {
-		s.udp = stream.NewTable(s.lim)
+		s.udp = stream.NewTable(s.lim, s.counters())
 	}
 	now := s.ps.e.opts.Clock().UnixNano()
 	var f *stream.Flow
