@@ -57,8 +57,8 @@ func TestEvasionOnKernelPath(t *testing.T) {
 	mid := func(msg []byte) int { return len(msg) / 2 }
 	cases := []tcpCase{
 		{"disorder", nil, func(c *rawConn, m []byte) { c.data(mid(m), m[mid(m):]); c.data(0, m[:mid(m)]) }},
-		{"tls-records-one-segment", func(h []byte) []byte { return tlsRecords(h, 40) }, func(c *rawConn, m []byte) { c.data(0, m) }},
-		{"tls-records-two-segments", func(h []byte) []byte { return tlsRecords(h, 40) }, func(c *rawConn, m []byte) { c.data(0, m[:45]); c.data(45, m[45:]) }},
+		{"tls-records-one-segment", func(h []byte) []byte { return tlshello.Fragment(h, 40) }, func(c *rawConn, m []byte) { c.data(0, m) }},
+		{"tls-records-two-segments", func(h []byte) []byte { return tlshello.Fragment(h, 40) }, func(c *rawConn, m []byte) { c.data(0, m[:45]); c.data(45, m[45:]) }},
 		{"retransmitted", nil, func(c *rawConn, m []byte) {
 			for range 3 {
 				c.data(0, m)
@@ -160,19 +160,6 @@ func ctMarkDrops(t *testing.T, ctx context.Context, ns *lab.NS) uint64 {
 		n += v
 	}
 	return n
-}
-
-// tlsRecords refragments a one-record hello into records of size n.
-func tlsRecords(rec []byte, n int) []byte {
-	msg := rec[5:]
-	var out []byte
-	for len(msg) > 0 {
-		k := min(n, len(msg))
-		out = append(out, 22, 3, 1, byte(k>>8), byte(k))
-		out = append(out, msg[:k]...)
-		msg = msg[k:]
-	}
-	return out
 }
 
 // helloServer counts the bytes each client port sent to port 443, over TCP

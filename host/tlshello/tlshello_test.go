@@ -281,23 +281,6 @@ func TestPadFirst(t *testing.T) {
 	}
 }
 
-// fragment cuts the handshake message of hello (one record) into records
-// of the given sizes (the last takes the rest).
-func fragment(hello []byte, sizes ...int) []byte {
-	msg := hello[5:]
-	var out []byte
-	for len(msg) > 0 {
-		n := len(msg)
-		if len(sizes) > 0 {
-			n, sizes = min(sizes[0], n), sizes[1:]
-		}
-		out = append(out, 22, 3, 1, byte(n>>8), byte(n))
-		out = append(out, msg[:n]...)
-		msg = msg[n:]
-	}
-	return out
-}
-
 // TestAcrossRecords: a hello fragmented over records at every byte, and
 // into one-byte records, reads whole; cut anywhere it reads as truncated.
 func TestAcrossRecords(t *testing.T) {
@@ -305,15 +288,11 @@ func TestAcrossRecords(t *testing.T) {
 	b := Build(Spec{SNI: name, ALPN: []string{"h2"}, TLS13: true, Padding: 50})
 	for cut := 1; cut < len(b)-5; cut++ {
 		var h Hello
-		if err := Parse(fragment(b, cut), &h); err != nil || string(h.SNI) != name || h.NALPN != 1 {
+		if err := Parse(Fragment(b, cut, MaxMessage), &h); err != nil || string(h.SNI) != name || h.NALPN != 1 {
 			t.Fatalf("cut at %d: %q, %v", cut, h.SNI, err)
 		}
 	}
-	ones := make([]int, len(b))
-	for i := range ones {
-		ones[i] = 1
-	}
-	rec := fragment(b, ones...)
+	rec := Fragment(b, 1)
 	var h Hello
 	buf, err := ParseRecords(rec, &h, nil)
 	if err != nil || string(h.SNI) != name {
@@ -334,7 +313,7 @@ func TestAcrossRecords(t *testing.T) {
 func TestAcrossRecordsTooLong(t *testing.T) {
 	b := Build(Spec{SNI: "x.example"})
 	b[6], b[7], b[8] = 1, 0, 1 // handshake length 65537
-	if err := Parse(fragment(b, 10), &Hello{}); err != ErrMalformed {
+	if err := Parse(Fragment(b, 10, MaxMessage), &Hello{}); err != ErrMalformed {
 		t.Fatal(err)
 	}
 }

@@ -144,19 +144,25 @@ func tlsModule(L *lua.LState) *lua.LTable {
 		if h.SNI != nil {
 			t.RawSetString("sni", hostName(h.SNI))
 		}
-		alpn := L.CreateTable(h.NALPN, 0)
-		for _, p := range h.Protocols() {
-			alpn.Append(lua.LString(p))
-		}
-		t.RawSetString("alpn", alpn)
-		t.RawSetString("version", lua.LNumber(h.Version))
-		if s := tlshello.VersionName(h.Version); s != "" {
-			t.RawSetString("version_name", lua.LString(s))
-		}
-		t.RawSetString("legacy_version", lua.LNumber(h.LegacyVersion))
+		helloFields(L, t, &h)
 		t.RawSetString("truncated", lua.LBool(h.Truncated))
 		L.Push(t)
 		return 1
 	}))
 	return mod
+}
+
+// helloFields sets a hello's alpn, version, version_name and
+// legacy_version in t (tls.parse, stream.tls_hello).
+func helloFields(L *lua.LState, t *lua.LTable, h *tlshello.Hello) {
+	alpn := L.CreateTable(h.NALPN, 0)
+	for _, p := range h.Protocols() {
+		alpn.Append(lua.LString(p))
+	}
+	t.RawSetString("alpn", alpn)
+	t.RawSetString("version", lua.LNumber(h.Version))
+	if s := tlshello.VersionName(h.Version); s != "" {
+		t.RawSetString("version_name", lua.LString(s))
+	}
+	t.RawSetString("legacy_version", lua.LNumber(h.LegacyVersion))
 }

@@ -264,16 +264,7 @@ func (s *streamState) hellos(L *lua.LState, readings [][]byte, full, ambiguous, 
 // helloTable is the Lua table of a hello (without its names).
 func (s *streamState) helloTable(L *lua.LState, h *tlshello.Hello) (t, names *lua.LTable) {
 	t = L.CreateTable(0, 8)
-	alpn := L.CreateTable(h.NALPN, 0)
-	for _, p := range h.Protocols() {
-		alpn.Append(lua.LString(p))
-	}
-	t.RawSetString("alpn", alpn)
-	t.RawSetString("version", lua.LNumber(h.Version))
-	if v := tlshello.VersionName(h.Version); v != "" {
-		t.RawSetString("version_name", lua.LString(v))
-	}
-	t.RawSetString("legacy_version", lua.LNumber(h.LegacyVersion))
+	helloFields(L, t, h)
 	names = L.NewTable()
 	t.RawSetString("names", names)
 	return t, names

@@ -176,22 +176,6 @@ func hello(name string, big bool) []byte {
 	return tlshello.Build(s)
 }
 
-// records refragments a one-record hello into records of the given sizes.
-func records(rec []byte, sizes ...int) []byte {
-	msg := rec[5:]
-	var out []byte
-	for len(msg) > 0 {
-		n := len(msg)
-		if len(sizes) > 0 {
-			n, sizes = min(sizes[0], n), sizes[1:]
-		}
-		out = append(out, 22, 3, 1, byte(n>>8), byte(n))
-		out = append(out, msg[:n]...)
-		msg = msg[n:]
-	}
-	return out
-}
-
 // nameAt returns where name starts in b; where record headers cut through
 // it, a place in the middle of b.
 func nameAt(b []byte, name string) int {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/host/tlshello"
 )
 
 // tlsTechnique sends one ClientHello (f.msg) the way a tool would.
@@ -117,11 +118,11 @@ func tlsTechniques() []tlsTechnique {
 			f.syn()
 			f.seg(0, t.n)
 		}},
-		{name: "tls-records-one-segment", handled: true, msg: func(h []byte) []byte { return records(h, 50) },
+		{name: "tls-records-one-segment", handled: true, msg: func(h []byte) []byte { return tlshello.Fragment(h, 50, tlshello.MaxMessage) },
 			run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(0, t.n) }},
-		{name: "tls-records-across-segments", handled: true, msg: func(h []byte) []byte { return records(h, 50) },
+		{name: "tls-records-across-segments", handled: true, msg: func(h []byte) []byte { return tlshello.Fragment(h, 50, tlshello.MaxMessage) },
 			run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(0, 55); f.seg(55, t.n) }},
-		{name: "tls-records-many-disorder", handled: true, msg: func(h []byte) []byte { return records(h, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16) },
+		{name: "tls-records-many-disorder", handled: true, msg: func(h []byte) []byte { return tlshello.Fragment(h, 16) },
 			run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(t.mid, t.n); f.seg(60, t.mid); f.seg(0, 60) }},
 		{name: "big-hello-name-in-second-segment", handled: true, big: true,
 			run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(0, 1400); f.seg(1400, t.n) }},
@@ -149,7 +150,7 @@ func tlsTechniques() []tlsTechnique {
 		{name: "ipv6-disorder", handled: true, ipv6: true, run: func(f *flow, t *tlsCtx) { f.syn(); f.seg(t.mid, t.n); f.seg(0, t.mid) }},
 		{name: "no-syn-seen-split", handled: true, run: func(f *flow, t *tlsCtx) { f.seg(0, t.mid); f.seg(t.mid, t.n) }},
 		{name: "no-syn-seen-disorder", handled: true, run: func(f *flow, t *tlsCtx) { f.seg(t.mid, t.n); f.seg(0, t.mid) }},
-		{name: "combo-records-fakes-disorder", handled: true, msg: func(h []byte) []byte { return records(h, 40) },
+		{name: "combo-records-fakes-disorder", handled: true, msg: func(h []byte) []byte { return tlshello.Fragment(h, 40, tlshello.MaxMessage) },
 			run: func(f *flow, t *tlsCtx) {
 				f.syn()
 				f.fake(0, t.n, t.decoy)
