@@ -31,6 +31,12 @@
 -- them and the same lists apply. block_quic drops all UDP to the ports
 -- instead, so that browsers fall back to TCP.
 --
+-- Cost: every packet of TCP and (with quic or block_quic) UDP to the ports
+-- leaves the kernel for the plugin, as every TCP one did before; after a
+-- flow's hello is judged, a packet costs a flow lookup and the cached
+-- verdict (about 0.5 µs with the callback), a QUIC packet that is not an
+-- Initial a header check. Set quic = false to keep QUIC in the kernel.
+--
 -- Options (defaults):
 --   names      = {}                     names to block (and their subdomains)
 --   allow      = {}                     exceptions to names
