@@ -36,7 +36,7 @@
 //
 // What it costs: a table is made when a plugin first asks for a stream, so
 // packets of plugins that never do cost nothing. Each segment given to Add
-// costs one map lookup; a flow without data holds about 200 bytes, one with
+// costs one map lookup; a flow without data holds about 360 bytes, one with
 // data also its variants (grown as bytes arrive, at most Limits.Bytes
 // each). The table holds at most Limits.Flows flows and Limits.Memory bytes
 // of buffers; beyond either, the flow idle longest is dropped (Stats.Evicted),
@@ -134,49 +134,6 @@ type Stats struct {
 	Expired   uint64 // flows dropped after Limits.Idle
 }
 
-// Counters are Stats' counters shared by several tables (one plugin's, in
-// every worker), safe to read from any goroutine.
-type Counters struct {
-	Segments, Dups, Ignored, Conflicts, Evicted, Expired atomic.Uint64
-}
-
-// Table holds the flows of one plugin state.
-type Table struct {
-	shared     *Counters // may be nil
-	lim        Limits
-	flows      map[Key]*Flow
-	head, tail *Flow // by last use: head is the flow idle longest
-	stats      Stats
-	scratch    []byte
-}
-
-// NewTable returns an empty table with limits lim. Its counters are also
-// added to shared, when not nil.
-func NewTable(lim Limits, shared *Counters) *Table {
-	return &Table{lim: lim.withDefaults(), flows: map[Key]*Flow{}, shared: shared}
-}
-
-// count adds one to a counter of the table's and of the shared ones.
-func (t *Table) count(own *uint64, shared func(*Counters) *atomic.Uint64) {
-	*own++
-	if t.shared != nil {
-		shared(t.shared).Add(1)
-	}
-}
-
-// Limits returns the table's limits, defaults filled in.
-func (t *Table) Limits() Limits { return t.lim }
-
-// Stats returns the table's counters.
-func (t *Table) Stats() Stats {
-	s := t.stats
-	s.Flows = len(t.flows)
-	return s
-}
-
-// span is a range [a, b) of offsets held.
-type span struct{ a, b int }
-
 // Flow is one flow's first flight.
 type Flow struct {
 	key        Key
@@ -226,9 +183,6 @@ func (f *Flow) Contiguous() int {
 	}
 	return f.spans[0].b
 }
-
-// Get returns the flow of k, or nil.
-func (t *Table) Get(k Key) *Flow { return t.flows[k] }
 
 // Add places segment s of flow k at time now (ns) and returns the flow,
 // or nil when there is none (a RST, or a segment without data on a flow
@@ -396,95 +350,6 @@ func (f *Flow) addVariant(t *Table, v []byte) {
 	f.Changed = true
 }
 
-// equalHeld reports whether v holds data at off wherever bytes are held.
-func (f *Flow) equalHeld(v []byte, off int, data []byte) bool {
-	end := off + len(data)
-	for _, sp := range f.spans {
-		a, b := max(sp.a, off), min(sp.b, end)
-		if a < b && !bytes.Equal(v[a:b], data[a-off:b-off]) {
-			return false
-		}
-	}
-	return true
-}
-
-// covered reports whether [a, b) is held whole.
-func (f *Flow) covered(a, b int) bool {
-	for _, sp := range f.spans {
-		if sp.a <= a && b <= sp.b {
-			return true
-		}
-	}
-	return false
-}
-
-// gaps returns the parts of [a, b) not held.
-func (f *Flow) gaps(a, b int) []span {
-	var out []span
-	cur := a
-	for _, sp := range f.spans {
-		if sp.b <= cur {
-			continue
-		}
-		if sp.a >= b {
-			break
-		}
-		if sp.a > cur {
-			out = append(out, span{cur, sp.a})
-		}
-		cur = max(cur, sp.b)
-	}
-	if cur < b {
-		out = append(out, span{cur, b})
-	}
-	return out
-}
-
-// holes is how many spans f would hold with [a, b) added.
-func (f *Flow) holes(a, b int) int {
-	n := 1
-	for _, sp := range f.spans {
-		if sp.b < a || sp.a > b {
-			n++
-		}
-	}
-	return n
-}
-
-// addSpan marks [a, b) held, merging neighbours.
-func (f *Flow) addSpan(a, b int) {
-	out := f.spans[:0:0]
-	placed := false
-	for _, sp := range f.spans {
-		switch {
-		case sp.b < a:
-			out = append(out, sp)
-		case sp.a > b:
-			if !placed {
-				out = append(out, span{a, b})
-				placed = true
-			}
-			out = append(out, sp)
-		default:
-			a, b = min(a, sp.a), max(b, sp.b)
-		}
-	}
-	if !placed {
-		out = append(out, span{a, b})
-	}
-	f.spans = out
-}
-
-// grow returns v lengthened to n bytes (zeros), with room to grow.
-func grow(v []byte, n int) []byte {
-	if cap(v) >= n {
-		return v[:n]
-	}
-	nv := make([]byte, n, max(n, 2*cap(v), 512))
-	copy(nv, v)
-	return nv
-}
-
 // Reading returns reading i of the bytes held from the start without a
 // gap, the urgent byte removed. The slice is valid until the next call on
 // the table.
@@ -534,82 +399,6 @@ func (t *Table) Fail(f *Flow, result any) {
 // again, up to Limits.Bytes, and Done is cleared.
 func (t *Table) Reopen(f *Flow) {
 	f.Done, f.Result, f.Changed, f.retry, f.kept = false, nil, false, false, 0
-}
-
-func (t *Table) insert(k Key, now int64) *Flow {
-	f := &Flow{key: k, urg: -1, last: now}
-	t.flows[k] = f
-	t.pushBack(f)
-	for len(t.flows) > t.lim.Flows && t.head != f {
-		t.count(&t.stats.Evicted, func(c *Counters) *atomic.Uint64 { return &c.Evicted })
-		t.remove(t.head)
-	}
-	return f
-}
-
-// shrink evicts the flows idle longest until the table's buffers fit,
-// sparing f.
-func (t *Table) shrink(f *Flow) {
-	for t.stats.Bytes > t.lim.Memory && t.head != nil && t.head != f {
-		t.count(&t.stats.Evicted, func(c *Counters) *atomic.Uint64 { return &c.Evicted })
-		t.remove(t.head)
-	}
-}
-
-// account brings the table's byte count in line with f's buffers.
-func (t *Table) account(f *Flow) {
-	n := 0
-	for _, v := range f.vars {
-		n += cap(v)
-	}
-	t.stats.Bytes += n - f.size
-	f.size = n
-}
-
-func (t *Table) expire(now int64) {
-	for t.head != nil && now-t.head.last > int64(t.lim.Idle) {
-		t.count(&t.stats.Expired, func(c *Counters) *atomic.Uint64 { return &c.Expired })
-		t.remove(t.head)
-	}
-}
-
-func (t *Table) remove(f *Flow) {
-	delete(t.flows, f.key)
-	t.unlink(f)
-	t.stats.Bytes -= f.size
-	f.size = 0
-}
-
-func (t *Table) touch(f *Flow, now int64) {
-	f.last = now
-	if t.tail != f {
-		t.unlink(f)
-		t.pushBack(f)
-	}
-}
-
-func (t *Table) pushBack(f *Flow) {
-	f.prev, f.next = t.tail, nil
-	if t.tail != nil {
-		t.tail.next = f
-	} else {
-		t.head = f
-	}
-	t.tail = f
-}
-
-func (t *Table) unlink(f *Flow) {
-	if f.prev != nil {
-		f.prev.next = f.next
-	} else if t.head == f {
-		t.head = f.next
-	}
-	if f.next != nil {
-		f.next.prev = f.prev
-	} else if t.tail == f {
-		t.tail = f.prev
-	}
-	f.prev, f.next = nil, nil
 }
 
 // Consume drops the first n bytes of f's readings (as Reading returns
