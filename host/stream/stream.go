@@ -159,14 +159,14 @@ type Flow struct {
 	// last cleared it (after Finish: a fake came first, the real bytes
 	// now); the caller reads the readings again.
 	Changed bool
-	kept    int  // after Finish: the bytes still compared
+	settle  int  // after Finish or Fail: segments from this offset on are not held
 	retry   bool // finished by Fail: earlier bytes (no SYN seen) reopen it
 }
 
 // Settled reports whether a segment at seq would change nothing: the flow
 // is finished and seq lies beyond the bytes it still compares.
 func (f *Flow) Settled(seq uint32) bool {
-	return f.Done && int(int32(seq-f.base)) >= f.kept
+	return f.Done && int(int32(seq-f.base)) >= f.settle
 }
 
 // HaveISN reports whether the flow's SYN was seen.
@@ -376,29 +376,32 @@ func (t *Table) Full(f *Flow) bool { return f.Contiguous() >= t.lim.Bytes }
 // expires or is evicted. A segment whose bytes differ from those kept makes
 // a new reading and sets Changed: the first bytes were a fake.
 func (t *Table) Finish(f *Flow, result any) {
-	f.Done, f.Result, f.Changed = true, result, false
-	f.kept = f.Contiguous()
+	f.Done, f.Result, f.Changed, f.retry = true, result, false, false
+	f.settle = f.Contiguous()
 	for i, v := range f.vars {
-		f.vars[i] = append([]byte(nil), v[:f.kept]...)
+		f.vars[i] = append([]byte(nil), v[:f.settle]...)
 	}
 	f.spans = f.spans[:0]
-	if f.kept > 0 {
-		f.spans = append(f.spans, span{0, f.kept})
+	if f.settle > 0 {
+		f.spans = append(f.spans, span{0, f.settle})
 	}
 	t.account(f)
 }
 
-// Fail is Finish for a result that earlier bytes may change: on a flow
-// whose SYN was not seen, a segment before its start reopens it (Changed).
+// Fail is Finish for a result that later bytes may change (the first bytes
+// were not what the caller reads: perhaps a fake, perhaps a flow picked up
+// mid-way): the flow keeps holding bytes up to Limits.Bytes, and a segment
+// that differs from them, or one before the start of a flow whose SYN was
+// not seen, sets Changed.
 func (t *Table) Fail(f *Flow, result any) {
-	t.Finish(f, result)
-	f.retry = true
+	f.Done, f.Result, f.Changed, f.retry = true, result, false, true
+	f.settle = t.lim.Bytes
 }
 
 // Reopen undoes Finish on a flow the caller found Changed: bytes are held
 // again, up to Limits.Bytes, and Done is cleared.
 func (t *Table) Reopen(f *Flow) {
-	f.Done, f.Result, f.Changed, f.retry, f.kept = false, nil, false, false, 0
+	f.Done, f.Result, f.Changed, f.retry, f.settle = false, nil, false, false, 0
 }
 
 // Consume drops the first n bytes of f's readings (as Reading returns

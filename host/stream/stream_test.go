@@ -192,3 +192,26 @@ func TestFinishKeepsWhatWasRead(t *testing.T) {
 	}
 	wantReadings(t, tb, f, "fake!", "real!")
 }
+
+// TestFailKeepsHolding: a flow given up on (its first bytes were not what
+// the caller reads) keeps holding later bytes, so that real bytes over a
+// fake first segment reopen it with everything sent since.
+func TestFailKeepsHolding(t *testing.T) {
+	tb := NewTable(Limits{}, nil)
+	syn(tb, key)
+	f := seg(tb, key, 0, "\x00\x00\x00")
+	tb.Fail(f, "not a handshake record")
+	if f.Settled(isn+1+3) || !f.Settled(isn+1+DefaultBytes) {
+		t.Fatal("a failed flow settles at its limit, not at what it read")
+	}
+	seg(tb, key, 5, "world")
+	if f.Changed {
+		t.Fatal("new bytes are not a change")
+	}
+	seg(tb, key, 0, "hello")
+	if !f.Changed {
+		t.Fatal("bytes over the fake: not Changed")
+	}
+	tb.Reopen(f)
+	wantReadings(t, tb, f, "\x00\x00\x00loworld", "helloworld") // the gap filled in every reading
+}

@@ -101,6 +101,12 @@ func tlsTechniques() []tlsTechnique {
 			f.fake(t.mid-4, t.mid+4, []byte("XXXXXXXX"))
 			f.seg(0, t.n)
 		}},
+		{name: "zero-fake-first-then-disorder", handled: true, run: func(f *flow, t *tlsCtx) {
+			f.syn()
+			f.fake(0, 10, make([]byte, 10))
+			f.seg(t.mid, t.n)
+			f.seg(0, t.mid)
+		}},
 		{name: "syn-data-fake", handled: true, run: func(f *flow, t *tlsCtx) { f.synData(t.decoy, false); f.seg(0, t.n) }},
 		{name: "tcp-fast-open", handled: true, run: func(f *flow, t *tlsCtx) { f.synData(f.msg, true) }},
 		{name: "reused-tuple-after-rst", handled: true, run: func(f *flow, t *tlsCtx) {
