@@ -107,6 +107,12 @@ func tlsTechniques() []tlsTechnique {
 			f.seg(t.mid, t.n)
 			f.seg(0, t.mid)
 		}},
+		{name: "fake-hello-first-then-disorder", handled: true, run: func(f *flow, t *tlsCtx) {
+			f.syn()
+			f.fake(0, t.n, t.decoy)
+			f.seg(t.mid, t.n)
+			f.seg(0, t.mid)
+		}},
 		{name: "syn-data-fake", handled: true, run: func(f *flow, t *tlsCtx) { f.synData(t.decoy, false); f.seg(0, t.n) }},
 		{name: "tcp-fast-open", handled: true, run: func(f *flow, t *tlsCtx) { f.synData(f.msg, true) }},
 		{name: "reused-tuple-after-rst", handled: true, run: func(f *flow, t *tlsCtx) {
