@@ -106,6 +106,7 @@ test: deps build fmt-check
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 	./$(BIN) test plugins/ docs/examples
+	@$(GO) test -count=1 -v -run 'Corpus$$' ./internal/evasion | grep '^evasion corpus'
 
 fmt-check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

@@ -137,6 +137,10 @@ type Inject struct {
 // mark has any of Mask's bits set are not diverted.
 type Offload struct {
 	Mask Hex `yaml:"mask"`
+	// Drop: packets whose connection's mark has all these bits are dropped
+	// by the diversion rules, never queued (a flow a plugin blocked and
+	// marked, such as sni's block_mark: its retransmissions stay out).
+	Drop Hex `yaml:"drop"`
 }
 
 // Log configures the daemon's logs.

@@ -188,6 +188,10 @@ func (f *File) checkMarks() error {
 		return f.ErrorAt("offload.mask", "offload.mask %#x overlaps luafw's reserved mark bits %#x (marks.skip %#x, marks.reject %#x); pick other bits",
 			m, m&(skip|reject), skip, reject)
 	}
+	if m := uint32(f.Offload.Drop); m&(skip|reject) != 0 {
+		return f.ErrorAt("offload.drop", "offload.drop %#x overlaps luafw's reserved mark bits %#x (marks.skip %#x, marks.reject %#x); pick other bits",
+			m, m&(skip|reject), skip, reject)
+	}
 	return nil
 }
 

@@ -23,6 +23,7 @@ type collector struct {
 	kernelWaiting, kernelDropped                *prometheus.Desc
 	quarantined, cbVerdicts, cbFailures, cbTime *prometheus.Desc
 	pluginMemory, memoryOverruns                *prometheus.Desc
+	streamEvents                                *prometheus.Desc
 	housekeepingPause                           *prometheus.Desc
 	inject                                      injectMetrics // inject_metrics.go
 	info                                        infoMetrics   // info_metrics.go
@@ -51,6 +52,8 @@ func newCollector(d *Daemon) *collector {
 			"1 while a plugin is quarantined after repeated failures, else 0.", []string{"plugin"}, nil),
 		pluginMemory: prometheus.NewDesc("luafw_plugin_memory_bytes",
 			"Estimated memory a plugin's Lua state keeps across calls (the last measurement), and its limit.", []string{"plugin", "kind"}, nil),
+		streamEvents: prometheus.NewDesc("luafw_stream_events_total",
+			"What a plugin's stream tables (first-flight reassembly) did: segments placed, dups (retransmissions), ignored (bad checksum, outside the window), conflicts (overlaps that differ), evicted (flows dropped for room), expired (idle flows dropped).", []string{"plugin", "event"}, nil),
 		memoryOverruns: prometheus.NewDesc("luafw_plugin_memory_overruns_total",
 			"Times one of a plugin's Lua states went over its memory limit (it was quarantined and its states rebuilt).", []string{"plugin"}, nil),
 		housekeepingPause: prometheus.NewDesc("luafw_housekeeping_pause_seconds",
@@ -67,7 +70,7 @@ func newCollector(d *Daemon) *collector {
 // Describe sends every family's description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.generation, c.reloads, c.restored, c.packets, c.ctUpdates, c.queueReceived, c.queueErrors,
-		c.kernelWaiting, c.kernelDropped, c.quarantined, c.pluginMemory, c.memoryOverruns, c.housekeepingPause, c.cbVerdicts, c.cbFailures, c.cbTime} {
+		c.kernelWaiting, c.kernelDropped, c.quarantined, c.pluginMemory, c.memoryOverruns, c.streamEvents, c.housekeepingPause, c.cbVerdicts, c.cbFailures, c.cbTime} {
 		ch <- d
 	}
 	c.inject.describe(ch)
@@ -93,6 +96,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.pluginMemory, prometheus.GaugeValue, float64(ps.MemoryBytes), ps.Name, "used")
 		ch <- prometheus.MustNewConstMetric(c.pluginMemory, prometheus.GaugeValue, float64(ps.MemoryLimit), ps.Name, "limit")
 		ch <- prometheus.MustNewConstMetric(c.memoryOverruns, prometheus.CounterValue, float64(ps.MemoryOverruns), ps.Name)
+		st := ps.Stream
+		for event, n := range map[string]uint64{"segments": st.Segments, "dups": st.Dups, "ignored": st.Ignored,
+			"conflicts": st.Conflicts, "evicted": st.Evicted, "expired": st.Expired} {
+			ch <- prometheus.MustNewConstMetric(c.streamEvents, prometheus.CounterValue, float64(n), ps.Name, event)
+		}
 	}
 	for _, wp := range d.eng.HousekeepingPauses() {
 		ch <- prometheus.MustNewConstMetric(c.housekeepingPause, prometheus.GaugeValue, wp.Max.Seconds(), strconv.Itoa(wp.Worker))

@@ -75,7 +75,8 @@ func (d *Daemon) queueFirst(block, s int) uint16 {
 // narrowed to what its callbacks' matches (from ms) want.
 func (d *Daemon) ruleSet(cfg *config.File, plan []Segment, ms matchSource) rules.Set {
 	rs := rules.Set{Table: cfg.Table, CTLabels: cfg.ConntrackEnabled(), ConnMarkOffload: uint32(cfg.Offload.Mask),
-		FailClosed: cfg.FailClosed()}
+		ConnMarkDrop: uint32(cfg.Offload.Drop),
+		FailClosed:   cfg.FailClosed()}
 	if cfg.Marks.Skip != nil {
 		rs.SkipMark = uint32(*cfg.Marks.Skip)
 	}

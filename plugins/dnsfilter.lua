@@ -18,8 +18,12 @@
 -- send rate limit, see docs/lua-api.md), a sinkholed query is rejected. Packets on port 53 that do not parse as a DNS
 -- query (truncated, not DNS) pass unless malformed = "drop" (UDP only: a
 -- TCP segment may hold the middle of a message); responses are never
--- touched. Over TCP only a segment that starts with a message (its 2-byte
--- length, then the message) is read, and only its first message.
+-- touched. Over TCP the messages (each a 2-byte length, then the message)
+-- are read from the engine's reassembly of the client's stream
+-- (stream.dns): split anywhere, reordered, pipelined several to a segment,
+-- each query is checked; the segment that completes a blocked query gets
+-- the verdict, and so do the connection's later packets (for `hold`
+-- seconds), so that a retransmission cannot carry it through.
 --
 -- Options (defaults):
 --   names     = {}                    blocked names (each also blocks its subdomains)
@@ -29,6 +33,7 @@
 --   malformed = "accept"              what unparsable UDP port-53 payloads get: "accept" or "drop"
 --   ports     = {53}                  DNS ports (a number or a list)
 --   tcp       = true                  also read DNS over TCP
+--   hold      = 60                    seconds a TCP connection stays blocked
 --   log       = true                  log blocked queries
 --   hooks     = {"input", "forward"}  add "output" for this host's own queries
 --   priority  = "filter"
@@ -49,6 +54,7 @@ local O = fw.schema{
 	malformed = { type = "string", default = "accept", values = { "accept", "drop" }, doc = "what unparsable payloads to the DNS ports get" },
 	ports = { type = "ports", default = { 53 }, doc = "DNS ports" },
 	tcp = { type = "boolean", default = true, doc = "also read DNS over TCP" },
+	hold = { type = "number", default = 60, min = 0, doc = "seconds a TCP connection stays blocked after a blocked query" },
 	log = { type = "boolean", default = true, doc = "log blocked queries" },
 	hooks = { type = "hooks", default = { "input", "forward" }, doc = "hooks to run on" },
 	priority = { type = "priority", default = "filter", doc = "where in the hook" },
@@ -102,11 +108,58 @@ for _, p in ipairs(list(O.ports)) do
 	ports[tonumber(p)] = true
 end
 local tcp = O.tcp
+local hold = O.hold
+local blocked_flows = state.map("dnsfilter:" .. fw.plugin .. ":blocked_flows") -- TCP flow -> verdict
 local log_blocked = O.log
 local blocked_total = state.counter("dnsfilter:" .. fw.plugin .. ":blocked")
 
 if count == 0 and state.counter("dnsfilter:" .. fw.plugin .. ":warned"):incr() == 1 then
 	log.warn("dnsfilter has no names to block: set options.names")
+end
+
+-- judge returns the verdict for one query message.
+local function judge(pkt, proto, payload, msg)
+	if msg.qr or not msg.qname then
+		return -- a response, or a message without a question: not ours to judge
+	end
+	local qname = msg.qname
+	local rule = names:match(qname)
+	if not rule or allow:match(qname) then
+		return
+	end
+	blocked_total:incr()
+	if log_blocked then
+		log.info("dns query blocked", { qname = qname, qtype = msg.qtype, rule = rule, src = pkt.src, dst = pkt.dst, proto = proto })
+	end
+	if verdict == "sinkhole" then
+		return answer(pkt, proto, payload)
+	end
+	return verdict
+end
+
+-- judge_tcp reads the queries a TCP segment completes; a connection that
+-- sent a blocked one stays blocked.
+local function judge_tcp(pkt)
+	local key = pkt.src .. " " .. pkt.sport .. " " .. pkt.dst .. " " .. pkt.dport
+	if blocked_flows:len() > 0 then
+		local v = blocked_flows:get(key)
+		if v then
+			return v
+		end
+	end
+	local msgs = stream.dns(pkt)
+	if not msgs then
+		return
+	end
+	for _, msg in ipairs(msgs) do
+		if not msg.malformed then
+			local v = judge(pkt, "tcp", nil, msg)
+			if v then
+				blocked_flows:set(key, v, hold)
+				return v
+			end
+		end
+	end
 end
 
 -- Only queries to the DNS ports reach the plugin (and leave the kernel).
@@ -123,34 +176,15 @@ fw.register{
 		end
 		local payload = pkt.payload
 		if proto == "tcp" then
-			if #payload <= 2 then
-				return -- handshake, ACKs, or a length sent on its own
-			end
-			payload = payload:sub(3) -- DNS over TCP: a 2-byte length, then the message
+			return judge_tcp(pkt)
 		end
 		local msg = dns.parse(payload)
 		if not msg then
-			-- Over TCP a message may start mid-segment: never drop there.
-			if malformed == "drop" and proto == "udp" then
+			if malformed == "drop" then
 				return fw.DROP
 			end
 			return
 		end
-		if msg.qr or not msg.qname then
-			return -- a response, or a message without a question: not ours to judge
-		end
-		local qname = msg.qname
-		local rule = names:match(qname)
-		if not rule or allow:match(qname) then
-			return
-		end
-		blocked_total:incr()
-		if log_blocked then
-			log.info("dns query blocked", { qname = qname, qtype = msg.qtype, rule = rule, src = pkt.src, dst = pkt.dst })
-		end
-		if verdict == "sinkhole" then
-			return answer(pkt, proto, payload)
-		end
-		return verdict
+		return judge(pkt, proto, payload, msg)
 	end,
 }

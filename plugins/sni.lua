@@ -12,15 +12,30 @@
 -- rules; `mask` says which mark bits the plugin owns (default: the bits of
 -- all mark values together).
 --
--- A large ClientHello (post-quantum key shares make them ~1.8 KB) spans two
--- TCP segments and the name may sit in the second. With reassemble on, the
--- plugin keeps the first segment (up to max_hello bytes, for 5 seconds) and
--- reads the name once the next one arrives. Segments that are not a TLS
--- handshake, hellos without a name and garbage pass untouched. With
--- Encrypted Client Hello the name seen is the outer, public one.
+-- The plugin reads the hello from the engine's first-flight reassembly
+-- (stream.tls_hello): the client's first bytes placed by TCP sequence
+-- number, so a hello split over segments (a 1.8 KB post-quantum hello, or
+-- an evasion tool's cuts), sent out of order, overlapped, interleaved with
+-- fakes or an urgent byte, or fragmented over TLS records is read as the
+-- server reads it. Where fakes make two readings of the stream, every
+-- reading's name is checked. Once a flow is blocked its later packets
+-- (retransmissions of the hello, late segments) get the same verdict; with
+-- block_mark the flow's ct mark says so too, for a kernel rule or other
+-- plugins. See plugins/README.md for the evasion techniques handled.
+-- Segments that are not a TLS handshake, hellos without a name and garbage
+-- pass untouched. With Encrypted Client Hello the name seen is the outer,
+-- public one.
 --
--- QUIC (HTTP/3 on UDP 443) encrypts its hello; block_quic drops UDP to the
--- ports so that browsers fall back to TCP, where the name is visible.
+-- QUIC (HTTP/3 on UDP 443) carries its hello in Initial packets, whose
+-- keys anyone can derive: with quic on (the default) the name is read from
+-- them and the same lists apply. block_quic drops all UDP to the ports
+-- instead, so that browsers fall back to TCP.
+--
+-- Cost: every packet of TCP and (with quic or block_quic) UDP to the ports
+-- leaves the kernel for the plugin, as every TCP one did before; after a
+-- flow's hello is judged, a packet costs a flow lookup and the cached
+-- verdict (about 0.5 µs with the callback), a QUIC packet that is not an
+-- Initial a header check. Set quic = false to keep QUIC in the kernel.
 --
 -- Options (defaults):
 --   names      = {}                     names to block (and their subdomains)
@@ -29,9 +44,18 @@
 --   marks      = {}                     name -> mark, e.g. {["video.example"] = 0x10}
 --   mask       = all marks' bits        mark bits this plugin sets or clears
 --   ports      = {443}                  TLS ports (a number or a list)
---   reassemble = true                   read names split over two segments
---   max_hello  = 16384                  bytes kept per connection for that
---   block_quic = false                  apply `action` to UDP packets to the ports
+--   reassemble = true                   read the hello across segments (false:
+--                                       each segment on its own)
+--   max_hello  = 16384                  bytes of a hello read per connection
+--   hold       = 30                     seconds an idle, unfinished hello is kept
+--   block_ambiguous = true              block a flow whose fakes make more
+--                                       readings than are kept (never legitimate)
+--   block_mark = 0                      ct mark bits set on a blocked flow; packets
+--                                       of a flow with them get the verdict (with
+--                                       offload.drop set to them, the kernel drops
+--                                       them before the queue)
+--   quic       = true                   read the hello of QUIC Initial packets
+--   block_quic = false                  apply `action` to all UDP packets to the ports
 --   log        = true                   log blocked connections
 --   hooks      = {"forward", "output"}  where client traffic passes
 --   priority   = "filter"
@@ -52,9 +76,13 @@ local O = fw.schema{
 	marks = { type = "table", default = {}, doc = "name -> mark, e.g. {[\"video.example\"] = 0x10}" },
 	mask = { type = "integer", min = 0, max = 0xffffffff, doc = "mark bits this plugin sets or clears (default: all marks' bits)" },
 	ports = { type = "ports", default = { 443 }, doc = "TLS ports" },
-	reassemble = { type = "boolean", default = true, doc = "read names split over two segments" },
-	max_hello = { type = "integer", default = 16384, min = 0, doc = "bytes kept per connection for that" },
-	block_quic = { type = "boolean", default = false, doc = "apply action to UDP packets to the ports" },
+	reassemble = { type = "boolean", default = true, doc = "read the hello across segments (false: each segment on its own)" },
+	max_hello = { type = "integer", default = 16384, min = 0, doc = "bytes of a hello read per connection" },
+	hold = { type = "number", default = 30, min = 0, doc = "seconds an idle, unfinished hello is kept" },
+	block_ambiguous = { type = "boolean", default = true, doc = "block a flow whose fakes make more readings than are kept" },
+	block_mark = { type = "integer", default = 0, min = 0, max = 0xffffffff, doc = "ct mark bits set on a blocked flow; packets of a flow with them get the verdict" },
+	quic = { type = "boolean", default = true, doc = "read the hello of QUIC Initial packets" },
+	block_quic = { type = "boolean", default = false, doc = "apply action to all UDP packets to the ports" },
 	log = { type = "boolean", default = true, doc = "log blocked connections" },
 	hooks = { type = "hooks", default = { "forward", "output" }, doc = "hooks to run on" },
 	priority = { type = "priority", default = "filter", doc = "where in the hook" },
@@ -84,33 +112,61 @@ for _, p in ipairs(list(O.ports)) do
 end
 local reassemble = O.reassemble
 local max_hello = O.max_hello
+local hold = O.hold
+local block_ambiguous = O.block_ambiguous
+local block_mark = O.block_mark
+local quic = O.quic
 local block_quic = O.block_quic
 local log_blocked = O.log
-local pending = state.map("sni:" .. fw.plugin .. ":pending") -- flow -> first segment(s) of a cut hello
+if reassemble then
+	stream.limits{ bytes = max_hello, seconds = hold }
+end
 local blocked_total = state.counter("sni:" .. fw.plugin .. ":blocked")
 
-local function flow_key(pkt)
-	return pkt.src .. " " .. pkt.sport .. " " .. pkt.dst .. " " .. pkt.dport
-end
-
--- decide applies the lists to a name.
-local function decide(pkt, name)
-	local rule = names:match(name)
-	if rule and not allow:match(name) then
+-- decide applies the lists to a hello's names (every reading's: fakes
+-- may make more than one) and returns the verdict, or nil.
+local function decide(pkt, hello)
+	local blocked, rule
+	for _, name in ipairs(hello.names or { hello.sni }) do
+		rule = names:match(name)
+		if rule and not allow:match(name) then
+			blocked = name
+			break
+		end
+	end
+	if not blocked and hello.ambiguous and block_ambiguous then
+		blocked, rule = hello.sni or "", "ambiguous"
+	end
+	if blocked then
 		blocked_total:incr()
 		if log_blocked then
-			log.info("tls connection blocked", { sni = name, rule = rule, src = pkt.src, dst = pkt.dst, dport = pkt.dport })
+			log.info("tls connection blocked", { sni = blocked, rule = rule, src = pkt.src, dst = pkt.dst, dport = pkt.dport, proto = pkt.proto })
+		end
+		if block_mark ~= 0 then
+			pkt.ct:set_mark(block_mark, block_mark)
 		end
 		if verdict == "reset" then
 			return pkt:reply_reset() and fw.DROP or fw.REJECT
 		end
 		return verdict
 	end
-	local _, mark = marks:match(name)
+	local _, mark = marks:match(hello.sni or "")
 	if mark then
 		pkt:set_mark(mark, mask)
 		pkt.ct:set_mark(mark, mask)
 	end
+end
+
+-- judge returns the verdict for a packet of a flow whose hello is read,
+-- deciding once per flow: the hello table is the flow's, kept by the
+-- engine, and keeps the decision.
+local function judge(pkt, hello)
+	local v = hello.verdict
+	if v == nil then
+		v = decide(pkt, hello) or false
+		hello.verdict = v
+	end
+	return v or nil
 end
 
 -- Only traffic to the TLS ports (and QUIC's, when blocked) reaches the
@@ -120,40 +176,47 @@ fw.register{
 	name = "sni",
 	hook = O.hooks,
 	priority = O.priority,
-	match = #port_list > 0 and { proto = block_quic and { "tcp", "udp" } or "tcp", dport = port_list } or nil,
+	match = #port_list > 0 and { proto = (block_quic or quic) and { "tcp", "udp" } or "tcp", dport = port_list } or nil,
 	fn = function(pkt)
 		if not ports[pkt.dport] then
 			return
 		end
 		local proto = pkt.proto
-		if proto == "udp" and block_quic then
-			return verdict == "reset" and fw.REJECT or verdict
+		if proto == "udp" then
+			if block_quic then
+				return verdict == "reset" and fw.REJECT or verdict
+			end
+			if quic then
+				local hello = stream.tls_hello(pkt)
+				if hello then
+					return judge(pkt, hello)
+				end
+			end
+			return
 		end
 		if proto ~= "tcp" then
 			return
 		end
-		local data = pkt.payload
-		if #data == 0 then
-			return
-		end
-		local key
-		if reassemble and pending:len() > 0 then
-			key = flow_key(pkt)
-			local first = pending:get(key)
-			if first then
-				pending:delete(key)
-				data = first .. data
+		if block_mark ~= 0 then
+			local m = pkt.ct.mark
+			if m and bit.band(m, block_mark) == block_mark then
+				return verdict == "reset" and fw.DROP or verdict
 			end
 		end
-		if data:byte(1) ~= 0x16 then
+		if reassemble then
+			local hello = stream.tls_hello(pkt)
+			if hello then
+				return judge(pkt, hello)
+			end
+			return
+		end
+		local data = pkt.payload
+		if #data == 0 or data:byte(1) ~= 0x16 then
 			return -- not a handshake record: application data, or not TLS
 		end
-		local name, why = tls.sni(data)
+		local name = tls.sni(data)
 		if name then
-			return decide(pkt, name)
-		end
-		if why == "truncated" and reassemble and #data < max_hello then
-			pending:set(key or flow_key(pkt), data, 5)
+			return decide(pkt, { sni = name, names = { name } })
 		end
 	end,
 }

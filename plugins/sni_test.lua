@@ -2,8 +2,12 @@
 
 local opts = { names = { "blocked.example", "*.Ads.Example." }, allow = { "ok.blocked.example" } }
 
+-- Each hello is a connection of its own (a new source port) unless extra
+-- names one: the plugin judges a connection once.
+local next_port = 40000
 local function hello(name, extra)
-	local f = { src = "192.0.2.10", dst = "198.51.100.80", sport = 50000, dport = 443, flags = "PA",
+	next_port = next_port + 1
+	local f = { src = "192.0.2.10", dst = "198.51.100.80", sport = next_port, dport = 443, flags = "PA",
 		payload = packet.tls_client_hello(name), ct = { state = "established" } }
 	for k, v in pairs(extra or {}) do
 		f[k] = v
@@ -59,27 +63,53 @@ end)
 test("a hello split over two segments is read once complete", function()
 	local h = harness("sni.lua", opts)
 	local full = packet.tls_client_hello("www.blocked.example")
-	local first = hello("", { payload = full:sub(1, 60) })
-	local second = hello("", { payload = full:sub(61) })
-	expect_verdict(h:run(first, "forward"), "accept", "first segment: the name is not in it")
-	expect_verdict(h:run(second, "forward"), "reject", "second segment completes it")
+	local function seg(sport, off, data)
+		return hello("", { sport = sport, seq = 1001 + off, payload = data })
+	end
+	local function syn(sport)
+		return packet.tcp{ src = "192.0.2.10", dst = "198.51.100.80", sport = sport, dport = 443, flags = "S", seq = 1000 }
+	end
+	expect_verdict(h:run(syn(50000), "forward"), "accept")
+	expect_verdict(h:run(seg(50000, 0, full:sub(1, 60)), "forward"), "accept", "first segment: the name is not in it")
+	expect_verdict(h:run(seg(50000, 60, full:sub(61)), "forward"), "reject", "second segment completes it")
+	expect_verdict(h:run(seg(50000, 60, full:sub(61)), "forward"), "reject", "its retransmission too")
 	-- Another connection's segment does not complete it.
-	expect_verdict(h:run(first, "forward"), "accept")
-	expect_verdict(h:run(second:with{ sport = 50001 }, "forward"), "accept", "other connection")
-	-- The kept first segment expires.
-	local h2 = harness("sni.lua", opts, { name = "slow" })
-	expect_verdict(h2:run(first, "forward"), "accept")
+	expect_verdict(h:run(seg(50001, 0, full:sub(1, 60)), "forward"), "accept")
+	expect_verdict(h:run(seg(50002, 60, full:sub(61)), "forward"), "accept", "other connection")
+	-- The kept first segment expires after hold seconds.
+	local h2 = harness("sni.lua", { names = { "blocked.example" }, hold = 5 }, { name = "slow" })
+	expect_verdict(h2:run(seg(50003, 0, full:sub(1, 60)), "forward"), "accept")
 	clock.advance(6)
-	expect_verdict(h2:run(second, "forward"), "accept", "second segment after 6 s")
+	expect_verdict(h2:run(seg(50003, 60, full:sub(61)), "forward"), "accept", "second segment after 6 s")
 	-- reassemble = false
 	local h3 = harness("sni.lua", { names = { "blocked.example" }, reassemble = false }, { name = "noreasm" })
-	expect_verdict(h3:run(first, "forward"), "accept")
-	expect_verdict(h3:run(second, "forward"), "accept", "not reassembled")
-	-- In three segments.
+	expect_verdict(h3:run(seg(50004, 0, full:sub(1, 60)), "forward"), "accept")
+	expect_verdict(h3:run(seg(50004, 60, full:sub(61)), "forward"), "accept", "not reassembled")
+	-- In three segments, out of order.
 	local h4 = harness("sni.lua", opts, { name = "three" })
-	expect_verdict(h4:run(hello("", { payload = full:sub(1, 20) }), "forward"), "accept")
-	expect_verdict(h4:run(hello("", { payload = full:sub(21, 60) }), "forward"), "accept")
-	expect_verdict(h4:run(hello("", { payload = full:sub(61) }), "forward"), "reject", "third segment")
+	expect_verdict(h4:run(syn(50005), "forward"), "accept")
+	expect_verdict(h4:run(seg(50005, 60, full:sub(61)), "forward"), "accept")
+	expect_verdict(h4:run(seg(50005, 20, full:sub(21, 60)), "forward"), "accept")
+	expect_verdict(h4:run(seg(50005, 0, full:sub(1, 20)), "forward"), "reject", "the first segment, last")
+end)
+
+test("fakes before the real hello: every reading is checked", function()
+	local h = harness("sni.lua", opts)
+	local fake = packet.tls_client_hello("www.allowed.example")
+	local real = packet.tls_client_hello("www.blocked.example")
+	expect_verdict(h:run(hello("", { sport = 50100, seq = 1, payload = fake, ttl = 2 }), "forward"), "accept", "the fake")
+	expect_verdict(h:run(hello("", { sport = 50100, seq = 1, payload = real }), "forward"), "reject", "the real one")
+	local s = h:logs()
+	expect_eq(s[#s].sni, "www.blocked.example")
+end)
+
+test("a hello fragmented over TLS records", function()
+	local h = harness("sni.lua", opts)
+	local full = packet.tls_client_hello("www.blocked.example")
+	local msg = full:sub(6)
+	local function rec(s) return "\22\3\1" .. string.char(math.floor(#s / 256), #s % 256) .. s end
+	local split = rec(msg:sub(1, 50)) .. rec(msg:sub(51))
+	expect_verdict(h:run(hello("", { payload = split }), "forward"), "reject", "two records, one segment")
 end)
 
 test("IPv6", function()
@@ -89,9 +119,19 @@ test("IPv6", function()
 	expect_verdict(h:run(p, "forward"), "reject")
 end)
 
-test("QUIC passes unless block_quic", function()
+test("QUIC: the name is read from the Initial; block_quic blocks all", function()
+	local h = harness("sni.lua", opts)
+	for _, v in ipairs({ 1, 2 }) do
+		local initial = packet.udp{ src = "192.0.2.10", dst = "198.51.100.80", sport = 50000 + v, dport = 443, payload = packet.quic_initial("www.blocked.example", v) }
+		expect_verdict(h:run(initial, "forward"), "reject", "version " .. v)
+		expect_verdict(h:run(initial, "forward"), "reject", "its retransmission, version " .. v)
+		local ok = packet.udp{ src = "192.0.2.10", dst = "198.51.100.80", sport = 50010 + v, dport = 443, payload = packet.quic_initial("www.allowed.example", v) }
+		expect_verdict(h:run(ok, "forward"), "accept", "allowed, version " .. v)
+	end
 	local quic = packet.udp{ src = "192.0.2.10", dst = "198.51.100.80", dport = 443, payload = "\192\0\0\0\1" }
-	expect_verdict(harness("sni.lua", opts):run(quic, "forward"), "accept")
+	expect_verdict(h:run(quic, "forward"), "accept", "not an Initial")
+	local noquic = harness("sni.lua", { names = { "blocked.example" }, quic = false }, { name = "noquicread" })
+	expect_verdict(noquic:run(packet.udp{ dport = 443, payload = packet.quic_initial("www.blocked.example") }, "forward"), "accept", "quic = false")
 	expect_verdict(harness("sni.lua", { names = { "x.example" }, block_quic = true }, { name = "noquic" }):run(quic, "forward"), "reject")
 end)
 
@@ -166,4 +206,14 @@ end)
 
 test("options are declared and checked", function()
 	expect_options_checked("sni.lua")
+end)
+
+test("block_mark: a blocked flow's ct mark, and packets of flows that carry it", function()
+	local h = harness("sni.lua", { names = { "blocked.example" }, block_mark = 0x100 }, { name = "marker" })
+	local d = h:run(hello("www.blocked.example", { ct = { state = "established", mark = 0x3 } }), "forward")
+	expect_verdict(d, "reject")
+	expect_eq(d.ct_mark, 0x103, "block_mark bits added, others kept")
+	local later = hello("", { payload = "\23\3\3\0\5hello", ct = { state = "established", mark = 0x103 } })
+	expect_verdict(h:run(later, "forward"), "reject", "a later packet of the marked flow")
+	expect_verdict(h:run(hello("", { payload = "\23\3\3\0\5hello", ct = { state = "established", mark = 0x3 } }), "forward"), "accept", "without the bits")
 end)

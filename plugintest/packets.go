@@ -302,6 +302,7 @@ func packetModule(L *lua.LState) *lua.LTable {
 		L.Push(lua.LString(b))
 		return 1
 	}))
+	m.RawSetString("quic_initial", L.NewFunction(quicInitial)) // packets_quic.go
 	m.RawSetString("tls_client_hello", L.NewFunction(func(L *lua.LState) int {
 		sni := L.OptString(1, "")
 		var alpn []string

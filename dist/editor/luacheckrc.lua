@@ -140,6 +140,14 @@ stds.luafw = {
 				parse = {},
 			},
 		},
+		stream = {
+			fields = {
+				tls_hello = {},
+				dns = {},
+				limits = {},
+				stats = {},
+			},
+		},
 		print = {},
 	},
 }
@@ -155,7 +163,7 @@ stds.luafw_test = {
 		fail = {},
 		harness = {},
 		harness_config = {},
-		packet = { fields = { dns_query = {}, icmp = {}, icmpv6 = {}, raw = {}, tcp = {}, tls_client_hello = {}, udp = {} } },
+		packet = { fields = { dns_query = {}, icmp = {}, icmpv6 = {}, quic_initial = {}, raw = {}, tcp = {}, tls_client_hello = {}, udp = {} } },
 		test = {},
 	},
 }

@@ -121,6 +121,13 @@ dns = {}
 ---@field parse fun(payload: string): table?, string? a ClientHello's sni, alpn, version, legacy_version, truncated
 tls = {}
 
+---@class luafw.stream
+---@field tls_hello fun(pkt: luafw.Packet): table?, string? the flow's ClientHello (TCP reassembled by sequence number, or QUIC Initials) once complete; nil and "more" before
+---@field dns fun(pkt: luafw.Packet): table?, string? the DNS messages a TCP flow's client completed with this packet
+---@field limits fun(limits: {bytes?: integer, seconds?: number, flows?: integer, memory?: integer, readings?: integer}) bounds of the plugin's reassembly (top level only)
+---@field stats fun(): table the plugin's reassembly counters in this worker
+stream = {}
+
 ---@class luafw.Packet
 ---@field hook string the hook running
 ---@field family integer 4 or 6; 0 when not a decodable IP header

@@ -129,3 +129,26 @@ func VerifyChecksums(p *Parsed, b []byte) bool {
 	}
 	return fold(sum(s, seg)) == 0xffff
 }
+
+// ChecksumPending reports whether the TCP or UDP checksum of b, decoded in
+// p, holds the pseudo-header sum alone: a checksum the kernel left for the
+// network card to finish (CHECKSUM_PARTIAL, as on locally generated or
+// GRO-merged packets), which NFQUEUE hands on as it is. A receiver never
+// sees it; a firewall must not read it as wrong.
+func ChecksumPending(p *Parsed, b []byte) bool {
+	if (p.Proto != ProtoTCP && p.Proto != ProtoUDP) || p.Fragment || p.L4Off < 0 || p.Err != "" || (p.Family != 4 && p.Family != 6) {
+		return false
+	}
+	end := len(b)
+	if p.Len > 0 && p.Len < end {
+		end = p.Len
+	}
+	field := p.L4Off + checksumField(p.Proto)
+	if field+2 > end {
+		return false
+	}
+	src, dst := addrBytes(p, b)
+	n := uint32(end - p.L4Off)
+	s := sum(sum(0, src), dst) + n>>16 + n&0xffff + uint32(p.Proto)
+	return binary.BigEndian.Uint16(b[field:]) == fold(s)
+}

@@ -81,3 +81,25 @@ func Build(s Spec) []byte {
 	rec = append(rec, typeClientHello, byte(len(body)>>16), byte(len(body)>>8), byte(len(body)))
 	return append(rec, body...)
 }
+
+// Fragment cuts the handshake message of rec (one handshake record, as
+// Build returns) into records of the given sizes, the last size repeated
+// for the rest: a hello fragmented over records, as evasion tools and some
+// clients send it. It is for tests and tools.
+func Fragment(rec []byte, sizes ...int) []byte {
+	msg := rec[recordHeaderLen:]
+	var out []byte
+	for len(msg) > 0 {
+		n := len(msg)
+		if len(sizes) > 0 {
+			n = min(sizes[0], n)
+			if len(sizes) > 1 {
+				sizes = sizes[1:]
+			}
+		}
+		out = append(out, recordHandshake, 3, 1, byte(n>>8), byte(n))
+		out = append(out, msg[:n]...)
+		msg = msg[n:]
+	}
+	return out
+}

@@ -9,12 +9,13 @@
 // cut short, as happens when a large ClientHello spans several TCP
 // segments, still yields what was read before the cut: Parse fills Hello
 // with it and reports ErrTruncated. GREASE values (RFC 8701) are ignored.
-// Parse never panics and does not allocate; the SNI and ALPN slices alias
-// the input.
+// Parse never panics and allocates only to join a hello fragmented over
+// several records (ParseRecords takes a buffer for that); the SNI and ALPN
+// slices alias the input or that buffer.
 //
-// Only a ClientHello whose handshake message starts in the first record is
-// read; one fragmented over several records reads as truncated after the
-// first. With Encrypted Client Hello the SNI seen is the outer, public name.
+// A ClientHello is read across any number of handshake records (RFC 8446
+// section 5.1 lets a sender fragment it at any byte), up to MaxMessage
+// bytes. With Encrypted Client Hello the SNI seen is the outer, public name.
 package tlshello
 
 import "encoding/binary"
@@ -98,51 +99,111 @@ func SNI(b []byte) ([]byte, error) {
 	return nil, ErrNoSNI
 }
 
-// Parse reads the ClientHello at the start of b (a TLS record) into h. It
+// Parse reads the ClientHello at the start of b (TLS records) into h. It
 // returns nil for a complete hello, ErrTruncated (with h.Truncated set and
 // h holding what was read) when b ends before the hello does, and another
-// error when b is not a ClientHello or is malformed.
+// error when b is not a ClientHello or is malformed. A hello fragmented
+// over several records is read across them (Parse then allocates; use
+// ParseRecords to give it a buffer).
 func Parse(b []byte, h *Hello) error {
+	_, err := ParseRecords(b, h, nil)
+	return err
+}
+
+// ParseRecords is Parse with a buffer for a hello fragmented over several
+// records: the fragments are joined in buf (grown as needed, returned for
+// reuse) and h's slices then alias it. A hello within one record is read in
+// place. The records may carry at most MaxMessage bytes of handshake
+// message; a record of another type before the hello ends reads as the end
+// of the bytes at hand (ErrTruncated).
+func ParseRecords(b []byte, h *Hello, buf []byte) ([]byte, error) {
 	*h = Hello{}
-	if len(b) == 0 {
-		return h.truncated()
-	}
-	if b[0] != recordHandshake {
-		return ErrNotHandshake
-	}
-	if len(b) >= 2 && b[1] != 3 {
-		return ErrNotTLS
-	}
-	if len(b) < recordHeaderLen {
-		return h.truncated()
-	}
-	recLen := int(binary.BigEndian.Uint16(b[3:5]))
-	if recLen > maxRecord || recLen < handshakeHdrLen {
-		return ErrMalformed
-	}
-	rec := cursor{b: b[recordHeaderLen:], n: recLen}
-	if len(rec.b) > recLen {
-		rec.b = rec.b[:recLen]
-	}
-	typ, err := rec.u8()
+	msg, buf, err := gather(b, buf)
 	if err != nil {
-		return h.fail(err)
+		return buf, h.fail(err)
 	}
-	if typ != typeClientHello {
+	return buf, h.fail(parseMessage(msg, h))
+}
+
+// ParseMessage reads a ClientHello handshake message without the record
+// layer (as QUIC's CRYPTO frames carry it) into h, as Parse does.
+func ParseMessage(msg []byte, h *Hello) error {
+	*h = Hello{}
+	return h.fail(parseMessage(msg, h))
+}
+
+func parseMessage(msg []byte, h *Hello) error {
+	if len(msg) == 0 {
+		return h.truncated()
+	}
+	if msg[0] != typeClientHello {
 		return ErrNotHello
 	}
-	if err := rec.need(3); err != nil {
-		return h.fail(err)
+	if len(msg) < handshakeHdrLen {
+		return h.truncated()
 	}
-	hsLen := int(rec.b[1])<<16 | int(rec.b[2])<<8 | int(rec.b[3])
-	rec.off += 3
-	// The hello may continue in a next record; its declared size is the
-	// handshake length, its bytes at hand those of this record.
-	body := cursor{b: rec.rest(), n: hsLen}
+	hsLen := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+	if hsLen+handshakeHdrLen > MaxMessage {
+		return ErrMalformed
+	}
+	body := cursor{b: msg[handshakeHdrLen:], n: hsLen}
 	if len(body.b) > hsLen {
 		body.b = body.b[:hsLen]
 	}
-	return h.fail(h.parseBody(&body))
+	return h.parseBody(&body)
+}
+
+// MaxMessage bounds the handshake message ParseRecords joins from records.
+const MaxMessage = 1 << 16
+
+// gather returns the first handshake message of the records in b, as far
+// as b holds it: a slice of b when the first record holds all of it (or
+// all there is), else the fragments joined in buf.
+func gather(b, buf []byte) (msg, outBuf []byte, err error) {
+	if len(b) == 0 {
+		return nil, buf, nil
+	}
+	if b[0] != recordHandshake {
+		return nil, buf, ErrNotHandshake
+	}
+	msg = buf[:0]
+	need := -1 // the message's length with its header, once known
+	for pos, first := 0, true; ; first = false {
+		if pos >= len(b) || b[pos] != recordHandshake {
+			break // the bytes at hand end (or another record starts)
+		}
+		if pos+1 < len(b) && b[pos+1] != 3 {
+			return nil, buf, ErrNotTLS
+		}
+		if len(b)-pos < recordHeaderLen {
+			break
+		}
+		recLen := int(binary.BigEndian.Uint16(b[pos+3 : pos+5]))
+		if recLen > maxRecord || recLen == 0 {
+			return nil, buf, ErrMalformed
+		}
+		frag := b[pos+recordHeaderLen : min(pos+recordHeaderLen+recLen, len(b))]
+		if first && len(frag) >= handshakeHdrLen {
+			if n := handshakeHdrLen + (int(frag[1])<<16 | int(frag[2])<<8 | int(frag[3])); n <= len(frag) || len(frag) < recLen {
+				return frag[:min(n, len(frag))], buf, nil // one record holds it, or all there is
+			}
+		}
+		msg = append(msg, frag...)
+		if need < 0 && len(msg) >= handshakeHdrLen {
+			need = handshakeHdrLen + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
+			if need > MaxMessage {
+				return nil, msg, ErrMalformed
+			}
+		}
+		if need >= 0 && len(msg) >= need {
+			return msg[:need], msg, nil
+		}
+		if len(frag) < recLen {
+			break
+		}
+		pos += recordHeaderLen + recLen
+	}
+	return msg, msg, nil
 }
 
 func (h *Hello) truncated() error {
@@ -427,14 +488,6 @@ func (c *cursor) bytes(k int) ([]byte, error) {
 	p := c.b[c.off : c.off+k : c.off+k]
 	c.off += k
 	return p, nil
-}
-
-// rest returns the bytes at hand after the read position.
-func (c *cursor) rest() []byte {
-	if c.off >= len(c.b) {
-		return nil
-	}
-	return c.b[c.off:]
 }
 
 // sub returns a cursor over the next k declared bytes (which may be only

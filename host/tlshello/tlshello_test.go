@@ -67,7 +67,9 @@ func TestNotAHello(t *testing.T) {
 		{"not tls", []byte{22, 1, 0, 0, 5, 1, 2, 3, 4, 5}, ErrNotTLS},
 		{"server hello", serverHello, ErrNotHello},
 		{"record too long", []byte{22, 3, 1, 0xff, 0xff, 1}, ErrMalformed},
-		{"record too short for a handshake", []byte{22, 3, 1, 0, 2, 1, 0}, ErrMalformed},
+		{"a fragment of a hello", []byte{22, 3, 1, 0, 2, 1, 0}, ErrTruncated},
+		{"zero-length record", []byte{22, 3, 1, 0, 0, 22, 3, 1, 0, 2, 1, 0}, ErrMalformed},
+		{"second record not tls", []byte{22, 3, 1, 0, 2, 1, 0, 22, 1, 1, 0, 2, 0, 9}, ErrNotTLS},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,5 +278,42 @@ func TestPadFirst(t *testing.T) {
 	}
 	if name, err := SNI(b); err != nil || string(name) != "late.example" {
 		t.Fatalf("whole: %q %v", name, err)
+	}
+}
+
+// TestAcrossRecords: a hello fragmented over records at every byte, and
+// into one-byte records, reads whole; cut anywhere it reads as truncated.
+func TestAcrossRecords(t *testing.T) {
+	const name = "records.example"
+	b := Build(Spec{SNI: name, ALPN: []string{"h2"}, TLS13: true, Padding: 50})
+	for cut := 1; cut < len(b)-5; cut++ {
+		var h Hello
+		if err := Parse(Fragment(b, cut, MaxMessage), &h); err != nil || string(h.SNI) != name || h.NALPN != 1 {
+			t.Fatalf("cut at %d: %q, %v", cut, h.SNI, err)
+		}
+	}
+	rec := Fragment(b, 1)
+	var h Hello
+	buf, err := ParseRecords(rec, &h, nil)
+	if err != nil || string(h.SNI) != name {
+		t.Fatalf("one-byte records: %q, %v", h.SNI, err)
+	}
+	if _, err := ParseRecords(rec, &h, buf); err != nil || string(h.SNI) != name {
+		t.Fatalf("buffer reused: %q, %v", h.SNI, err)
+	}
+	end := 6*(sniEnd(t, b, name)-6) + 6 // one-byte records: message byte j at 6j+5
+	for n := 0; n < len(rec); n++ {
+		err := Parse(rec[:n], &h)
+		if err != ErrTruncated || (n >= end) != (string(h.SNI) == name) {
+			t.Fatalf("one-byte records cut at %d (name ends at %d): %q, %v", n, end, h.SNI, err)
+		}
+	}
+}
+
+func TestAcrossRecordsTooLong(t *testing.T) {
+	b := Build(Spec{SNI: "x.example"})
+	b[6], b[7], b[8] = 1, 0, 1 // handshake length 65537
+	if err := Parse(Fragment(b, 10, MaxMessage), &Hello{}); err != ErrMalformed {
+		t.Fatal(err)
 	}
 }

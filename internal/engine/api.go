@@ -44,7 +44,7 @@ func isView(table string) bool { return table == "pkt" || strings.HasPrefix(tabl
 
 // apiModuleNames are the globals the engine sets in every plugin state,
 // besides print and the sandboxed standard library.
-var apiModuleNames = []string{"fw", "net", "state", "log", "time", "bit", "packet", "dns", "tls"}
+var apiModuleNames = []string{"fw", "net", "state", "log", "time", "bit", "packet", "dns", "tls", "stream"}
 
 // apiTypes maps the tables of typed values (their methods) to the
 // metatable names the engine registers them under.
@@ -61,7 +61,7 @@ var apiTypes = map[string]string{
 var apiClasses = map[string]string{
 	"fw": "luafw.fw", "fw.priority": "luafw.Priorities", "net": "luafw.net", "state": "luafw.state",
 	"log": "luafw.log", "time": "luafw.time", "bit": "luafw.bit", "packet": "luafw.packet",
-	"dns": "luafw.dns", "tls": "luafw.tls", "pkt": "luafw.Packet", "pkt.tcp": "luafw.PacketTCP",
+	"dns": "luafw.dns", "tls": "luafw.tls", "stream": "luafw.stream", "pkt": "luafw.Packet", "pkt.tcp": "luafw.PacketTCP",
 	"pkt.ct": "luafw.PacketCT", "netset": "luafw.NetSet", "domainset": "luafw.DomainSet",
 	"state.map": "luafw.StateMap", "state.counter": "luafw.StateCounter", "state.bucket": "luafw.StateBucket",
 }
@@ -168,6 +168,10 @@ var apiNames = []APIName{
 	{"dns", "answer", "fun(query: string, opts?: {a?: string, aaaa?: string, ttl?: integer, nxdomain?: boolean}): string?, string?", "the answer a sinkhole gives to a DNS query"},
 	{"tls", "sni", "fun(payload: string): string?, string?", "the server name of a ClientHello, or nil and a reason"},
 	{"tls", "parse", "fun(payload: string): table?, string?", "a ClientHello's sni, alpn, version, legacy_version, truncated"},
+	{"stream", "tls_hello", "fun(pkt: luafw.Packet): table?, string?", "the flow's ClientHello (TCP reassembled by sequence number, or QUIC Initials) once complete; nil and \"more\" before"},
+	{"stream", "dns", "fun(pkt: luafw.Packet): table?, string?", "the DNS messages a TCP flow's client completed with this packet"},
+	{"stream", "limits", "fun(limits: {bytes?: integer, seconds?: number, flows?: integer, memory?: integer, readings?: integer})", "bounds of the plugin's reassembly (top level only)"},
+	{"stream", "stats", "fun(): table", "the plugin's reassembly counters in this worker"},
 
 	{"pkt", "hook", "string", "the hook running"},
 	{"pkt", "family", "integer", "4 or 6; 0 when not a decodable IP header"},

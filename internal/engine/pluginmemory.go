@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/luafw/luafw/host/stream"
+
 	"slices"
 	"sync/atomic"
 	"time"
@@ -97,8 +99,9 @@ const (
 // pluginCounters are a plugin's memory figures; like callback stats they
 // outlive reloads.
 type pluginCounters struct {
-	overruns atomic.Uint64 // times a state went over the limit
-	bytes    atomic.Int64  // the estimate of the state measured last
+	overruns atomic.Uint64   // times a state went over the limit
+	bytes    atomic.Int64    // the estimate of the state measured last
+	stream   stream.Counters // of its stream tables (streamlib.go)
 }
 
 // countersFor returns the memory counters of the plugin called name.

@@ -51,6 +51,7 @@ var apiModules = [...]struct {
 	{"time", func(ps *pluginState) lua.LValue { return openTime(ps) }},           // timelib.go
 	{"bit", func(ps *pluginState) lua.LValue { return sandbox.OpenBit(ps.L) }},   // internal/sandbox
 	{"packet", func(ps *pluginState) lua.LValue { return packetBuilders(ps.L) }}, // packetlib.go
+	{"stream", func(ps *pluginState) lua.LValue { return openStream(ps) }},       // streamlib.go
 }
 
 // stateOf returns the pluginState a module function was registered for.

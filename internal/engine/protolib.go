@@ -62,37 +62,42 @@ func dnsModule(L *lua.LState) *lua.LTable {
 		if err := m.Parse(b); err != nil {
 			return failure(L, err.(*dnsmsg.Error).Reason)
 		}
-		t := L.CreateTable(0, 16)
-		t.RawSetString("id", lua.LNumber(m.ID))
-		t.RawSetString("qr", lua.LBool(m.QR))
-		t.RawSetString("opcode", lua.LNumber(m.Opcode))
-		t.RawSetString("rcode", lua.LNumber(m.RCode))
-		t.RawSetString("aa", lua.LBool(m.AA))
-		t.RawSetString("tc", lua.LBool(m.TC))
-		t.RawSetString("rd", lua.LBool(m.RD))
-		t.RawSetString("ra", lua.LBool(m.RA))
-		t.RawSetString("qdcount", lua.LNumber(m.QDCount))
-		t.RawSetString("ancount", lua.LNumber(m.ANCount))
-		t.RawSetString("nscount", lua.LNumber(m.NSCount))
-		t.RawSetString("arcount", lua.LNumber(m.ARCount))
-		if m.HasQuestion {
-			t.RawSetString("qname", lua.LString(m.QName()))
-			t.RawSetString("qtype_num", lua.LNumber(m.QType))
-			if s := dnsmsg.TypeString(m.QType); s != "" {
-				t.RawSetString("qtype", lua.LString(s))
-			} else {
-				t.RawSetString("qtype", lua.LNumber(m.QType))
-			}
-			if s := dnsmsg.ClassString(m.QClass); s != "" {
-				t.RawSetString("qclass", lua.LString(s))
-			} else {
-				t.RawSetString("qclass", lua.LNumber(m.QClass))
-			}
-		}
-		L.Push(t)
+		L.Push(dnsTable(L, &m))
 		return 1
 	}))
 	return mod
+}
+
+// dnsTable is the Lua table of a parsed DNS message.
+func dnsTable(L *lua.LState, m *dnsmsg.Msg) *lua.LTable {
+	t := L.CreateTable(0, 16)
+	t.RawSetString("id", lua.LNumber(m.ID))
+	t.RawSetString("qr", lua.LBool(m.QR))
+	t.RawSetString("opcode", lua.LNumber(m.Opcode))
+	t.RawSetString("rcode", lua.LNumber(m.RCode))
+	t.RawSetString("aa", lua.LBool(m.AA))
+	t.RawSetString("tc", lua.LBool(m.TC))
+	t.RawSetString("rd", lua.LBool(m.RD))
+	t.RawSetString("ra", lua.LBool(m.RA))
+	t.RawSetString("qdcount", lua.LNumber(m.QDCount))
+	t.RawSetString("ancount", lua.LNumber(m.ANCount))
+	t.RawSetString("nscount", lua.LNumber(m.NSCount))
+	t.RawSetString("arcount", lua.LNumber(m.ARCount))
+	if m.HasQuestion {
+		t.RawSetString("qname", lua.LString(m.QName()))
+		t.RawSetString("qtype_num", lua.LNumber(m.QType))
+		if s := dnsmsg.TypeString(m.QType); s != "" {
+			t.RawSetString("qtype", lua.LString(s))
+		} else {
+			t.RawSetString("qtype", lua.LNumber(m.QType))
+		}
+		if s := dnsmsg.ClassString(m.QClass); s != "" {
+			t.RawSetString("qclass", lua.LString(s))
+		} else {
+			t.RawSetString("qclass", lua.LNumber(m.QClass))
+		}
+	}
+	return t
 }
 
 // hostName turns an SNI into the form scripts compare: lowercased, no
@@ -139,19 +144,25 @@ func tlsModule(L *lua.LState) *lua.LTable {
 		if h.SNI != nil {
 			t.RawSetString("sni", hostName(h.SNI))
 		}
-		alpn := L.CreateTable(h.NALPN, 0)
-		for _, p := range h.Protocols() {
-			alpn.Append(lua.LString(p))
-		}
-		t.RawSetString("alpn", alpn)
-		t.RawSetString("version", lua.LNumber(h.Version))
-		if s := tlshello.VersionName(h.Version); s != "" {
-			t.RawSetString("version_name", lua.LString(s))
-		}
-		t.RawSetString("legacy_version", lua.LNumber(h.LegacyVersion))
+		helloFields(L, t, &h)
 		t.RawSetString("truncated", lua.LBool(h.Truncated))
 		L.Push(t)
 		return 1
 	}))
 	return mod
+}
+
+// helloFields sets a hello's alpn, version, version_name and
+// legacy_version in t (tls.parse, stream.tls_hello).
+func helloFields(L *lua.LState, t *lua.LTable, h *tlshello.Hello) {
+	alpn := L.CreateTable(h.NALPN, 0)
+	for _, p := range h.Protocols() {
+		alpn.Append(lua.LString(p))
+	}
+	t.RawSetString("alpn", alpn)
+	t.RawSetString("version", lua.LNumber(h.Version))
+	if s := tlshello.VersionName(h.Version); s != "" {
+		t.RawSetString("version_name", lua.LString(s))
+	}
+	t.RawSetString("legacy_version", lua.LNumber(h.LegacyVersion))
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/luafw/luafw/host/stream"
+
 	"sort"
 	"sync/atomic"
 	"time"
@@ -154,6 +156,14 @@ type PluginStatus struct {
 	// MemoryLimit (each time the plugin was quarantined and its states
 	// rebuilt); it survives reloads.
 	MemoryOverruns uint64
+	// Stream counts what its stream tables (the Lua stream module) did,
+	// in every worker; it survives reloads.
+	Stream StreamCounts
+}
+
+// StreamCounts are a plugin's stream counters (see package stream's Stats).
+type StreamCounts struct {
+	Segments, Dups, Ignored, Conflicts, Evicted, Expired uint64
 }
 
 // Plugins returns the running plugins' status.
@@ -164,7 +174,12 @@ func (e *Engine) Plugins() []PluginStatus {
 	for _, p := range g.plugins {
 		out = append(out, PluginStatus{Name: p.name(), File: p.spec.File, Quarantined: p.quarantinedAt(now),
 			ConsecutiveFailures: p.consecFails.Load(), MemoryBytes: p.counters.bytes.Load(),
-			MemoryLimit: p.spec.Memory, MemoryOverruns: p.counters.overruns.Load()})
+			MemoryLimit: p.spec.Memory, MemoryOverruns: p.counters.overruns.Load(), Stream: streamCounts(&p.counters.stream)})
 	}
 	return out
+}
+
+func streamCounts(c *stream.Counters) StreamCounts {
+	return StreamCounts{Segments: c.Segments.Load(), Dups: c.Dups.Load(), Ignored: c.Ignored.Load(),
+		Conflicts: c.Conflicts.Load(), Evicted: c.Evicted.Load(), Expired: c.Expired.Load()}
 }

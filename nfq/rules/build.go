@@ -412,8 +412,15 @@ func (rs Set) passRules(d Diversion) []*nftRuleIR {
 	// or luafw's own REJECT replies would die in its output diversion. (A
 	// rule set that does not use conntrack must not turn it on, so this
 	// rule comes only with conntrack.)
-	if d.ByState || rs.ConnMarkOffload != 0 || rs.CTLabels {
+	if d.ByState || rs.ConnMarkOffload != 0 || rs.ConnMarkDrop != 0 || rs.CTLabels {
 		rules = append(rules, rs.relatedUnconfirmedAccept())
+	}
+	if rs.ConnMarkDrop != 0 {
+		m := rs.ConnMarkDrop
+		r := (&nftRuleIR{}).add(fmt.Sprintf("ct mark & %s == %s", hex(m), hex(m)),
+			&expr.Ct{Key: expr.CtKeyMARK, Register: nftReg}, andMask(m),
+			&expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: binaryutil.NativeEndian.PutUint32(m)})
+		rules = append(rules, r.add("counter", &expr.Counter{}).add("drop", &expr.Verdict{Kind: expr.VerdictDrop}))
 	}
 	if rs.ConnMarkOffload != 0 {
 		m := rs.ConnMarkOffload

@@ -109,6 +109,10 @@ type Set struct {
 	// ConnMarkOffload, when nonzero: packets whose conntrack mark has all
 	// these bits are not diverted (settled flows stay in the kernel).
 	ConnMarkOffload uint32
+	// ConnMarkDrop, when nonzero: packets whose conntrack mark has all
+	// these bits are dropped instead of diverted (a flow a plugin blocked
+	// stays blocked in the kernel). It is checked before ConnMarkOffload.
+	ConnMarkDrop uint32
 	// CTLabels reserves conntrack label storage in the namespace (with a
 	// `ct label set` rule that never runs), which Conntrack.Update needs to
 	// set labels. Only connections created after Install get the storage.

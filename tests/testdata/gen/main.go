@@ -67,7 +67,16 @@ type entry struct {
 	note string
 }
 
-type scenario struct{ entries []entry }
+type scenario struct {
+	entries []entry
+	next    map[dir]uint32 // each direction's next sequence number
+}
+
+// dir is one direction of a TCP connection.
+type dir struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+}
 
 func (s *scenario) add(spec packet.Spec, want, note string) {
 	b, err := packet.Build(spec)
@@ -77,9 +86,26 @@ func (s *scenario) add(spec packet.Spec, want, note string) {
 	s.entries = append(s.entries, entry{data: b, want: want, note: note})
 }
 
+// tcp adds a segment with the sequence numbers a TCP stack would give it:
+// a SYN starts at 1000 (2000 for a SYN/ACK), data follows on.
 func (s *scenario) tcp(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, flags uint8, payload []byte, want, note string) {
+	if s.next == nil {
+		s.next = map[dir]uint32{}
+	}
+	d, back := dir{src, dst, sport, dport}, dir{dst, src, dport, sport}
+	seq, ok := s.next[d]
+	if flags&syn != 0 || !ok {
+		seq = 1000
+		if flags&packet.TCPAck != 0 && flags&syn != 0 {
+			seq = 2000
+		}
+	}
+	s.next[d] = seq + uint32(len(payload))
+	if flags&syn != 0 {
+		s.next[d] = seq + 1
+	}
 	s.add(packet.Spec{Src: src, Dst: dst, Proto: packet.ProtoTCP, SrcPort: sport, DstPort: dport,
-		TCPFlags: flags, Payload: payload, Seq: 1000, Ack: 2000}, want, note)
+		TCPFlags: flags, Payload: payload, Seq: seq, Ack: s.next[back]}, want, note)
 }
 
 func (s *scenario) udp(src netip.Addr, sport uint16, dst netip.Addr, dport uint16, payload []byte, want, note string) {
