@@ -40,6 +40,7 @@ func keyDocs() map[string]string {
 		"marks.inject":                "Packets scripts send carry it and are never diverted (default 0x20000000).",
 		"offload":                     "Let settled flows bypass the queues.",
 		"offload.mask":                "Packets whose conntrack mark has any of these bits set are not diverted (default 0: none).",
+		"offload.drop":                "Packets whose conntrack mark has all these bits set are dropped by the diversion rules, never queued: a flow a plugin blocked and marked (sni's block_mark) stays out (default 0: none).",
 		"inject":                      "Bounds the packets each plugin may send (fw.send, pkt:reply_*): a token bucket per plugin.",
 		"inject.rate":                 "Packets per second each plugin may send (default 100).",
 		"inject.burst":                "Packets a plugin may send at once above the rate (default 100).",
