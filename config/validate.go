@@ -194,6 +194,9 @@ func (f *File) checkMarks() error {
 func (f *File) checkDivert() error {
 	for hook, flt := range f.Divert {
 		at := "divert." + hook
+		if err := engine.NetdevHookError(hook); err != nil {
+			return f.ErrorAt(at, "divert: %v", err)
+		}
 		if _, err := netfilter.ParseHook(hook); err != nil {
 			return f.ErrorAt(at, "divert: unknown hook %q; want one of %s", hook, hookNames())
 		}

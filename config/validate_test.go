@@ -71,6 +71,7 @@ func TestRefused(t *testing.T) {
 		{"inject rate negative", p + "inject: {rate: -1}\n", `3: inject: rate and burst must not be negative`},
 		// Divert.
 		{"unknown hook", p + "divert:\n  sideways: {}\n", `4: divert: unknown hook "sideways"; want one of prerouting, input, forward, output, postrouting`},
+		{"ingress hook", p + "divert:\n  ingress: {}\n", `4: divert: hook "ingress" is a netdev hook: NFQUEUE cannot queue packets from it; use nftables netdev rules and sets (or tc/XDP) there, or hook "prerouting" at priority "raw" (docs/design.md, "Ingress and egress")`},
 		{"bad prefix", p + "divert:\n  forward:\n    src: [10.0.0.0/33]\n", `5: divert.forward.src: bad prefix "10.0.0.0/33" (want an address or a prefix such as 10.0.0.0/8)`},
 		{"bad address", p + "divert:\n  forward:\n    dst:\n      - 10.0.0.300\n", `6: divert.forward.dst: bad address "10.0.0.300" (want an address or a prefix such as 10.0.0.0/8)`},
 		{"host bits", p + "divert:\n  forward: {src: [10.1.2.3/8]}\n", `4: divert.forward.src: "10.1.2.3/8" has bits set past its prefix length; did you mean 10.0.0.0/8?`},

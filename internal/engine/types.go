@@ -28,8 +28,14 @@ const (
 // hookNames are the hooks' names indexed by Hook.
 var hookNames = netfilter.HookNames()
 
-// ParseHook returns the hook with the given name.
-func ParseHook(s string) (Hook, error) { return netfilter.ParseHook(s) }
+// ParseHook returns the hook with the given name. The netdev hooks
+// ("ingress", "egress") are refused with the reason (netdevhooks.go).
+func ParseHook(s string) (Hook, error) {
+	if err := NetdevHookError(s); err != nil {
+		return 0, err
+	}
+	return netfilter.ParseHook(s)
+}
 
 // Hooks returns every hook, in declaration order.
 func Hooks() []Hook { return netfilter.Hooks() }
