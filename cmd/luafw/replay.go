@@ -64,6 +64,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	watchdog.SetMemoryCeiling(cfg.MemoryCeiling())
 	opts := cfg.EngineOptions()
 	opts.Logger, opts.Clock = log, clk.Now
+	opts.ManualTimers = true // run on the capture's time by replay.Run
 	eng := engine.New(opts)
 	defer eng.Close()
 	if err := eng.LoadContext(ctx, specs); err != nil {

@@ -62,6 +62,11 @@ type Options struct {
 	// packet (Decision.OverBudget). Default: DefaultPacketBudget, or the
 	// longest per-call budget of the loaded plugins when that is longer.
 	PacketBudget time.Duration
+	// ManualTimers: the engine runs no timers (fw.every, fw.after) by
+	// itself; the owner calls RunTimersUntil after moving its Clock (luafw
+	// test and luafw replay). Otherwise a goroutine of the engine runs
+	// them on time.
+	ManualTimers bool
 }
 
 // Module is a Lua module an embedding program gives scripts: Open builds
@@ -144,6 +149,8 @@ type Engine struct {
 
 	inject injectLimiter // per-plugin send budgets (inject.go)
 
+	timers *timerHost // fw.every, fw.after (timers.go)
+
 }
 
 // New returns an engine with no plugins loaded: every packet is accepted
@@ -180,6 +187,7 @@ func New(opts Options) *Engine {
 		e.cluster = localCluster{state.NewStore(state.Clock(e.opts.Clock), opts.StateLimits)}
 	}
 	e.gen.Store(&generation{})
+	e.timers = newTimerHost(e, opts.ManualTimers)
 	e.lastMeasure = time.Now()
 	e.wd = watchdog.New(watchdog.Options{
 		Interval: opts.WatchdogInterval, MemoryLimit: opts.MemoryLimit,
@@ -191,6 +199,7 @@ func New(opts Options) *Engine {
 // Close stops the engine's background work and closes pooled workers.
 // Workers made by NewWorker are closed by their owners.
 func (e *Engine) Close() {
+	e.timers.close()
 	e.wd.Close()
 	for {
 		select {

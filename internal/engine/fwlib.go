@@ -20,7 +20,9 @@ var fwFuncs = map[string]lua.LGFunction{
 	"list":     fwList,
 	"keys":     fwKeys,
 	"register": fwRegister,
-	"send":     fwSend, // packetlib.go
+	"send":     fwSend,  // packetlib.go
+	"every":    fwEvery, // timers.go
+	"after":    fwAfter, // timers.go
 }
 
 // openFw builds the fw table of ps.

@@ -107,6 +107,10 @@ type plugin struct {
 
 	state stateNames // the state objects it opened at load (limits.go)
 
+	// timersAtLoad: its top level set timers (fw.every, fw.after), so the
+	// timer worker keeps a state of it (timers.go).
+	timersAtLoad atomic.Bool
+
 	// prepareCtx is the caller's context while Prepare probes the plugin
 	// (nil otherwise): it ends the top-level run (topLevelContext).
 	prepareCtx context.Context

@@ -319,6 +319,9 @@ func (m *memWalker) begin(ps *pluginState, limit int64) {
 	for _, fn := range ps.fns {
 		m.add(fn)
 	}
+	for _, t := range ps.timers {
+		m.add(t.fn)
+	}
 	for i := 1; i <= L.GetTop(); i++ {
 		m.add(L.Get(i))
 	}

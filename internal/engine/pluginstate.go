@@ -26,6 +26,8 @@ type pluginState struct {
 	pkt     *lua.LUserData // the packet view, reused for every packet
 	tcp     *lua.LUserData // pkt.tcp
 	ct      *lua.LUserData // pkt.ct
+	timers  []*timer       // set in this state (timers.go); they run only in a timer worker's
+	inTimer bool           // a timer function is running
 }
 
 // Each Lua module of luafw is an open function (openFw, openNet, ...) that
@@ -79,6 +81,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 		set(m.Name, m.Open(L))
 	}
 	ps.openPacket()
+	openTimers(ps)
 
 	ctx, cancel := e.topLevelContext(p, w)
 	defer cancel()

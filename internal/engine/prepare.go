@@ -106,6 +106,7 @@ func (e *Engine) Commit(p *Prepared) (previous *Prepared) {
 	old := e.gen.Load()
 	g := e.build(p.plugins)
 	e.gen.Store(g)
+	e.timers.poke()
 	e.log.Info("plugins loaded", "generation", g.id, "plugins", len(p.plugins), "callbacks", g.callbacks())
 	return &Prepared{plugins: old.plugins, prios: old.hookPriorities(), matches: e.matchesOf(old.plugins)}
 }
