@@ -22,6 +22,7 @@ type queueReader struct {
 	stateOf []engine.CTState // ct state by queue number - first
 	skip    uint32           // luafw's reserved mark bits
 	reject  uint32
+	cgroups *cgroupSource // output and postrouting: pkt.cgroup (cgroup.go)
 	// pkt is the packet handed to the engine, reused from packet to packet
 	// (the engine keeps it only until the next run).
 	pkt engine.Packet

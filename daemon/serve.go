@@ -195,7 +195,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			}
 		}
 		q := &queueReader{r: r, beat: d.svc.readers.add(r.key, sock.Info().Queues), first: first, stateOf: stateOf,
-			skip: d.rules.SkipMark, reject: d.rules.RejectMark}
+			skip: d.rules.SkipMark, reject: d.rules.RejectMark, cgroups: d.openCgroupSource(seg.Hook)}
 		r.beats = append(r.beats, q.beat)
 		r.wg.Add(1)
 		go r.serve(ctx, sock, lookup, q)
@@ -220,6 +220,10 @@ func (r *segRunner) serve(ctx context.Context, sock *queue.Socket, lookup *ct.Co
 	if lookup != nil {
 		defer lookup.Close()
 		q.w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
+	}
+	if q.cgroups != nil {
+		defer q.cgroups.r.Close()
+		q.w.SetCgroupSource(q.cgroups)
 	}
 	q.obs = r.d.out.obs.Load() // nil when events and capture are off
 	err := sock.Serve(ctx, q.burst)

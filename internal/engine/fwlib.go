@@ -190,6 +190,9 @@ func fwRegister(L *lua.LState) int {
 	case len(r.hooks) == 0:
 		L.RaiseError("fw.register: hook is missing (one of %v, or a list of them)", hookNames)
 	}
+	if err := checkCgroupHooks(&r); err != nil { // cgroup.go
+		L.RaiseError("fw.register: %s", err)
+	}
 	if r.name == "" {
 		r.name = ps.p.name()
 		if len(ps.regs) > 0 {

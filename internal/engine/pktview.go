@@ -173,6 +173,8 @@ func (v *pktView) pktField(L *lua.LState, key string) lua.LValue {
 		return c.outdev
 	case "mark":
 		return vals.num(c.mark)
+	case "cgroup":
+		return c.cgroupValue() // cgroup.go
 	case "uid", "gid":
 		if !c.pkt.HasUID {
 			return lua.LNil

@@ -141,6 +141,11 @@ type Packet struct {
 
 	UID, GID uint32 // owner of a locally generated packet
 	HasUID   bool
+	// Cgroup is the cgroup v2 path of a locally generated packet's socket
+	// (relative to the cgroup2 root), valid when CgroupKnown; otherwise
+	// the worker's CgroupSource is asked (cgroup.go).
+	Cgroup      string
+	CgroupKnown bool
 
 	CTState     CTState // conntrack state; CTUnknown when not known
 	CTMark      uint32  // the connection's mark, valid when CTMarkKnown

@@ -65,7 +65,8 @@ type Worker struct {
 	builds map[*plugin]*stateBuild
 	waited *generation
 
-	ct CTSource
+	ct      CTSource
+	cgroups CgroupSource // cgroup.go
 
 	tr        *workerTrace // tracing state, made when a tap first attaches
 	traceHold bool

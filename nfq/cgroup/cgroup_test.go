@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,4 +148,50 @@ func BenchmarkLookup(b *testing.B) {
 			b.Fatal(ok, err)
 		}
 	}
+}
+
+// TestDetachedHierarchy: in a mount namespace without cgroup2 (as under
+// `ip netns exec`), the resolver mounts its own, detached, and finds the
+// same ids and paths.
+func TestDetachedHierarchy(t *testing.T) {
+	root, rel := testCgroup(t)
+	want, err := ID(root, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A child in a mount namespace of its own with /sys/fs/cgroup hidden
+	// runs this test binary's helper mode.
+	cmd := exec.Command("unshare", "-m", "sh", "-c", `umount -l "$1" && exec "$0" -test.run=TestDetachedHelper`, os.Args[0], root)
+	cmd.Env = append(os.Environ(), "LUAFW_CGROUP_HELPER="+rel)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if got := fmt.Sprintf("id=%d path=%s", want, rel); !strings.Contains(string(out), got) {
+		t.Fatalf("helper said\n%s\nwant %q", out, got)
+	}
+}
+
+func TestDetachedHelper(t *testing.T) {
+	rel := os.Getenv("LUAFW_CGROUP_HELPER")
+	if rel == "" {
+		t.Skip("run by TestDetachedHierarchy")
+	}
+	if _, err := Mount(); err == nil {
+		t.Fatal("cgroup2 still mounted in the helper's namespace")
+	}
+	r, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	id, err := ID(r.Root(), rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok, err := r.Path(id)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	fmt.Printf("id=%d path=%s\n", id, p)
 }

@@ -28,6 +28,7 @@ const (
 // thread's network namespace (sock_diag sees that namespace's sockets)
 // and is safe for concurrent use; calls are serialized.
 type Resolver struct {
+	h    *Hierarchy
 	root string
 	mu   sync.Mutex
 	conn *netlink.Conn
@@ -39,19 +40,23 @@ type Resolver struct {
 
 // Open opens a sock_diag socket and finds the cgroup2 mount.
 func Open() (*Resolver, error) {
-	root, err := Mount()
+	h, err := OpenHierarchy()
 	if err != nil {
 		return nil, err
 	}
 	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
 	if err != nil {
+		h.Close()
 		return nil, fmt.Errorf("cgroup: sock_diag: %w", err)
 	}
-	return &Resolver{root: root, conn: c, paths: map[uint64]string{}}, nil
+	return &Resolver{h: h, root: h.Root, conn: c, paths: map[uint64]string{}}, nil
 }
 
-// Close closes the socket.
-func (r *Resolver) Close() error { return r.conn.Close() }
+// Close closes the socket and the hierarchy.
+func (r *Resolver) Close() error {
+	r.h.Close()
+	return r.conn.Close()
+}
 
 // Root is the cgroup2 mount the paths are relative to.
 func (r *Resolver) Root() string { return r.root }
@@ -139,7 +144,9 @@ func (r *Resolver) Path(id uint64) (string, bool, error) {
 	}
 	r.walked = time.Now()
 	paths := map[uint64]string{}
-	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
+	// The trailing slash follows a root that is a link (a detached
+	// mount's /proc/self/fd/N).
+	err := filepath.WalkDir(r.root+"/", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil // a cgroup removed during the walk
 		}
