@@ -67,6 +67,7 @@ func TestRefused(t *testing.T) {
 		{"offload overlaps skip", p + "offload:\n  mask: 0x80000100\n", `4: offload.mask 0x80000100 overlaps luafw's reserved mark bits 0x80000000 (marks.skip 0x80000000, marks.reject 0x40000000); pick other bits`},
 		{"offload overlaps own reject", p + "marks: {reject: 0x10}\noffload: {mask: 0x30}\n", `4: offload.mask 0x30 overlaps luafw's reserved mark bits 0x10 (marks.skip 0x80000000, marks.reject 0x10); pick other bits`},
 		{"inject overlaps skip", p + "marks: {inject: 0x80000000}\n", `3: marks.inject 0x80000000: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
+		{"tags overlap skip", p + "marks: {tags: 0x80000001}\n", `3: marks.tags 0x80000001 overlaps marks.skip 0x80000000, marks.reject 0x40000000, marks.inject 0x20000000 or offload.mask 0x0; pick other bits`},
 		{"inject 0", p + "marks: {inject: 0}\n", `3: marks.inject 0x0: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
 		{"inject rate negative", p + "inject: {rate: -1}\n", `3: inject: rate and burst must not be negative`},
 		// Divert.

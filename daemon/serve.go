@@ -236,12 +236,21 @@ func (r *segRunner) serve(ctx context.Context, sock *queue.Socket, lookup *ct.Co
 
 // verdict turns the engine's decision into the kernel's. The packet's own
 // reserved bits are kept out of what scripts see and set.
-func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint32) queue.Verdict {
+func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint32, tags *tagMarks) queue.Verdict {
 	reserved := skip | reject
+	var tagMask, tagBits uint32
+	if tags != nil {
+		tagMask, tagBits = tags.mask, tags.encode(d.Tags)
+		reserved |= tagMask
+	}
 	v := queue.Verdict{Verdict: queue.VerdictAccept}
 	mark := kernelMark
 	if d.MarkSet {
 		mark = kernelMark&reserved | d.Mark&^reserved
+		v.SetMark = true
+	}
+	if mark&tagMask != tagBits { // tags.go: the tags that cross to later diversions
+		mark = mark&^tagMask | tagBits
 		v.SetMark = true
 	}
 	switch d.Verdict {

@@ -65,6 +65,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", c.Hook, c.Priority, c.Plugin, c.Name, c.File, c.Match.String())
 	}
 	tw.Flush()
+	printCrossingTags(stdout, cfg, eng.CrossingTags())
 	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))
 	return 0
 }
@@ -99,5 +100,24 @@ func warnCredentials(stderr io.Writer, cfg *config.File, specs []engine.PluginSp
 				break
 			}
 		}
+	}
+}
+
+// printCrossingTags says which tags cross diversions on the kernel path,
+// on which mark bits, and which get no bit.
+func printCrossingTags(stdout io.Writer, cfg *config.File, crossing []string) {
+	if len(crossing) == 0 {
+		return
+	}
+	mask := uint32(config.DefaultTagMarks)
+	if cfg != nil {
+		mask = cfg.TagMarks()
+	}
+	carried, left := daemon.TagMarks(mask, crossing)
+	if len(carried) > 0 {
+		fmt.Fprintf(stdout, "tags across diversions (marks.tags %#x): %s\n", mask, strings.Join(carried, " "))
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(stdout, "warning: these tags stay within their diversion (marks.tags %#x has no bit left): %s\n", mask, strings.Join(left, " "))
 	}
 }

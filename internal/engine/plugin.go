@@ -107,6 +107,10 @@ type plugin struct {
 
 	state stateNames // the state objects it opened at load (limits.go)
 
+	// tagsSet, tagsTested: the tag names its code passes as literals to
+	// pkt:tag and pkt:tagged (crosstags.go).
+	tagsSet, tagsTested []string
+
 	// timersAtLoad: its top level set timers (fw.every, fw.after), so the
 	// timer worker keeps a state of it (timers.go).
 	timersAtLoad atomic.Bool
