@@ -30,6 +30,8 @@ type Ctx struct {
 	ctLooked    bool
 	ctUpd       CTUpdate
 
+	seq uint64 // counts packets: what a value cached for "this packet" compares (flowtable.go)
+
 	cg       string // the packet's cgroup, once looked up (cgroup.go)
 	cgOK     bool
 	cgLooked bool
@@ -52,6 +54,7 @@ func (c *Ctx) reset(p *Packet) {
 	c.ctMark, c.ctMarkKnown, c.ctLooked = p.CTMark, p.CTMarkKnown, p.CTMarkKnown
 	c.ctUpd = CTUpdate{}
 	c.cgLooked = false
+	c.seq++
 	c.tags = append(c.w.tags[:0], p.Tags...)
 	c.captureBy = ""
 	c.injected = c.w.injected[:0]

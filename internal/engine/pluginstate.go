@@ -28,6 +28,7 @@ type pluginState struct {
 	ct      *lua.LUserData // pkt.ct
 	timers  []*timer       // set in this state (timers.go); they run only in a timer worker's
 	inTimer bool           // a timer function is running
+	flows   *flowTable     // pkt.flow's tables, made on first use (flowtable.go)
 }
 
 // Each Lua module of luafw is an open function (openFw, openNet, ...) that
