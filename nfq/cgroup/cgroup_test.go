@@ -88,20 +88,26 @@ func connectFrom(t testing.TB, root, rel string, ln net.Listener) netip.AddrPort
 	return c.RemoteAddr().(*net.TCPAddr).AddrPort()
 }
 
-func TestLookupFindsTheSocketsCgroup(t *testing.T) {
-	root, rel := testCgroup(t)
+// childConnection opens a resolver and a connection from a child in the
+// cgroup to a listener of the test; it returns both ends.
+func childConnection(t testing.TB, root, rel string) (r *Resolver, child, server netip.AddrPort) {
+	t.Helper()
 	r, err := Open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	child := connectFrom(t, root, rel, ln)
-	server := ln.Addr().(*net.TCPAddr).AddrPort()
+	t.Cleanup(func() { ln.Close() })
+	return r, connectFrom(t, root, rel, ln), ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+func TestLookupFindsTheSocketsCgroup(t *testing.T) {
+	root, rel := testCgroup(t)
+	r, child, server := childConnection(t, root, rel)
 	path, ok, err := r.Lookup(6, child, server)
 	if err != nil || !ok || path != rel {
 		t.Fatalf("Lookup(child -> server) = %q, %v, %v; want %q", path, ok, err, rel)
@@ -131,18 +137,7 @@ func TestLookupFindsTheSocketsCgroup(t *testing.T) {
 // sock_diag request and reply, the path from the cache.
 func BenchmarkLookup(b *testing.B) {
 	root, rel := testCgroup(b)
-	r, err := Open()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	child := connectFrom(b, root, rel, ln)
-	server := ln.Addr().(*net.TCPAddr).AddrPort()
+	r, child, server := childConnection(b, root, rel)
 	for b.Loop() {
 		if _, ok, err := r.Lookup(6, child, server); !ok || err != nil {
 			b.Fatal(ok, err)
