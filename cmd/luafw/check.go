@@ -45,7 +45,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
 		return 1
 	}
-	eng := engine.New(engine.Options{Logger: log})
+	eng := engine.New(engine.Options{Logger: log, ManualTimers: true}) // check runs no timers
 	defer eng.Close()
 	if err := eng.LoadContext(ctx, specs); err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)

@@ -5,7 +5,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/luafw/luafw/internal/sandbox"
@@ -76,10 +75,13 @@ type timerHost struct {
 	mu sync.Mutex
 	w  *Worker // made on first need
 
-	started atomic.Bool
-	wake    chan struct{}
+	// The goroutine: started, its cancel and done, guarded by lifeMu.
+	lifeMu  sync.Mutex
+	started bool
+	closed  bool
 	cancel  context.CancelFunc
 	done    chan struct{}
+	wake    chan struct{}
 }
 
 func newTimerHost(e *Engine, manual bool) *timerHost {
@@ -159,32 +161,28 @@ func openTimers(ps *pluginState) {
 	mt.RawSetString("__metatable", lua.LString(sandbox.LockedMeta))
 }
 
-// start starts the goroutine that runs timers on the real clock, once.
-func (th *timerHost) start() {
-	if th.manual || !th.started.CompareAndSwap(false, true) {
+// poke starts the goroutine that runs timers on the engine's clock when
+// the running set first has timers, or wakes it (a new generation: timer
+// states to build or drop).
+func (th *timerHost) poke() {
+	if th.manual {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	th.cancel = cancel
-	go th.loop(ctx)
-}
-
-// poke wakes the timer goroutine (a new generation: timer states to build
-// or drop).
-func (th *timerHost) poke() {
-	if !th.started.Load() {
-		for _, p := range th.e.gen.Load().plugins {
-			if p.timersAtLoad.Load() {
-				th.start()
-				break
-			}
+	th.lifeMu.Lock()
+	defer th.lifeMu.Unlock()
+	if th.started {
+		select {
+		case th.wake <- struct{}{}:
+		default:
 		}
 		return
 	}
-	select {
-	case th.wake <- struct{}{}:
-	default:
+	if th.closed || !slices.ContainsFunc(th.e.gen.Load().plugins, func(p *plugin) bool { return p.timersAtLoad.Load() }) {
+		return
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	th.started, th.cancel = true, cancel
+	go th.loop(ctx)
 }
 
 // loop runs due timers and sleeps until the next one (or a poke).
@@ -212,7 +210,11 @@ func (th *timerHost) loop(ctx context.Context) {
 
 // close stops the goroutine and the timer worker.
 func (th *timerHost) close() {
-	if th.started.Load() {
+	th.lifeMu.Lock()
+	started := th.started
+	th.closed = true
+	th.lifeMu.Unlock()
+	if started {
 		th.cancel()
 		<-th.done
 	}
