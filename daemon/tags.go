@@ -8,8 +8,8 @@ import (
 )
 
 // tagMarks carries tags across diversions in mark bits (marks.tags): the
-// engine names the tags that must cross (engine.CrossingTags: set by one
-// callback, tested by another, as literals), and each gets one bit of the
+// engine names the tags that must cross (engine.CrossingTags: tested by a
+// literal name, and possibly set), and each gets one bit of the
 // mask, lowest first, in that order; tags beyond the mask's bits do not
 // cross (luafw check and the log say which). A reader decodes the bits of
 // a queued packet into its tags and encodes the decision's tags back into

@@ -9,17 +9,19 @@ import (
 // Tags across diversions. Within one diversion tags live in the Ctx; on
 // the kernel path a packet leaves luafw between diversions (another hook,
 // or a netfilter stage between two segments), so the tags that must cross
-// ride in mark bits the daemon reserves (marks.tags). Which tags: those
-// whose name a plugin writes as a string literal both in a pkt:tag call
-// and in a pkt:tagged call (any plugin, any callback): found in the
-// compiled code at load, so `luafw check` can list them. A tag whose name
-// is computed at run time (pkt:tag(name)) does not cross.
+// ride in mark bits the daemon reserves (marks.tags). Which tags: those a
+// plugin tests by a literal name (pkt:tagged("voip")) and that some plugin
+// may set: by the same literal (pkt:tag("voip")), or by a computed name
+// (pkt:tag(rule.name), a classifier's). They are found in the compiled
+// code at load, so `luafw check` can list them. A tag tested only by a
+// computed name (pkt:tagged(name)) does not cross.
 
 // tagLiterals returns the names of the string literals passed to
 // :tag(...) and :tagged(...) in p and its nested functions: a SELF of the
 // constant method name followed by a LOADK of the argument into the slot
-// after the receiver (how the compiler emits `pkt:tag("dns")`).
-func tagLiterals(p *lua.FunctionProto) (set, tested []string) {
+// after the receiver (how the compiler emits `pkt:tag("dns")`); computed
+// says some :tag call takes another argument.
+func tagLiterals(p *lua.FunctionProto) (set, tested []string, computed bool) {
 	const opShift = 26
 	rk := func(v int) (lua.LValue, bool) {
 		if v&0x100 == 0 || v&0xff >= len(p.Constants) {
@@ -38,15 +40,14 @@ func tagLiterals(p *lua.FunctionProto) (set, tested []string) {
 		}
 		next := p.Code[i+1]
 		a := int(inst>>18) & 0xff
-		if int(next>>opShift) != lua.OP_LOADK || int(next>>18)&0xff != a+2 {
-			continue
+		var name lua.LString
+		if int(next>>opShift) == lua.OP_LOADK && int(next>>18)&0xff == a+2 {
+			if bx := int(next & 0x3ffff); bx < len(p.Constants) {
+				name, _ = p.Constants[bx].(lua.LString)
+			}
 		}
-		bx := int(next & 0x3ffff)
-		if bx >= len(p.Constants) {
-			continue
-		}
-		name, ok := p.Constants[bx].(lua.LString)
-		if !ok || name == "" || len(name) > MaxNameLen {
+		if name == "" || len(name) > MaxNameLen {
+			computed = computed || method == lua.LString("tag")
 			continue
 		}
 		if method == lua.LString("tag") {
@@ -56,7 +57,8 @@ func tagLiterals(p *lua.FunctionProto) (set, tested []string) {
 		}
 	}
 	for _, sub := range p.FunctionPrototypes {
-		s, t := tagLiterals(sub)
+		s, t, c := tagLiterals(sub)
+		computed = computed || c
 		for _, n := range s {
 			set = appendNew(set, n)
 		}
@@ -64,7 +66,7 @@ func tagLiterals(p *lua.FunctionProto) (set, tested []string) {
 			tested = appendNew(tested, n)
 		}
 	}
-	return set, tested
+	return set, tested, computed
 }
 
 func appendNew(list []string, s string) []string {
@@ -75,22 +77,23 @@ func appendNew(list []string, s string) []string {
 }
 
 // CrossingTags returns the tags that must cross diversions on the kernel
-// path: set (a literal in pkt:tag) by some plugin and tested (a literal
-// in pkt:tagged) by some plugin of the running set, in the order the
-// plugins set them (load order, then code order).
+// path: tested by a literal name (pkt:tagged) in some plugin of the
+// running set, and set by a literal (pkt:tag) or, when some plugin sets
+// tags by computed names, possibly set; in the order they are tested
+// (load order, then code order).
 func (e *Engine) CrossingTags() []string { return crossingTags(e.gen.Load().plugins) }
 
 func crossingTags(plugins []*plugin) []string {
-	var tested []string
+	var set []string
+	computed := false
 	for _, p := range plugins {
-		for _, n := range p.tagsTested {
-			tested = appendNew(tested, n)
-		}
+		set = append(set, p.tagsSet...)
+		computed = computed || p.tagsComputed
 	}
 	var out []string
 	for _, p := range plugins {
-		for _, n := range p.tagsSet {
-			if slices.Contains(tested, n) {
+		for _, n := range p.tagsTested {
+			if computed || slices.Contains(set, n) {
 				out = appendNew(out, n)
 			}
 		}

@@ -108,8 +108,10 @@ type plugin struct {
 	state stateNames // the state objects it opened at load (limits.go)
 
 	// tagsSet, tagsTested: the tag names its code passes as literals to
-	// pkt:tag and pkt:tagged (crosstags.go).
+	// pkt:tag and pkt:tagged; tagsComputed: it also calls pkt:tag with a
+	// computed name (crosstags.go).
 	tagsSet, tagsTested []string
+	tagsComputed        bool
 
 	// timersAtLoad: its top level set timers (fw.every, fw.after), so the
 	// timer worker keeps a state of it (timers.go).

@@ -62,7 +62,7 @@ func (e *Engine) PrepareContext(ctx context.Context, specs []PluginSpec) (*Prepa
 		}
 		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, allowDirs: dirs,
 			counters: e.countersFor(spec.Name)}
-		p.tagsSet, p.tagsTested = tagLiterals(proto) // crosstags.go
+		p.tagsSet, p.tagsTested, p.tagsComputed = tagLiterals(proto) // crosstags.go
 		p.prepareCtx = ctx
 		err = e.probe(p)
 		p.prepareCtx = nil
