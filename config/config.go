@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/internal/watchdog"
+	"github.com/luafw/luafw/nfq/rules"
 
 	"gopkg.in/yaml.v3"
 
@@ -124,6 +125,28 @@ type Marks struct {
 	Skip   *Hex `yaml:"skip"`   // a repeated packet carries it and skips our queues (default 0x80000000)
 	Reject *Hex `yaml:"reject"` // with skip: the kernel rejects the packet (default 0x40000000)
 	Inject *Hex `yaml:"inject"` // packets scripts send carry it and are never diverted (default 0x20000000)
+	// Tags are the bits that carry tags across diversions, one bit per
+	// tag (default 0x00ff0000: 8 tags); 0 carries none.
+	Tags *Hex `yaml:"tags"`
+}
+
+// DefaultTagMarks are the mark bits that carry tags across diversions
+// when marks.tags is not set.
+const DefaultTagMarks = 0x00ff0000
+
+// TagMarks returns marks.tags, or DefaultTagMarks without the bits other
+// settings use (offload.mask and drop, marks.skip, reject, inject).
+func (f *File) TagMarks() uint32 {
+	if f.Marks.Tags != nil {
+		return uint32(*f.Marks.Tags)
+	}
+	used := uint32(f.Offload.Mask) | uint32(f.Offload.Drop) | uint32(rules.DefaultSkipMark) | uint32(rules.DefaultRejectMark) | uint32(rules.DefaultInjectMark)
+	for _, m := range []*Hex{f.Marks.Skip, f.Marks.Reject, f.Marks.Inject} {
+		if m != nil {
+			used |= uint32(*m)
+		}
+	}
+	return DefaultTagMarks &^ used
 }
 
 // Inject bounds the packets each plugin may send (fw.send, pkt:reply_*):

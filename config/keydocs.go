@@ -38,6 +38,7 @@ func keyDocs() map[string]string {
 		"marks.skip":                  "A repeated packet carries it and skips luafw's queues (default 0x80000000).",
 		"marks.reject":                "With skip: the kernel rejects the packet (default 0x40000000).",
 		"marks.inject":                "Packets scripts send carry it and are never diverted (default 0x20000000).",
+		"marks.tags":                  "The packet mark bits that carry tags across diversions, one bit per tag name that some plugin tests (default 0x00ff0000 without the bits other settings use: 8 tags; 0 carries none). luafw check lists the tags that cross.",
 		"offload":                     "Let settled flows bypass the queues.",
 		"offload.mask":                "Packets whose conntrack mark has any of these bits set are not diverted (default 0: none).",
 		"offload.drop":                "Packets whose conntrack mark has all these bits set are dropped by the diversion rules, never queued: a flow a plugin blocked and marked (sni's block_mark) stays out (default 0: none).",

@@ -184,6 +184,12 @@ func (f *File) checkMarks() error {
 	if inject == 0 || inject&(skip|reject) != 0 {
 		return f.ErrorAt("marks.inject", "marks.inject %#x: want bits of its own, apart from marks.skip %#x and marks.reject %#x", inject, skip, reject)
 	}
+	if f.Marks.Tags != nil {
+		if t := uint32(*f.Marks.Tags); t&(skip|reject|inject|uint32(f.Offload.Mask)) != 0 {
+			return f.ErrorAt("marks.tags", "marks.tags %#x overlaps marks.skip %#x, marks.reject %#x, marks.inject %#x or offload.mask %#x; pick other bits",
+				t, skip, reject, inject, uint32(f.Offload.Mask))
+		}
+	}
 	if m := uint32(f.Offload.Mask); m&(skip|reject) != 0 {
 		return f.ErrorAt("offload.mask", "offload.mask %#x overlaps luafw's reserved mark bits %#x (marks.skip %#x, marks.reject %#x); pick other bits",
 			m, m&(skip|reject), skip, reject)
@@ -198,6 +204,9 @@ func (f *File) checkMarks() error {
 func (f *File) checkDivert() error {
 	for hook, flt := range f.Divert {
 		at := "divert." + hook
+		if err := engine.NetdevHookError(hook); err != nil {
+			return f.ErrorAt(at, "divert: %v", err)
+		}
 		if _, err := netfilter.ParseHook(hook); err != nil {
 			return f.ErrorAt(at, "divert: unknown hook %q; want one of %s", hook, hookNames())
 		}

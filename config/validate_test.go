@@ -67,10 +67,12 @@ func TestRefused(t *testing.T) {
 		{"offload overlaps skip", p + "offload:\n  mask: 0x80000100\n", `4: offload.mask 0x80000100 overlaps luafw's reserved mark bits 0x80000000 (marks.skip 0x80000000, marks.reject 0x40000000); pick other bits`},
 		{"offload overlaps own reject", p + "marks: {reject: 0x10}\noffload: {mask: 0x30}\n", `4: offload.mask 0x30 overlaps luafw's reserved mark bits 0x10 (marks.skip 0x80000000, marks.reject 0x10); pick other bits`},
 		{"inject overlaps skip", p + "marks: {inject: 0x80000000}\n", `3: marks.inject 0x80000000: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
+		{"tags overlap skip", p + "marks: {tags: 0x80000001}\n", `3: marks.tags 0x80000001 overlaps marks.skip 0x80000000, marks.reject 0x40000000, marks.inject 0x20000000 or offload.mask 0x0; pick other bits`},
 		{"inject 0", p + "marks: {inject: 0}\n", `3: marks.inject 0x0: want bits of its own, apart from marks.skip 0x80000000 and marks.reject 0x40000000`},
 		{"inject rate negative", p + "inject: {rate: -1}\n", `3: inject: rate and burst must not be negative`},
 		// Divert.
 		{"unknown hook", p + "divert:\n  sideways: {}\n", `4: divert: unknown hook "sideways"; want one of prerouting, input, forward, output, postrouting`},
+		{"ingress hook", p + "divert:\n  ingress: {}\n", `4: divert: hook "ingress" is a netdev hook: NFQUEUE cannot queue packets from it; use nftables netdev rules and sets (or tc/XDP) there, or hook "prerouting" at priority "raw" (docs/design.md, "Ingress and egress")`},
 		{"bad prefix", p + "divert:\n  forward:\n    src: [10.0.0.0/33]\n", `5: divert.forward.src: bad prefix "10.0.0.0/33" (want an address or a prefix such as 10.0.0.0/8)`},
 		{"bad address", p + "divert:\n  forward:\n    dst:\n      - 10.0.0.300\n", `6: divert.forward.dst: bad address "10.0.0.300" (want an address or a prefix such as 10.0.0.0/8)`},
 		{"host bits", p + "divert:\n  forward: {src: [10.1.2.3/8]}\n", `4: divert.forward.src: "10.1.2.3/8" has bits set past its prefix length; did you mean 10.0.0.0/8?`},

@@ -63,6 +63,18 @@ type PluginStatus struct {
 	Quarantined         bool             `json:"quarantined"`
 	ConsecutiveFailures int64            `json:"consecutive_failures"`
 	Callbacks           []CallbackStatus `json:"callbacks"`
+	Timers              []TimerStatus    `json:"timers,omitempty"`
+}
+
+// TimerStatus is one timer a plugin has set (fw.every, fw.after).
+type TimerStatus struct {
+	Where     string    `json:"where"`                   // file:line of the call that set it
+	Every     float64   `json:"every_seconds,omitempty"` // 0: fw.after
+	Next      time.Time `json:"next"`
+	Runs      uint64    `json:"runs"`
+	Failures  uint64    `json:"failures"`
+	Skipped   uint64    `json:"skipped"` // while quarantined
+	LastError string    `json:"last_error,omitempty"`
 }
 
 // CallbackStatus is one running callback and its counters since start.
@@ -215,6 +227,12 @@ func pluginStatus(eng *engine.Engine) []PluginStatus {
 		out[i].Callbacks = append(out[i].Callbacks, CallbackStatus{Name: c.Name, Hook: c.Hook.String(), Priority: c.Priority,
 			Calls: cs.Calls, Errors: cs.Errors, Timeouts: cs.Timeouts, Skipped: cs.Skipped, Verdicts: verdicts,
 			Timed: cs.Timed, LatencySumNS: int64(cs.Latency), LatencyBuckets: cs.Buckets})
+	}
+	for _, ti := range eng.Timers() {
+		if i, ok := index[ti.Plugin]; ok {
+			out[i].Timers = append(out[i].Timers, TimerStatus{Where: ti.Where, Every: ti.Every.Seconds(), Next: ti.Next,
+				Runs: ti.Runs, Failures: ti.Failures, Skipped: ti.Skipped, LastError: ti.LastError})
+		}
 	}
 	return out
 }

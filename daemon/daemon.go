@@ -59,7 +59,8 @@ type Daemon struct {
 	log     *slog.Logger
 	cfgPath string
 	eng     *engine.Engine
-	cluster *cluster.Store // nil: the local state backend
+	cluster *cluster.Store           // nil: the local state backend
+	tags    atomic.Pointer[tagMarks] // crossing tags' mark bits (tags.go); nil when none
 
 	mu      sync.Mutex // guards what follows; held by Reload
 	cfg     *config.File
@@ -131,6 +132,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.rules = d.ruleSet(cfg, d.plan, eng)
+	d.setTags(cfg)
 	d.svc.init(opts)
 	return d, nil
 }
@@ -324,7 +326,8 @@ func (d *Daemon) reload() error {
 	}
 	d.keepOutputs(cfg)
 	d.keepStateBackend(cfg)
-	if markOr(cfg.Marks.Skip) != markOr(d.cfg.Marks.Skip) || markOr(cfg.Marks.Reject) != markOr(d.cfg.Marks.Reject) {
+	if markOr(cfg.Marks.Skip) != markOr(d.cfg.Marks.Skip) || markOr(cfg.Marks.Reject) != markOr(d.cfg.Marks.Reject) ||
+		cfg.TagMarks() != d.cfg.TagMarks() {
 		// The queue readers apply the marks they started with.
 		d.log.Warn("marks change only on restart; keeping the running ones")
 		cfg.Marks = d.cfg.Marks
@@ -348,6 +351,7 @@ func (d *Daemon) reload() error {
 		d.forgetBlocks()
 		return err
 	}
+	d.setTags(cfg)
 	d.cfg, d.plan, d.rules = cfg, plan, rs
 	// The queue readers build their states of the new plugins off the
 	// packet path; wait for them, so that the new set is in force at each

@@ -32,7 +32,7 @@ func segmentMatches(src matchSource, seg Segment) []rules.Match {
 func kernelMatch(m engine.Match) rules.Match {
 	km := rules.Match{Protos: m.Protos, InIfaces: m.InIfaces, OutIfaces: m.OutIfaces,
 		SPorts: kernelPorts(m.SPorts), DPorts: kernelPorts(m.DPorts),
-		TCPFlagsMask: m.TCPFlagsMask, TCPFlags: m.TCPFlags, MaxPackets: m.First}
+		TCPFlagsMask: m.TCPFlagsMask, TCPFlags: m.TCPFlags, MaxPackets: m.First, Cgroup: m.Cgroup}
 	if m.Src != nil {
 		km.Src = m.Src.Prefixes()
 	}

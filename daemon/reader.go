@@ -22,9 +22,11 @@ type queueReader struct {
 	stateOf []engine.CTState // ct state by queue number - first
 	skip    uint32           // luafw's reserved mark bits
 	reject  uint32
+	cgroups *cgroupSource // output and postrouting: pkt.cgroup (cgroup.go)
 	// pkt is the packet handed to the engine, reused from packet to packet
 	// (the engine keeps it only until the next run).
-	pkt engine.Packet
+	pkt    engine.Packet
+	tagBuf []string // p.Tags decoded from the mark (tags.go), reused
 	// Counts of the current burst, added to the segment's at its end.
 	verdicts  [len(segStats{}.verdicts)]uint64
 	rewritten uint64
@@ -36,7 +38,11 @@ func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 	defer q.endBurst()
 	r := q.r
 	seg := r.seg.Load()
+	tags := r.d.tags.Load() // tags.go; nil when none cross
 	reserved := q.skip | q.reject
+	if tags != nil {
+		reserved |= tags.mask
+	}
 	p := &q.pkt
 	for i := range msgs {
 		m := &msgs[i]
@@ -45,6 +51,10 @@ func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 			UID: m.UID, GID: m.GID, HasUID: m.HasUID}
 		if k := int(m.Queue - q.first); k < len(q.stateOf) {
 			p.CTState = q.stateOf[k]
+		}
+		if tags != nil {
+			p.Tags = tags.decode(m.Mark, q.tagBuf[:0])
+			q.tagBuf = p.Tags[:0]
 		}
 		if m.HasCT {
 			p.CTState = ct.StateOf(m.CTInfo)
@@ -55,7 +65,7 @@ func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 		if r.d.inj != nil {
 			dec.Mark &^= r.d.inj.bit // only injected packets carry it (inject.go)
 		}
-		out[i] = verdict(&dec, m.Mark, seg.Last, q.skip, q.reject)
+		out[i] = verdict(&dec, m.Mark, seg.Last, q.skip, q.reject, tags)
 		if q.w.TracePending() {
 			q.w.TraceKernel(engine.TraceKernel{Segment: r.key, Verdict: kernelVerdictName(out[i].Verdict), Mark: out[i].Mark, SetMark: out[i].SetMark})
 		}

@@ -200,7 +200,7 @@ func (d *Daemon) startRunner(seg Segment) (*segRunner, error) {
 			}
 		}
 		q := &queueReader{r: r, beat: d.svc.readers.add(r.key, sock.Info().Queues), first: first, stateOf: stateOf,
-			skip: d.rules.SkipMark, reject: d.rules.RejectMark}
+			skip: d.rules.SkipMark, reject: d.rules.RejectMark, cgroups: d.openCgroupSource(seg.Hook)}
 		r.beats = append(r.beats, q.beat)
 		r.wg.Add(1)
 		go r.serve(ctx, sock, lookup, q)
@@ -226,6 +226,10 @@ func (r *segRunner) serve(ctx context.Context, sock *queue.Socket, lookup *ct.Co
 		defer lookup.Close()
 		q.w.SetCTSource(&ctSource{ct: lookup, marks: r.d.marks, log: r.d.log})
 	}
+	if q.cgroups != nil {
+		defer q.cgroups.r.Close()
+		q.w.SetCgroupSource(q.cgroups)
+	}
 	q.obs = r.d.out.obs.Load() // nil when events and capture are off
 	err := sock.Serve(ctx, q.burst)
 	if err != nil && ctx.Err() == nil {
@@ -237,12 +241,21 @@ func (r *segRunner) serve(ctx context.Context, sock *queue.Socket, lookup *ct.Co
 
 // verdict turns the engine's decision into the kernel's. The packet's own
 // reserved bits are kept out of what scripts see and set.
-func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint32) queue.Verdict {
+func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint32, tags *tagMarks) queue.Verdict {
 	reserved := skip | reject
+	var tagMask, tagBits uint32
+	if tags != nil {
+		tagMask, tagBits = tags.mask, tags.encode(d.Tags)
+		reserved |= tagMask
+	}
 	v := queue.Verdict{Verdict: queue.VerdictAccept}
 	mark := kernelMark
 	if d.MarkSet {
 		mark = kernelMark&reserved | d.Mark&^reserved
+		v.SetMark = true
+	}
+	if mark&tagMask != tagBits { // tags.go: the tags that cross to later diversions
+		mark = mark&^tagMask | tagBits
 		v.SetMark = true
 	}
 	switch d.Verdict {

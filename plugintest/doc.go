@@ -8,6 +8,7 @@
 // kernel path with connection tracking (h:send), and asserts on the
 // decisions. Every file gets fresh engines and a clock that starts at
 // EpochUnix and moves only by clock.advance(); time.now(), state TTLs and
-// token buckets in the plugins follow it. docs/plugins.md and
+// token buckets in the plugins follow it, and the plugins' timers run as
+// it passes their due times (engines with ManualTimers). docs/plugins.md and
 // docs/lua-api.md describe the API for plugin authors.
 package plugintest

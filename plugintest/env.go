@@ -1,6 +1,7 @@
 package plugintest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -212,7 +213,13 @@ func (fr *fileRun) clockModule(L *lua.LState) *lua.LTable {
 		if s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
 			L.ArgError(1, "seconds must be a finite number >= 0 (the clock does not go back)")
 		}
-		fr.clock.advance(time.Duration(s * float64(time.Second)))
+		ctx := L.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if err := fr.advance(ctx, time.Duration(s*float64(time.Second))); err != nil {
+			L.RaiseError("%v", err)
+		}
 		L.Push(lua.LNumber(float64(fr.clock.Now().UnixNano()) / 1e9))
 		return 1
 	}))

@@ -53,9 +53,11 @@ func (fr *fileRun) newHarness(specs []engine.PluginSpec) (*harness, error) {
 // start makes a fresh engine, worker and flow table.
 func (h *harness) start() error {
 	eng := engine.New(engine.Options{
-		Logger:      slog.New(&logHandler{h: h}),
-		Clock:       h.fr.clock.Now,
-		MemoryLimit: h.fr.opts.memoryLimit(),
+		Logger:       slog.New(&logHandler{h: h}),
+		Clock:        h.fr.clock.Now,
+		MemoryLimit:  h.fr.opts.memoryLimit(),
+		ManualTimers: true, // run by clock.advance
+
 	})
 	ctx := context.Background()
 	if h.fr.L != nil && h.fr.L.Context() != nil {
@@ -354,6 +356,26 @@ func (fr *fileRun) harnessMetatable(L *lua.LState) {
 				})
 				t.RawSetString("level", lua.LString(strings.ToLower(r.Level.String())))
 				t.RawSetString("msg", lua.LString(r.Message))
+				out.Append(t)
+			}
+			L.Push(out)
+			return 1
+		},
+		"timers": func(L *lua.LState) int {
+			h := check(L)
+			out := L.NewTable()
+			for _, ti := range h.eng.Timers() {
+				t := L.NewTable()
+				t.RawSetString("plugin", lua.LString(ti.Plugin))
+				t.RawSetString("where", lua.LString(ti.Where))
+				t.RawSetString("every", lua.LNumber(ti.Every.Seconds()))
+				t.RawSetString("next", lua.LNumber(float64(ti.Next.UnixNano())/1e9))
+				t.RawSetString("runs", lua.LNumber(ti.Runs))
+				t.RawSetString("failures", lua.LNumber(ti.Failures))
+				t.RawSetString("skipped", lua.LNumber(ti.Skipped))
+				if ti.LastError != "" {
+					t.RawSetString("last_error", lua.LString(ti.LastError))
+				}
 				out.Append(t)
 			}
 			L.Push(out)

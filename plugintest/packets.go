@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	lua "github.com/luafw/luafw/lua"
+	"github.com/luafw/luafw/netfilter"
 
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/internal/engine"
@@ -43,6 +44,8 @@ type pktContext struct {
 	uid       uint32
 	gid       uint32
 	hasUID    bool
+	cgroup    string // the sending socket's cgroup (pkt.cgroup, match.cgroup)
+	hasCgroup bool
 	ctState   engine.CTState
 	ctMark    uint32
 	ctKnown   bool   // ct.mark was given
@@ -52,7 +55,7 @@ type pktContext struct {
 
 // Which fields each constructor takes, besides the context fields.
 var (
-	contextFields = []string{"hook", "indev", "outdev", "mark", "uid", "gid", "ct", "tags"}
+	contextFields = []string{"hook", "indev", "outdev", "mark", "uid", "gid", "cgroup", "ct", "tags"}
 	rawFields     = []string{"data"}
 	testDefaults  = engine.SpecDefaults{Src4: defaultSrc4, Dst4: defaultDst4, Src6: defaultSrc6, Dst6: defaultDst6,
 		SPort: defaultSport, TCPDPort: 80, UDPDPort: 53}
@@ -139,7 +142,7 @@ func (p *testPacket) hostPacket(hook engine.Hook) *engine.Packet {
 	c := &p.ctx
 	return &engine.Packet{
 		Hook: hook, Data: p.data, InDev: c.indev, OutDev: c.outdev, Mark: c.mark,
-		UID: c.uid, GID: c.gid, HasUID: c.hasUID,
+		UID: c.uid, GID: c.gid, HasUID: c.hasUID, Cgroup: c.cgroup, CgroupKnown: c.hasCgroup,
 		CTState: c.ctState, CTMark: c.ctMark, CTMarkKnown: c.ctKnown, CTPackets: c.ctPackets,
 		Tags: slices.Clone(c.tags),
 	}
@@ -162,6 +165,13 @@ func readContext(f *engine.FieldReader, c *pktContext) error {
 	c.uid = uint32(f.Uint("uid", 0, math.MaxUint32))
 	c.gid = uint32(f.Uint("gid", 0, math.MaxUint32))
 	c.hasUID = hasUID || hasGID
+	if _, ok := f.Fields["cgroup"]; ok {
+		p, _, err := netfilter.CheckCgroupPath(f.Str("cgroup", ""))
+		if err != nil {
+			f.Fail("cgroup: %v", err)
+		}
+		c.cgroup, c.hasCgroup = p, true
+	}
 	if v, ok := f.Fields["ct"]; ok {
 		t, ok := v.(*lua.LTable)
 		if !ok {

@@ -175,7 +175,39 @@ type fakeClock struct{ ns atomic.Int64 }
 
 func (c *fakeClock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
 
-func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *fakeClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// advance moves the file's clock by d, running the timers (fw.every,
+// fw.after) of its harnesses that fall due on the way, in the order they
+// fall due, each with the clock at its time. It stops when ctx ends (the
+// file's timeout: a 100 ms timer and a clock moved by years).
+func (fr *fileRun) advance(ctx context.Context, d time.Duration) error {
+	end := fr.clock.Now().Add(d)
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("clock.advance: timers still running: %w", err)
+		}
+		var first *harness
+		var at time.Time
+		for _, h := range fr.harnesses {
+			if h.eng == nil {
+				continue
+			}
+			if next, ok := h.eng.NextTimer(); ok && !next.After(end) && (first == nil || next.Before(at)) {
+				first, at = h, next
+			}
+		}
+		if first == nil {
+			break
+		}
+		if at.After(fr.clock.Now()) {
+			fr.clock.set(at)
+		}
+		first.eng.RunDueTimers()
+	}
+	fr.clock.set(end)
+	return nil
+}
 
 // testCase is one test() of a file.
 type testCase struct {

@@ -252,7 +252,10 @@ func ApplyCT(f *pcap.Flow, u engine.CTUpdate) {
 type Options struct {
 	Path  []engine.Hook // the hooks each packet walks (see Paths)
 	Hooks []engine.Hook // when set, only these hooks of the path
-	Clock *Clock        // when set, moved to each packet's timestamp before it runs
+	// Clock, when set, is moved to each packet's timestamp before it runs,
+	// and the engine's timers due by then are run (give the engine this
+	// Clock's Now and ManualTimers).
+	Clock *Clock
 	// Out, when set, gets the packets as they leave (Replayer.Out), with
 	// the timestamp of the packet they left with.
 	Out *pcap.Writer
@@ -271,6 +274,7 @@ func Run(ctx context.Context, eng *engine.Engine, capture io.Reader, opts Option
 	enc := json.NewEncoder(out)
 	sum := Summary{Verdicts: map[string]int{}}
 	start := time.Now()
+	started := false // the clock has been set once
 	for {
 		if err := ctx.Err(); err != nil {
 			return sum, err
@@ -282,8 +286,17 @@ func Run(ctx context.Context, eng *engine.Engine, capture io.Reader, opts Option
 		if err != nil {
 			return sum, err
 		}
-		if opts.Clock != nil {
-			opts.Clock.Set(pk.Time)
+		if opts.Clock != nil && !pk.Time.IsZero() {
+			// The plugins' timers (fw.every, fw.after) run on the
+			// capture's time too, before the packet they precede, with
+			// the clock at their own time. Their count starts at the
+			// first packet: the timer states are made at the engine's
+			// first look at its timers.
+			if !started {
+				opts.Clock.Set(pk.Time)
+				started = true
+			}
+			eng.RunTimersUntil(pk.Time, opts.Clock.Set)
 		}
 		var line any
 		if pk.Data == nil {

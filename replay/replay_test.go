@@ -251,3 +251,50 @@ func TestReplayMatches(t *testing.T) {
 		t.Fatalf("verdicts %v, want %v", got, want)
 	}
 }
+
+// TestReplayTimersFollowCapture: timers run on the capture's time, between
+// the packets they fall between, counted from the first packet.
+func TestReplayTimersFollowCapture(t *testing.T) {
+	clk := &Clock{}
+	e := engine.New(engine.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk.Now, ManualTimers: true})
+	t.Cleanup(e.Close)
+	if err := e.Load([]engine.PluginSpec{{Name: "tm", File: "tm.lua", Budget: time.Second, Source: []byte(`
+		local open = state.map("tm.open")
+		local ticks = state.counter("tm.ticks")
+		fw.after(10, function() open:set("yes", true) end)
+		fw.every(1, function() ticks:incr() end)
+		fw.register{hook = "forward", fn = function(pkt)
+			pkt:tag("ticks=" .. ticks:get())
+			if not open:get("yes") then return fw.DROP end
+		end}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	var in bytes.Buffer
+	w, err := pcap.NewWriter(&in, pcap.LinkTypeRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := packet.Build(packet.Spec{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.1.1"), Proto: udp, SrcPort: 1, DstPort: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1700000000, 0)
+	for _, at := range []time.Duration{0, 5 * time.Second, 12*time.Second + 500*time.Millisecond} {
+		if err := w.WritePacket(t0.Add(at), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), e, &in, Options{Path: Paths()["forward"], Clock: clk}, &out); err != nil {
+		t.Fatal(err)
+	}
+	r := results(t, &out)
+	var got []string
+	for _, res := range r {
+		got = append(got, res["verdict"].(string)+" "+res["tags"].([]any)[0].(string))
+	}
+	want := []string{"drop ticks=0", "drop ticks=5", "accept ticks=12"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v: the timers did not follow the capture's clock", got, want)
+	}
+}

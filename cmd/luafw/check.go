@@ -64,7 +64,7 @@ func cmdCheck(ctx context.Context, path string, strict, options bool, stdout, st
 		return 1
 	}
 	// The load runs the checks again; lintPlugins printed their findings.
-	eng := engine.New(engine.Options{Logger: log, StrictChecks: strict, Warn: func(engine.Finding) {}})
+	eng := engine.New(engine.Options{Logger: log, StrictChecks: strict, Warn: func(engine.Finding) {}, ManualTimers: true}) // check runs no timers
 	defer eng.Close()
 	if err := eng.LoadContext(ctx, specs); err != nil {
 		fmt.Fprintf(stderr, "luafw check: %v\n", err)
@@ -88,6 +88,7 @@ func cmdCheck(ctx context.Context, path string, strict, options bool, stdout, st
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", c.Hook, c.Priority, c.Plugin, c.Name, c.File, c.Match.String())
 	}
 	tw.Flush()
+	printCrossingTags(stdout, cfg, eng.CrossingTags())
 	fmt.Fprintf(stdout, "ok: %d plugins, %d callbacks\n", len(eng.Plugins()), len(eng.Chains()))
 	return 0
 }
@@ -177,5 +178,24 @@ func warnCredentials(stderr io.Writer, cfg *config.File, specs []engine.PluginSp
 				break
 			}
 		}
+	}
+}
+
+// printCrossingTags says which tags cross diversions on the kernel path,
+// on which mark bits, and which get no bit.
+func printCrossingTags(stdout io.Writer, cfg *config.File, crossing []string) {
+	if len(crossing) == 0 {
+		return
+	}
+	mask := uint32(config.DefaultTagMarks)
+	if cfg != nil {
+		mask = cfg.TagMarks()
+	}
+	carried, left := daemon.TagMarks(mask, crossing)
+	if len(carried) > 0 {
+		fmt.Fprintf(stdout, "tags across diversions (marks.tags %#x): %s\n", mask, strings.Join(carried, " "))
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(stdout, "warning: these tags stay within their diversion (marks.tags %#x has no bit left): %s\n", mask, strings.Join(left, " "))
 	}
 }

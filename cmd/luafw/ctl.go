@@ -171,11 +171,33 @@ func printStatus(w io.Writer, st *daemon.Status) {
 		}
 	}
 	tw.Flush()
+	printTimers(w, st)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSEGMENT\tAFTER\tQUEUES\tRECEIVED\tWAITING\tDROPPED\tVERDICTS")
 	for _, s := range st.Segments {
 		t := sumSockets(s)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", s.Key, s.After, strings.Join(t.queues, ","), t.received, t.waiting, t.dropped, counts(s.Verdicts))
+	}
+	tw.Flush()
+}
+
+// printTimers writes the plugins' timers, when any is set.
+func printTimers(w io.Writer, st *daemon.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
+	for _, p := range st.Plugins {
+		for _, t := range p.Timers {
+			if !header {
+				fmt.Fprintln(tw, "\nPLUGIN\tTIMER\tEVERY\tNEXT\tRUNS\tFAILURES\tSKIPPED\tLAST ERROR")
+				header = true
+			}
+			every := "once"
+			if t.Every > 0 {
+				every = (time.Duration(t.Every * float64(time.Second))).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Name, t.Where, every, t.Next.Format(time.TimeOnly),
+				t.Runs, t.Failures, t.Skipped, t.LastError)
+		}
 	}
 	tw.Flush()
 }

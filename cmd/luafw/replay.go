@@ -84,6 +84,7 @@ func replayRun(ctx context.Context, cfgPath, pcapPath, pathName, hooksFlag, logL
 	watchdog.SetMemoryCeiling(cfg.MemoryCeiling())
 	opts := cfg.EngineOptions()
 	opts.Logger, opts.Clock = log, clk.Now
+	opts.ManualTimers = true // run on the capture's time by replay.Run
 	eng := engine.New(opts)
 	defer eng.Close()
 	if err := eng.LoadContext(ctx, specs); err != nil {

@@ -176,7 +176,36 @@ func renderTop(w io.Writer, prev, cur *daemon.Status, dt time.Duration, now time
 		num(accept+drop+other), num(accept), num(drop), num(other), num(fails))
 	io.WriteString(w, callbacks.String())
 	fmt.Fprintln(w)
+	writeTimers(w, prev, cur, r)
 	writeSegments(w, prev, cur, r)
+}
+
+// writeTimers writes the plugins' timers (fw.every, fw.after), when any
+// is set: runs and failures per second, and when each runs next.
+func writeTimers(w io.Writer, prev, cur *daemon.Status, r rater) {
+	before := map[string]daemon.TimerStatus{}
+	for _, p := range prev.Plugins {
+		for _, t := range p.Timers {
+			before[p.Name+" "+t.Where] = t
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	header := false
+	for _, p := range cur.Plugins {
+		for _, t := range p.Timers {
+			if !header {
+				fmt.Fprintln(tw, "PLUGIN\tTIMER\tRUNS/S\tFAIL/S\tSKIPPED\tNEXT\t")
+				header = true
+			}
+			b := before[p.Name+" "+t.Where]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t\n", p.Name, t.Where, num(r.rate(b.Runs, t.Runs)),
+				num(r.rate(b.Failures, t.Failures)), t.Skipped, t.Next.Format("15:04:05"))
+		}
+	}
+	tw.Flush()
+	if header {
+		fmt.Fprintln(w)
+	}
 }
 
 // rater turns counter differences into rates over its seconds.

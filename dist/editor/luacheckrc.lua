@@ -46,6 +46,8 @@ stds.luafw = {
 				list = {},
 				keys = { other_fields = true },
 				send = {},
+				every = {},
+				after = {},
 				options = { other_fields = true, read_only = false },
 				plugin = {},
 				priority = {

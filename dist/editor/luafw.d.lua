@@ -31,6 +31,8 @@
 ---@field list fun(v: any): table v when a table, else a list of v ({} for nil)
 ---@field keys fun(t: table): any[] t's keys as a sorted list (top level only)
 ---@field send fun(bytes: string, opts?: {mark?: integer}): boolean, string? send a complete IP packet (inside a callback)
+---@field every fun(seconds: number, fn: fun()): luafw.Timer run fn every seconds (top level or a timer; once per plugin)
+---@field after fun(seconds: number, fn: fun()): luafw.Timer run fn once after seconds (top level or a timer)
 ---@field options table<string, any> the plugin's options from the configuration
 ---@field plugin string the plugin's name
 ---@field priority luafw.Priorities priority names and their numbers
@@ -78,6 +80,9 @@ state = {}
 ---@class luafw.StateCounter
 ---@field get fun(self: luafw.StateCounter): number the counter's value
 ---@field incr fun(self: luafw.StateCounter, delta?: number): number add delta (default 1)
+
+---@class luafw.Timer
+---@field cancel fun(self: luafw.Timer) stop the timer
 
 ---@class luafw.StateBucket
 ---@field take fun(self: luafw.StateBucket, key: string|number, n?: number): boolean take n (default 1) tokens from key's bucket
@@ -147,6 +152,8 @@ stream = {}
 ---@field indev string? input interface
 ---@field outdev string? output interface
 ---@field mark integer the packet mark, as earlier callbacks left it
+---@field cgroup string? the cgroup v2 path of a local socket (output, postrouting); nil when not known
+---@field flow table the plugin's table for this flow (both directions), made on first read
 ---@field uid integer? owner of a locally generated packet
 ---@field gid integer? group of a locally generated packet
 ---@field dscp integer the DSCP bits, 0..63

@@ -54,6 +54,7 @@ var apiTypes = map[string]string{
 	"state.map":     stateMapType,
 	"state.counter": stateCounterType,
 	"state.bucket":  stateBucketType,
+	"timer":         timerHandleType,
 }
 
 // apiClasses are the class names the editor definitions give each table
@@ -64,6 +65,7 @@ var apiClasses = map[string]string{
 	"dns": "luafw.dns", "tls": "luafw.tls", "stream": "luafw.stream", "pkt": "luafw.Packet", "pkt.tcp": "luafw.PacketTCP",
 	"pkt.ct": "luafw.PacketCT", "netset": "luafw.NetSet", "domainset": "luafw.DomainSet",
 	"state.map": "luafw.StateMap", "state.counter": "luafw.StateCounter", "state.bucket": "luafw.StateBucket",
+	"timer": "luafw.Timer",
 }
 
 // APITables returns the tables of the API in the order of APINames, each
@@ -110,6 +112,8 @@ var apiNames = []APIName{
 	{"fw", "list", "fun(v: any): table", "v when a table, else a list of v ({} for nil)"},
 	{"fw", "keys", "fun(t: table): any[]", "t's keys as a sorted list (top level only)"},
 	{"fw", "send", "fun(bytes: string, opts?: {mark?: integer}): boolean, string?", "send a complete IP packet (inside a callback)"},
+	{"fw", "every", "fun(seconds: number, fn: fun()): luafw.Timer", "run fn every seconds (top level or a timer; once per plugin)"},
+	{"fw", "after", "fun(seconds: number, fn: fun()): luafw.Timer", "run fn once after seconds (top level or a timer)"},
 	{"fw", "options", "table<string, any>", "the plugin's options from the configuration"},
 	{"fw", "plugin", "string", "the plugin's name"},
 	{"fw", "priority", "luafw.Priorities", "priority names and their numbers"},
@@ -143,6 +147,7 @@ var apiNames = []APIName{
 	{"state.map", "len", "fun(): integer", "the number of keys"},
 	{"state.counter", "get", "fun(): number", "the counter's value"},
 	{"state.counter", "incr", "fun(delta?: number): number", "add delta (default 1)"},
+	{"timer", "cancel", "fun()", "stop the timer"},
 	{"state.bucket", "take", "fun(key: string|number, n?: number): boolean", "take n (default 1) tokens from key's bucket"},
 
 	{"log", "debug", "fun(msg: string, fields?: table)", "a debug line"},
@@ -191,6 +196,8 @@ var apiNames = []APIName{
 	{"pkt", "indev", "string?", "input interface"},
 	{"pkt", "outdev", "string?", "output interface"},
 	{"pkt", "mark", "integer", "the packet mark, as earlier callbacks left it"},
+	{"pkt", "cgroup", "string?", "the cgroup v2 path of a local socket (output, postrouting); nil when not known"},
+	{"pkt", "flow", "table", "the plugin's table for this flow (both directions), made on first read"},
 	{"pkt", "uid", "integer?", "owner of a locally generated packet"},
 	{"pkt", "gid", "integer?", "group of a locally generated packet"},
 	{"pkt", "dscp", "integer", "the DSCP bits, 0..63"},

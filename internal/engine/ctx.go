@@ -30,6 +30,12 @@ type Ctx struct {
 	ctLooked    bool
 	ctUpd       CTUpdate
 
+	seq uint64 // counts packets: what a value cached for "this packet" compares (flowtable.go)
+
+	cg       string // the packet's cgroup, once looked up (cgroup.go)
+	cgOK     bool
+	cgLooked bool
+
 	tags []string
 
 	captureBy string     // plugin that called pkt:capture()
@@ -47,6 +53,8 @@ func (c *Ctx) reset(p *Packet) {
 	c.mark, c.markSet = p.Mark, false
 	c.ctMark, c.ctMarkKnown, c.ctLooked = p.CTMark, p.CTMarkKnown, p.CTMarkKnown
 	c.ctUpd = CTUpdate{}
+	c.cgLooked = false
+	c.seq++
 	c.tags = append(c.w.tags[:0], p.Tags...)
 	c.captureBy = ""
 	c.injected = c.w.injected[:0]

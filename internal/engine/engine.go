@@ -68,6 +68,11 @@ type Options struct {
 	// Warn receives each warning of the static checks when a plugin
 	// loads; default: logged at level WARN with its file:line.
 	Warn func(Finding)
+	// ManualTimers: the engine runs no timers (fw.every, fw.after) by
+	// itself; the owner calls RunTimersUntil after moving its Clock (luafw
+	// test and luafw replay). Otherwise a goroutine of the engine runs
+	// them on time.
+	ManualTimers bool
 }
 
 // Module is a Lua module an embedding program gives scripts: Open builds
@@ -150,6 +155,8 @@ type Engine struct {
 
 	inject injectLimiter // per-plugin send budgets (inject.go)
 
+	timers *timerHost // fw.every, fw.after (timers.go)
+
 }
 
 // New returns an engine with no plugins loaded: every packet is accepted
@@ -186,6 +193,7 @@ func New(opts Options) *Engine {
 		e.cluster = localCluster{state.NewStore(state.Clock(e.opts.Clock), opts.StateLimits)}
 	}
 	e.gen.Store(&generation{})
+	e.timers = newTimerHost(e, opts.ManualTimers)
 	e.lastMeasure = time.Now()
 	e.wd = watchdog.New(watchdog.Options{
 		Interval: opts.WatchdogInterval, MemoryLimit: opts.MemoryLimit,
@@ -197,6 +205,7 @@ func New(opts Options) *Engine {
 // Close stops the engine's background work and closes pooled workers.
 // Workers made by NewWorker are closed by their owners.
 func (e *Engine) Close() {
+	e.timers.close()
 	e.wd.Close()
 	for {
 		select {

@@ -384,6 +384,8 @@ func TestLoadErrorsNameFileAndLine(t *testing.T) {
 		{"syntax", "fw.register{hook='input', fn=function(pkt)\n  return fw.DROP\nend", "'}' expected (to close '{' at line 1) near <eof>", 3},
 		{"runtime", "local x = nil\nx.y = 1", "attempt to index", 2},
 		{"badhook", "fw.register{hook='inptu', fn=function() end}", `unknown hook "inptu"`, 1},
+		{"ingress", "\n\nfw.register{hook='ingress', fn=function() end}", `hook "ingress" is a netdev hook: NFQUEUE cannot queue packets from it`, 3},
+		{"egress", "fw.register{hook={'output', 'Egress'}, fn=function() end}", `use nftables netdev rules and sets`, 1},
 		{"badprio", "\nfw.register{hook='input', priority='nope', fn=function() end}", `unknown priority "nope"`, 2},
 		{"nofn", "fw.register{hook='input'}", "fn (the callback function) is missing", 1},
 		{"typo", "fw.register{hook='input', fun=function() end}", `unknown field "fun"`, 1},

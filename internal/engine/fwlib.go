@@ -21,7 +21,9 @@ var fwFuncs = map[string]lua.LGFunction{
 	"list":     fwList,
 	"keys":     fwKeys,
 	"register": fwRegister,
-	"send":     fwSend, // packetlib.go
+	"send":     fwSend,  // packetlib.go
+	"every":    fwEvery, // timers.go
+	"after":    fwAfter, // timers.go
 }
 
 // openFw builds the fw table of ps.
@@ -188,6 +190,9 @@ func fwRegister(L *lua.LState) int {
 		L.RaiseError("fw.register: fn (the callback function) is missing")
 	case len(r.hooks) == 0:
 		L.RaiseError("fw.register: hook is missing (one of %v, or a list of them)", hookNames)
+	}
+	if err := checkCgroupHooks(&r); err != nil { // cgroup.go
+		L.RaiseError("fw.register: %s", err)
 	}
 	if r.name == "" {
 		r.name = ps.p.name()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/luafw/luafw/host/netset"
 	"github.com/luafw/luafw/host/packet"
+	"github.com/luafw/luafw/netfilter"
 )
 
 // Declarative matches: what packets a callback wants. The engine checks a
@@ -53,12 +54,16 @@ type Match struct {
 	// most First packets in its original direction (conntrack's
 	// `ct original packets`); 0 means no limit.
 	First uint64
+	// Cgroup admits locally generated packets whose socket is in this
+	// cgroup v2 or below it ("system.slice/nginx.service"); output and
+	// postrouting only (cgroup.go).
+	Cgroup string
 }
 
 // IsZero reports whether m admits every packet.
 func (m *Match) IsZero() bool {
 	return m == nil || len(m.Protos)+len(m.SPorts)+len(m.DPorts)+len(m.CTStates)+len(m.InIfaces)+len(m.OutIfaces) == 0 &&
-		m.Src == nil && m.Dst == nil && m.TCPFlagsMask == 0 && m.First == 0
+		m.Src == nil && m.Dst == nil && m.TCPFlagsMask == 0 && m.First == 0 && m.Cgroup == ""
 }
 
 // portProtos are the protocols whose ports the engine decodes.
@@ -120,6 +125,13 @@ func (m Match) compile() (*matcher, error) {
 		}
 		c.states |= 1 << s
 	}
+	if m.Cgroup != "" {
+		p, _, err := netfilter.CheckCgroupPath(m.Cgroup)
+		if err != nil {
+			return nil, err
+		}
+		c.m.Cgroup = p
+	}
 	for _, n := range slices.Concat(m.InIfaces, m.OutIfaces) {
 		name, _ := strings.CutSuffix(n, "*")
 		if name == "" && n != "*" || len(name) >= 16 || strings.ContainsAny(name, "*\"\x00 /") {
@@ -155,7 +167,10 @@ func (m *matcher) admits(c *Ctx) bool {
 	if m.src != nil && !m.src.Contains(p.Src) || m.dst != nil && !m.dst.Contains(p.Dst) {
 		return false
 	}
-	return ifaceIn(m.in, pk.InDev) && ifaceIn(m.out, pk.OutDev)
+	if !ifaceIn(m.in, pk.InDev) || !ifaceIn(m.out, pk.OutDev) {
+		return false
+	}
+	return m.m.Cgroup == "" || c.cgroupAdmits(m.m.Cgroup)
 }
 
 // inRanges reports whether port is in rs; an empty rs admits every port.
@@ -236,6 +251,9 @@ func (m *Match) String() string {
 	}
 	if m.First != 0 {
 		add("first", strconv.FormatUint(m.First, 10))
+	}
+	if m.Cgroup != "" {
+		add("cgroup", m.Cgroup)
 	}
 	return strings.Join(parts, " ")
 }

@@ -15,7 +15,7 @@ import (
 
 // The match table of fw.register (see match.go for what it means).
 
-var matchKeys = "proto, sport, dport, src, dst, ct_state, iif, oif, tcp_flags, first"
+var matchKeys = "proto, sport, dport, src, dst, ct_state, iif, oif, tcp_flags, first, cgroup"
 
 // parseMatch reads fw.register's match table.
 func parseMatch(v lua.LValue) (Match, error) {
@@ -67,6 +67,8 @@ func parseMatch(v lua.LValue) (Match, error) {
 				return
 			}
 			m.First = uint64(n)
+		case "cgroup":
+			m.Cgroup, err = parseCgroup(v) // cgroup.go
 		default:
 			err = fmt.Errorf("unknown field %q (want %s)", k.String(), matchKeys)
 		}

@@ -19,6 +19,7 @@ import (
 // first upvalue (viewOf).
 type pktView struct {
 	ctx     *Ctx // the worker's; nil in the load-time probe
+	ps      *pluginState
 	vals    boxedValues
 	tcp, ct *lua.LUserData
 
@@ -62,7 +63,7 @@ func (v *boxedValues) num(n uint32) lua.LValue {
 // openPacket makes ps's packet views: pkt, pkt.tcp and pkt.ct.
 func (ps *pluginState) openPacket() {
 	L := ps.L
-	v := &pktView{vals: newBoxedValues(ps.e.numbers)}
+	v := &pktView{vals: newBoxedValues(ps.e.numbers), ps: ps}
 	if ps.w != nil {
 		v.ctx = &ps.w.ctx
 	}
@@ -173,6 +174,10 @@ func (v *pktView) pktField(L *lua.LState, key string) lua.LValue {
 		return c.outdev
 	case "mark":
 		return vals.num(c.mark)
+	case "cgroup":
+		return c.cgroupValue() // cgroup.go
+	case "flow":
+		return v.ps.flowValue(c) // flowtable.go
 	case "uid", "gid":
 		if !c.pkt.HasUID {
 			return lua.LNil

@@ -116,6 +116,16 @@ type plugin struct {
 
 	schema []OptionSpec // the options it declares (fw.schema), nil when it does not
 
+	// tagsSet, tagsTested: the tag names its code passes as literals to
+	// pkt:tag and pkt:tagged; tagsComputed: it also calls pkt:tag with a
+	// computed name (crosstags.go).
+	tagsSet, tagsTested []string
+	tagsComputed        bool
+
+	// timersAtLoad: its top level set timers (fw.every, fw.after), so the
+	// timer worker keeps a state of it (timers.go).
+	timersAtLoad atomic.Bool
+
 	// prepareCtx is the caller's context while Prepare probes the plugin
 	// (nil otherwise): it ends the top-level run (topLevelContext).
 	prepareCtx context.Context

@@ -322,6 +322,14 @@ func (m *memWalker) begin(ps *pluginState, limit int64) {
 	for _, fn := range ps.fns {
 		m.add(fn)
 	}
+	for _, t := range ps.timers {
+		m.add(t.fn)
+	}
+	if ps.flows != nil {
+		for _, e := range ps.flows.entries {
+			m.add(e.t)
+		}
+	}
 	for i := 1; i <= L.GetTop(); i++ {
 		m.add(L.Get(i))
 	}

@@ -30,6 +30,9 @@ type pluginState struct {
 	pkt       *lua.LUserData // the packet view, reused for every packet
 	tcp       *lua.LUserData // pkt.tcp
 	ct        *lua.LUserData // pkt.ct
+	timers    []*timer       // set in this state (timers.go); they run only in a timer worker's
+	inTimer   bool           // a timer function is running
+	flows     *flowTable     // pkt.flow's tables, made on first use (flowtable.go)
 }
 
 // Each Lua module of luafw is an open function (openFw, openNet, ...) that
@@ -84,6 +87,7 @@ func (e *Engine) newPluginState(p *plugin, w *Worker) (*pluginState, error) {
 		set(m.Name, m.Open(L))
 	}
 	ps.openPacket()
+	openTimers(ps)
 
 	ctx, cancel := e.topLevelContext(p, w)
 	defer cancel()

@@ -62,6 +62,7 @@ func (e *Engine) PrepareContext(ctx context.Context, specs []PluginSpec) (*Prepa
 		}
 		p := &plugin{spec: spec, index: i, proto: proto, files: map[string]*netset.Set{}, allowDirs: dirs,
 			counters: e.countersFor(spec.Name)}
+		p.tagsSet, p.tagsTested, p.tagsComputed = tagLiterals(proto) // crosstags.go
 		p.prepareCtx = ctx
 		err = e.probe(p)
 		p.prepareCtx = nil
@@ -106,6 +107,7 @@ func (e *Engine) Commit(p *Prepared) (previous *Prepared) {
 	old := e.gen.Load()
 	g := e.build(p.plugins)
 	e.gen.Store(g)
+	e.timers.poke()
 	e.log.Info("plugins loaded", "generation", g.id, "plugins", len(p.plugins), "callbacks", g.callbacks())
 	return &Prepared{plugins: old.plugins, prios: old.hookPriorities(), matches: e.matchesOf(old.plugins)}
 }

@@ -89,6 +89,7 @@ func TestAPIRegistryMatchesModules(t *testing.T) {
 	for name, m := range protoModules(ps.L) {
 		got[name] = tableKeys(m.(*lua.LTable))
 	}
+	openTimers(ps) // done in newPluginState, after the modules
 	for table, typ := range apiTypes {
 		got[table] = tableKeys(ps.L.GetTypeMetatable(typ).(*lua.LTable).RawGetString("__index").(*lua.LTable))
 	}

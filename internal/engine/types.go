@@ -28,8 +28,14 @@ const (
 // hookNames are the hooks' names indexed by Hook.
 var hookNames = netfilter.HookNames()
 
-// ParseHook returns the hook with the given name.
-func ParseHook(s string) (Hook, error) { return netfilter.ParseHook(s) }
+// ParseHook returns the hook with the given name. The netdev hooks
+// ("ingress", "egress") are refused with the reason (netdevhooks.go).
+func ParseHook(s string) (Hook, error) {
+	if err := NetdevHookError(s); err != nil {
+		return 0, err
+	}
+	return netfilter.ParseHook(s)
+}
 
 // Hooks returns every hook, in declaration order.
 func Hooks() []Hook { return netfilter.Hooks() }
@@ -135,6 +141,11 @@ type Packet struct {
 
 	UID, GID uint32 // owner of a locally generated packet
 	HasUID   bool
+	// Cgroup is the cgroup v2 path of a locally generated packet's socket
+	// (relative to the cgroup2 root), valid when CgroupKnown; otherwise
+	// the worker's CgroupSource is asked (cgroup.go).
+	Cgroup      string
+	CgroupKnown bool
 
 	CTState     CTState // conntrack state; CTUnknown when not known
 	CTMark      uint32  // the connection's mark, valid when CTMarkKnown

@@ -73,10 +73,15 @@ type Worker struct {
 	pendMu  sync.Mutex
 	pending map[*plugin]*stateBuild
 
-	ct CTSource
+	ct      CTSource
+	cgroups CgroupSource // cgroup.go
 
 	tr        *workerTrace // tracing state, made when a tap first attaches
 	traceHold bool
+
+	// timerWorker: this worker runs timers, not packets, with states only
+	// for the plugins that set timers (timers.go).
+	timerWorker bool
 }
 
 // CTSource looks up a connection's mark when a script reads pkt.ct.mark and
@@ -146,6 +151,9 @@ func (w *Worker) sync(g *generation) {
 	}
 	next := make([]*pluginState, len(g.plugins))
 	for i, p := range g.plugins {
+		if w.timerWorker && !p.timersAtLoad.Load() {
+			continue
+		}
 		if ps, ok := old[p]; ok {
 			next[i] = ps
 			delete(old, p)
@@ -458,17 +466,25 @@ func (w *Worker) fail(en *entry, p *plugin, kind failKind, format string, arg an
 		w.eng.log.Warn("callback failed", "plugin", p.name(), "callback", en.name, "hook", w.ctx.pkt.Hook.String(),
 			"reason", reason, "on_error", p.spec.OnError.String(), "suppressed", suppressed)
 	}
-	if n >= int64(p.spec.QuarantineAfter) {
-		q := p.quarantined.Load()
-		if !p.quarantinedAt(now) && p.quarantined.CompareAndSwap(q, now+int64(p.spec.QuarantineFor)) {
-			if reason == "" {
-				reason = failReason(en, format, arg)
-			}
-			w.eng.log.Error("plugin quarantined", "plugin", p.name(), "consecutive_failures", n,
-				"for", p.spec.QuarantineFor.String(), "on_error", p.spec.OnError.String(), "last_reason", reason)
-		}
+	if n >= int64(p.spec.QuarantineAfter) && reason == "" {
+		reason = failReason(en, format, arg)
 	}
+	w.quarantineAfter(p, n, now, reason)
 	return p.spec.OnError
+}
+
+// quarantineAfter quarantines p when n, its consecutive failures, reached
+// its quarantine_after (callbacks and timers count alike); reason is the
+// last failure's.
+func (w *Worker) quarantineAfter(p *plugin, n, now int64, reason string) {
+	if n < int64(p.spec.QuarantineAfter) {
+		return
+	}
+	q := p.quarantined.Load()
+	if !p.quarantinedAt(now) && p.quarantined.CompareAndSwap(q, now+int64(p.spec.QuarantineFor)) {
+		w.eng.log.Error("plugin quarantined", "plugin", p.name(), "consecutive_failures", n,
+			"for", p.spec.QuarantineFor.String(), "on_error", p.spec.OnError.String(), "last_reason", reason)
+	}
 }
 
 // failReason formats fail's reason from bounded parts.

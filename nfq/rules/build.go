@@ -228,6 +228,9 @@ func (rs Set) build() (*nftProgram, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rs, err = rs.resolveCgroups(); err != nil { // cgroup.go
+		return nil, err
+	}
 	prog := &nftProgram{name: rs.Table}
 	fams := slices.Clone(rs.Families)
 	slices.Sort(fams)

@@ -44,6 +44,14 @@ type Match struct {
 	// TCPFlagsMask, TCPFlags: tcp flags & TCPFlagsMask == TCPFlags.
 	TCPFlagsMask, TCPFlags uint8
 	MaxPackets             uint64
+	// Cgroup is a cgroup v2 path ("system.slice/nginx.service"): packets
+	// whose local socket is in it or below it (`socket cgroupv2`; output
+	// and postrouting). The cgroup must exist when the rules are built
+	// (cgroup.go).
+	Cgroup string
+
+	cgroupLevel int    // of Cgroup, filled by resolveCgroups
+	cgroupID    uint64 // likewise
 }
 
 // protos returns the protocols the match's rule checks.
@@ -115,6 +123,7 @@ func (m Match) rule(r *nftRuleIR, fam int, withCT bool) {
 	matchIfaces(r, "oifname", expr.MetaKeyOIFNAME, m.OutIfaces)
 	matchAddrs(r, fam, "saddr", m.Src)
 	matchAddrs(r, fam, "daddr", m.Dst)
+	m.cgroupRule(r) // cgroup.go
 	if !withCT {
 		return
 	}
