@@ -26,6 +26,8 @@ const (
 	DefaultPrefix       = "luafw:"
 	DefaultSyncInterval = 100 * time.Millisecond
 	DefaultMaxPending   = 100_000
+	DefaultTombstoneTTL = time.Hour
+	DefaultCheckEvery   = time.Second
 )
 
 // Options configure a Store.
@@ -53,6 +55,16 @@ type Options struct {
 	// MaxPending bounds the queued map writes per map; DefaultMaxPending
 	// when <= 0.
 	MaxPending int
+	// TombstoneTTL is how long a deleted map key's tombstone (its delete's
+	// version) is kept, in Redis and in each copy: a write older than the
+	// delete that arrives within it is refused. Writes queued longer than
+	// this (an outage) are dropped rather than sent, so that none can bring
+	// a deleted key back. DefaultTombstoneTTL when <= 0.
+	TombstoneTTL time.Duration
+	// CheckEvery is how often the anti-entropy pass compares each map's
+	// sequence number in Redis with what this node applied (one MGET);
+	// DefaultCheckEvery when <= 0.
+	CheckEvery time.Duration
 	// Node names this node in published messages; a random name when empty.
 	Node string
 	// Clock and Limits are those of the local copies (see host/state).
@@ -71,10 +83,16 @@ type Stats struct {
 	Dropped     uint64 // map writes dropped: queue full
 	Disconnects uint64 // transitions to unreachable
 	Reconnects  uint64 // transitions back to reachable
+	Gaps        uint64 // map messages found missing by their sequence numbers
+	Repairs     uint64 // maps the anti-entropy pass found behind Redis
+	Loads       uint64 // map loads from Redis
+	Stale       uint64 // queued map writes dropped: older than the tombstone TTL
+	Refused     uint64 // map writes Redis refused or could not apply (a bad value, an older version is not counted)
 }
 
 type counters struct {
 	flushes, flushErrors, opsSent, opsReceived, dropped, disconnects, reconnects atomic.Uint64
+	gaps, repairs, loads, stale, refused                                         atomic.Uint64
 }
 
 // Store is the cluster-wide state of one node. Its objects are safe for
@@ -90,6 +108,14 @@ type Store struct {
 
 	connected atomic.Bool
 	stats     counters
+
+	id    int64         // this node's id in versions
+	clock hlc           // orders this node's writes
+	seq   atomic.Uint64 // counts changes to local copies (meta.seq)
+	// scriptLoaded is false until applyScript is in Redis's script cache
+	// (and again after a NOSCRIPT answer: Redis restarted).
+	scriptLoaded atomic.Bool
+	lastCheck    time.Time // of the anti-entropy pass; sync loop only
 
 	mu       sync.Mutex
 	maps     map[string]*Map
@@ -126,6 +152,12 @@ func New(opts Options) (*Store, error) {
 	if opts.Node == "" {
 		opts.Node = nodeName()
 	}
+	if opts.TombstoneTTL <= 0 {
+		opts.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if opts.CheckEvery <= 0 {
+		opts.CheckEvery = DefaultCheckEvery
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -144,10 +176,16 @@ func New(opts Options) (*Store, error) {
 		fbStore:  state.NewStore(opts.Clock, opts.Limits),
 		channel:  opts.Prefix + "sync",
 		self:     selfPrefix(opts.Node),
+		id:       nodeID(),
 		maps:     map[string]*Map{},
 		counters: map[string]*Counter{},
 		buckets:  map[string]*Bucket{},
 	}
+	wall := time.Now
+	if opts.Clock != nil {
+		wall = opts.Clock
+	}
+	s.clock.wall = wall
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.ps = s.rdb.Subscribe(ctx, s.channel)
@@ -195,7 +233,20 @@ func (s *Store) Stats() Stats {
 		Dropped:     s.stats.dropped.Load(),
 		Disconnects: s.stats.disconnects.Load(),
 		Reconnects:  s.stats.reconnects.Load(),
+		Gaps:        s.stats.gaps.Load(),
+		Repairs:     s.stats.repairs.Load(),
+		Loads:       s.stats.loads.Load(),
+		Stale:       s.stats.stale.Load(),
+		Refused:     s.stats.refused.Load(),
 	}
+}
+
+// nextVersion is the version of a write made here now.
+func (s *Store) nextVersion() version { return version{H: s.clock.now(), N: s.id} }
+
+// tombstoneExpiry is when a tombstone made now expires, unix ns.
+func (s *Store) tombstoneExpiry() int64 {
+	return s.clock.wall().Add(s.opts.TombstoneTTL).UnixNano()
 }
 
 // SyncInterval is the interval writes are sent at.
@@ -209,8 +260,7 @@ func (s *Store) Map(name string) state.MapHandle {
 	if m, ok := s.maps[name]; ok {
 		return m
 	}
-	m := &Map{s: s, name: name, local: s.local.Map(name), last: map[string]int{}}
-	m.load.Store(true)
+	m := newMap(s, name)
 	s.maps[name] = m
 	return m
 }
