@@ -103,22 +103,28 @@ func (d *Daemon) keepStateBackend(cfg *config.File) {
 // clusterCollector exports the cluster state's sync counts; nothing when
 // the backend is local.
 type clusterCollector struct {
-	cl                                  *cluster.Store
-	connected, syncs, ops, disc, reconn *prometheus.Desc
+	cl                                                           *cluster.Store
+	connected, down, syncs, ops, disc, reconn, resyncs, lastSync *prometheus.Desc
+	queued, authErrs                                             *prometheus.Desc
 }
 
 func newClusterCollector(cl *cluster.Store) *clusterCollector {
 	return &clusterCollector{cl: cl,
 		connected: prometheus.NewDesc("luafw_cluster_connected", "1 while Redis answers the cluster state's syncs, else 0 (deciding on local state and fallback limits).", nil, nil),
+		down:      prometheus.NewDesc("luafw_cluster_down", "1 for the reason Redis is unreachable (down: no answer, auth: credentials refused, tls: handshake failed), else 0.", []string{"reason"}, nil),
 		syncs:     prometheus.NewDesc("luafw_cluster_syncs_total", "Pipelines sent to Redis, by result (ok, failed).", []string{"result"}, nil),
-		ops:       prometheus.NewDesc("luafw_cluster_ops_total", "Cluster state operations, by what became of them (sent, received, dropped).", []string{"op"}, nil),
+		ops:       prometheus.NewDesc("luafw_cluster_ops_total", "Cluster state operations, by what became of them (sent, received, dropped: queue full, stale: queued longer than the tombstone TTL, refused: Redis could not apply them).", []string{"op"}, nil),
 		disc:      prometheus.NewDesc("luafw_cluster_disconnects_total", "Times Redis became unreachable.", nil, nil),
 		reconn:    prometheus.NewDesc("luafw_cluster_reconnects_total", "Times Redis became reachable again and the state was reconciled.", nil, nil),
+		resyncs:   prometheus.NewDesc("luafw_cluster_resyncs_total", "Cluster maps loaded again, by cause (gap: messages found missing, check: the anti-entropy check found the copy behind).", []string{"cause"}, nil),
+		lastSync:  prometheus.NewDesc("luafw_cluster_last_sync_timestamp_seconds", "When the last sync pipeline succeeded (0: never).", nil, nil),
+		queued:    prometheus.NewDesc("luafw_cluster_queued", "Cluster map writes waiting to be sent.", nil, nil),
+		authErrs:  prometheus.NewDesc("luafw_cluster_auth_errors_total", "Attempts to reach Redis refused on credentials or permissions.", nil, nil),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connected, c.syncs, c.ops, c.disc, c.reconn} {
+	for _, d := range []*prometheus.Desc{c.connected, c.down, c.syncs, c.ops, c.disc, c.reconn, c.resyncs, c.lastSync, c.queued, c.authErrs} {
 		ch <- d
 	}
 }
@@ -133,13 +139,31 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, up)
+	for _, r := range []string{"down", "auth", "tls"} {
+		v := 0.0
+		if !s.Connected && s.Reason == r {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.down, prometheus.GaugeValue, v, r)
+	}
 	ch <- prometheus.MustNewConstMetric(c.syncs, prometheus.CounterValue, float64(s.Flushes), "ok")
 	ch <- prometheus.MustNewConstMetric(c.syncs, prometheus.CounterValue, float64(s.FlushErrors), "failed")
 	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.OpsSent), "sent")
 	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.OpsReceived), "received")
 	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.Dropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.Stale), "stale")
+	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.Refused), "refused")
 	ch <- prometheus.MustNewConstMetric(c.disc, prometheus.CounterValue, float64(s.Disconnects))
 	ch <- prometheus.MustNewConstMetric(c.reconn, prometheus.CounterValue, float64(s.Reconnects))
+	ch <- prometheus.MustNewConstMetric(c.resyncs, prometheus.CounterValue, float64(s.Gaps), "gap")
+	ch <- prometheus.MustNewConstMetric(c.resyncs, prometheus.CounterValue, float64(s.Repairs), "check")
+	last := 0.0
+	if !s.LastSync.IsZero() {
+		last = float64(s.LastSync.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(c.lastSync, prometheus.GaugeValue, last)
+	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(s.Queued))
+	ch <- prometheus.MustNewConstMetric(c.authErrs, prometheus.CounterValue, float64(s.AuthErrors))
 }
 
 // rel resolves p against the configuration's directory.

@@ -22,7 +22,8 @@ const stateUsage = `usage:
                                                      put -- before a VALUE such as -5)
   luafw state delete NAME KEY                        delete a key (lift a ban)
   luafw state flush NAME                             delete every key of a map
-flags: --socket PATH, --timeout D
+flags: --socket PATH, --timeout D, --scope local|cluster (when a name exists in both)
+Changes to a cluster map (scope cluster) act on every node of the fleet.
 `
 
 // cmdState is `luafw state`: the running daemon's shared state.
@@ -39,6 +40,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	limit := fs.Int("limit", 0, "show: at most this many entries (0: all)")
 	ttl := fs.Duration("ttl", 0, "set: the key expires after this long (0: never)")
 	asString := fs.Bool("string", false, "set: store VALUE as text even if it reads as a number or boolean")
+	scope := fs.String("scope", "", "local or cluster: which scope's NAME (needed only when both have one)")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		fmt.Fprint(stderr, stateUsage)
@@ -50,7 +52,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, stateUsage)
 		return exitUsage
 	}
-	a := daemon.StateArgs{Limit: *limit}
+	a := daemon.StateArgs{Limit: *limit, Scope: *scope}
 	if n >= 1 {
 		a.Name = pos[0]
 	}
@@ -123,13 +125,13 @@ func printState(stdout, stderr io.Writer, sub string, raw json.RawMessage) int {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KIND\tNAME\tKEYS/VALUE\tDETAIL")
 		for _, m := range l.Maps {
-			fmt.Fprintf(tw, "map\t%s\t%d\t\n", m.Name, m.Keys)
+			fmt.Fprintf(tw, "map\t%s\t%d\t%s\n", m.Name, m.Keys, scopeDetail(m.Scope, ""))
 		}
 		for _, c := range l.Counters {
-			fmt.Fprintf(tw, "counter\t%s\t%d\t\n", c.Name, c.Value)
+			fmt.Fprintf(tw, "counter\t%s\t%d\t%s\n", c.Name, c.Value, scopeDetail(c.Scope, ""))
 		}
 		for _, b := range l.Buckets {
-			fmt.Fprintf(tw, "bucket\t%s\t%d\trate %g/s burst %g\n", b.Name, b.Keys, b.Rate, b.Burst)
+			fmt.Fprintf(tw, "bucket\t%s\t%d\t%s\n", b.Name, b.Keys, scopeDetail(b.Scope, fmt.Sprintf("rate %g/s burst %g", b.Rate, b.Burst)))
 		}
 		tw.Flush()
 	case "show":
@@ -164,20 +166,39 @@ func printState(stdout, stderr io.Writer, sub string, raw json.RawMessage) int {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return fail(err)
 		}
+		fleet := ""
+		if c.Scope == "cluster" {
+			fleet = " (cluster: on every node)"
+		}
 		switch sub {
 		case "set":
-			fmt.Fprintf(stdout, "set %s[%s]\n", c.Name, c.Key)
+			fmt.Fprintf(stdout, "set %s[%s]%s\n", c.Name, c.Key, fleet)
 		case "delete":
-			if c.Changed == 0 {
+			switch {
+			case c.Changed == 0 && c.Scope == "cluster":
+				fmt.Fprintf(stdout, "%s[%s] was not set here (cluster: deleted on every node)\n", c.Name, c.Key)
+			case c.Changed == 0:
 				fmt.Fprintf(stdout, "%s[%s] was not set\n", c.Name, c.Key)
-			} else {
-				fmt.Fprintf(stdout, "deleted %s[%s]\n", c.Name, c.Key)
+			default:
+				fmt.Fprintf(stdout, "deleted %s[%s]%s\n", c.Name, c.Key, fleet)
 			}
 		case "flush":
-			fmt.Fprintf(stdout, "flushed %s: %d keys deleted\n", c.Name, c.Changed)
+			fmt.Fprintf(stdout, "flushed %s: %d keys deleted%s\n", c.Name, c.Changed, fleet)
 		}
 	}
 	return exitOK
+}
+
+// scopeDetail is the DETAIL column of a list row: "cluster" for the
+// fleet's shared state, then detail.
+func scopeDetail(scope, detail string) string {
+	if scope != "cluster" {
+		return detail
+	}
+	if detail == "" {
+		return "cluster"
+	}
+	return "cluster, " + detail
 }
 
 func printEntry(w io.Writer, e daemon.StateEntry) {

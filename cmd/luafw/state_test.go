@@ -24,7 +24,7 @@ func stateDaemon(t *testing.T) (string, *state.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	daemon.HandleState(srv, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	daemon.HandleState(srv, st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx); close(done) }()

@@ -88,11 +88,19 @@ type Stats struct {
 	Loads       uint64 // map loads from Redis
 	Stale       uint64 // queued map writes dropped: older than the tombstone TTL
 	Refused     uint64 // map writes Redis refused or could not apply (a bad value, an older version is not counted)
+	AuthErrors  uint64 // attempts to reach Redis that failed on credentials or permissions
+	// Reason is why Redis was last unreachable: "down", "auth" or "tls";
+	// "" while connected.
+	Reason string
+	// LastSync is when the last pipeline succeeded; zero before the first.
+	LastSync time.Time
+	// Queued is the map writes waiting to be sent.
+	Queued int
 }
 
 type counters struct {
 	flushes, flushErrors, opsSent, opsReceived, dropped, disconnects, reconnects atomic.Uint64
-	gaps, repairs, loads, stale, refused                                         atomic.Uint64
+	gaps, repairs, loads, stale, refused, authErrors                             atomic.Uint64
 }
 
 // Store is the cluster-wide state of one node. Its objects are safe for
@@ -115,7 +123,9 @@ type Store struct {
 	// scriptLoaded is false until applyScript is in Redis's script cache
 	// (and again after a NOSCRIPT answer: Redis restarted).
 	scriptLoaded atomic.Bool
-	lastCheck    time.Time // of the anti-entropy pass; sync loop only
+	lastCheck    time.Time    // of the anti-entropy pass; sync loop only
+	lastSync     atomic.Int64 // unix ns of the last successful pipeline
+	reason       atomic.Int32 // a failure: why Redis was last unreachable
 
 	mu       sync.Mutex
 	maps     map[string]*Map
@@ -224,7 +234,22 @@ func (s *Store) Close() {
 
 // Stats returns the loop's counts so far.
 func (s *Store) Stats() Stats {
+	var last time.Time
+	if ns := s.lastSync.Load(); ns != 0 {
+		last = time.Unix(0, ns)
+	}
+	queued := 0
+	ms, _, _ := s.snapshot()
+	for _, m := range ms {
+		m.mu.Lock()
+		queued += len(m.ops)
+		m.mu.Unlock()
+	}
 	return Stats{
+		AuthErrors:  s.stats.authErrors.Load(),
+		Reason:      failure(s.reason.Load()).String(),
+		LastSync:    last,
+		Queued:      queued,
 		Connected:   s.connected.Load(),
 		Flushes:     s.stats.flushes.Load(),
 		FlushErrors: s.stats.flushErrors.Load(),

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,58 @@ import (
 // maxBackoff is the longest wait between two reconnection attempts.
 const maxBackoff = 5 * time.Second
 
+// DownLogEvery is how often, at most, the log says again that Redis is
+// still unreachable (with the number of failed attempts since).
+const DownLogEvery = 30 * time.Second
+
+// failure is why the last attempt to reach Redis failed.
+type failure int32
+
+const (
+	failNone failure = iota
+	failDown         // no answer: refused, timed out, reset
+	failAuth         // the server refused the credentials or a command
+	failTLS          // the TLS handshake failed
+)
+
+func (f failure) String() string {
+	switch f {
+	case failDown:
+		return "down"
+	case failAuth:
+		return "auth"
+	case failTLS:
+		return "tls"
+	}
+	return ""
+}
+
+// failureOf classifies an error of talking to Redis.
+func failureOf(err error) failure {
+	if err == nil {
+		return failNone
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		msg := re.Error()
+		for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR AUTH", "ERR invalid password", "ERR Client sent AUTH"} {
+			if strings.HasPrefix(msg, p) {
+				return failAuth
+			}
+		}
+	}
+	var rh tls.RecordHeaderError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &rh) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &ve) ||
+		strings.Contains(err.Error(), "tls: ") {
+		return failTLS
+	}
+	return failDown
+}
+
 // syncLoop sends the queued writes every interval while Redis answers,
 // and tries to reconnect with exponential backoff while it does not.
 func (s *Store) syncLoop(ctx context.Context) {
@@ -23,15 +77,33 @@ func (s *Store) syncLoop(ctx context.Context) {
 	backoff := s.opts.SyncInterval
 	var retryAt time.Time
 	down := false // an outage has been logged and counted
+	var lastLog time.Time
+	var failures int
 	fail := func(err error) {
 		s.connected.Store(false)
 		retryAt = time.Now().Add(backoff)
 		backoff = min(2*backoff, maxBackoff)
-		if !down && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			return
+		}
+		why := failureOf(err)
+		s.reason.Store(int32(why))
+		if why == failAuth {
+			s.stats.authErrors.Add(1)
+		}
+		failures++
+		switch {
+		case !down:
 			down = true
 			s.stats.disconnects.Add(1)
-			s.log.Warn("redis unreachable: deciding on local state, fallback limits apply", "err", err)
+			s.log.Warn("redis unreachable: deciding on local state, fallback limits apply", "reason", why.String(), "err", err)
+		case time.Since(lastLog) < DownLogEvery:
+			return
+		default:
+			s.log.Warn("redis still unreachable: deciding on local state, fallback limits apply", "reason", why.String(),
+				"failures", failures, "err", err)
 		}
+		lastLog, failures = time.Now(), 0
 	}
 	lastSweep := time.Now()
 	sweeps := 0
@@ -41,6 +113,7 @@ func (s *Store) syncLoop(ctx context.Context) {
 				fail(err)
 			} else {
 				backoff = s.opts.SyncInterval
+				s.reason.Store(int32(failNone))
 				if down {
 					down = false
 					s.stats.reconnects.Add(1)
@@ -203,6 +276,7 @@ func (s *Store) flush(ctx context.Context) error {
 		return fmt.Errorf("cluster: sync: %w", err)
 	}
 	s.stats.flushes.Add(1)
+	s.lastSync.Store(time.Now().UnixNano())
 	s.stats.opsSent.Add(uint64(nOps + len(msg.Charges) + len(cs)))
 	for _, c := range calls {
 		if err := c.cmd.Err(); err != nil {

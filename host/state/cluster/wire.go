@@ -88,15 +88,17 @@ func millis(d time.Duration) int64 {
 // mapKeyPrefix is the Redis key prefix of map name's entries. The name's
 // length goes first so that no map's keys match another map's prefix.
 // ("e:", not the "m:" of the string entries of luafw before versions:
-// the two formats do not mix.)
+// the two formats do not mix.) The braces are a Redis Cluster hash tag:
+// one map's keys and its sequence key share a hash slot, as one script
+// call that touches them all needs.
 func mapKeyPrefix(prefix, name string) string {
-	return prefix + "e:" + strconv.Itoa(len(name)) + ":" + name + ":"
+	return prefix + "e:{" + strconv.Itoa(len(name)) + ":" + name + "}:"
 }
 
 // mapSeqKey is the key of map name's sequence number: how many writes
 // Redis has accepted and published for it.
 func mapSeqKey(prefix, name string) string {
-	return prefix + "s:" + strconv.Itoa(len(name)) + ":" + name
+	return prefix + "s:{" + strconv.Itoa(len(name)) + ":" + name + "}"
 }
 
 // globEscape escapes the characters SCAN MATCH treats as patterns.
