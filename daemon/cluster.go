@@ -39,15 +39,53 @@ func newClusterState(cfg *config.File, log *slog.Logger) (*cluster.Store, error)
 		}
 		password = strings.TrimSpace(string(b))
 	}
+	sen := r.Sentinel
+	senPassword := sen.Password
+	if sen.PasswordFile != "" {
+		b, err := os.ReadFile(rel(cfg, sen.PasswordFile))
+		if err != nil {
+			return nil, fmt.Errorf("state.redis.sentinel.password_file: %w", err)
+		}
+		senPassword = strings.TrimSpace(string(b))
+	}
 	tlsConf, err := redisTLS(cfg, r.TLS)
 	if err != nil {
 		return nil, err
 	}
-	return cluster.New(cluster.Options{
-		Addrs: r.Addrs, Username: r.Username, Password: password, DB: r.DB, TLS: tlsConf,
+	addrs := r.Addrs
+	if len(sen.Addrs) > 0 {
+		addrs = sen.Addrs
+	}
+	if r.Auth == "none" {
+		log.Warn("state.redis.auth: none: Redis is used without credentials; anyone who reaches it can ban, unban and drain limits on every node (docs/scale.md, Security)")
+	}
+	cl, err := cluster.New(cluster.Options{
+		Addrs: addrs, Username: r.Username, Password: password, DB: r.DB, TLS: tlsConf,
+		MasterName: sen.Master, SentinelUsername: sen.Username, SentinelPassword: senPassword,
 		Prefix: r.Prefix, SyncInterval: time.Duration(s.SyncInterval), FallbackShare: s.FallbackShare,
 		Logger: log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Wrong credentials or a refused TLS handshake are a configuration
+	// mistake, not an outage: the start fails unless told otherwise. Redis
+	// merely down is an outage: the node starts on local state.
+	switch reason, err := cl.Probe(context.Background(), 3*time.Second); reason {
+	case "auth", "tls":
+		if r.OnAuthFailure != "local" {
+			cl.Close()
+			what := "refused the credentials (state.redis.username, password_file)"
+			if reason == "tls" {
+				what = "refused the TLS handshake (state.redis.tls)"
+			}
+			return nil, fmt.Errorf("state.redis: Redis at %s %s: %w; fix them, or set state.redis.on_auth_failure: local to start on local state", strings.Join(addrs, ", "), what, err)
+		}
+		log.Error("state.redis: Redis refused this node; starting on local state (on_auth_failure: local)", "reason", reason, "err", err)
+	case "down":
+		log.Warn("state.redis: Redis does not answer yet; starting on local state", "err", err)
+	}
+	return cl, nil
 }
 
 func redisTLS(cfg *config.File, t config.RedisTLS) (*tls.Config, error) {

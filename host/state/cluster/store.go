@@ -32,9 +32,14 @@ const (
 
 // Options configure a Store.
 type Options struct {
-	// Addrs are the Redis servers: one address, or several seeds of a
-	// Redis Cluster.
+	// Addrs is the Redis server's address; with MasterName, the
+	// sentinels' addresses.
 	Addrs []string
+	// MasterName, when set, makes Addrs sentinels (Redis Sentinel): the
+	// store asks them for the master and follows it when they fail over.
+	MasterName string
+	// SentinelUsername and SentinelPassword authenticate to the sentinels.
+	SentinelUsername, SentinelPassword string
 	// Username and Password authenticate (ACL user, or only Password for
 	// requirepass).
 	Username, Password string
@@ -144,6 +149,9 @@ func New(opts Options) (*Store, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("cluster: no redis address")
 	}
+	if len(opts.Addrs) > 1 && opts.MasterName == "" {
+		return nil, errors.New("cluster: several redis addresses: Redis Cluster is not supported (name a Sentinel master for failover)")
+	}
 	if opts.FallbackShare == 0 {
 		opts.FallbackShare = 1
 	}
@@ -179,6 +187,7 @@ func New(opts Options) (*Store, error) {
 		log:  opts.Logger.With("component", "cluster-state"),
 		rdb: redis.NewUniversalClient(&redis.UniversalOptions{
 			Addrs: opts.Addrs, Username: opts.Username, Password: opts.Password, DB: opts.DB,
+			MasterName: opts.MasterName, SentinelUsername: opts.SentinelUsername, SentinelPassword: opts.SentinelPassword,
 			TLSConfig: opts.TLS, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
 		}),
@@ -230,6 +239,19 @@ func (s *Store) Close() {
 		cancel()
 	}
 	_ = s.rdb.Close()
+}
+
+// Probe asks Redis once (a PING, within timeout) whether it answers this
+// store's connections with its credentials. reason is "" when it does,
+// else "down" (no answer), "auth" (credentials refused) or "tls" (the
+// handshake failed), with the error.
+func (s *Store) Probe(ctx context.Context, timeout time.Duration) (reason string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return failureOf(err).String(), fmt.Errorf("cluster: %w", err)
+	}
+	return "", nil
 }
 
 // Stats returns the loop's counts so far.
