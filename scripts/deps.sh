@@ -11,6 +11,7 @@ command -v iperf3    >/dev/null 2>&1 || need+=(iperf3)
 command -v tcpdump   >/dev/null 2>&1 || need+=(tcpdump)
 # fleet tests: shared state (Redis) and the HA pair (VRRP, conntrack sync)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v keepalived   >/dev/null 2>&1 || need+=(keepalived)
 command -v conntrackd   >/dev/null 2>&1 || need+=(conntrackd)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -20,6 +20,13 @@ import (
 // same map through restarts, outages and concurrent writes to the same
 // keys; afterwards both copies and Redis must hold the same entries.
 
+// redisAt is a Redis server a test reads.
+type redisAt struct{ addr, password string }
+
+func (a redisAt) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: a.addr, Password: a.password, DisableIdentity: true})
+}
+
 // contents is a map's live entries, values encoded as in Redis.
 func contents(m *Map) map[string]string {
 	out := map[string]string{}
@@ -31,9 +38,9 @@ func contents(m *Map) map[string]string {
 
 // redisContents is what Redis holds for map name under prefix: its live
 // entries, tombstones left out.
-func redisContents(t *testing.T, addr, prefix, name string) map[string]string {
+func redisContents(t *testing.T, at redisAt, prefix, name string) map[string]string {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	c := at.client()
 	defer c.Close()
 	ctx := context.Background()
 	p := mapKeyPrefix(prefix, name)
@@ -88,7 +95,7 @@ func diff(a, b map[string]string) string {
 
 // explain shows, for one key that differs, its version on every node and
 // in Redis, and each node's stats.
-func explain(t *testing.T, r *testRedis, prefix, name string, got, want map[string]string, ms []*Map) string {
+func explain(at redisAt, prefix, name string, got, want map[string]string, ms []*Map) string {
 	var key string
 	for k, v := range got {
 		if want[k] != v {
@@ -104,7 +111,7 @@ func explain(t *testing.T, r *testRedis, prefix, name string, got, want map[stri
 			}
 		}
 	}
-	c := redis.NewClient(&redis.Options{Addr: r.addr, DisableIdentity: true})
+	c := at.client()
 	defer c.Close()
 	h, _ := c.HGetAll(context.Background(), mapKeyPrefix(prefix, name)+key).Result()
 	seq, _ := c.Get(context.Background(), mapSeqKey(prefix, name)).Result()
@@ -124,18 +131,18 @@ func explain(t *testing.T, r *testRedis, prefix, name string, got, want map[stri
 
 // converge waits until every map and Redis hold the same entries, and
 // returns how long that took; it fails the test after limit.
-func converge(t *testing.T, r *testRedis, prefix, name string, limit time.Duration, ms ...*Map) time.Duration {
+func converge(t *testing.T, at redisAt, prefix, name string, limit time.Duration, ms ...*Map) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
-		want := redisContents(t, r.addr, prefix, name)
+		want := redisContents(t, at, prefix, name)
 		same := true
 		var why string
 		for i, m := range ms {
 			got := contents(m)
 			if !maps.Equal(got, want) {
 				same = false
-				why = fmt.Sprintf("node %d (%d keys) vs Redis (%d keys): %s; %s", i, len(got), len(want), diff(got, want), explain(t, r, prefix, name, got, want, ms))
+				why = fmt.Sprintf("node %d (%d keys) vs Redis (%d keys): %s; %s", i, len(got), len(want), diff(got, want), explain(at, prefix, name, got, want, ms))
 				break
 			}
 		}
@@ -172,7 +179,7 @@ func TestRestartDuringWriteStorm(t *testing.T) {
 	for i := range 20_000 {
 		_ = ma.Set(fmt.Sprintf("pre%d", i), state.BoolValue(true), time.Hour)
 	}
-	converge(t, r, prefix, "storm", 10*time.Second, ma, b.Map("storm").(*Map))
+	converge(t, redisAt{addr: r.addr}, prefix, "storm", 10*time.Second, ma, b.Map("storm").(*Map))
 	const keys = 20_000
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -202,7 +209,7 @@ func TestRestartDuringWriteStorm(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	wg.Wait()
-	took := converge(t, r, prefix, "storm", 20*time.Second, ma, mb)
+	took := converge(t, redisAt{addr: r.addr}, prefix, "storm", 20*time.Second, ma, mb)
 	t.Logf("B restarted during a storm of %d writes: A, B and Redis equal (%d keys) %v after the storm ended; B: %+v",
 		keys, len(contents(ma)), took.Round(time.Millisecond), b.Stats())
 }
@@ -222,7 +229,7 @@ func TestConcurrentWritesConverge(t *testing.T) {
 	for i := range rounds {
 		_ = ma.Set(fmt.Sprintf("k%d", i), state.BoolValue(true), time.Hour)
 	}
-	converge(t, r, prefix, "race", 10*time.Second, ma, mb)
+	converge(t, redisAt{addr: r.addr}, prefix, "race", 10*time.Second, ma, mb)
 	var start sync.WaitGroup
 	var wg sync.WaitGroup
 	start.Add(1)
@@ -252,7 +259,7 @@ func TestConcurrentWritesConverge(t *testing.T) {
 	}
 	start.Done()
 	wg.Wait()
-	took := converge(t, r, prefix, "race", 10*time.Second, ma, mb)
+	took := converge(t, redisAt{addr: r.addr}, prefix, "race", 10*time.Second, ma, mb)
 	got := contents(ma)
 	kept := 0
 	for i := 1; i < rounds; i += 2 {
@@ -342,7 +349,7 @@ func TestPartitionBacklogConverges(t *testing.T) {
 	for i := range 2000 {
 		_ = ma.Set(fmt.Sprintf("old%d", i), state.BoolValue(true), time.Hour)
 	}
-	converge(t, r, prefix, "bans", 10*time.Second, ma, mb)
+	converge(t, redisAt{addr: r.addr}, prefix, "bans", 10*time.Second, ma, mb)
 
 	p.setCut(true)
 	eventually(t, 10*time.Second, "b notices the partition", func() bool { return !b.Stats().Connected })
@@ -359,7 +366,7 @@ func TestPartitionBacklogConverges(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	healed := time.Now()
 	p.setCut(false)
-	took := converge(t, r, prefix, "bans", 20*time.Second, ma, mb)
+	took := converge(t, redisAt{addr: r.addr}, prefix, "bans", 20*time.Second, ma, mb)
 	n := len(contents(ma))
 	if n != 2000-1100+10_000+1000 {
 		t.Errorf("converged on %d keys; want %d", n, 2000-1100+10_000+1000)
