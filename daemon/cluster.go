@@ -143,7 +143,7 @@ func (d *Daemon) keepStateBackend(cfg *config.File) {
 type clusterCollector struct {
 	cl                                                           *cluster.Store
 	connected, down, syncs, ops, disc, reconn, resyncs, lastSync *prometheus.Desc
-	queued, authErrs                                             *prometheus.Desc
+	queued, authErrs, mismatch                                   *prometheus.Desc
 }
 
 func newClusterCollector(cl *cluster.Store) *clusterCollector {
@@ -158,11 +158,12 @@ func newClusterCollector(cl *cluster.Store) *clusterCollector {
 		lastSync:  prometheus.NewDesc("luafw_cluster_last_sync_timestamp_seconds", "When the last sync pipeline succeeded (0: never).", nil, nil),
 		queued:    prometheus.NewDesc("luafw_cluster_queued", "Cluster map writes waiting to be sent.", nil, nil),
 		authErrs:  prometheus.NewDesc("luafw_cluster_auth_errors_total", "Attempts to reach Redis refused on credentials or permissions.", nil, nil),
+		mismatch:  prometheus.NewDesc("luafw_cluster_bucket_mismatches_total", "Messages of other nodes charging a cluster bucket of the same name with another rate or burst.", nil, nil),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connected, c.down, c.syncs, c.ops, c.disc, c.reconn, c.resyncs, c.lastSync, c.queued, c.authErrs} {
+	for _, d := range []*prometheus.Desc{c.connected, c.down, c.syncs, c.ops, c.disc, c.reconn, c.resyncs, c.lastSync, c.queued, c.authErrs, c.mismatch} {
 		ch <- d
 	}
 }
@@ -202,6 +203,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.lastSync, prometheus.GaugeValue, last)
 	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(s.Queued))
 	ch <- prometheus.MustNewConstMetric(c.authErrs, prometheus.CounterValue, float64(s.AuthErrors))
+	ch <- prometheus.MustNewConstMetric(c.mismatch, prometheus.CounterValue, float64(s.BucketMismatches))
 }
 
 // rel resolves p against the configuration's directory.

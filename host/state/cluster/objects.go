@@ -343,6 +343,9 @@ type Bucket struct {
 	shared   *state.Bucket
 	fallback *state.Bucket
 	floor    float64
+	// mismatchLog limits the warnings about other nodes using this name
+	// with another rate or burst.
+	mismatchLog everyLimit
 	// charges are the tokens taken here since the last sync, per key;
 	// sharded like the buckets so that workers rarely share a lock.
 	charges [chargeShards]chargeShard
@@ -391,4 +394,12 @@ func (b *Bucket) take(out []charge) []charge {
 		sh.mu.Unlock()
 	}
 	return out
+}
+
+// everyLimit allows one event per minute.
+type everyLimit struct{ next atomic.Int64 }
+
+func (l *everyLimit) allow(now time.Time) bool {
+	next := l.next.Load()
+	return now.UnixNano() >= next && l.next.CompareAndSwap(next, now.Add(time.Minute).UnixNano())
 }

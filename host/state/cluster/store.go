@@ -94,6 +94,9 @@ type Stats struct {
 	Stale       uint64 // queued map writes dropped: older than the tombstone TTL
 	Refused     uint64 // map writes Redis refused or could not apply (a bad value, an older version is not counted)
 	AuthErrors  uint64 // attempts to reach Redis that failed on credentials or permissions
+	// BucketMismatches counts messages of other nodes charging a bucket
+	// family of this node's name with another rate or burst.
+	BucketMismatches uint64
 	// Reason is why Redis was last unreachable: "down", "auth" or "tls";
 	// "" while connected.
 	Reason string
@@ -105,7 +108,7 @@ type Stats struct {
 
 type counters struct {
 	flushes, flushErrors, opsSent, opsReceived, dropped, disconnects, reconnects atomic.Uint64
-	gaps, repairs, loads, stale, refused, authErrors                             atomic.Uint64
+	gaps, repairs, loads, stale, refused, authErrors, mismatches                 atomic.Uint64
 }
 
 // Store is the cluster-wide state of one node. Its objects are safe for
@@ -268,23 +271,24 @@ func (s *Store) Stats() Stats {
 		m.mu.Unlock()
 	}
 	return Stats{
-		AuthErrors:  s.stats.authErrors.Load(),
-		Reason:      failure(s.reason.Load()).String(),
-		LastSync:    last,
-		Queued:      queued,
-		Connected:   s.connected.Load(),
-		Flushes:     s.stats.flushes.Load(),
-		FlushErrors: s.stats.flushErrors.Load(),
-		OpsSent:     s.stats.opsSent.Load(),
-		OpsReceived: s.stats.opsReceived.Load(),
-		Dropped:     s.stats.dropped.Load(),
-		Disconnects: s.stats.disconnects.Load(),
-		Reconnects:  s.stats.reconnects.Load(),
-		Gaps:        s.stats.gaps.Load(),
-		Repairs:     s.stats.repairs.Load(),
-		Loads:       s.stats.loads.Load(),
-		Stale:       s.stats.stale.Load(),
-		Refused:     s.stats.refused.Load(),
+		AuthErrors:       s.stats.authErrors.Load(),
+		BucketMismatches: s.stats.mismatches.Load(),
+		Reason:           failure(s.reason.Load()).String(),
+		LastSync:         last,
+		Queued:           queued,
+		Connected:        s.connected.Load(),
+		Flushes:          s.stats.flushes.Load(),
+		FlushErrors:      s.stats.flushErrors.Load(),
+		OpsSent:          s.stats.opsSent.Load(),
+		OpsReceived:      s.stats.opsReceived.Load(),
+		Dropped:          s.stats.dropped.Load(),
+		Disconnects:      s.stats.disconnects.Load(),
+		Reconnects:       s.stats.reconnects.Load(),
+		Gaps:             s.stats.gaps.Load(),
+		Repairs:          s.stats.repairs.Load(),
+		Loads:            s.stats.loads.Load(),
+		Stale:            s.stats.stale.Load(),
+		Refused:          s.stats.refused.Load(),
 	}
 }
 

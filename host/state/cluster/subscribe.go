@@ -79,6 +79,16 @@ func (s *Store) apply(payload string) error {
 	// Look the objects up under s.mu; apply outside it, in order.
 	var todo []func()
 	s.mu.Lock()
+	for _, p := range msg.Params {
+		if b, ok := s.buckets[p.Bucket]; ok && (p.Rate != b.shared.Rate() || p.Burst != b.shared.Burst()) {
+			s.stats.mismatches.Add(1)
+			if b.mismatchLog.allow(time.Now()) {
+				s.log.Warn("cluster bucket used with other limits on another node: the fleet enforces neither; give a changed bucket a new name",
+					"bucket", p.Bucket, "node", msg.Node, "their_rate", p.Rate, "their_burst", p.Burst,
+					"our_rate", b.shared.Rate(), "our_burst", b.shared.Burst())
+			}
+		}
+	}
 	for _, c := range msg.Charges {
 		if b, ok := s.buckets[c.Bucket]; ok {
 			todo = append(todo, func() { b.shared.Charge(c.Key, c.N, b.floor) })

@@ -239,7 +239,11 @@ func (s *Store) flush(ctx context.Context) error {
 	}
 	msg := message{Node: s.opts.Node}
 	for _, b := range bs {
+		n := len(msg.Charges)
 		msg.Charges = b.take(msg.Charges)
+		if len(msg.Charges) > n {
+			msg.Params = append(msg.Params, bucketParams{Bucket: b.name, Rate: b.shared.Rate(), Burst: b.shared.Burst()})
+		}
 	}
 	deltas := make([]int64, len(cs))
 	ccmds := make([]*redis.IntCmd, len(cs))

@@ -41,6 +41,16 @@ type charge struct {
 type message struct {
 	Node    string   `json:"node"`
 	Charges []charge `json:"charges,omitempty"`
+	// Params are the rate and burst of each bucket family charged, so
+	// that a node using other ones under the same name notices.
+	Params []bucketParams `json:"params,omitempty"`
+}
+
+// bucketParams are one bucket family's rate and burst.
+type bucketParams struct {
+	Bucket string  `json:"b"`
+	Rate   float64 `json:"r"`
+	Burst  float64 `json:"bu"`
 }
 
 // encodeValue writes v as stored in Redis: numbers as plain decimal (so
