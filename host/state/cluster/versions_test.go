@@ -1,10 +1,14 @@
 package cluster
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luafw/luafw/host/state"
 )
 
 // TestBucketMismatchReported: two plugin versions using one cluster
@@ -40,5 +44,62 @@ func TestBucketMismatchReported(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "cluster bucket used with other limits"); n != 1 {
 		t.Errorf("logged %d times; want once a minute", n)
+	}
+}
+
+// aclRules are the ACL docs/scale.md gives a fleet's Redis user, for
+// prefix p: the commands luafw sends (and its script calls), its keys and
+// its channel, nothing else.
+func aclRules(p string) []any {
+	return []any{"on", ">fleet-acl-secret", "resetkeys", "~" + p + "*", "resetchannels", "&" + p + "sync", "-@all",
+		"+ping", "+evalsha", "+script|load", "+scan", "+hmget", "+pttl", "+get", "+mget",
+		"+incrby", "+subscribe", "+publish", "+hset", "+del", "+pexpire"}
+}
+
+// TestMinimalACL runs two nodes as a Redis ACL user with only the rules of
+// aclRules: every kind of write works and converges, and the user can
+// touch no key outside the prefix.
+func TestMinimalACL(t *testing.T) {
+	r := startRedis(t)
+	prefix := fmt.Sprintf("t%d:", r.port)
+	admin := redisAt{addr: r.addr}.client()
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "luafw"}, aclRules(prefix)...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncLog
+	user := func(o *Options) {
+		o.Username, o.Password = "luafw", "fleet-acl-secret"
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	}
+	a, b := newNode(t, r, "a", user), newNode(t, r, "b", user)
+	eventually(t, 5*time.Second, "a connects", connected(a))
+	eventually(t, 5*time.Second, "b connects", connected(b))
+	ma, mb := a.Map("bans").(*Map), b.Map("bans").(*Map)
+	time.Sleep(2 * a.SyncInterval())
+	_ = ma.Set("x", state.BoolValue(true), time.Minute)
+	_, _ = mb.Incr("n", 2, 0, time.Minute)
+	_ = mb.Set("y", state.StringValue("z"), 0)
+	ma.Delete("y")
+	a.Counter("c").Add(3)
+	ba, _ := a.Bucket("k", 10, 2)
+	ba.TakeN("x", 1)
+	converge(t, redisAt{addr: r.addr}, prefix, "bans", 5*time.Second, ma, mb)
+	eventually(t, 5*time.Second, "the counter reaches b", func() bool { return b.Counter("c").Get() == 3 })
+	for _, s := range []*Store{a, b} {
+		if st := s.Stats(); st.Refused != 0 || st.FlushErrors != 0 || st.AuthErrors != 0 {
+			t.Errorf("a command was refused: %+v\n%s", st, logs.String())
+		}
+	}
+	// The user can touch nothing else.
+	c := redisAt{addr: r.addr}.client()
+	c.Options().Username, c.Options().Password = "luafw", "fleet-acl-secret"
+	defer c.Close()
+	if err := c.Set(ctx, "other:key", 1, 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("SET outside the prefix: %v", err)
+	}
+	if err := c.Publish(ctx, "other", "x").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("PUBLISH on another channel: %v", err)
 	}
 }
