@@ -53,21 +53,23 @@ func redisContents(t *testing.T, at redisAt, prefix, name string) map[string]str
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
 	}
-	pipe := c.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(keys))
-	for i, k := range keys {
-		cmds[i] = pipe.HMGet(ctx, k, "v", "d")
-	}
-	if len(keys) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), 1000)]
+		keys = keys[len(batch):]
+		pipe := c.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(batch))
+		for i, k := range batch {
+			cmds[i] = pipe.HMGet(ctx, k, "v", "d")
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for i, k := range keys {
-		f := cmds[i].Val()
-		if len(f) == 2 && f[1] == nil {
-			if v, ok := f[0].(string); ok {
-				out[strings.TrimPrefix(k, p)] = v
+		for i, k := range batch {
+			f := cmds[i].Val()
+			if len(f) == 2 && f[1] == nil {
+				if v, ok := f[0].(string); ok {
+					out[strings.TrimPrefix(k, p)] = v
+				}
 			}
 		}
 	}
@@ -115,7 +117,8 @@ func explain(at redisAt, prefix, name string, got, want map[string]string, ms []
 	defer c.Close()
 	h, _ := c.HGetAll(context.Background(), mapKeyPrefix(prefix, name)+key).Result()
 	seq, _ := c.Get(context.Background(), mapSeqKey(prefix, name)).Result()
-	out := fmt.Sprintf("key %q in Redis %v (map seq %s)", key, h, seq)
+	n, _ := c.DBSize(context.Background()).Result()
+	out := fmt.Sprintf("key %q in Redis %v (map seq %s, dbsize %d)", key, h, seq, n)
 	for i, m := range ms {
 		sh := m.metaShard(key)
 		sh.mu.Lock()

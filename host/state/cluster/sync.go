@@ -191,6 +191,12 @@ func (s *Store) loadMaps(ctx context.Context) error {
 // runs a script alone, so a long one would stall every other client.
 const maxOpsPerScript = 256
 
+// maxOpsPerFlush bounds the map writes one sync pipeline carries, so that
+// a backlog (a write storm, an outage's queue) is sent over a few
+// intervals rather than in one pipeline that outlasts the client's read
+// timeout: 8,192 writes take Redis about 100 ms.
+const maxOpsPerFlush = 8192
+
 // scriptCall is one applyScript call in a flush's pipeline.
 type scriptCall struct {
 	m   *Map
@@ -217,8 +223,14 @@ func (s *Store) flush(ctx context.Context) error {
 	var calls []scriptCall
 	staleBefore := s.clock.wall().Add(-s.opts.TombstoneTTL).UnixMicro()
 	nOps := 0
+	budget := maxOpsPerFlush
 	for _, m := range ms {
 		ops := m.take()
+		if len(ops) > budget {
+			m.requeue(ops[budget:]) // the next interval sends them, still first
+			ops = ops[:budget]
+		}
+		budget -= len(ops)
 		fresh := ops[:0]
 		for _, op := range ops {
 			if op.Ver.H < staleBefore {
