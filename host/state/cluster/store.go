@@ -28,6 +28,7 @@ const (
 	DefaultMaxPending   = 100_000
 	DefaultTombstoneTTL = time.Hour
 	DefaultCheckEvery   = time.Second
+	DefaultDownLogEvery = 30 * time.Second
 )
 
 // Options configure a Store.
@@ -70,6 +71,10 @@ type Options struct {
 	// sequence number in Redis with what this node applied (one MGET);
 	// DefaultCheckEvery when <= 0.
 	CheckEvery time.Duration
+	// DownLogEvery is how often, at most, the log says again that Redis
+	// is still unreachable (with the failed attempts since);
+	// DefaultDownLogEvery when <= 0.
+	DownLogEvery time.Duration
 	// Node names this node in published messages; a random name when empty.
 	Node string
 	// Clock and Limits are those of the local copies (see host/state).
@@ -178,6 +183,9 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.CheckEvery <= 0 {
 		opts.CheckEvery = DefaultCheckEvery
+	}
+	if opts.DownLogEvery <= 0 {
+		opts.DownLogEvery = DefaultDownLogEvery
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

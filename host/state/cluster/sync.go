@@ -17,9 +17,6 @@ import (
 // maxBackoff is the longest wait between two reconnection attempts.
 const maxBackoff = 5 * time.Second
 
-// DownLogEvery is how often, at most, the log says again that Redis is
-// still unreachable (with the number of failed attempts since).
-const DownLogEvery = 30 * time.Second
 
 // failure is why the last attempt to reach Redis failed.
 type failure int32
@@ -97,7 +94,7 @@ func (s *Store) syncLoop(ctx context.Context) {
 			down = true
 			s.stats.disconnects.Add(1)
 			s.log.Warn("redis unreachable: deciding on local state, fallback limits apply", "reason", why.String(), "err", err)
-		case time.Since(lastLog) < DownLogEvery:
+		case time.Since(lastLog) < s.opts.DownLogEvery:
 			return
 		default:
 			s.log.Warn("redis still unreachable: deciding on local state, fallback limits apply", "reason", why.String(),

@@ -103,3 +103,23 @@ func TestMinimalACL(t *testing.T) {
 		t.Errorf("PUBLISH on another channel: %v", err)
 	}
 }
+
+// TestOutageLoggedAgain: while Redis stays down the log says so again at
+// most every DownLogEvery, not only once, with the reason.
+func TestOutageLoggedAgain(t *testing.T) {
+	r := startRedis(t)
+	r.stop()
+	var logs syncLog
+	newNode(t, r, "a", func(o *Options) {
+		o.DownLogEvery = 300 * time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	eventually(t, 10*time.Second, "the outage is logged again", func() bool {
+		return strings.Contains(logs.String(), "redis still unreachable")
+	})
+	time.Sleep(time.Second)
+	first, again := strings.Count(logs.String(), "redis unreachable"), strings.Count(logs.String(), "redis still unreachable")
+	if first != 1 || again > 6 || !strings.Contains(logs.String(), "reason=down") {
+		t.Errorf("logged %d times first and %d again in about 1.3 s (every 300 ms at most):\n%s", first, again, logs.String())
+	}
+}
