@@ -17,7 +17,6 @@ import (
 // maxBackoff is the longest wait between two reconnection attempts.
 const maxBackoff = 5 * time.Second
 
-
 // failure is why the last attempt to reach Redis failed.
 type failure int32
 
