@@ -77,7 +77,7 @@ func newClusterState(cfg *config.File, log *slog.Logger) (*cluster.Store, error)
 			cl.Close()
 			what := "refused the credentials (state.redis.username, password_file)"
 			if reason == "tls" {
-				what = "refused the TLS handshake (state.redis.tls)"
+				what = "failed the TLS handshake (state.redis.tls)"
 			}
 			return nil, fmt.Errorf("state.redis: Redis at %s %s: %w; fix them, or set state.redis.on_auth_failure: local to start on local state", strings.Join(addrs, ", "), what, err)
 		}
