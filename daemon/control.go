@@ -81,6 +81,9 @@ type BackendStatus struct {
 	Dropped     uint64     `json:"dropped"`     // map writes dropped: queue full or too old
 	AuthErrors  uint64     `json:"auth_errors"` // attempts refused on credentials
 	Resyncs     uint64     `json:"resyncs"`     // map loads after a gap or a failed check
+	// LagSeconds is how long after it was written the last write heard
+	// from the fleet was applied here (pub/sub lag, writer's queue included).
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // PluginStatus is one running plugin.
@@ -161,7 +164,7 @@ func (d *Daemon) Status() Status {
 	if d.cluster != nil {
 		cs := d.cluster.Stats()
 		b := &BackendStatus{Kind: "redis", Connected: cs.Connected, Reason: cs.Reason, Queued: cs.Queued,
-			Dropped: cs.Dropped + cs.Stale, AuthErrors: cs.AuthErrors, Resyncs: cs.Gaps + cs.Repairs}
+			Dropped: cs.Dropped + cs.Stale, AuthErrors: cs.AuthErrors, Resyncs: cs.Gaps + cs.Repairs, LagSeconds: cs.Lag.Seconds()}
 		if !cs.LastSync.IsZero() {
 			t := cs.LastSync.UTC()
 			b.LastSync, b.LastSyncAge = &t, time.Since(cs.LastSync).Seconds()

@@ -56,6 +56,9 @@ func TestFleetOperatorLiftsBan(t *testing.T) {
 	lifted := time.Now()
 	until("the ban lifted on A", func() bool { return dialFrom(ctx, f.l.Client, viaA+":8081", 300*time.Millisecond) })
 	t.Logf("deleted on B: the source passes A again %v later", time.Since(lifted).Round(time.Millisecond))
+	if out := status(t, ctx, f.l.Router); out.Backend != nil {
+		t.Logf("A's pub/sub lag for the delete: %.3f s", out.Backend.LagSeconds)
+	}
 	if !dialFrom(ctx, f.l.Client, viaB+":8081", time.Second) {
 		t.Error("the ban deleted on B still holds on B")
 	}
@@ -65,7 +68,7 @@ func TestFleetOperatorLiftsBan(t *testing.T) {
 	}
 
 	st := status(t, ctx, f.l.Router)
-	if st.Backend == nil || !st.Backend.Connected || st.Backend.LastSync == nil || st.Backend.LastSyncAge > 5 {
+	if st.Backend == nil || !st.Backend.Connected || st.Backend.LastSync == nil || st.Backend.LastSyncAge > 5 || st.Backend.LagSeconds <= 0 {
 		t.Errorf("status backend on A: %+v", st.Backend)
 	}
 	code, out, _ = luafwIn(t, ctx, f.l.Router, "status")

@@ -154,8 +154,8 @@ func printStatus(w io.Writer, st *daemon.Status) {
 		if b.LastSync != nil {
 			last = fmt.Sprintf("%s ago", (time.Duration(b.LastSyncAge * float64(time.Second))).Round(time.Millisecond))
 		}
-		fmt.Fprintf(w, "state backend %s: %s, last sync %s, %d writes queued, %d dropped, %d auth errors, %d resyncs\n",
-			b.Kind, state, last, b.Queued, b.Dropped, b.AuthErrors, b.Resyncs)
+		fmt.Fprintf(w, "state backend %s: %s, last sync %s, %d writes queued, %d dropped, %d auth errors, %d resyncs, pub/sub lag %s\n",
+			b.Kind, state, last, b.Queued, b.Dropped, b.AuthErrors, b.Resyncs, (time.Duration(b.LagSeconds * float64(time.Second))).Round(time.Millisecond))
 	}
 	if o := st.Outputs; o != nil {
 		fmt.Fprintf(w, "events: %d written, %d suppressed, %d lost; capture: %d packets, %d lost\n",

@@ -231,10 +231,15 @@ func (m *Map) receive(msg mapMsg) int {
 	}
 	m.mu.Unlock()
 	n := 0
+	var newest int64
 	for _, e := range msg.entries {
+		newest = max(newest, e.ver.H)
 		if m.apply(e) {
 			n++
 		}
+	}
+	if newest > 0 {
+		m.s.lagUS.Store(max(0, m.s.clock.wall().UnixMicro()-newest))
 	}
 	return n
 }

@@ -109,6 +109,10 @@ type Stats struct {
 	LastSync time.Time
 	// Queued is the map writes waiting to be sent.
 	Queued int
+	// Lag is how long after it was written the newest write of the last
+	// map message received was applied here (writer's queue, Redis and
+	// pub/sub together; clocks apart add their difference).
+	Lag time.Duration
 }
 
 type counters struct {
@@ -139,6 +143,7 @@ type Store struct {
 	lastCheck    time.Time    // of the anti-entropy pass; sync loop only
 	lastSync     atomic.Int64 // unix ns of the last successful pipeline
 	reason       atomic.Int32 // a failure: why Redis was last unreachable
+	lagUS        atomic.Int64 // Stats.Lag, µs
 
 	mu       sync.Mutex
 	maps     map[string]*Map
@@ -284,6 +289,7 @@ func (s *Store) Stats() Stats {
 		Reason:           failure(s.reason.Load()).String(),
 		LastSync:         last,
 		Queued:           queued,
+		Lag:              time.Duration(s.lagUS.Load()) * time.Microsecond,
 		Connected:        s.connected.Load(),
 		Flushes:          s.stats.flushes.Load(),
 		FlushErrors:      s.stats.flushErrors.Load(),
