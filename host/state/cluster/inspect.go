@@ -59,7 +59,7 @@ func (m *Map) Lookup(key string) (state.Entry, bool) { return m.local.Lookup(key
 // plugin's) and reports whether this node's copy held it live.
 func (m *Map) Remove(key string) bool {
 	_, live := m.local.Lookup(key)
-	m.Delete(key)
+	m.delete(key, true)
 	return live
 }
 
@@ -68,7 +68,7 @@ func (m *Map) Remove(key string) bool {
 func (m *Map) Flush() int {
 	es := m.local.Entries()
 	for _, e := range es {
-		m.Delete(e.Key)
+		m.delete(e.Key, true)
 	}
 	return len(es)
 }

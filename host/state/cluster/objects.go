@@ -23,7 +23,9 @@ type Map struct {
 	// anti-entropy check finds the copy behind.
 	load atomic.Bool
 
-	metas [metaShards]metaShard
+	metas    [metaShards]metaShard
+	tombs    atomic.Int64 // tombstones in metas
+	maxTombs int64
 
 	mu   sync.Mutex
 	ops  []mapOp
@@ -55,7 +57,11 @@ type metaShard struct {
 }
 
 func newMap(s *Store, name string) *Map {
-	m := &Map{s: s, name: name, local: s.local.Map(name), last: map[string]int{}}
+	maxTombs := int64(s.opts.Limits.MaxKeys)
+	if maxTombs <= 0 {
+		maxTombs = state.DefaultMaxKeys
+	}
+	m := &Map{s: s, name: name, local: s.local.Map(name), last: map[string]int{}, maxTombs: maxTombs}
 	for i := range m.metas {
 		m.metas[i].m = map[string]meta{}
 	}
@@ -64,6 +70,35 @@ func newMap(s *Store, name string) *Map {
 }
 
 func (m *Map) metaShard(key string) *metaShard { return &m.metas[state.ShardHash(key)%metaShards] }
+
+// putMeta records key's version in sh (locked), counting tombstones. Past
+// the map's key limit in tombstones, a delete keeps none here (Redis still
+// keeps its own): a flood of deletes of distinct keys must not grow the
+// copy without bound.
+func (m *Map) putMeta(sh *metaShard, key string, mt meta) {
+	old, had := sh.m[key]
+	if had && old.dead {
+		m.tombs.Add(-1)
+	}
+	if mt.dead {
+		if m.tombs.Load() >= m.maxTombs {
+			delete(sh.m, key)
+			return
+		}
+		m.tombs.Add(1)
+	}
+	sh.m[key] = mt
+}
+
+// dropMeta forgets key's version (sh locked).
+func (m *Map) dropMeta(sh *metaShard, key string) {
+	if old, had := sh.m[key]; had {
+		if old.dead {
+			m.tombs.Add(-1)
+		}
+		delete(sh.m, key)
+	}
+}
 
 // Get reads the local copy.
 func (m *Map) Get(key string) (state.Value, bool) { return m.local.Get(key) }
@@ -84,7 +119,7 @@ func (m *Map) Set(key string, v state.Value, ttl time.Duration) error {
 		return err
 	}
 	ver := m.s.nextVersion()
-	sh.m[key] = meta{v: ver, seq: m.s.seq.Add(1)}
+	m.putMeta(sh, key, meta{v: ver, seq: m.s.seq.Add(1)})
 	sh.mu.Unlock()
 	m.queue(mapOp{Kind: opSet, Key: key, Ver: ver, Val: encodeValue(v), TTL: millis(ttl)})
 	return nil
@@ -101,7 +136,7 @@ func (m *Map) Incr(key string, delta, init float64, ttl time.Duration) (float64,
 		return 0, err
 	}
 	ver := m.s.nextVersion()
-	sh.m[key] = meta{v: ver, seq: m.s.seq.Add(1)}
+	m.putMeta(sh, key, meta{v: ver, seq: m.s.seq.Add(1)})
 	sh.mu.Unlock()
 	m.mu.Lock()
 	if i, ok := m.last[key]; ok {
@@ -116,13 +151,25 @@ func (m *Map) Incr(key string, delta, init float64, ttl time.Duration) (float64,
 }
 
 // Delete deletes from the local copy, leaving a tombstone, and queues the
-// delete.
-func (m *Map) Delete(key string) {
+// delete. A key this copy has never held (no entry, no version) is left
+// alone: a plugin deleting every source it sees must not fill Redis with
+// tombstones. (A set made elsewhere that has not arrived yet then wins.)
+func (m *Map) Delete(key string) { m.delete(key, false) }
+
+// delete is Delete; always sends the delete even for a key unknown here
+// (an operator's, whose copy may lack what the fleet has).
+func (m *Map) delete(key string, always bool) {
 	sh := m.metaShard(key)
 	sh.mu.Lock()
+	if _, known := sh.m[key]; !known && !always {
+		if _, live := m.local.Lookup(key); !live {
+			sh.mu.Unlock()
+			return
+		}
+	}
 	m.local.Delete(key)
 	ver := m.s.nextVersion()
-	sh.m[key] = meta{v: ver, seq: m.s.seq.Add(1), dead: true, exp: m.s.tombstoneExpiry()}
+	m.putMeta(sh, key, meta{v: ver, seq: m.s.seq.Add(1), dead: true, exp: m.s.tombstoneExpiry()})
 	sh.mu.Unlock()
 	m.queue(mapOp{Kind: opDelete, Key: key, Ver: ver})
 }
@@ -204,7 +251,7 @@ func (m *Map) apply(e entryMsg) bool {
 	m.s.clock.observe(e.ver.H)
 	if e.del {
 		m.local.Delete(e.key)
-		sh.m[e.key] = meta{v: e.ver, seq: m.s.seq.Add(1), dead: true, exp: m.s.tombstoneExpiry()}
+		m.putMeta(sh, e.key, meta{v: e.ver, seq: m.s.seq.Add(1), dead: true, exp: m.s.tombstoneExpiry()})
 		return true
 	}
 	if err := m.local.Set(e.key, v, time.Duration(max(e.ttl, 0))*time.Millisecond); err != nil {
@@ -212,7 +259,7 @@ func (m *Map) apply(e entryMsg) bool {
 		// next load tries again.
 		return false
 	}
-	sh.m[e.key] = meta{v: e.ver, seq: m.s.seq.Add(1)}
+	m.putMeta(sh, e.key, meta{v: e.ver, seq: m.s.seq.Add(1)})
 	return true
 }
 
@@ -297,7 +344,7 @@ func (m *Map) dropMissing(found map[string]bool, seq0 uint64) int {
 		for k, mt := range sh.m {
 			if !mt.dead && mt.seq <= seq0 && !found[k] && !pending[k] {
 				m.local.Delete(k)
-				delete(sh.m, k)
+				m.dropMeta(sh, k)
 				n++
 			}
 		}
@@ -315,10 +362,10 @@ func (m *Map) sweepMetas(now int64) {
 		for k, mt := range sh.m {
 			if mt.dead {
 				if now >= mt.exp {
-					delete(sh.m, k)
+					m.dropMeta(sh, k)
 				}
 			} else if _, ok := m.local.Lookup(k); !ok {
-				delete(sh.m, k)
+				m.dropMeta(sh, k)
 			}
 		}
 		sh.mu.Unlock()

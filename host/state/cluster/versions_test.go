@@ -123,3 +123,52 @@ func TestOutageLoggedAgain(t *testing.T) {
 		t.Errorf("logged %d times first and %d again in about 1.3 s (every 300 ms at most):\n%s", first, again, logs.String())
 	}
 }
+
+// TestDeletesBounded: deleting keys this node never held sends nothing and
+// keeps nothing (a plugin may delete every source it sees); an operator's
+// delete is sent anyway; local tombstones stop at the key limit.
+func TestDeletesBounded(t *testing.T) {
+	r := startRedis(t)
+	prefix := fmt.Sprintf("t%d:", r.port)
+	a := newNode(t, r, "a", func(o *Options) { o.Limits = state.Limits{MaxKeys: 10} })
+	b := newNode(t, r, "b", nil)
+	eventually(t, 5*time.Second, "a connects", connected(a))
+	eventually(t, 5*time.Second, "b connects", connected(b))
+	ma, mb := a.Map("bans").(*Map), b.Map("bans").(*Map)
+	for i := range 1000 {
+		ma.Delete(fmt.Sprintf("never%d", i))
+	}
+	if q := a.Stats().Queued; q != 0 || ma.tombs.Load() != 0 {
+		t.Errorf("deleting unknown keys queued %d writes and kept %d tombstones", q, ma.tombs.Load())
+	}
+	for round := range 5 {
+		for i := range 10 {
+			key := fmt.Sprintf("r%dk%d", round, i)
+			if err := ma.Set(key, state.BoolValue(true), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			ma.Delete(key)
+		}
+	}
+	if n := ma.tombs.Load(); n > 10 {
+		t.Errorf("%d local tombstones; want at most the key limit, 10", n)
+	}
+	// A full copy on A cannot hold B's key; an operator's delete on A is
+	// sent regardless and lifts it on B.
+	for i := range 10 {
+		if err := ma.Set(fmt.Sprintf("full%d", i), state.BoolValue(true), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = mb.Set("banned-elsewhere", state.BoolValue(true), time.Hour)
+	eventually(t, 5*time.Second, "b's key in Redis", func() bool {
+		_, ok := redisContents(t, redisAt{addr: r.addr}, prefix, "bans")["banned-elsewhere"]
+		return ok
+	})
+	time.Sleep(3 * a.SyncInterval())
+	if _, ok := ma.Get("banned-elsewhere"); ok {
+		t.Fatal("a's full copy took the key anyway")
+	}
+	ma.Remove("banned-elsewhere")
+	eventually(t, 5*time.Second, "the operator's delete reaches b", func() bool { _, ok := mb.Get("banned-elsewhere"); return !ok })
+}
