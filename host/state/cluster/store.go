@@ -144,6 +144,7 @@ type Store struct {
 	lastSync     atomic.Int64 // unix ns of the last successful pipeline
 	reason       atomic.Int32 // a failure: why Redis was last unreachable
 	lagUS        atomic.Int64 // Stats.Lag, µs
+	refusedLog   everyLimit   // of "redis refused map writes"
 
 	mu       sync.Mutex
 	maps     map[string]*Map

@@ -107,7 +107,14 @@ func (s *Store) syncLoop(ctx context.Context) {
 		if !s.connected.Load() && !time.Now().Before(retryAt) {
 			if err := s.reconnect(ctx); err != nil {
 				fail(err)
+			}
+		}
+		if s.connected.Load() {
+			if err := s.flush(ctx); err != nil {
+				fail(err)
 			} else {
+				// Back only once a sync went through: a server that answers
+				// PING but refuses the writes (an ACL) is still an outage.
 				backoff = s.opts.SyncInterval
 				s.reason.Store(int32(failNone))
 				if down {
@@ -115,11 +122,6 @@ func (s *Store) syncLoop(ctx context.Context) {
 					s.stats.reconnects.Add(1)
 					s.log.Info("redis reachable again: reconciled shared state")
 				}
-			}
-		}
-		if s.connected.Load() {
-			if err := s.flush(ctx); err != nil {
-				fail(err)
 			}
 		}
 		if time.Since(lastSweep) > time.Second {
@@ -288,18 +290,26 @@ func (s *Store) flush(ctx context.Context) error {
 		return fmt.Errorf("cluster: sync: %w", err)
 	}
 	s.stats.flushes.Add(1)
-	s.lastSync.Store(time.Now().UnixNano())
 	s.stats.opsSent.Add(uint64(nOps + len(msg.Charges) + len(cs)))
+	var denied error
 	for _, c := range calls {
 		if err := c.cmd.Err(); err != nil {
-			if strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			switch {
+			case strings.HasPrefix(err.Error(), "NOSCRIPT"):
 				s.scriptLoaded.Store(false) // Redis restarted: load it again
 				c.m.requeue(c.ops)
-				continue
+			case failureOf(err) == failAuth:
+				// The ACL does not allow what the script does: an outage
+				// with a reason, not writes to throw away.
+				c.m.requeue(c.ops)
+				denied = err
+			default:
+				s.stats.refused.Add(uint64(len(c.ops)))
+				c.m.load.Store(true)
+				if s.refusedLog.allow(time.Now()) {
+					s.log.Warn("redis refused map writes", "map", c.m.name, "writes", len(c.ops), "err", err)
+				}
 			}
-			s.stats.refused.Add(uint64(len(c.ops)))
-			c.m.load.Store(true)
-			s.log.Warn("redis refused map writes", "map", c.m.name, "writes", len(c.ops), "err", err)
 		}
 	}
 	for i, c := range cs {
@@ -309,6 +319,10 @@ func (s *Store) flush(ctx context.Context) error {
 			c.pending.Add(-deltas[i])
 		}
 	}
+	if denied != nil {
+		return fmt.Errorf("cluster: sync: %w", denied)
+	}
+	s.lastSync.Store(time.Now().UnixNano())
 	if check != nil {
 		s.lastCheck = time.Now()
 		if vals, err := check.Result(); err == nil {

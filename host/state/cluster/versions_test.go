@@ -172,3 +172,48 @@ func TestDeletesBounded(t *testing.T) {
 	ma.Remove("banned-elsewhere")
 	eventually(t, 5*time.Second, "the operator's delete reaches b", func() bool { _, ok := mb.Get("banned-elsewhere"); return !ok })
 }
+
+// TestACLWithoutScriptIsAnOutage: a user whose ACL lacks EVALSHA connects
+// but cannot write: that is an outage with reason auth (writes stay
+// queued, the fallback applies), not writes thrown away; fixing the ACL
+// sends them.
+func TestACLWithoutScriptIsAnOutage(t *testing.T) {
+	r := startRedis(t)
+	prefix := fmt.Sprintf("t%d:", r.port)
+	admin := redisAt{addr: r.addr}.client()
+	defer admin.Close()
+	ctx := context.Background()
+	var rules []any
+	for _, x := range aclRules(prefix) {
+		if x != "+evalsha" {
+			rules = append(rules, x)
+		}
+	}
+	if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "luafw"}, rules...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncLog
+	a := newNode(t, r, "a", func(o *Options) {
+		o.Username, o.Password = "luafw", "fleet-acl-secret"
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	ma := a.Map("bans")
+	_ = ma.Set("x", state.BoolValue(true), time.Minute)
+	eventually(t, 5*time.Second, "the denial is an outage with reason auth", func() bool {
+		s := a.Stats()
+		return !s.Connected && s.Reason == "auth" && s.AuthErrors > 0 && s.Queued == 1
+	})
+	if err := admin.Do(ctx, "ACL", "SETUSER", "luafw", "+evalsha").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the queued write reaches Redis", func() bool {
+		_, ok := redisContents(t, redisAt{addr: r.addr}, prefix, "bans")["x"]
+		return ok
+	})
+	if s := a.Stats(); s.Refused != 0 || s.Disconnects != 1 || s.Reconnects != 1 {
+		t.Errorf("writes thrown away, or the outage counted more than once: %+v", s)
+	}
+	if n := strings.Count(logs.String(), "redis unreachable"); n != 1 {
+		t.Errorf("the outage was logged %d times:\n%s", n, logs.String())
+	}
+}
