@@ -92,3 +92,17 @@ func TestVersionsOrder(t *testing.T) {
 		t.Error("a version far in the future dragged the clock along")
 	}
 }
+
+// FuzzParseMapMsg: whatever a peer with credentials publishes, parsing
+// it fails or succeeds, never panics, and what it returns is consistent.
+func FuzzParseMapMsg(f *testing.F) {
+	f.Add("3:ban1:71:81:s3:a:b3:b:116:17335000000000011:72:-1")
+	f.Add("0:1:11:1")
+	f.Add("99999999999:x")
+	f.Fuzz(func(t *testing.T, p string) {
+		m, err := parseMapMsg(p)
+		if err == nil && m.first > m.last {
+			t.Errorf("accepted first %d > last %d", m.first, m.last)
+		}
+	})
+}
