@@ -28,5 +28,6 @@ func (f *File) Credentials() []Credential {
 	}
 	add("state.redis.password_file", f.State.Redis.PasswordFile)
 	add("state.redis.tls.key_file", f.State.Redis.TLS.KeyFile)
+	add("state.redis.sentinel.password_file", f.State.Redis.Sentinel.PasswordFile)
 	return out
 }

@@ -25,14 +25,38 @@ type State struct {
 
 // Redis is how to reach the Redis-protocol server(s).
 type Redis struct {
-	// Addrs are host:port of one server, or seeds of a Redis Cluster.
+	// Addrs are host:port of one server (without Sentinel).
 	Addrs        []string `yaml:"addrs"`
 	Username     string   `yaml:"username"`
 	Password     string   `yaml:"password"`
 	PasswordFile string   `yaml:"password_file"` // read at start; beats password
-	DB           int      `yaml:"db"`
-	Prefix       string   `yaml:"prefix"` // of every key and the channel (default "luafw:")
-	TLS          RedisTLS `yaml:"tls"`
+	// Auth is "none" to run without credentials on purpose (anyone who
+	// reaches Redis can then change the fleet's state); empty otherwise.
+	// Without it, a password, password_file or TLS client certificate is
+	// required.
+	Auth string `yaml:"auth"`
+	// OnAuthFailure is what a start does when Redis refuses the
+	// credentials or the TLS handshake: "fail" (default) or "local"
+	// (start on local state and keep trying, as during an outage).
+	OnAuthFailure string        `yaml:"on_auth_failure"`
+	DB            int           `yaml:"db"`
+	Prefix        string        `yaml:"prefix"` // of every key and the channel (default "luafw:")
+	TLS           RedisTLS      `yaml:"tls"`
+	Sentinel      RedisSentinel `yaml:"sentinel"`
+}
+
+// RedisSentinel finds the master through Redis Sentinel, which moves it
+// to a replica when it fails.
+type RedisSentinel struct {
+	// Addrs are host:port of the sentinels; none: no Sentinel.
+	Addrs []string `yaml:"addrs"`
+	// Master is the name the sentinels monitor the master under.
+	Master string `yaml:"master"`
+	// Username and PasswordFile (or Password) authenticate to the
+	// sentinels, when they ask for it.
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
 }
 
 // RedisTLS configures TLS to Redis.
@@ -63,13 +87,48 @@ func (f *File) checkState() error {
 	default:
 		return f.ErrorAt("state.backend", "state.backend: want local or redis, not %q", s.Backend)
 	}
-	if len(s.Redis.Addrs) == 0 {
+	r := s.Redis
+	sen := r.Sentinel
+	switch {
+	case len(sen.Addrs) > 0 && len(r.Addrs) > 0:
+		return f.ErrorAt("state.redis.sentinel", "state.redis: addrs or sentinel.addrs, not both (with Sentinel the sentinels name the master)")
+	case len(sen.Addrs) > 0 && sen.Master == "":
+		return f.ErrorAt("state.redis.sentinel", "state.redis.sentinel.master: name the master the sentinels monitor")
+	case len(sen.Addrs) == 0 && f.has("state.redis.sentinel"):
+		return f.ErrorAt("state.redis.sentinel", "state.redis.sentinel.addrs: list at least one sentinel host:port")
+	case len(sen.Addrs) == 0 && len(r.Addrs) == 0:
 		return f.ErrorAt("state.redis", "state.redis.addrs: list at least one host:port")
+	case len(r.Addrs) > 1:
+		return f.ErrorAt("state.redis.addrs", "state.redis.addrs: one server (Redis Cluster is not supported; for failover use state.redis.sentinel)")
 	}
-	for i, a := range s.Redis.Addrs {
+	for i, a := range r.Addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return f.ErrorAt("state.redis.addrs", "state.redis.addrs[%d]: want host:port, not %q", i, a)
 		}
+	}
+	for i, a := range sen.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return f.ErrorAt("state.redis.sentinel.addrs", "state.redis.sentinel.addrs[%d]: want host:port, not %q", i, a)
+		}
+	}
+	hasCreds := r.Password != "" || r.PasswordFile != "" || r.TLS.CertFile != ""
+	switch r.Auth {
+	case "":
+		if !hasCreds {
+			return f.ErrorAt("state.redis", "state.redis: no credentials: set password_file (with username for an ACL user) or a TLS client certificate; "+
+				"or auth: none to run without (then anyone who reaches Redis can ban and unban on every node)")
+		}
+	case "none":
+		if hasCreds {
+			return f.ErrorAt("state.redis.auth", "state.redis.auth: none, but credentials are set too; drop one")
+		}
+	default:
+		return f.ErrorAt("state.redis.auth", "state.redis.auth: want none (or leave it out and give credentials), not %q", r.Auth)
+	}
+	switch r.OnAuthFailure {
+	case "", "fail", "local":
+	default:
+		return f.ErrorAt("state.redis.on_auth_failure", "state.redis.on_auth_failure: want fail (default) or local, not %q", r.OnAuthFailure)
 	}
 	if s.Redis.DB < 0 {
 		return f.ErrorAt("state.redis.db", "state.redis.db: want 0 or more, not %d", s.Redis.DB)

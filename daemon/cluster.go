@@ -39,15 +39,53 @@ func newClusterState(cfg *config.File, log *slog.Logger) (*cluster.Store, error)
 		}
 		password = strings.TrimSpace(string(b))
 	}
+	sen := r.Sentinel
+	senPassword := sen.Password
+	if sen.PasswordFile != "" {
+		b, err := os.ReadFile(rel(cfg, sen.PasswordFile))
+		if err != nil {
+			return nil, fmt.Errorf("state.redis.sentinel.password_file: %w", err)
+		}
+		senPassword = strings.TrimSpace(string(b))
+	}
 	tlsConf, err := redisTLS(cfg, r.TLS)
 	if err != nil {
 		return nil, err
 	}
-	return cluster.New(cluster.Options{
-		Addrs: r.Addrs, Username: r.Username, Password: password, DB: r.DB, TLS: tlsConf,
+	addrs := r.Addrs
+	if len(sen.Addrs) > 0 {
+		addrs = sen.Addrs
+	}
+	if r.Auth == "none" {
+		log.Warn("state.redis.auth: none: Redis is used without credentials; anyone who reaches it can ban, unban and drain limits on every node (docs/scale.md, Security)")
+	}
+	cl, err := cluster.New(cluster.Options{
+		Addrs: addrs, Username: r.Username, Password: password, DB: r.DB, TLS: tlsConf,
+		MasterName: sen.Master, SentinelUsername: sen.Username, SentinelPassword: senPassword,
 		Prefix: r.Prefix, SyncInterval: time.Duration(s.SyncInterval), FallbackShare: s.FallbackShare,
 		Logger: log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Wrong credentials or a refused TLS handshake are a configuration
+	// mistake, not an outage: the start fails unless told otherwise. Redis
+	// merely down is an outage: the node starts on local state.
+	switch reason, err := cl.Probe(context.Background(), 3*time.Second); reason {
+	case "auth", "tls":
+		if r.OnAuthFailure != "local" {
+			cl.Close()
+			what := "refused the credentials (state.redis.username, password_file)"
+			if reason == "tls" {
+				what = "failed the TLS handshake (state.redis.tls)"
+			}
+			return nil, fmt.Errorf("state.redis: Redis at %s %s: %w; fix them, or set state.redis.on_auth_failure: local to start on local state", strings.Join(addrs, ", "), what, err)
+		}
+		log.Error("state.redis: Redis refused this node; starting on local state (on_auth_failure: local)", "reason", reason, "err", err)
+	case "down":
+		log.Warn("state.redis: Redis does not answer yet; starting on local state", "err", err)
+	}
+	return cl, nil
 }
 
 func redisTLS(cfg *config.File, t config.RedisTLS) (*tls.Config, error) {
@@ -103,22 +141,29 @@ func (d *Daemon) keepStateBackend(cfg *config.File) {
 // clusterCollector exports the cluster state's sync counts; nothing when
 // the backend is local.
 type clusterCollector struct {
-	cl                                  *cluster.Store
-	connected, syncs, ops, disc, reconn *prometheus.Desc
+	cl                                                           *cluster.Store
+	connected, down, syncs, ops, disc, reconn, resyncs, lastSync *prometheus.Desc
+	queued, authErrs, mismatch                                   *prometheus.Desc
 }
 
 func newClusterCollector(cl *cluster.Store) *clusterCollector {
 	return &clusterCollector{cl: cl,
 		connected: prometheus.NewDesc("luafw_cluster_connected", "1 while Redis answers the cluster state's syncs, else 0 (deciding on local state and fallback limits).", nil, nil),
+		down:      prometheus.NewDesc("luafw_cluster_down", "1 for the reason Redis is unreachable (down: no answer, auth: credentials refused, tls: handshake failed), else 0.", []string{"reason"}, nil),
 		syncs:     prometheus.NewDesc("luafw_cluster_syncs_total", "Pipelines sent to Redis, by result (ok, failed).", []string{"result"}, nil),
-		ops:       prometheus.NewDesc("luafw_cluster_ops_total", "Cluster state operations, by what became of them (sent, received, dropped).", []string{"op"}, nil),
+		ops:       prometheus.NewDesc("luafw_cluster_ops_total", "Cluster state operations, by what became of them (sent, received, dropped: queue full, stale: queued longer than the tombstone TTL, refused: Redis could not apply them).", []string{"op"}, nil),
 		disc:      prometheus.NewDesc("luafw_cluster_disconnects_total", "Times Redis became unreachable.", nil, nil),
 		reconn:    prometheus.NewDesc("luafw_cluster_reconnects_total", "Times Redis became reachable again and the state was reconciled.", nil, nil),
+		resyncs:   prometheus.NewDesc("luafw_cluster_resyncs_total", "Cluster maps loaded again, by cause (gap: messages found missing, check: the anti-entropy check found the copy behind).", []string{"cause"}, nil),
+		lastSync:  prometheus.NewDesc("luafw_cluster_last_sync_timestamp_seconds", "When the last sync pipeline succeeded (0: never).", nil, nil),
+		queued:    prometheus.NewDesc("luafw_cluster_queued", "Cluster map writes waiting to be sent.", nil, nil),
+		authErrs:  prometheus.NewDesc("luafw_cluster_auth_errors_total", "Attempts to reach Redis refused on credentials or permissions.", nil, nil),
+		mismatch:  prometheus.NewDesc("luafw_cluster_bucket_mismatches_total", "Messages of other nodes charging a cluster bucket of the same name with another rate or burst.", nil, nil),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connected, c.syncs, c.ops, c.disc, c.reconn} {
+	for _, d := range []*prometheus.Desc{c.connected, c.down, c.syncs, c.ops, c.disc, c.reconn, c.resyncs, c.lastSync, c.queued, c.authErrs, c.mismatch} {
 		ch <- d
 	}
 }
@@ -133,13 +178,32 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, up)
+	for _, r := range []string{"down", "auth", "tls"} {
+		v := 0.0
+		if !s.Connected && s.Reason == r {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.down, prometheus.GaugeValue, v, r)
+	}
 	ch <- prometheus.MustNewConstMetric(c.syncs, prometheus.CounterValue, float64(s.Flushes), "ok")
 	ch <- prometheus.MustNewConstMetric(c.syncs, prometheus.CounterValue, float64(s.FlushErrors), "failed")
 	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.OpsSent), "sent")
 	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.OpsReceived), "received")
 	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.Dropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.Stale), "stale")
+	ch <- prometheus.MustNewConstMetric(c.ops, prometheus.CounterValue, float64(s.Refused), "refused")
 	ch <- prometheus.MustNewConstMetric(c.disc, prometheus.CounterValue, float64(s.Disconnects))
 	ch <- prometheus.MustNewConstMetric(c.reconn, prometheus.CounterValue, float64(s.Reconnects))
+	ch <- prometheus.MustNewConstMetric(c.resyncs, prometheus.CounterValue, float64(s.Gaps), "gap")
+	ch <- prometheus.MustNewConstMetric(c.resyncs, prometheus.CounterValue, float64(s.Repairs), "check")
+	last := 0.0
+	if !s.LastSync.IsZero() {
+		last = float64(s.LastSync.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(c.lastSync, prometheus.GaugeValue, last)
+	ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(s.Queued))
+	ch <- prometheus.MustNewConstMetric(c.authErrs, prometheus.CounterValue, float64(s.AuthErrors))
+	ch <- prometheus.MustNewConstMetric(c.mismatch, prometheus.CounterValue, float64(s.BucketMismatches))
 }
 
 // rel resolves p against the configuration's directory.

@@ -25,7 +25,14 @@ func (d *Daemon) registerCommands(srv *control.Server) {
 	srv.Handle("status", func(context.Context, json.RawMessage, func(any) error) (any, error) {
 		return d.Status(), nil
 	})
-	HandleState(srv, d.eng.State(), d.log)
+	var cl StateScope
+	switch {
+	case d.cluster != nil:
+		cl = ClusterScope(d.cluster)
+	case d.eng.LocalClusterState() != nil:
+		cl = LocalScope(d.eng.LocalClusterState())
+	}
+	HandleState(srv, d.eng.State(), cl, d.log)
 	srv.Handle("trace", d.trace)
 }
 
@@ -54,6 +61,29 @@ type Status struct {
 	// LatencyBoundsNS are the upper bounds of the callbacks' latency
 	// buckets; each callback's latency_buckets has one more, for longer.
 	LatencyBoundsNS []int64 `json:"latency_bounds_ns"`
+	// Backend is the cluster state's backend; absent when state is local.
+	Backend *BackendStatus `json:"backend,omitempty"`
+}
+
+// BackendStatus is the cluster state's Redis backend as `luafw status`
+// shows it.
+type BackendStatus struct {
+	Kind      string `json:"kind"` // redis
+	Connected bool   `json:"connected"`
+	// Reason is why Redis was last unreachable (down, auth, tls); empty
+	// while connected.
+	Reason string `json:"reason,omitempty"`
+	// LastSync is when the last sync pipeline succeeded, LastSyncAge
+	// how long ago (seconds); absent before the first.
+	LastSync    *time.Time `json:"last_sync,omitempty"`
+	LastSyncAge float64    `json:"last_sync_age_seconds,omitempty"`
+	Queued      int        `json:"queued"`      // map writes waiting to be sent
+	Dropped     uint64     `json:"dropped"`     // map writes dropped: queue full or too old
+	AuthErrors  uint64     `json:"auth_errors"` // attempts refused on credentials
+	Resyncs     uint64     `json:"resyncs"`     // map loads after a gap or a failed check
+	// LagSeconds is how long after it was written the last write heard
+	// from the fleet was applied here (pub/sub lag, writer's queue included).
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // PluginStatus is one running plugin.
@@ -143,6 +173,16 @@ func (d *Daemon) Status() Status {
 		s.Reloads.LastError = *e
 	}
 	s.Plugins = pluginStatus(d.eng)
+	if d.cluster != nil {
+		cs := d.cluster.Stats()
+		b := &BackendStatus{Kind: "redis", Connected: cs.Connected, Reason: cs.Reason, Queued: cs.Queued,
+			Dropped: cs.Dropped + cs.Stale, AuthErrors: cs.AuthErrors, Resyncs: cs.Gaps + cs.Repairs, LagSeconds: cs.Lag.Seconds()}
+		if !cs.LastSync.IsZero() {
+			t := cs.LastSync.UTC()
+			b.LastSync, b.LastSyncAge = &t, time.Since(cs.LastSync).Seconds()
+		}
+		s.Backend = b
+	}
 	if obs := d.out.obs.Load(); obs != nil {
 		st := obs.Stats()
 		s.Outputs = &st

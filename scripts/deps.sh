@@ -14,6 +14,7 @@ command -v unshare   >/dev/null 2>&1 || need+=(util-linux)
 command -v bash      >/dev/null 2>&1 || need+=(bash)
 # fleet tests: shared state (Redis) and the HA pair (VRRP, conntrack sync)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v keepalived   >/dev/null 2>&1 || need+=(keepalived)
 command -v conntrackd   >/dev/null 2>&1 || need+=(conntrackd)
 # the package test (lintian checks the .deb) and the alert rules' tests

@@ -40,6 +40,7 @@ const (
 	fleetRate, fleetBurst = 20.0, 5.0
 	fleetInterval         = 100 * time.Millisecond
 	fleetSrc              = "10.201.9.2"
+	fleetPassword         = "fleet-test-secret"
 	viaA, viaB            = "10.201.2.2", "10.201.4.2"
 )
 
@@ -99,11 +100,24 @@ func newFleet(t *testing.T, ctx context.Context) *fleet {
 	return f
 }
 
+// startRedis starts redis-server with the fleet's password.
 func (f *fleet) startRedis(t *testing.T) {
 	t.Helper()
+	f.startRedisArgs(t, "--requirepass", fleetPassword)
+}
+
+// startRedisOpen starts redis-server without a password.
+func (f *fleet) startRedisOpen(t *testing.T) {
+	t.Helper()
+	f.startRedisArgs(t)
+}
+
+func (f *fleet) startRedisArgs(t *testing.T, extra ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd, err := f.st.Command(ctx, "redis-server", "--bind", "10.201.5.2", "10.201.6.2", "--protected-mode", "no",
-		"--port", "6379", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	args := append([]string{"--bind", "10.201.5.2", "10.201.6.2", "--protected-mode", "no",
+		"--port", "6379", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extra...)
+	cmd, err := f.st.Command(ctx, "redis-server", args...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -114,7 +128,7 @@ func (f *fleet) startRedis(t *testing.T) {
 	}
 	f.redis, f.cancel = cmd, cancel
 	for i := 0; ; i++ {
-		c, err := f.st.Dial(ctx, "tcp", "10.201.5.2:6379")
+		c, err := f.st.Dial(ctx, "tcp", "10.201.5.2:6379") // listening: the password is the daemons' business
 		if err == nil {
 			c.Close()
 			return
@@ -144,10 +158,10 @@ divert:
   forward: {protos: [tcp]}
 state:
   backend: redis
-  redis: {addrs: ["%s"]}
+  redis: {addrs: ["%s"], password: %s}
   sync_interval: %v
   fallback_share: 0.5
-`, fleetRate, fleetBurst, redisAddr, fleetInterval),
+`, fleetRate, fleetBurst, redisAddr, fleetPassword, fleetInterval),
 	}
 }
 

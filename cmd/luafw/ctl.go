@@ -158,6 +158,21 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	if st.Reloads.LastError != "" {
 		fmt.Fprintf(w, "last reload failed: %s\n", st.Reloads.LastError)
 	}
+	if b := st.Backend; b != nil {
+		state := "connected"
+		if !b.Connected {
+			state = "UNREACHABLE"
+			if b.Reason != "" {
+				state += " (" + b.Reason + ")"
+			}
+		}
+		last := "never"
+		if b.LastSync != nil {
+			last = fmt.Sprintf("%s ago", (time.Duration(b.LastSyncAge * float64(time.Second))).Round(time.Millisecond))
+		}
+		fmt.Fprintf(w, "state backend %s: %s, last sync %s, %d writes queued, %d dropped, %d auth errors, %d resyncs, pub/sub lag %s\n",
+			b.Kind, state, last, b.Queued, b.Dropped, b.AuthErrors, b.Resyncs, (time.Duration(b.LagSeconds * float64(time.Second))).Round(time.Millisecond))
+	}
 	if o := st.Outputs; o != nil {
 		fmt.Fprintf(w, "events: %d written, %d suppressed, %d lost; capture: %d packets, %d lost\n",
 			o.Events.Written, o.Events.Suppressed, o.Events.Lost, o.Capture.Written, o.Capture.Lost)

@@ -34,7 +34,9 @@ func stateCommand() *command {
 		summary: "see and edit the daemon's state maps (lift a ban)",
 		about: `Shows and edits the shared state (state.map, state.counter, state.bucket) of the running
 daemon: list the maps, counters and bucket families, show one, get, set or delete a key of a map,
-or flush a map. Changes are logged by the daemon.`,
+or flush a map. Changes are logged by the daemon. Names of the cluster scope (a fleet's shared
+state) are marked as such; changes to a cluster map act on every node of the fleet. When a name
+exists in both scopes, --scope local or --scope cluster says which.`,
 		subs:   stateSubs(),
 		define: defineState,
 	}
@@ -46,6 +48,7 @@ func defineState(fs *flag.FlagSet) runner {
 	limit := fs.Int("limit", 0, "show: at most `N` entries (0: all)")
 	ttl := fs.Duration("ttl", 0, "set: the key expires after this `DURATION` (0: never)")
 	asString := fs.Bool("string", false, "set: store VALUE as text even if it reads as a number or boolean")
+	scope := fs.String("scope", "", "local or cluster: which `SCOPE` has NAME (needed only when both have one)")
 	return func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
 		want := strings.Join(subNames(stateSubs()), "|")
 		if len(pos) == 0 {
@@ -66,7 +69,7 @@ func defineState(fs *flag.FlagSet) runner {
 			return code
 		}
 		pos = pos[1:]
-		a := daemon.StateArgs{Limit: *limit}
+		a := daemon.StateArgs{Limit: *limit, Scope: *scope}
 		if len(pos) >= 1 {
 			a.Name = pos[0]
 		}
@@ -116,13 +119,13 @@ func printState(stdout, stderr io.Writer, sub string, raw json.RawMessage) int {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KIND\tNAME\tKEYS/VALUE\tDETAIL")
 		for _, m := range l.Maps {
-			fmt.Fprintf(tw, "map\t%s\t%d\t\n", m.Name, m.Keys)
+			fmt.Fprintf(tw, "map\t%s\t%d\t%s\n", m.Name, m.Keys, scopeDetail(m.Scope, ""))
 		}
 		for _, c := range l.Counters {
-			fmt.Fprintf(tw, "counter\t%s\t%d\t\n", c.Name, c.Value)
+			fmt.Fprintf(tw, "counter\t%s\t%d\t%s\n", c.Name, c.Value, scopeDetail(c.Scope, ""))
 		}
 		for _, b := range l.Buckets {
-			fmt.Fprintf(tw, "bucket\t%s\t%d\trate %g/s burst %g\n", b.Name, b.Keys, b.Rate, b.Burst)
+			fmt.Fprintf(tw, "bucket\t%s\t%d\t%s\n", b.Name, b.Keys, scopeDetail(b.Scope, fmt.Sprintf("rate %g/s burst %g", b.Rate, b.Burst)))
 		}
 		tw.Flush()
 	case "show":
@@ -162,20 +165,39 @@ func printState(stdout, stderr io.Writer, sub string, raw json.RawMessage) int {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return fail(err)
 		}
+		fleet := ""
+		if c.Scope == "cluster" {
+			fleet = " (cluster: on every node)"
+		}
 		switch sub {
 		case "set":
-			fmt.Fprintf(stdout, "set %s[%s]\n", c.Name, c.Key)
+			fmt.Fprintf(stdout, "set %s[%s]%s\n", c.Name, c.Key, fleet)
 		case "delete":
-			if c.Changed == 0 {
+			switch {
+			case c.Changed == 0 && c.Scope == "cluster":
+				fmt.Fprintf(stdout, "%s[%s] was not set here (cluster: deleted on every node)\n", c.Name, c.Key)
+			case c.Changed == 0:
 				fmt.Fprintf(stdout, "%s[%s] was not set\n", c.Name, c.Key)
-			} else {
-				fmt.Fprintf(stdout, "deleted %s[%s]\n", c.Name, c.Key)
+			default:
+				fmt.Fprintf(stdout, "deleted %s[%s]%s\n", c.Name, c.Key, fleet)
 			}
 		case "flush":
-			fmt.Fprintf(stdout, "flushed %s: %d keys deleted\n", c.Name, c.Changed)
+			fmt.Fprintf(stdout, "flushed %s: %d keys deleted%s\n", c.Name, c.Changed, fleet)
 		}
 	}
 	return exitOK
+}
+
+// scopeDetail is the DETAIL column of a list row: "cluster" for the
+// fleet's shared state, then detail.
+func scopeDetail(scope, detail string) string {
+	if scope != "cluster" {
+		return detail
+	}
+	if detail == "" {
+		return "cluster"
+	}
+	return "cluster, " + detail
 }
 
 func printEntry(w io.Writer, e daemon.StateEntry) {

@@ -24,7 +24,7 @@ func stateDaemon(t *testing.T) (string, *state.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	daemon.HandleState(srv, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	daemon.HandleState(srv, st, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx); close(done) }()
@@ -84,5 +84,55 @@ func TestStateCommands(t *testing.T) {
 	}
 	if code, _, _ = runCLI("state", "frobnicate", "--socket", sock); code != exitUsage {
 		t.Fatalf("unknown subcommand: exit %d", code)
+	}
+}
+
+// TestStateScopes: with cluster-scoped state beside the node-local store,
+// list marks it, commands find a name in the one scope that has it, and a
+// name in both needs --scope.
+func TestStateScopes(t *testing.T) {
+	local, cluster := state.NewStore(nil, state.Limits{}), state.NewStore(nil, state.Limits{})
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	srv, err := control.Listen(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon.HandleState(srv, local, daemon.LocalScope(cluster), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	cluster.Map("fleetbans").Set("10.0.0.1", state.BoolValue(true), 0)
+	cluster.Map("both").Set("c", state.NumberValue(1), 0)
+	local.Map("both").Set("l", state.NumberValue(2), 0)
+	if _, err := cluster.Bucket("conns", 20, 5); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI("state", "list", "--socket", path)
+	fields := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	if code != 0 || !strings.Contains(fields(out), "map fleetbans 1 cluster") || !strings.Contains(fields(out), "bucket conns 0 cluster, rate 20/s burst 5") {
+		t.Fatalf("list: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ = runCLI("state", "delete", "fleetbans", "10.0.0.1", "--socket", path); code != 0 || out != "deleted fleetbans[10.0.0.1] (cluster: on every node)\n" {
+		t.Fatalf("delete: exit %d %q", code, out)
+	}
+	if _, ok := cluster.Map("fleetbans").Get("10.0.0.1"); ok {
+		t.Fatal("the cluster key is still there")
+	}
+	if code, _, errs = runCLI("state", "get", "both", "c", "--socket", path); code != 1 || !strings.Contains(errs, `state map "both" exists in both scopes: say --scope local or --scope cluster`) {
+		t.Fatalf("ambiguous: exit %d %q", code, errs)
+	}
+	if code, out, _ = runCLI("state", "get", "both", "c", "--scope", "cluster", "--socket", path); code != 0 || !strings.Contains(fields(out), "c 1 number never") {
+		t.Fatalf("--scope cluster: exit %d %q", code, out)
+	}
+	if code, _, errs = runCLI("state", "get", "nope", "x", "--socket", path); code != 1 || !strings.Contains(errs, "(maps: both, both (cluster), fleetbans (cluster))") {
+		t.Fatalf("unknown: exit %d %q", code, errs)
+	}
+	if code, _, errs = runCLI("state", "set", "--scope", "cluster", "newmap", "k", "1", "--socket", path); code != 0 {
+		t.Fatalf("set --scope cluster: exit %d %s", code, errs)
+	}
+	if _, ok := cluster.LookupMap("newmap"); !ok {
+		t.Error("set --scope cluster did not create a cluster map")
 	}
 }

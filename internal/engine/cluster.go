@@ -28,6 +28,15 @@ func (c localCluster) Bucket(name string, rate, burst float64) (state.BucketHand
 }
 func (c localCluster) Sweep() { c.s.Sweep() }
 
+// LocalClusterState returns the store cluster-scoped state lives in when
+// no ClusterState was configured, nil when one was.
+func (e *Engine) LocalClusterState() *state.Store {
+	if c, ok := e.cluster.(localCluster); ok {
+		return c.s
+	}
+	return nil
+}
+
 // clusterScope reads the scope field of the options table at argument n
 // (absent or nil: node-local) and reports whether it asks for the cluster.
 func clusterScope(L *lua.LState, n int) bool {

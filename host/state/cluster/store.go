@@ -26,13 +26,21 @@ const (
 	DefaultPrefix       = "luafw:"
 	DefaultSyncInterval = 100 * time.Millisecond
 	DefaultMaxPending   = 100_000
+	DefaultTombstoneTTL = time.Hour
+	DefaultCheckEvery   = time.Second
+	DefaultDownLogEvery = 30 * time.Second
 )
 
 // Options configure a Store.
 type Options struct {
-	// Addrs are the Redis servers: one address, or several seeds of a
-	// Redis Cluster.
+	// Addrs is the Redis server's address; with MasterName, the
+	// sentinels' addresses.
 	Addrs []string
+	// MasterName, when set, makes Addrs sentinels (Redis Sentinel): the
+	// store asks them for the master and follows it when they fail over.
+	MasterName string
+	// SentinelUsername and SentinelPassword authenticate to the sentinels.
+	SentinelUsername, SentinelPassword string
 	// Username and Password authenticate (ACL user, or only Password for
 	// requirepass).
 	Username, Password string
@@ -53,6 +61,20 @@ type Options struct {
 	// MaxPending bounds the queued map writes per map; DefaultMaxPending
 	// when <= 0.
 	MaxPending int
+	// TombstoneTTL is how long a deleted map key's tombstone (its delete's
+	// version) is kept, in Redis and in each copy: a write older than the
+	// delete that arrives within it is refused. Writes queued longer than
+	// this (an outage) are dropped rather than sent, so that none can bring
+	// a deleted key back. DefaultTombstoneTTL when <= 0.
+	TombstoneTTL time.Duration
+	// CheckEvery is how often the anti-entropy pass compares each map's
+	// sequence number in Redis with what this node applied (one MGET);
+	// DefaultCheckEvery when <= 0.
+	CheckEvery time.Duration
+	// DownLogEvery is how often, at most, the log says again that Redis
+	// is still unreachable (with the failed attempts since);
+	// DefaultDownLogEvery when <= 0.
+	DownLogEvery time.Duration
 	// Node names this node in published messages; a random name when empty.
 	Node string
 	// Clock and Limits are those of the local copies (see host/state).
@@ -71,10 +93,31 @@ type Stats struct {
 	Dropped     uint64 // map writes dropped: queue full
 	Disconnects uint64 // transitions to unreachable
 	Reconnects  uint64 // transitions back to reachable
+	Gaps        uint64 // map messages found missing by their sequence numbers
+	Repairs     uint64 // maps the anti-entropy pass found behind Redis
+	Loads       uint64 // map loads from Redis
+	Stale       uint64 // queued map writes dropped: older than the tombstone TTL
+	Refused     uint64 // map writes Redis refused or could not apply (a bad value, an older version is not counted)
+	AuthErrors  uint64 // attempts to reach Redis that failed on credentials or permissions
+	// BucketMismatches counts messages of other nodes charging a bucket
+	// family of this node's name with another rate or burst.
+	BucketMismatches uint64
+	// Reason is why Redis was last unreachable: "down", "auth" or "tls";
+	// "" while connected.
+	Reason string
+	// LastSync is when the last pipeline succeeded; zero before the first.
+	LastSync time.Time
+	// Queued is the map writes waiting to be sent.
+	Queued int
+	// Lag is how long after it was written the newest write of the last
+	// map message received was applied here (writer's queue, Redis and
+	// pub/sub together; clocks apart add their difference).
+	Lag time.Duration
 }
 
 type counters struct {
 	flushes, flushErrors, opsSent, opsReceived, dropped, disconnects, reconnects atomic.Uint64
+	gaps, repairs, loads, stale, refused, authErrors, mismatches                 atomic.Uint64
 }
 
 // Store is the cluster-wide state of one node. Its objects are safe for
@@ -90,6 +133,18 @@ type Store struct {
 
 	connected atomic.Bool
 	stats     counters
+
+	id    int64         // this node's id in versions
+	clock hlc           // orders this node's writes
+	seq   atomic.Uint64 // counts changes to local copies (meta.seq)
+	// scriptLoaded is false until applyScript is in Redis's script cache
+	// (and again after a NOSCRIPT answer: Redis restarted).
+	scriptLoaded atomic.Bool
+	lastCheck    time.Time    // of the anti-entropy pass; sync loop only
+	lastSync     atomic.Int64 // unix ns of the last successful pipeline
+	reason       atomic.Int32 // a failure: why Redis was last unreachable
+	lagUS        atomic.Int64 // Stats.Lag, µs
+	refusedLog   everyLimit   // of "redis refused map writes"
 
 	mu       sync.Mutex
 	maps     map[string]*Map
@@ -107,6 +162,9 @@ type Store struct {
 func New(opts Options) (*Store, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("cluster: no redis address")
+	}
+	if len(opts.Addrs) > 1 && opts.MasterName == "" {
+		return nil, errors.New("cluster: several redis addresses: Redis Cluster is not supported (name a Sentinel master for failover)")
 	}
 	if opts.FallbackShare == 0 {
 		opts.FallbackShare = 1
@@ -126,6 +184,15 @@ func New(opts Options) (*Store, error) {
 	if opts.Node == "" {
 		opts.Node = nodeName()
 	}
+	if opts.TombstoneTTL <= 0 {
+		opts.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if opts.CheckEvery <= 0 {
+		opts.CheckEvery = DefaultCheckEvery
+	}
+	if opts.DownLogEvery <= 0 {
+		opts.DownLogEvery = DefaultDownLogEvery
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -137,6 +204,7 @@ func New(opts Options) (*Store, error) {
 		log:  opts.Logger.With("component", "cluster-state"),
 		rdb: redis.NewUniversalClient(&redis.UniversalOptions{
 			Addrs: opts.Addrs, Username: opts.Username, Password: opts.Password, DB: opts.DB,
+			MasterName: opts.MasterName, SentinelUsername: opts.SentinelUsername, SentinelPassword: opts.SentinelPassword,
 			TLSConfig: opts.TLS, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 			MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
 		}),
@@ -144,10 +212,16 @@ func New(opts Options) (*Store, error) {
 		fbStore:  state.NewStore(opts.Clock, opts.Limits),
 		channel:  opts.Prefix + "sync",
 		self:     selfPrefix(opts.Node),
+		id:       nodeID(),
 		maps:     map[string]*Map{},
 		counters: map[string]*Counter{},
 		buckets:  map[string]*Bucket{},
 	}
+	wall := time.Now
+	if opts.Clock != nil {
+		wall = opts.Clock
+	}
+	s.clock.wall = wall
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.ps = s.rdb.Subscribe(ctx, s.channel)
@@ -184,18 +258,61 @@ func (s *Store) Close() {
 	_ = s.rdb.Close()
 }
 
+// Probe asks Redis once (a PING, within timeout) whether it answers this
+// store's connections with its credentials. reason is "" when it does,
+// else "down" (no answer), "auth" (credentials refused) or "tls" (the
+// handshake failed), with the error.
+func (s *Store) Probe(ctx context.Context, timeout time.Duration) (reason string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return failureOf(err).String(), fmt.Errorf("cluster: %w", err)
+	}
+	return "", nil
+}
+
 // Stats returns the loop's counts so far.
 func (s *Store) Stats() Stats {
-	return Stats{
-		Connected:   s.connected.Load(),
-		Flushes:     s.stats.flushes.Load(),
-		FlushErrors: s.stats.flushErrors.Load(),
-		OpsSent:     s.stats.opsSent.Load(),
-		OpsReceived: s.stats.opsReceived.Load(),
-		Dropped:     s.stats.dropped.Load(),
-		Disconnects: s.stats.disconnects.Load(),
-		Reconnects:  s.stats.reconnects.Load(),
+	var last time.Time
+	if ns := s.lastSync.Load(); ns != 0 {
+		last = time.Unix(0, ns)
 	}
+	queued := 0
+	ms, _, _ := s.snapshot()
+	for _, m := range ms {
+		m.mu.Lock()
+		queued += len(m.ops)
+		m.mu.Unlock()
+	}
+	return Stats{
+		AuthErrors:       s.stats.authErrors.Load(),
+		BucketMismatches: s.stats.mismatches.Load(),
+		Reason:           failure(s.reason.Load()).String(),
+		LastSync:         last,
+		Queued:           queued,
+		Lag:              time.Duration(s.lagUS.Load()) * time.Microsecond,
+		Connected:        s.connected.Load(),
+		Flushes:          s.stats.flushes.Load(),
+		FlushErrors:      s.stats.flushErrors.Load(),
+		OpsSent:          s.stats.opsSent.Load(),
+		OpsReceived:      s.stats.opsReceived.Load(),
+		Dropped:          s.stats.dropped.Load(),
+		Disconnects:      s.stats.disconnects.Load(),
+		Reconnects:       s.stats.reconnects.Load(),
+		Gaps:             s.stats.gaps.Load(),
+		Repairs:          s.stats.repairs.Load(),
+		Loads:            s.stats.loads.Load(),
+		Stale:            s.stats.stale.Load(),
+		Refused:          s.stats.refused.Load(),
+	}
+}
+
+// nextVersion is the version of a write made here now.
+func (s *Store) nextVersion() version { return version{H: s.clock.now(), N: s.id} }
+
+// tombstoneExpiry is when a tombstone made now expires, unix ns.
+func (s *Store) tombstoneExpiry() int64 {
+	return s.clock.wall().Add(s.opts.TombstoneTTL).UnixNano()
 }
 
 // Local returns the store of the node's copies of the cluster maps and
@@ -213,8 +330,7 @@ func (s *Store) Map(name string) state.MapHandle {
 	if m, ok := s.maps[name]; ok {
 		return m
 	}
-	m := &Map{s: s, name: name, local: s.local.Map(name), last: map[string]int{}}
-	m.load.Store(true)
+	m := newMap(s, name)
 	s.maps[name] = m
 	return m
 }

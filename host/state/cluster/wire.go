@@ -17,16 +17,16 @@ const (
 	opIncr
 )
 
-// mapOp is one map write, queued for Redis and published to the other
-// nodes.
+// mapOp is one map write, queued for Redis (applyScript), which
+// publishes it to the other nodes if it accepts it.
 type mapOp struct {
-	Kind  opKind  `json:"k"`
-	Map   string  `json:"m"`
-	Key   string  `json:"key"`
-	Val   string  `json:"v,omitempty"`   // encoded value (opSet)
-	TTL   int64   `json:"ttl,omitempty"` // milliseconds; 0: none
-	Delta float64 `json:"d,omitempty"`   // opIncr
-	Init  float64 `json:"i,omitempty"`   // opIncr: value of a new key before delta
+	Kind  opKind
+	Key   string
+	Ver   version // the write's order (opIncr: of its last increment)
+	Val   string  // encoded value (opSet)
+	TTL   int64   // milliseconds; 0: none
+	Delta float64 // opIncr
+	Init  float64 // opIncr: value of a new key before delta
 }
 
 // charge is tokens one node took from one bucket key in one interval.
@@ -36,11 +36,21 @@ type charge struct {
 	N      float64 `json:"n"`
 }
 
-// message is what a node publishes once per interval.
+// message is what a node publishes once per interval: the tokens it
+// took. (Map writes are published by applyScript.)
 type message struct {
 	Node    string   `json:"node"`
-	Maps    []mapOp  `json:"maps,omitempty"`
 	Charges []charge `json:"charges,omitempty"`
+	// Params are the rate and burst of each bucket family charged, so
+	// that a node using other ones under the same name notices.
+	Params []bucketParams `json:"params,omitempty"`
+}
+
+// bucketParams are one bucket family's rate and burst.
+type bucketParams struct {
+	Bucket string  `json:"b"`
+	Rate   float64 `json:"r"`
+	Burst  float64 `json:"bu"`
 }
 
 // encodeValue writes v as stored in Redis: numbers as plain decimal (so
@@ -87,8 +97,18 @@ func millis(d time.Duration) int64 {
 
 // mapKeyPrefix is the Redis key prefix of map name's entries. The name's
 // length goes first so that no map's keys match another map's prefix.
+// ("e:", not the "m:" of the string entries of luafw before versions:
+// the two formats do not mix.) The braces are a Redis Cluster hash tag:
+// one map's keys and its sequence key share a hash slot, as one script
+// call that touches them all needs.
 func mapKeyPrefix(prefix, name string) string {
-	return prefix + "m:" + strconv.Itoa(len(name)) + ":" + name + ":"
+	return prefix + "e:{" + strconv.Itoa(len(name)) + ":" + name + "}:"
+}
+
+// mapSeqKey is the key of map name's sequence number: how many writes
+// Redis has accepted and published for it.
+func mapSeqKey(prefix, name string) string {
+	return prefix + "s:{" + strconv.Itoa(len(name)) + ":" + name + "}"
 }
 
 // globEscape escapes the characters SCAN MATCH treats as patterns.
