@@ -45,9 +45,9 @@ end}`)
 		if took := time.Since(start); took > 5*time.Second {
 			t.Fatalf("round %d: the cut took %v", i, took)
 		}
-		if e.wd.Asleep() {
-			t.Fatalf("round %d: still asleep after a packet", i)
-		}
+		// Whether the watchdog is awake right now is not asserted: a few
+		// quiet ticks after the cut it may sleep again, and a loaded
+		// machine can deschedule this goroutine for longer than that.
 		if d := w.Run(ok); d.Verdict != Accept || d.Errors != 0 {
 			t.Fatalf("round %d: the next packet: verdict %v errors %d (a late interrupt?)", i, d.Verdict, d.Errors)
 		}
