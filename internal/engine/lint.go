@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"slices"
 
 	"github.com/luafw/luafw/internal/sandbox"
 	lua "github.com/luafw/luafw/lua"
@@ -102,7 +103,7 @@ func lintIndex() apiIndex {
 	ix := newAPIIndex()
 	L := sandbox.NewState()
 	defer L.Close()
-	for _, lib := range []string{"string", "table", "math", "os"} {
+	for _, lib := range stdlibTables {
 		t, ok := L.G.Global.RawGetString(lib).(*lua.LTable)
 		if !ok {
 			continue
@@ -219,19 +220,29 @@ func (l *linter) table(e ast.Expr) string {
 }
 
 // field checks a read of a constant field.
-func (l *linter) field(e *ast.AttrGetExpr) {
+//
+// A name the standard library lacks (string, table, math, os) is reported
+// only where it is called: reading it gives nil, as in Lua 5.1, and code
+// such as `local unpack = table.unpack or unpack` relies on that; calling
+// it is always a mistake.
+func (l *linter) field(e *ast.AttrGetExpr, called bool) {
 	k, ok := e.Key.(*ast.StringExpr)
 	if !ok {
 		return
 	}
 	t := l.table(e.Object)
-	if t == "" {
+	if t == "" || !called && stdlibTable(t) {
 		return
 	}
 	if _, ok := l.ix[t][k.Value]; !ok {
 		l.report(e.Line(), true, "%s", sandbox.NoSuchField(t, k.Value, l.ix.names(t)))
 	}
 }
+
+// stdlibTables are the sandbox's standard library tables.
+var stdlibTables = []string{"string", "table", "math", "os"}
+
+func stdlibTable(t string) bool { return slices.Contains(stdlibTables, t) }
 
 // method checks obj:name(...) on a packet view.
 func (l *linter) method(line int, recv ast.Expr, name string) {
@@ -365,7 +376,7 @@ func (l *linter) exprs(es []ast.Expr) {
 func (l *linter) expr(e ast.Expr) {
 	switch e := e.(type) {
 	case *ast.AttrGetExpr:
-		l.field(e)
+		l.field(e, false)
 		l.expr(e.Object)
 		l.expr(e.Key)
 	case *ast.TableExpr:
@@ -378,6 +389,10 @@ func (l *linter) expr(e ast.Expr) {
 		if e.Receiver != nil {
 			l.method(e.Line(), e.Receiver, e.Method)
 			l.expr(e.Receiver)
+		} else if f, ok := e.Func.(*ast.AttrGetExpr); ok {
+			l.field(f, true)
+			l.expr(f.Object)
+			l.expr(f.Key)
 		} else {
 			l.expr(e.Func)
 		}

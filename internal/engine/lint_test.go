@@ -29,6 +29,7 @@ func TestLint(t *testing.T) {
 			[]string{"E 1: pkt.dport is a field, not a method (pkt:dport() calls it)"}},
 		{"stdlib", "local s = string.fromat('%d', 1)",
 			[]string{"E 1: string.fromat: no such field in string (did you mean string.format?)"}},
+		{"stdlib read, not called", "local unpack = table.unpack or unpack\nlocal pow = math.pow", nil},
 		{"assignment to API", "fw.DROP = 1\nfw.priority.mine = 2\nfw = nil",
 			[]string{"W 1: assignment to fw.DROP: fw is read-only (an error when it runs)",
 				"W 2: assignment to fw.priority.mine: fw.priority is read-only (an error when it runs)",

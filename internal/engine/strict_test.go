@@ -43,7 +43,7 @@ func TestStrictAPITables(t *testing.T) {
 		{"local x = dns.parsee", "x.lua:1: dns.parsee: no such field in dns (did you mean dns.parse?)"},
 		{"local x = packet.tpc", "x.lua:1: packet.tpc: no such field in packet (did you mean packet.tcp?)"},
 		{"local x = fw.zzzzzzzz", "x.lua:1: fw.zzzzzzzz: no such field in fw"},
-		{"local x = string.fromat", "x.lua:1: string.fromat: no such field in string (did you mean string.format?)"},
+		{"local x = string.fromat('%d', 1)", "x.lua:1: string.fromat: no such field in string (did you mean string.format?)"},
 	} {
 		e, _ := newTestEngine(t)
 		err := e.Load([]PluginSpec{src("x", c.code)})
@@ -54,6 +54,14 @@ func TestStrictAPITables(t *testing.T) {
 	// What stays nil: list reads past the end, and the plugin's options.
 	e, _ := newTestEngine(t)
 	mustLoad(t, e, src("ok", `assert(fw.hooks[99] == nil); assert(fw.options.nosuch == nil); assert(fw.option("nosuch", 1) == 1)`))
+	// The standard library is not strict: reading a name it lacks gives
+	// nil, as in Lua 5.1, and the usual idioms keep working.
+	e2, _ := newTestEngine(t)
+	mustLoad(t, e2, src("std", `local unpack = table.unpack or unpack
+assert(unpack({7}) == 7)
+assert(math.tointeger == nil and string.pack == nil) -- Lua 5.3 names
+local f = "fromat"
+assert(string[f] == nil)`))
 }
 
 func TestPacketViewErrorsSuggest(t *testing.T) {

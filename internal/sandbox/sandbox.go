@@ -80,8 +80,12 @@ func NewState() *lua.LState {
 	strMT.RawSetString("__metatable", lua.LString(LockedMeta))
 	L.SetMetatable(lua.LString(""), strMT)
 
+	// The standard library is read-only but not Strict: reading a name
+	// it lacks gives nil, as in Lua 5.1, so ordinary code such as
+	// `local unpack = table.unpack or unpack` computes what it computes
+	// everywhere else.
 	for _, name := range []string{"string", "table", "math", "os"} {
-		g.RawSetString(name, ReadOnly(L, g.RawGetString(name).(*lua.LTable), name))
+		g.RawSetString(name, readOnly(L, g.RawGetString(name).(*lua.LTable), name, false))
 	}
 	return L
 }
@@ -91,8 +95,15 @@ func NewState() *lua.LState {
 // string library table itself) stays unreachable. The copy is Strict: a
 // read of a string key it does not have is an error naming the key.
 func ReadOnly(L *lua.LState, t *lua.LTable, name string) *lua.LTable {
+	return readOnly(L, t, name, true)
+}
+
+// readOnly is ReadOnly; strict says whether the copy is Strict.
+func readOnly(L *lua.LState, t *lua.LTable, name string, strict bool) *lua.LTable {
 	backing := copyTable(L, t)
-	Strict(L, backing, name)
+	if strict {
+		Strict(L, backing, name)
+	}
 	proxy := L.NewTable()
 	mt := L.NewTable()
 	mt.RawSetString("__index", backing)
