@@ -107,8 +107,8 @@ func (b *BanTable) Install(ctx context.Context, table string, sets []string) err
 			return fmt.Errorf("nfq/rules: install bans: set name %q: want a letter then up to 63 letters, digits or '_'", s)
 		}
 	}
-	if b.name == table && slices.Equal(b.sets, sets) {
-		return nil
+	if b.name == table && slices.Equal(b.sets, sets) || b.name == "" && len(sets) == 0 {
+		return nil // (no table until a set is needed)
 	}
 	c, err := nftConn(ctx)
 	if err != nil {
@@ -169,6 +169,16 @@ func (b *BanTable) Remove(ctx context.Context) error {
 	b.name, b.sets = "", nil
 	if name == "" {
 		return nil
+	}
+	return RemoveBans(ctx, name)
+}
+
+// RemoveBans deletes the bans table "inet <table>" (absent: not an error),
+// as one left by an earlier run.
+func RemoveBans(ctx context.Context, name string) error {
+	name = tableName(name)
+	if err := checkTable(name); err != nil {
+		return fmt.Errorf("nfq/rules: remove bans: %w", err)
 	}
 	c, err := nftConn(ctx)
 	if err != nil {

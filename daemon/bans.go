@@ -1,0 +1,550 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/luafw/luafw/host/state"
+	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/nfq/rules"
+)
+
+// The kernel bans: every state map a plugin opens with kernel = "drop" is
+// mirrored into nftables sets of table "inet <table>" (nfq/rules.BanTable)
+// whose rule drops a packet from a source in them in prerouting, before
+// any queue. The mirror observes the map's local copy (host/state), which
+// every write goes through: the plugins' own, the fleet's (the cluster
+// applies them there), the operator's (`luafw state`) and loads. Changes
+// are queued per map (bounded) and sent by one goroutine in batched
+// netlink transactions a few milliseconds after the first one arrives;
+// a full queue or a failed transaction makes it replace the whole set
+// from the map instead. The packet path only appends to a slice.
+
+const (
+	// banQueue is the most changes of one map waiting to be sent; past
+	// it they are dropped and the set is rebuilt from the map.
+	banQueue = 1 << 16
+	// banLinger is how long the mirror collects changes after the first
+	// before sending them; banFlushAt sends at once.
+	banLinger  = 5 * time.Millisecond
+	banFlushAt = 2048
+	// banRetry is how long after a failed rebuild the next is tried.
+	banRetry = time.Second
+	// banPrune is how often elements that expired are forgotten.
+	banPrune = 30 * time.Second
+)
+
+// BanStatus is one map mirrored into the kernel, as `luafw status` shows
+// it.
+type BanStatus struct {
+	Map   string `json:"map"`
+	Scope string `json:"scope"` // local, cluster
+	// Set is the kernel sets' common name: `nft list set inet TABLE
+	// SET_v4` (and _v6, _v4net, _v6net) show them.
+	Set      string `json:"set"`
+	Elements int    `json:"elements"` // in the kernel, as sent (less what expired since the last prune)
+	Sent     uint64 `json:"sent"`     // elements added or deleted
+	// Refused counts keys that are not an address or prefix in canonical
+	// form, or a prefix overlapping another; they stay in the map only.
+	Refused   uint64 `json:"refused"`
+	Overflows uint64 `json:"overflows"` // queue full: set rebuilt
+	Rebuilds  uint64 `json:"rebuilds"`  // set replaced from the map (start, overflow, error)
+	Errors    uint64 `json:"errors"`    // failed transactions
+}
+
+// banMirror keeps the ban sets in line with the maps.
+type banMirror struct {
+	log   *slog.Logger
+	table string
+	kt    rules.BanTable // used by start, then only by run
+	wake  chan struct{}
+
+	mu   sync.Mutex
+	want []*banMap // the maps to mirror, from the running plugins
+	gen  uint64    // bumped when want changes
+	maps []*banMap // mirrored now (run's)
+}
+
+// banMap is one mirrored map.
+type banMap struct {
+	km  engine.KernelMap
+	set string
+	m   *banMirror
+
+	mu      sync.Mutex
+	pending []state.Change
+	rebuild bool // overflow, failure or start: replace the set from the map
+	retryAt time.Time
+
+	// kernel is what the sets hold as sent, with each element's expiry
+	// (unix ns, 0 never): deletes go only for what is there, and a prefix
+	// must not overlap another (the kernel refuses overlapping intervals).
+	kernel map[netip.Prefix]int64
+	n      atomic.Int64 // len(kernel), for Status
+
+	sent, refused, overflows, rebuilds, errors atomic.Uint64
+	lastLog                                    atomic.Int64
+}
+
+func newBanMirror(log *slog.Logger, table string) *banMirror {
+	return &banMirror{log: log, table: table, wake: make(chan struct{}, 1)}
+}
+
+var banNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,40}$`)
+
+// banSetName is the kernel sets' name for a map: scope_name, or with a
+// hash of the name when it has other characters or is long.
+func banSetName(km engine.KernelMap) string {
+	scope := "local"
+	if km.Cluster {
+		scope = "cluster"
+	}
+	if banNameRE.MatchString(km.Name) {
+		return scope + "_" + km.Name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(km.Name))
+	clean := []byte(km.Name)
+	for i, c := range clean {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			clean[i] = '_'
+		}
+	}
+	if len(clean) > 30 {
+		clean = clean[:30]
+	}
+	return fmt.Sprintf("%s_%s_%08x", scope, clean, h.Sum32())
+}
+
+// configure sets the maps to mirror; run picks them up.
+func (bm *banMirror) configure(kms []engine.KernelMap) {
+	var want []*banMap
+	for _, km := range kms {
+		if km.Map == nil {
+			bm.log.Warn("state map with kernel = \"drop\": this state backend has no local copy to mirror; not in the kernel", "map", km.Name)
+			continue
+		}
+		want = append(want, &banMap{km: km, set: banSetName(km), m: bm, rebuild: true, kernel: map[netip.Prefix]int64{}})
+	}
+	bm.mu.Lock()
+	// Keep the maps mirrored already (their kernel view and counters).
+	for i, w := range want {
+		for _, cur := range bm.maps {
+			if cur.set == w.set && cur.km.Map == w.km.Map {
+				want[i] = cur
+			}
+		}
+	}
+	bm.want = want
+	bm.gen++
+	bm.mu.Unlock()
+	bm.poke()
+}
+
+func (bm *banMirror) poke() {
+	select {
+	case bm.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile installs the sets of the wanted maps and observes them; it
+// reports whether the set list could be installed.
+func (bm *banMirror) reconcile(ctx context.Context) error {
+	bm.mu.Lock()
+	want, cur := bm.want, bm.maps
+	bm.mu.Unlock()
+	sets := make([]string, len(want))
+	for i, w := range want {
+		sets[i] = w.set
+	}
+	if err := bm.kt.Install(ctx, bm.table, sets); err != nil {
+		return err
+	}
+	for _, c := range cur {
+		if !containsMap(want, c) {
+			c.km.Map.Observe(nil)
+		}
+	}
+	for _, w := range want {
+		if !containsMap(cur, w) {
+			w.km.Map.Observe(w.observe)
+			scope := "local"
+			if w.km.Cluster {
+				scope = "cluster"
+			}
+			bm.log.Info("state map mirrored into the kernel", "map", w.km.Name, "scope", scope,
+				"sets", fmt.Sprintf("inet %s %s_v4 %s_v6 %s_v4net %s_v6net", bm.table, w.set, w.set, w.set, w.set))
+		}
+	}
+	bm.mu.Lock()
+	bm.maps = want
+	bm.mu.Unlock()
+	return nil
+}
+
+func containsMap(ms []*banMap, m *banMap) bool {
+	for _, x := range ms {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// start installs the table and fills the sets before the diversion rules
+// are installed (so the bans chain comes first at equal priority).
+func (bm *banMirror) start(ctx context.Context, kms []engine.KernelMap) error {
+	bm.configure(kms)
+	<-bm.wake // configure's poke: start does what run would
+	if err := bm.reconcile(ctx); err != nil {
+		return err
+	}
+	bm.flush(ctx)
+	return nil
+}
+
+// run sends the maps' changes until ctx ends.
+func (bm *banMirror) run(ctx context.Context) {
+	var gen uint64
+	bm.mu.Lock()
+	gen = bm.gen
+	bm.mu.Unlock()
+	prune := time.NewTicker(banPrune)
+	defer prune.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			bm.stop()
+			return
+		case <-prune.C:
+			bm.prune()
+			continue
+		case <-retry.C:
+		case <-bm.wake:
+			if bm.queued() < banFlushAt {
+				select {
+				case <-ctx.Done():
+					bm.stop()
+					return
+				case <-time.After(banLinger):
+				}
+			}
+		}
+		bm.mu.Lock()
+		g := bm.gen
+		bm.mu.Unlock()
+		if g != gen {
+			if err := bm.reconcile(ctx); err != nil {
+				bm.log.Error("kernel bans: installing the sets failed; the previous ones stay", "err", err)
+			}
+			gen = g
+		}
+		if next := bm.flush(ctx); !next.IsZero() {
+			retry.Reset(time.Until(next))
+		}
+	}
+}
+
+// stop stops observing the maps.
+func (bm *banMirror) stop() {
+	bm.mu.Lock()
+	defer bm.mu.Unlock()
+	for _, m := range bm.maps {
+		m.km.Map.Observe(nil)
+	}
+}
+
+// remove deletes the table (daemon stop).
+func (bm *banMirror) remove(ctx context.Context) error { return bm.kt.Remove(ctx) }
+
+func (bm *banMirror) queued() int {
+	bm.mu.Lock()
+	maps := bm.maps
+	bm.mu.Unlock()
+	n := 0
+	for _, m := range maps {
+		m.mu.Lock()
+		n += len(m.pending)
+		m.mu.Unlock()
+	}
+	return n
+}
+
+// observe is the map's observer: it runs with a shard of the map locked,
+// on the packet path when a plugin writes.
+func (m *banMap) observe(c state.Change) {
+	m.mu.Lock()
+	n := len(m.pending)
+	switch {
+	case m.rebuild:
+	case n >= banQueue:
+		m.rebuild, m.pending = true, nil
+		m.overflows.Add(1)
+	default:
+		m.pending = append(m.pending, c)
+		n++
+	}
+	m.mu.Unlock()
+	if n == 1 || n == banFlushAt {
+		m.m.poke()
+	}
+}
+
+// flush sends every map's changes, and returns when a failed map should
+// be tried again (zero: none failed).
+func (bm *banMirror) flush(ctx context.Context) time.Time {
+	bm.mu.Lock()
+	maps := bm.maps
+	bm.mu.Unlock()
+	var next time.Time
+	for _, m := range maps {
+		if t := m.flush(ctx); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next
+}
+
+// flush sends m's changes, or rebuilds its set.
+func (m *banMap) flush(ctx context.Context) time.Time {
+	m.mu.Lock()
+	changes, rebuild, retryAt := m.pending, m.rebuild, m.retryAt
+	m.pending = nil
+	if rebuild && time.Now().Before(retryAt) {
+		m.mu.Unlock()
+		return retryAt
+	}
+	m.rebuild = false
+	m.mu.Unlock()
+	var err error
+	if rebuild {
+		err = m.replace(ctx)
+	} else if len(changes) > 0 {
+		err = m.update(ctx, changes)
+	}
+	if err == nil {
+		return time.Time{}
+	}
+	m.errors.Add(1)
+	m.logf("kernel bans: a transaction failed; rebuilding the set from the map", "err", err)
+	m.mu.Lock()
+	m.rebuild, m.pending = true, nil
+	if !rebuild {
+		m.retryAt = time.Time{} // first failure: rebuild at once
+	} else {
+		m.retryAt = time.Now().Add(banRetry)
+	}
+	at := m.retryAt
+	m.mu.Unlock()
+	if at.IsZero() {
+		m.m.poke()
+	}
+	return at
+}
+
+// logf logs at most every 10 s per map.
+func (m *banMap) logf(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	if last := m.lastLog.Load(); now-last < int64(10*time.Second) || !m.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	m.m.log.Warn(msg, append([]any{"map", m.km.Name, "set", m.set}, args...)...)
+}
+
+// banKey parses a map key as an address or prefix in canonical form.
+func banKey(key string) (netip.Prefix, bool) {
+	if a, err := netip.ParseAddr(key); err == nil {
+		if a.Zone() != "" || a.String() != key {
+			return netip.Prefix{}, false
+		}
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	p, err := netip.ParsePrefix(key)
+	if err != nil || p.Masked() != p || p.String() != key || p.IsSingleIP() {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// timeout is the kernel timeout of an entry expiring at exp (unix ns),
+// rounded up to the millisecond; ok is false when it has expired.
+func timeout(exp, now int64) (time.Duration, bool) {
+	if exp == 0 {
+		return 0, true
+	}
+	left := exp - now
+	if left <= 0 {
+		return 0, false
+	}
+	return time.Duration((left + int64(time.Millisecond) - 1) / int64(time.Millisecond) * int64(time.Millisecond)), true
+}
+
+// live reports whether the kernel still holds an element expiring at exp.
+func live(exp, now int64) bool { return exp == 0 || exp > now }
+
+// overlaps reports whether prefix p (not an address) overlaps another
+// prefix the kernel holds.
+func (m *banMap) overlaps(p netip.Prefix, now int64) bool {
+	if p.IsSingleIP() {
+		return false
+	}
+	for q, exp := range m.kernel {
+		if q != p && !q.IsSingleIP() && live(exp, now) && q.Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// update sends changes: the last change of each key wins.
+func (m *banMap) update(ctx context.Context, changes []state.Change) error {
+	last := make(map[string]state.Change, len(changes))
+	for _, c := range changes {
+		last[c.Key] = c
+	}
+	now := time.Now().UnixNano()
+	var add []rules.BanElem
+	var del []netip.Prefix
+	next := map[netip.Prefix]int64{}
+	gone := map[netip.Prefix]bool{}
+	for key, c := range last {
+		p, ok := banKey(key)
+		if !ok {
+			if !c.Deleted {
+				m.refused.Add(1)
+				m.logf("kernel bans: a key that is not an address or prefix in canonical form stays out of the kernel", "key", key)
+			}
+			continue
+		}
+		exp, had := m.kernel[p]
+		if c.Deleted {
+			if had && live(exp, now+int64(time.Millisecond)) {
+				del = append(del, p)
+				gone[p] = true
+			}
+			continue
+		}
+		to, ok := timeout(c.Exp, now)
+		if !ok {
+			continue
+		}
+		if m.overlaps(p, now) || overlapsAny(next, p) {
+			m.refused.Add(1)
+			m.logf("kernel bans: a prefix overlapping another stays out of the kernel", "key", key)
+			continue
+		}
+		add = append(add, rules.BanElem{Prefix: p, Timeout: to})
+		next[p] = c.Exp
+	}
+	if len(add)+len(del) == 0 {
+		return nil
+	}
+	if err := m.m.kt.Update(ctx, m.set, add, del); err != nil {
+		return err
+	}
+	for p := range gone {
+		delete(m.kernel, p)
+	}
+	for p, exp := range next {
+		m.kernel[p] = exp
+	}
+	m.n.Store(int64(len(m.kernel)))
+	m.sent.Add(uint64(len(add) + len(del)))
+	return nil
+}
+
+// overlapsAny reports whether prefix p overlaps a prefix of ps.
+func overlapsAny(ps map[netip.Prefix]int64, p netip.Prefix) bool {
+	if p.IsSingleIP() {
+		return false
+	}
+	for q := range ps {
+		if q != p && !q.IsSingleIP() && q.Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// replace makes the sets hold exactly the map's live address keys.
+func (m *banMap) replace(ctx context.Context) error {
+	m.rebuilds.Add(1)
+	now := time.Now().UnixNano()
+	kernel := map[netip.Prefix]int64{}
+	var all []rules.BanElem
+	for _, e := range m.km.Map.Entries() {
+		p, ok := banKey(e.Key)
+		if !ok {
+			m.refused.Add(1)
+			continue
+		}
+		var exp int64
+		if !e.Expires.IsZero() {
+			exp = e.Expires.UnixNano()
+		}
+		to, ok := timeout(exp, now)
+		if !ok {
+			continue
+		}
+		if overlapsAny(kernel, p) {
+			m.refused.Add(1)
+			continue
+		}
+		kernel[p] = exp
+		all = append(all, rules.BanElem{Prefix: p, Timeout: to})
+	}
+	if err := m.m.kt.Replace(ctx, m.set, all); err != nil {
+		return err
+	}
+	m.kernel = kernel
+	m.n.Store(int64(len(kernel)))
+	m.sent.Add(uint64(len(all)))
+	return nil
+}
+
+// prune forgets elements that expired (run's).
+func (bm *banMirror) prune() {
+	bm.mu.Lock()
+	maps := bm.maps
+	bm.mu.Unlock()
+	now := time.Now().UnixNano()
+	for _, m := range maps {
+		for p, exp := range m.kernel {
+			if !live(exp, now) {
+				delete(m.kernel, p)
+			}
+		}
+		m.n.Store(int64(len(m.kernel)))
+	}
+}
+
+// status reports the mirrored maps.
+func (bm *banMirror) status() []BanStatus {
+	if bm == nil {
+		return nil
+	}
+	bm.mu.Lock()
+	maps := bm.maps
+	bm.mu.Unlock()
+	out := make([]BanStatus, 0, len(maps))
+	for _, m := range maps {
+		scope := "local"
+		if m.km.Cluster {
+			scope = "cluster"
+		}
+		out = append(out, BanStatus{Map: m.km.Name, Scope: scope, Set: m.set, Elements: int(m.n.Load()),
+			Sent: m.sent.Load(), Refused: m.refused.Load(), Overflows: m.overflows.Load(),
+			Rebuilds: m.rebuilds.Load(), Errors: m.errors.Load()})
+	}
+	return out
+}
