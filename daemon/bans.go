@@ -30,7 +30,7 @@ import (
 const (
 	// banQueue is the most changes of one map waiting to be sent; past
 	// it they are dropped and the set is rebuilt from the map.
-	banQueue = 1 << 16
+	banQueue = 1 << 17
 	// banLinger is how long the mirror collects changes after the first
 	// before sending them; banFlushAt sends at once.
 	banLinger  = 5 * time.Millisecond

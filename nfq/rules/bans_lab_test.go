@@ -89,7 +89,9 @@ func TestBanTable(t *testing.T) {
 	}
 
 	// A short timeout expires in the kernel.
-	do(func() error { return b.Update(ctx, "three", []BanElem{{Prefix: client, Timeout: 300 * time.Millisecond}}, nil) })
+	do(func() error {
+		return b.Update(ctx, "three", []BanElem{{Prefix: client, Timeout: 300 * time.Millisecond}}, nil)
+	})
 	if a, _ := counts("three"); a != 1 {
 		t.Fatalf("set three holds %d addresses, want 1", a)
 	}
