@@ -37,6 +37,10 @@ const (
 	banFlushAt = 2048
 	// banRetry is how long after a failed rebuild the next is tried.
 	banRetry = time.Second
+	// banRefreshMargin: an element the kernel holds for less than this
+	// more is not deleted before it is added again with a new timeout
+	// (the kernel may have dropped it by the time the transaction runs).
+	banRefreshMargin = 50 * time.Millisecond
 	// banPrune is how often elements that expired are forgotten.
 	banPrune = 30 * time.Second
 )
@@ -442,6 +446,12 @@ func (m *banMap) update(ctx context.Context, changes []state.Change) error {
 			m.refused.Add(1)
 			m.logf("kernel bans: a prefix overlapping another stays out of the kernel", "key", key)
 			continue
+		}
+		if had && live(exp, now+int64(banRefreshMargin)) {
+			// A new timeout: kernels before 6.10 keep an element's
+			// first timeout when it is added again, so delete it first
+			// (in the same transaction: no gap).
+			del = append(del, p)
 		}
 		add = append(add, rules.BanElem{Prefix: p, Timeout: to})
 		next[p] = c.Exp

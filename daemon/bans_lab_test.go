@@ -140,6 +140,17 @@ func TestBanMirrorFollowsMap(t *testing.T) {
 		t.Errorf("a %v ban left the kernel only after %v", ttl, gone)
 	}
 
+	// A ban set again with a longer TTL lasts in the kernel.
+	must(b.m.Set("10.201.1.4", state.BoolValue(true), ttl))
+	b.waitCount(t, 2, 1)
+	must(b.m.Set("10.201.1.4", state.BoolValue(true), time.Hour))
+	time.Sleep(2 * ttl)
+	if a, _ := b.count(t); a != 2 {
+		t.Errorf("a ban refreshed from %v to 1h: the kernel set holds %d addresses %v later, want 2", ttl, a, 2*ttl)
+	}
+	b.m.Delete("10.201.1.4")
+	b.waitCount(t, 1, 1)
+
 	// A delete of what the kernel expired on its own costs nothing.
 	b.m.Delete("10.201.1.3")
 	time.Sleep(20 * time.Millisecond)

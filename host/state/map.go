@@ -119,8 +119,8 @@ type Change struct {
 // MapObserver hears of the changes to a map's keys: a key created, its
 // expiry changed, or the key deleted. A value changed in place (a Set of
 // an existing key with the same expiry, an Incr) is not reported, nor is
-// an entry's expiry (the observer knows Exp), nor a sweep of expired
-// entries. It is called with the key's shard locked, so that it hears
+// an entry's expiry (the observer knows Exp): neither its sweep nor the
+// deletion of an expired entry. It is called with the key's shard locked, so that it hears
 // the changes of one key in the order they were made: it must return at
 // once, without blocking or using the map.
 type MapObserver func(Change)
@@ -353,7 +353,11 @@ func (m *Map) Delete(key string) {
 	if e, ok := sh.m[key]; ok {
 		delete(sh.m, key)
 		m.lim.release(e.cost(key))
-		m.notify(Change{Key: key, Deleted: true})
+		if o := m.obs.Load(); o != nil {
+			if now := (lazyNow{clock: m.clock}); !e.expired(&now) {
+				(*o)(Change{Key: key, Deleted: true})
+			}
+		}
 	}
 	sh.mu.Unlock()
 }
