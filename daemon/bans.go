@@ -41,6 +41,9 @@ const (
 	// more is not deleted before it is added again with a new timeout
 	// (the kernel may have dropped it by the time the transaction runs).
 	banRefreshMargin = 50 * time.Millisecond
+	// banReconcileWait bounds how long a reload waits for the sets of
+	// the new plugin set to be installed.
+	banReconcileWait = 2 * time.Second
 	// banPrune is how often elements that expired are forgotten.
 	banPrune = 30 * time.Second
 )
@@ -74,6 +77,9 @@ type banMirror struct {
 	want []*banMap // the maps to mirror, from the running plugins
 	gen  uint64    // bumped when want changes
 	maps []*banMap // mirrored now (run's)
+	// done hears the result of installing want (configure's caller
+	// waits for it).
+	done chan error
 }
 
 // banMap is one mirrored map.
@@ -127,8 +133,9 @@ func banSetName(km engine.KernelMap) string {
 	return fmt.Sprintf("%s_%s_%08x", scope, clean, h.Sum32())
 }
 
-// configure sets the maps to mirror; run picks them up.
-func (bm *banMirror) configure(kms []engine.KernelMap) {
+// configure sets the maps to mirror; run picks them up and answers on
+// the channel returned once their sets are installed.
+func (bm *banMirror) configure(kms []engine.KernelMap) <-chan error {
 	var want []*banMap
 	for _, km := range kms {
 		if km.Map == nil {
@@ -148,8 +155,11 @@ func (bm *banMirror) configure(kms []engine.KernelMap) {
 	}
 	bm.want = want
 	bm.gen++
+	done := make(chan error, 1)
+	bm.done = done
 	bm.mu.Unlock()
 	bm.poke()
+	return done
 }
 
 func (bm *banMirror) poke() {
@@ -161,10 +171,15 @@ func (bm *banMirror) poke() {
 
 // reconcile installs the sets of the wanted maps and observes them; it
 // reports whether the set list could be installed.
-func (bm *banMirror) reconcile(ctx context.Context) error {
+func (bm *banMirror) reconcile(ctx context.Context) (err error) {
 	bm.mu.Lock()
-	want, cur := bm.want, bm.maps
+	want, cur, done := bm.want, bm.maps, bm.done
 	bm.mu.Unlock()
+	defer func() {
+		if done != nil {
+			done <- err
+		}
+	}()
 	sets := make([]string, len(want))
 	for i, w := range want {
 		sets[i] = w.set
@@ -206,7 +221,7 @@ func containsMap(ms []*banMap, m *banMap) bool {
 // start installs the table and fills the sets before the diversion rules
 // are installed (so the bans chain comes first at equal priority).
 func (bm *banMirror) start(ctx context.Context, kms []engine.KernelMap) error {
-	bm.configure(kms)
+	_ = bm.configure(kms)
 	<-bm.wake // configure's poke: start does what run would
 	if err := bm.reconcile(ctx); err != nil {
 		return err

@@ -377,8 +377,15 @@ func (d *Daemon) reload() error {
 	}
 	d.setTags(cfg)
 	d.cfg, d.plan, d.rules = cfg, plan, rs
-	if d.bans != nil {
-		d.bans.configure(d.eng.KernelMaps())
+	// The kernel bans follow: the mirror installs the sets of maps added
+	// (and fills them) or drops those of maps gone, in its goroutine.
+	select {
+	case err := <-d.bans.configure(d.eng.KernelMaps()):
+		if err != nil {
+			d.log.Error("reload: kernel bans: installing the sets failed; the previous ones stay", "err", err)
+		}
+	case <-time.After(banReconcileWait):
+		d.log.Warn("reload: kernel bans: the sets are not installed yet")
 	}
 	// The queue readers build their states of the new plugins off the
 	// packet path; wait for them, so that the new set is in force at each

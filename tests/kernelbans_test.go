@@ -170,6 +170,17 @@ EOF`); err != nil {
 		mean(ours), mean(static), mean(ours)/mean(static), ours, static)
 	fmt.Printf("KBAN_RATIO %.3f %.0f %.0f\n", mean(ours)/mean(static), mean(ours), mean(static))
 
+	// A reload that adds a mirrored map keeps the ban in the kernel.
+	files := kbanConfig("local", "")
+	files["kban.lua"] += "\nlocal more = state.map(\"bans2\", {kernel = \"drop\"})\n"
+	writeFiles(t, d.dir, files)
+	if out, err := l.Router.Run(ctx, luafwBinary(t), "reload"); err != nil {
+		t.Fatalf("luafw reload: %v\n%s", err, out)
+	}
+	if out, _ := l.Router.Run(ctx, "nft", "list", "table", "inet", "luafw"); !strings.Contains(out, "local_bans2_v4") || !kbanHas(t, ctx, l.Router, "local_bans_v4", src) {
+		t.Fatalf("after a reload adding bans2:\n%s", out)
+	}
+
 	// The operator lifts the ban: out of the kernel, traffic passes.
 	code, out, errs := luafwIn(t, ctx, l.Router, "state", "delete", "bans", src)
 	if code != 0 {
