@@ -44,8 +44,9 @@ const (
 	// banReconcileWait bounds how long a reload waits for the sets of
 	// the new plugin set to be installed.
 	banReconcileWait = 2 * time.Second
-	// banPrune is how often elements that expired are forgotten.
-	banPrune = 30 * time.Second
+	// banPrune is how often elements that expired are forgotten (until
+	// then a prefix inside an expired one still counts as overlapping).
+	banPrune = 5 * time.Second
 )
 
 // BanStatus is one map mirrored into the kernel, as `luafw status` shows
@@ -93,11 +94,10 @@ type banMap struct {
 	rebuild bool // overflow, failure or start: replace the set from the map
 	retryAt time.Time
 
-	// kernel is what the sets hold as sent, with each element's expiry
-	// (unix ns, 0 never): deletes go only for what is there, and a prefix
-	// must not overlap another (the kernel refuses overlapping intervals).
-	kernel map[netip.Prefix]int64
-	n      atomic.Int64 // len(kernel), for Status
+	// view is what the sets hold (run's): deletes go only for what is
+	// there, and a prefix must not overlap another.
+	view *banView
+	n    atomic.Int64 // elements in view, for Status
 
 	sent, refused, overflows, rebuilds, errors atomic.Uint64
 	lastLog                                    atomic.Int64
@@ -142,7 +142,7 @@ func (bm *banMirror) configure(kms []engine.KernelMap) <-chan error {
 			bm.log.Warn("state map with kernel = \"drop\": this state backend has no local copy to mirror; not in the kernel", "map", km.Name)
 			continue
 		}
-		want = append(want, &banMap{km: km, set: banSetName(km), m: bm, rebuild: true, kernel: map[netip.Prefix]int64{}})
+		want = append(want, &banMap{km: km, set: banSetName(km), m: bm, rebuild: true, view: newBanView()})
 	}
 	bm.mu.Lock()
 	// Keep the maps mirrored already (their kernel view and counters).
@@ -411,21 +411,83 @@ func timeout(exp, now int64) (time.Duration, bool) {
 // live reports whether the kernel still holds an element expiring at exp.
 func live(exp, now int64) bool { return exp == 0 || exp > now }
 
-// overlaps reports whether prefix p (not an address) overlaps another
-// prefix the kernel holds.
-func (m *banMap) overlaps(p netip.Prefix, now int64) bool {
+// banView is what a map's kernel sets hold, as the mirror sent it: each
+// element's expiry (unix ns, 0 never), and an index of the prefixes that
+// tells in O(address bits) whether a new prefix overlaps one of them (the
+// kernel refuses overlapping intervals; addresses have their own sets).
+type banView struct {
+	exp  map[netip.Prefix]int64
+	nets map[netip.Prefix]bool // the prefixes held (not addresses)
+	// inner counts, for each prefix r shorter than some held prefix,
+	// the held prefixes strictly inside r.
+	inner map[netip.Prefix]int
+}
+
+func newBanView() *banView {
+	return &banView{exp: map[netip.Prefix]int64{}, nets: map[netip.Prefix]bool{}, inner: map[netip.Prefix]int{}}
+}
+
+// ancestors calls fn with each prefix strictly containing p.
+func ancestors(p netip.Prefix, fn func(netip.Prefix)) {
+	for b := 0; b < p.Bits(); b++ {
+		fn(netip.PrefixFrom(p.Addr(), b).Masked())
+	}
+}
+
+func (v *banView) put(p netip.Prefix, exp int64) {
+	if _, had := v.exp[p]; !had && !p.IsSingleIP() {
+		v.nets[p] = true
+		ancestors(p, func(r netip.Prefix) { v.inner[r]++ })
+	}
+	v.exp[p] = exp
+}
+
+func (v *banView) drop(p netip.Prefix) {
+	if _, had := v.exp[p]; !had {
+		return
+	}
+	delete(v.exp, p)
+	if !p.IsSingleIP() {
+		delete(v.nets, p)
+		ancestors(p, func(r netip.Prefix) {
+			if v.inner[r]--; v.inner[r] <= 0 {
+				delete(v.inner, r)
+			}
+		})
+	}
+}
+
+// overlaps reports whether prefix p overlaps a prefix held other than p
+// itself. A containing prefix that has expired is forgotten on the way;
+// one inside p counts until prune forgets it.
+func (v *banView) overlaps(p netip.Prefix, now int64) bool {
 	if p.IsSingleIP() {
 		return false
 	}
-	for q, exp := range m.kernel {
-		if q != p && !q.IsSingleIP() && live(exp, now) && q.Overlaps(p) {
-			return true
+	for b := 0; b < p.Bits(); b++ {
+		q := netip.PrefixFrom(p.Addr(), b).Masked()
+		if v.nets[q] {
+			if live(v.exp[q], now) {
+				return true
+			}
+			v.drop(q)
 		}
 	}
-	return false
+	return v.inner[p] > 0
 }
 
-// update sends changes: the last change of each key wins.
+// prune forgets the elements that expired.
+func (v *banView) prune(now int64) {
+	for p, exp := range v.exp {
+		if !live(exp, now) {
+			v.drop(p)
+		}
+	}
+}
+
+// update sends changes: the last change of each key wins. The view
+// follows at once; if the transaction fails, the rebuild that follows
+// makes a new one.
 func (m *banMap) update(ctx context.Context, changes []state.Change) error {
 	last := make(map[string]state.Change, len(changes))
 	for _, c := range changes {
@@ -434,8 +496,6 @@ func (m *banMap) update(ctx context.Context, changes []state.Change) error {
 	now := time.Now().UnixNano()
 	var add []rules.BanElem
 	var del []netip.Prefix
-	next := map[netip.Prefix]int64{}
-	gone := map[netip.Prefix]bool{}
 	for key, c := range last {
 		p, ok := banKey(key)
 		if !ok {
@@ -445,19 +505,20 @@ func (m *banMap) update(ctx context.Context, changes []state.Change) error {
 			}
 			continue
 		}
-		exp, had := m.kernel[p]
+		exp, had := m.view.exp[p]
 		if c.Deleted {
+			m.view.drop(p)
 			if had && live(exp, now+int64(time.Millisecond)) {
 				del = append(del, p)
-				gone[p] = true
 			}
 			continue
 		}
 		to, ok := timeout(c.Exp, now)
-		if !ok {
+		if !ok { // expired already: so has, or will have, the element
+			m.view.drop(p)
 			continue
 		}
-		if m.overlaps(p, now) || overlapsAny(next, p) {
+		if !had && m.view.overlaps(p, now) {
 			m.refused.Add(1)
 			m.logf("kernel bans: a prefix overlapping another stays out of the kernel", "key", key)
 			continue
@@ -469,43 +530,24 @@ func (m *banMap) update(ctx context.Context, changes []state.Change) error {
 			del = append(del, p)
 		}
 		add = append(add, rules.BanElem{Prefix: p, Timeout: to})
-		next[p] = c.Exp
+		m.view.put(p, c.Exp)
 	}
+	m.n.Store(int64(len(m.view.exp)))
 	if len(add)+len(del) == 0 {
 		return nil
 	}
 	if err := m.m.kt.Update(ctx, m.set, add, del); err != nil {
 		return err
 	}
-	for p := range gone {
-		delete(m.kernel, p)
-	}
-	for p, exp := range next {
-		m.kernel[p] = exp
-	}
-	m.n.Store(int64(len(m.kernel)))
 	m.sent.Add(uint64(len(add) + len(del)))
 	return nil
-}
-
-// overlapsAny reports whether prefix p overlaps a prefix of ps.
-func overlapsAny(ps map[netip.Prefix]int64, p netip.Prefix) bool {
-	if p.IsSingleIP() {
-		return false
-	}
-	for q := range ps {
-		if q != p && !q.IsSingleIP() && q.Overlaps(p) {
-			return true
-		}
-	}
-	return false
 }
 
 // replace makes the sets hold exactly the map's live address keys.
 func (m *banMap) replace(ctx context.Context) error {
 	m.rebuilds.Add(1)
 	now := time.Now().UnixNano()
-	kernel := map[netip.Prefix]int64{}
+	view := newBanView()
 	var all []rules.BanElem
 	for _, e := range m.km.Map.Entries() {
 		p, ok := banKey(e.Key)
@@ -521,18 +563,18 @@ func (m *banMap) replace(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		if overlapsAny(kernel, p) {
+		if view.overlaps(p, now) {
 			m.refused.Add(1)
 			continue
 		}
-		kernel[p] = exp
+		view.put(p, exp)
 		all = append(all, rules.BanElem{Prefix: p, Timeout: to})
 	}
 	if err := m.m.kt.Replace(ctx, m.set, all); err != nil {
 		return err
 	}
-	m.kernel = kernel
-	m.n.Store(int64(len(kernel)))
+	m.view = view
+	m.n.Store(int64(len(view.exp)))
 	m.sent.Add(uint64(len(all)))
 	return nil
 }
@@ -544,12 +586,8 @@ func (bm *banMirror) prune() {
 	bm.mu.Unlock()
 	now := time.Now().UnixNano()
 	for _, m := range maps {
-		for p, exp := range m.kernel {
-			if !live(exp, now) {
-				delete(m.kernel, p)
-			}
-		}
-		m.n.Store(int64(len(m.kernel)))
+		m.view.prune(now)
+		m.n.Store(int64(len(m.view.exp)))
 	}
 }
 
