@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/luafw/luafw/host/state"
 	"github.com/luafw/luafw/internal/engine"
 	"github.com/luafw/luafw/nfq/rules"
@@ -610,4 +612,34 @@ func (bm *banMirror) status() []BanStatus {
 			Rebuilds: m.rebuilds.Load(), Errors: m.errors.Load()})
 	}
 	return out
+}
+
+// banCollector exports the mirror's counters (docs/metrics.md).
+type banCollector struct {
+	d               *Daemon
+	elements, total *prometheus.Desc
+}
+
+func newBanCollector(d *Daemon) *banCollector {
+	lbl := []string{"map", "scope"}
+	return &banCollector{d: d,
+		elements: prometheus.NewDesc("luafw_kernel_bans_elements", "Elements of a map mirrored into the kernel's ban sets (kernel = \"drop\"), as sent.", lbl, nil),
+		total: prometheus.NewDesc("luafw_kernel_bans_total",
+			"What the kernel ban mirror did, by map: elements sent (added or deleted), keys refused (not an address or prefix, overlapping prefix), overflows (queue full), rebuilds (sets replaced from the map), errors (failed transactions).",
+			append(lbl, "what"), nil),
+	}
+}
+
+func (c *banCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.elements
+	ch <- c.total
+}
+
+func (c *banCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range c.d.bans.status() {
+		ch <- prometheus.MustNewConstMetric(c.elements, prometheus.GaugeValue, float64(b.Elements), b.Map, b.Scope)
+		for what, v := range map[string]uint64{"sent": b.Sent, "refused": b.Refused, "overflow": b.Overflows, "rebuild": b.Rebuilds, "error": b.Errors} {
+			ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(v), b.Map, b.Scope, what)
+		}
+	}
 }

@@ -146,7 +146,13 @@ func (d *Daemon) Engine() *engine.Engine { return d.eng }
 func (d *Daemon) DryRun() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return "# segments (hook, chain priority, callbacks)\n" + Describe(d.plan) + "\n" + d.rules.String()
+	out := "# segments (hook, chain priority, callbacks)\n" + Describe(d.plan) + "\n" + d.rules.String()
+	for _, km := range d.eng.KernelMaps() {
+		set := banSetName(km)
+		out += fmt.Sprintf("# kernel bans: map %q → table inet %s, chain bans (prerouting, priority %d), sets %s_v4 %s_v6 %s_v4net %s_v6net\n",
+			km.Name, d.rules.Table, rules.BanPriority, set, set, set, set)
+	}
+	return out
 }
 
 // Run installs the rules, serves the queues until ctx is done, then removes
