@@ -37,7 +37,7 @@ const (
 	// before sending them; banFlushAt sends at once.
 	banLinger  = 5 * time.Millisecond
 	banFlushAt = 2048
-	// banRetry is how long after a failed rebuild the next is tried.
+	// banRetry is the least time between two rebuilds of a map's sets.
 	banRetry = time.Second
 	// banRefreshMargin: an element the kernel holds for less than this
 	// more is not deleted before it is added again with a new timeout
@@ -94,7 +94,8 @@ type banMap struct {
 	mu      sync.Mutex
 	pending []state.Change
 	rebuild bool // overflow, failure or start: replace the set from the map
-	retryAt time.Time
+	// lastRebuild is when the last rebuild started (run's).
+	lastRebuild time.Time
 
 	// view is what the sets hold (run's): deletes go only for what is
 	// there, and a prefix must not overlap another.
@@ -339,16 +340,20 @@ func (bm *banMirror) flush(ctx context.Context) time.Time {
 // flush sends m's changes, or rebuilds its set.
 func (m *banMap) flush(ctx context.Context) time.Time {
 	m.mu.Lock()
-	changes, rebuild, retryAt := m.pending, m.rebuild, m.retryAt
+	changes, rebuild := m.pending, m.rebuild
 	m.pending = nil
-	if rebuild && time.Now().Before(retryAt) {
+	// Rebuilds (each reads the whole map) start at most every banRetry:
+	// a write storm that keeps overflowing the queue, or a kernel that
+	// keeps failing, costs one a second.
+	if next := m.lastRebuild.Add(banRetry); rebuild && time.Now().Before(next) {
 		m.mu.Unlock()
-		return retryAt
+		return next
 	}
 	m.rebuild = false
 	m.mu.Unlock()
 	var err error
 	if rebuild {
+		m.lastRebuild = time.Now()
 		err = m.replace(ctx)
 	} else if len(changes) > 0 {
 		err = m.update(ctx, changes)
@@ -360,17 +365,12 @@ func (m *banMap) flush(ctx context.Context) time.Time {
 	m.logf("kernel bans: a transaction failed; rebuilding the set from the map", "err", err)
 	m.mu.Lock()
 	m.rebuild, m.pending = true, nil
-	if !rebuild {
-		m.retryAt = time.Time{} // first failure: rebuild at once
-	} else {
-		m.retryAt = time.Now().Add(banRetry)
-	}
-	at := m.retryAt
 	m.mu.Unlock()
-	if at.IsZero() {
-		m.m.poke()
+	if next := m.lastRebuild.Add(banRetry); time.Now().Before(next) {
+		return next
 	}
-	return at
+	m.m.poke()
+	return time.Time{}
 }
 
 // logf logs at most every 10 s per map.
