@@ -47,7 +47,8 @@ const (
 	// the new plugin set to be installed.
 	banReconcileWait = 2 * time.Second
 	// banPrune is how often elements that expired are forgotten (until
-	// then a prefix inside an expired one still counts as overlapping).
+	// then a prefix inside an expired one still counts as overlapping)
+	// and the table is checked (put back if someone deleted it).
 	banPrune = 5 * time.Second
 )
 
@@ -75,6 +76,9 @@ type banMirror struct {
 	table string
 	kt    rules.BanTable // used by start, then only by run
 	wake  chan struct{}
+	// every is how often run forgets expired elements and checks that
+	// the table is still there (banPrune; tests shorten it).
+	every time.Duration
 
 	mu   sync.Mutex
 	want []*banMap // the maps to mirror, from the running plugins
@@ -107,7 +111,7 @@ type banMap struct {
 }
 
 func newBanMirror(log *slog.Logger, table string) *banMirror {
-	return &banMirror{log: log, table: table, wake: make(chan struct{}, 1)}
+	return &banMirror{log: log, table: table, wake: make(chan struct{}, 1), every: banPrune}
 }
 
 var banNameRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,40}$`)
@@ -239,7 +243,7 @@ func (bm *banMirror) run(ctx context.Context) {
 	bm.mu.Lock()
 	gen = bm.gen
 	bm.mu.Unlock()
-	prune := time.NewTicker(banPrune)
+	prune := time.NewTicker(bm.every)
 	defer prune.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
@@ -250,6 +254,7 @@ func (bm *banMirror) run(ctx context.Context) {
 			return
 		case <-prune.C:
 			bm.prune()
+			bm.check(ctx)
 			continue
 		case <-retry.C:
 		case <-bm.wake:
@@ -275,6 +280,29 @@ func (bm *banMirror) run(ctx context.Context) {
 			retry.Reset(time.Until(next))
 		}
 	}
+}
+
+// check puts the table back if someone removed it, and refills the sets.
+func (bm *banMirror) check(ctx context.Context) {
+	redone, err := bm.kt.Check(ctx)
+	if err != nil {
+		bm.log.Error("kernel bans: the table was changed behind our back and cannot be put back", "err", err)
+		return
+	}
+	if !redone {
+		return
+	}
+	bm.log.Warn("kernel bans: the table was changed behind our back; put back and refilled from the maps", "table", bm.table)
+	bm.mu.Lock()
+	maps := bm.maps
+	bm.mu.Unlock()
+	for _, m := range maps {
+		m.mu.Lock()
+		m.rebuild, m.pending = true, nil
+		m.lastRebuild = time.Time{}
+		m.mu.Unlock()
+	}
+	bm.flush(ctx)
 }
 
 // stop stops observing the maps.

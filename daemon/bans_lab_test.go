@@ -35,6 +35,7 @@ func newBanLab(t *testing.T, prefix string) *banLab {
 	km := engine.KernelMap{Name: "bans", Action: "drop", Map: b.m}
 	b.set = banSetName(km)
 	b.bm = newBanMirror(slog.New(slog.NewTextHandler(io.Discard, nil)), b.table)
+	b.bm.every = 100 * time.Millisecond
 	if err := l.Router.Do(func() error { return b.bm.start(ctx, []engine.KernelMap{km}) }); err != nil {
 		t.Fatal(err)
 	}
@@ -62,18 +63,20 @@ func (b *banLab) count(t *testing.T) (int, int) {
 	return a, p
 }
 
-// waitCount polls until the sets hold addrs addresses, for up to 10 s, and
+// waitCount polls until the sets hold addrs addresses and prefixes
+// prefixes (a missing table counts as not yet), for up to 10 s, and
 // returns how long that took.
 func (b *banLab) waitCount(t *testing.T, addrs, prefixes int) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
-		a, p := b.count(t)
-		if a == addrs && p == prefixes {
+		var a, p int
+		err := b.l.Router.Do(func() (err error) { a, p, err = rules.BanSetCounts(b.ctx, b.table, b.set); return err })
+		if err == nil && a == addrs && p == prefixes {
 			return time.Since(start)
 		}
 		if time.Since(start) > 10*time.Second {
-			t.Fatalf("kernel sets hold %d addresses, %d prefixes; want %d, %d", a, p, addrs, prefixes)
+			t.Fatalf("kernel sets hold %d addresses, %d prefixes (%v); want %d, %d", a, p, err, addrs, prefixes)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -150,6 +153,15 @@ func TestBanMirrorFollowsMap(t *testing.T) {
 	}
 	b.m.Delete("10.201.1.4")
 	b.waitCount(t, 1, 1)
+
+	// The table deleted behind our back comes back, refilled.
+	if _, err := b.l.Router.Run(b.ctx, "nft", "delete", "table", "inet", b.table); err != nil {
+		t.Fatal(err)
+	}
+	b.waitCount(t, 1, 1)
+	if n, _ := b.l.Client.Ping(b.ctx, "10.201.2.2", 1); n != 1 {
+		t.Errorf("after the table came back: %d of 1 pings passed the router", n)
+	}
 
 	// A delete of what the kernel expired on its own costs nothing.
 	b.m.Delete("10.201.1.3")

@@ -156,6 +156,44 @@ func (b *BanTable) Install(ctx context.Context, table string, sets []string) err
 	return nil
 }
 
+// Check reinstalls the table, empty, if it was installed and someone
+// else deleted it or one of its sets or its chain since (`nft flush
+// ruleset`); it reports whether it did, so that the caller refills the
+// sets.
+func (b *BanTable) Check(ctx context.Context) (bool, error) {
+	if b.name == "" {
+		return false, nil
+	}
+	c, err := nftConn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("nfq/rules: check bans: %w", err)
+	}
+	t, ch := b.objects()
+	sets, err := c.GetSets(t)
+	if err == nil {
+		have := map[string]bool{}
+		for _, s := range sets {
+			have[s.Name] = true
+		}
+		ok := true
+		for _, name := range b.sets {
+			for _, s := range banSets(t, name) {
+				ok = ok && have[s.Name]
+			}
+		}
+		var rules []*nftables.Rule
+		if rules, err = c.GetRules(t, ch); err == nil && ok && len(rules) == 4*len(b.sets) {
+			return false, nil
+		}
+	}
+	name, sets2 := b.name, b.sets
+	b.name, b.sets = "", nil
+	if err := b.Install(ctx, name, sets2); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // delBanTable queues the deletion of "inet <table>", absent or not.
 func delBanTable(c *nftables.Conn, table string) {
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
