@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -44,7 +45,8 @@ type BanElem struct {
 // base chain, "bans", in prerouting at BanPriority, and for each ban set S
 // four nftables sets with timeouts, S_v4 and S_v6 (addresses) and S_v4net
 // and S_v6net (prefixes, intervals), and one rule per set that counts and
-// drops a packet whose source address is in it.
+// drops a packet whose source address is in it, unless it arrived over
+// loopback (the node's packets to itself).
 //
 // Install creates the table on first use and later adds and removes sets
 // without unregistering the chain's hook (which would drop every packet
@@ -67,15 +69,20 @@ func banSets(t *nftables.Table, name string) [4]*nftables.Set {
 	}
 }
 
-// banRule is "meta nfproto ipvX ip(6) saddr @set counter drop".
+// banRule is "meta nfproto ipvX meta iiftype != loopback ip(6) saddr
+// @set counter drop": the node's packets to itself (over lo) are never
+// dropped, whatever a map holds.
 func banRule(t *nftables.Table, ch *nftables.Chain, s *nftables.Set, v6 bool) *nftables.Rule {
 	proto, off, n := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4)
 	if v6 {
 		proto, off, n = unix.NFPROTO_IPV6, 8, 16
 	}
+	loopback := binary.NativeEndian.AppendUint16(nil, unix.ARPHRD_LOOPBACK)
 	return &nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: nftReg},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: nftReg, Data: []byte{proto}},
+		&expr.Meta{Key: expr.MetaKeyIIFTYPE, Register: nftReg},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: nftReg, Data: loopback},
 		&expr.Payload{DestRegister: nftReg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Lookup{SourceRegister: nftReg, SetName: s.Name, SetID: s.ID},
 		&expr.Counter{},

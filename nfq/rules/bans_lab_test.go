@@ -65,6 +65,15 @@ func TestBanTable(t *testing.T) {
 		t.Errorf("drop rule of one_v4 counted %d packets, want >= 2", pk)
 	}
 
+	// The node's packets to itself (over lo) pass, even from a banned
+	// address.
+	own := netip.MustParsePrefix("10.201.1.1/32")
+	do(func() error { return b.Update(ctx, "one", []BanElem{{Prefix: own}}, nil) })
+	if n, _ := l.Router.Ping(ctx, "10.201.1.1", 1); n != 1 {
+		t.Errorf("banned 10.201.1.1: the router's ping to its own address: %d of 1 answered", n)
+	}
+	do(func() error { return b.Update(ctx, "one", nil, []netip.Prefix{own}) })
+
 	// Another set list keeps set one's elements and the chain.
 	do(func() error { return b.Install(ctx, table, []string{"one", "three"}) })
 	if a, p := counts("one"); a != 2 || p != 3 {
