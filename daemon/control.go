@@ -63,6 +63,9 @@ type Status struct {
 	LatencyBoundsNS []int64 `json:"latency_bounds_ns"`
 	// Backend is the cluster state's backend; absent when state is local.
 	Backend *BackendStatus `json:"backend,omitempty"`
+	// KernelBans are the state maps mirrored into kernel sets (state.map's
+	// kernel option); absent when none.
+	KernelBans []BanStatus `json:"kernel_bans,omitempty"`
 }
 
 // BackendStatus is the cluster state's Redis backend as `luafw status`
@@ -187,6 +190,7 @@ func (d *Daemon) Status() Status {
 		st := obs.Stats()
 		s.Outputs = &st
 	}
+	s.KernelBans = d.bans.status()
 	for _, b := range engine.LatencyBuckets() {
 		s.LatencyBoundsNS = append(s.LatencyBoundsNS, int64(b))
 	}

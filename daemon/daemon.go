@@ -66,6 +66,7 @@ type Daemon struct {
 	cfg     *config.File
 	rules   rules.Set
 	tables  rules.Tables // what is installed in the kernel
+	bans    *banMirror   // the maps mirrored into kernel sets (bans.go)
 	plan    []Segment
 	runners map[string]*segRunner // by Segment.Key
 	blocks  map[string]int        // queue block per segment key
@@ -132,6 +133,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.rules = d.ruleSet(cfg, d.plan, eng)
+	d.bans = newBanMirror(d.log, d.rules.Table)
 	d.setTags(cfg)
 	d.svc.init(opts)
 	return d, nil
@@ -144,7 +146,13 @@ func (d *Daemon) Engine() *engine.Engine { return d.eng }
 func (d *Daemon) DryRun() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return "# segments (hook, chain priority, callbacks)\n" + Describe(d.plan) + "\n" + d.rules.String()
+	out := "# segments (hook, chain priority, callbacks)\n" + Describe(d.plan) + "\n" + d.rules.String()
+	for _, km := range d.eng.KernelMaps() {
+		set := banSetName(km)
+		out += fmt.Sprintf("# kernel bans: map %q → table inet %s, chain bans (prerouting, priority %d), sets %s_v4 %s_v6 %s_v4net %s_v6net\n",
+			km.Name, d.rules.Table, rules.BanPriority, set, set, set, set)
+	}
+	return out
 }
 
 // Run installs the rules, serves the queues until ctx is done, then removes
@@ -177,6 +185,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err := rules.Remove(ctx, d.rules.Table); err != nil {
 			return fmt.Errorf("removing stale rules: %w", err)
 		}
+	}
+	// Stale bans go in any case: the mirror fills the sets anew from the
+	// maps.
+	if err := rules.RemoveBans(ctx, d.rules.Table); err != nil {
+		return fmt.Errorf("removing stale bans: %w", err)
 	}
 	// The background goroutines stop with shutdown, also when Run ends
 	// on an error while the caller's ctx is still live.
@@ -214,6 +227,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.shutdown()
 		return err
 	}
+	// The bans chain goes in before the diversions: at an equal priority
+	// the one registered first runs first.
+	if err := d.bans.start(ctx, d.eng.KernelMaps()); err != nil {
+		cancel()
+		d.shutdown()
+		return fmt.Errorf("kernel bans: %w", err)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.bans.run(ctx)
+	}()
 	d.mu.Lock()
 	_, err = d.apply(d.plan, d.rules)
 	d.mu.Unlock()
@@ -287,7 +312,12 @@ func (d *Daemon) shutdown() {
 		}()
 	}
 	wg.Wait()
-	d.wg.Wait()
+	d.wg.Wait() // the bans mirror has stopped
+	if d.bans != nil && !d.keepRules {
+		if err := d.bans.remove(rmCtx); err != nil {
+			d.log.Error("removing the kernel bans", "table", d.rules.Table, "err", err)
+		}
+	}
 	d.stopOutputs()
 	if d.ct != nil {
 		d.ct.Close()
@@ -353,6 +383,16 @@ func (d *Daemon) reload() error {
 	}
 	d.setTags(cfg)
 	d.cfg, d.plan, d.rules = cfg, plan, rs
+	// The kernel bans follow: the mirror installs the sets of maps added
+	// (and fills them) or drops those of maps gone, in its goroutine.
+	select {
+	case err := <-d.bans.configure(d.eng.KernelMaps()):
+		if err != nil {
+			d.log.Error("reload: kernel bans: installing the sets failed; the previous ones stay", "err", err)
+		}
+	case <-time.After(banReconcileWait):
+		d.log.Warn("reload: kernel bans: the sets are not installed yet")
+	}
 	// The queue readers build their states of the new plugins off the
 	// packet path; wait for them, so that the new set is in force at each
 	// queue's next packet when the reload answers. Each build is bounded by

@@ -16,7 +16,7 @@ import (
 // Collector returns the daemon's Prometheus collector (luafw_* metrics),
 // for an embedding program that serves its own registry.
 func (d *Daemon) Collector() prometheus.Collector {
-	return collectorList{newCollector(d), newOutputsCollector(d)}
+	return collectorList{newCollector(d), newOutputsCollector(d), newBanCollector(d)}
 }
 
 // MetricsHandler serves the daemon's metrics, with the Go runtime's and the

@@ -173,6 +173,10 @@ func printStatus(w io.Writer, st *daemon.Status) {
 		fmt.Fprintf(w, "state backend %s: %s, last sync %s, %d writes queued, %d dropped, %d auth errors, %d resyncs, pub/sub lag %s\n",
 			b.Kind, state, last, b.Queued, b.Dropped, b.AuthErrors, b.Resyncs, (time.Duration(b.LagSeconds * float64(time.Second))).Round(time.Millisecond))
 	}
+	for _, b := range st.KernelBans {
+		fmt.Fprintf(w, "kernel bans %s map %s: %d elements in inet %s %s_*, %d sent, %d refused, %d rebuilds (%d overflows, %d errors)\n",
+			b.Scope, b.Map, b.Elements, st.Table, b.Set, b.Sent, b.Refused, b.Rebuilds, b.Overflows, b.Errors)
+	}
 	if o := st.Outputs; o != nil {
 		fmt.Fprintf(w, "events: %d written, %d suppressed, %d lost; capture: %d packets, %d lost\n",
 			o.Events.Written, o.Events.Suppressed, o.Events.Lost, o.Capture.Written, o.Capture.Lost)

@@ -65,7 +65,7 @@ net = {}
 ---@field size fun(self: luafw.DomainSet): integer the number of names
 
 ---@class luafw.state
----@field map fun(name: string, opts?: {scope?: string}): luafw.StateMap a shared map with expiring keys
+---@field map fun(name: string, opts?: {scope?: string, kernel?: string}): luafw.StateMap a shared map with expiring keys; kernel = "drop" mirrors its address keys to a kernel drop set
 ---@field counter fun(name: string, opts?: {scope?: string}): luafw.StateCounter a shared counter
 ---@field bucket fun(name: string, opts: {rate: number, burst: number, scope?: string}): luafw.StateBucket shared token buckets by key
 state = {}

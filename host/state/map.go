@@ -103,7 +103,43 @@ type Map struct {
 	// (math.MaxInt64 when there is none): a full map need not be scanned
 	// for expired entries before then.
 	earliest atomic.Int64
+	obs      atomic.Pointer[MapObserver]
 	shards   [numShards]mapShard
+}
+
+// Change is one change to a map's key that a MapObserver hears of.
+type Change struct {
+	Key string
+	// Deleted: the key was deleted (Delete, or Set with a Nil value).
+	Deleted bool
+	// Exp is when the entry expires, unix ns; 0: never.
+	Exp int64
+}
+
+// MapObserver hears of the changes to a map's keys: a key created, its
+// expiry changed, or the key deleted. A value changed in place (a Set of
+// an existing key with the same expiry, an Incr) is not reported, nor is
+// an entry's expiry (the observer knows Exp): neither its sweep nor the
+// deletion of an expired entry. It is called with the key's shard locked, so that it hears
+// the changes of one key in the order they were made: it must return at
+// once, without blocking or using the map.
+type MapObserver func(Change)
+
+// Observe makes o hear of the map's changes from now on (nil: nobody),
+// replacing any observer set before.
+func (m *Map) Observe(o MapObserver) {
+	if o == nil {
+		m.obs.Store(nil)
+		return
+	}
+	m.obs.Store(&o)
+}
+
+// notify tells the observer, if any, of a change (shard locked).
+func (m *Map) notify(c Change) {
+	if o := m.obs.Load(); o != nil {
+		(*o)(c)
+	}
 }
 
 type mapShard struct {
@@ -182,10 +218,14 @@ func (m *Map) set(key string, v Value, ttl time.Duration, at int64) error {
 		e.exp = expiry(now.get(), ttl)
 	}
 	sh := &m.shards[shardOf(key)]
-	if _, _, err := m.lockSlot(sh, key, &now, e.cost(key), false); err != nil {
+	old, live, err := m.lockSlot(sh, key, &now, e.cost(key), false)
+	if err != nil {
 		return err
 	}
 	sh.m[key] = e
+	if !live || old.exp != e.exp {
+		m.notify(Change{Key: key, Exp: e.exp})
+	}
 	sh.mu.Unlock()
 	if e.exp != 0 {
 		m.noteExpiry(e.exp)
@@ -224,6 +264,9 @@ func (m *Map) Incr(key string, delta, init float64, ttl time.Duration) (float64,
 		}
 	}
 	sh.m[key] = e
+	if !live {
+		m.notify(Change{Key: key, Exp: e.exp})
+	}
 	sh.mu.Unlock()
 	if !live && e.exp != 0 {
 		m.noteExpiry(e.exp)
@@ -310,6 +353,11 @@ func (m *Map) Delete(key string) {
 	if e, ok := sh.m[key]; ok {
 		delete(sh.m, key)
 		m.lim.release(e.cost(key))
+		if o := m.obs.Load(); o != nil {
+			if now := (lazyNow{clock: m.clock}); !e.expired(&now) {
+				(*o)(Change{Key: key, Deleted: true})
+			}
+		}
 	}
 	sh.mu.Unlock()
 }

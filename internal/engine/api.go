@@ -137,7 +137,7 @@ var apiNames = []APIName{
 	{"domainset", "match", "fun(name: string): string?, any", "the entry the name matches and its value, or nil"},
 	{"domainset", "size", "fun(): integer", "the number of names"},
 
-	{"state", "map", "fun(name: string, opts?: {scope?: string}): luafw.StateMap", "a shared map with expiring keys"},
+	{"state", "map", "fun(name: string, opts?: {scope?: string, kernel?: string}): luafw.StateMap", "a shared map with expiring keys; kernel = \"drop\" mirrors its address keys to a kernel drop set"},
 	{"state", "counter", "fun(name: string, opts?: {scope?: string}): luafw.StateCounter", "a shared counter"},
 	{"state", "bucket", "fun(name: string, opts: {rate: number, burst: number, scope?: string}): luafw.StateBucket", "shared token buckets by key"},
 	{"state.map", "get", "fun(key: string|number): any", "the value, or nil when absent or expired"},

@@ -57,3 +57,21 @@ func clusterScope(L *lua.LState, n int) bool {
 	}
 	return false
 }
+
+// kernelOption reads the kernel field of the options table at argument n
+// (state.map's): absent or nil, or "drop", which it reports.
+func kernelOption(L *lua.LState, n int) bool {
+	opts, ok := L.Get(n).(*lua.LTable)
+	if !ok {
+		return false
+	}
+	switch k := opts.RawGetString("kernel"); k {
+	case lua.LNil:
+		return false
+	case lua.LString("drop"):
+		return true
+	default:
+		L.ArgError(n, `kernel is "drop" (or absent)`)
+	}
+	return false
+}

@@ -71,6 +71,8 @@ func (k stateKey) what() string {
 type stateNames struct {
 	mu    sync.Mutex
 	names map[stateKey]struct{}
+	// kernel are the maps it opened with the kernel option (kernelmaps.go).
+	kernel map[stateKey]struct{}
 }
 
 // engineStateNames are the state objects the engine's plugins created.

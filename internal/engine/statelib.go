@@ -50,11 +50,15 @@ func openState(ps *pluginState) *lua.LTable {
 	return L.SetFuncs(L.NewTable(), stateFuncs, ps.self)
 }
 
-// stateMap is state.map(name [, {scope =}]).
+// stateMap is state.map(name [, {scope =, kernel =}]).
 func stateMap(L *lua.LState) int {
 	ps := stateOf(L)
 	name, cluster := L.CheckString(1), clusterScope(L, 2)
-	ps.openStateObject(L, stateKey{'m', cluster, name})
+	k := stateKey{'m', cluster, name}
+	ps.openStateObject(L, k)
+	if kernelOption(L, 2) && ps.loading {
+		ps.p.state.markKernel(k)
+	}
 	if cluster {
 		return pushUD(L, ps.e.cluster.Map(name), stateMapType)
 	}

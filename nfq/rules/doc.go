@@ -1,7 +1,9 @@
 // Package rules owns luafw's nftables rules: the tables "ip <Table>" and
 // "ip6 <Table>" whose base chains divert each hook segment's packets to its
 // NFQUEUE queues (Set, Diversion, Filter, Match), the tail chains that clear
-// luafw's mark bits at the end of a hook, and their packet counters.
+// luafw's mark bits at the end of a hook, and their packet counters; and the
+// bans table "inet <Table>" (BanTable), whose sets with timeouts drop the
+// packets of banned sources in prerouting before any queue.
 //
 // Guarantees: nothing outside our tables is read or changed. Install and
 // Tables.Apply change the kernel in one nftables transaction, all or
