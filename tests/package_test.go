@@ -229,7 +229,16 @@ func lintian(t *testing.T, deb string) {
 		t.Fatalf("lintian: %v\n%s", err, b)
 	}
 	tag := regexp.MustCompile(`^[EWIPX]: luafw[^:]*: (\S+)`)
+	// Go packs a binary's string constants without separators, so whether
+	// lintian reads a dependency's misspelling ("unkown" in protobuf) as a
+	// word depends on the link layout: the spelling overrides match in one
+	// build and not in the next. An override of that tag left unmatched is
+	// not a finding.
+	layout := regexp.MustCompile(`: (mismatched|unused)-override spelling-error-in-binary `)
 	for _, line := range strings.Split(string(b), "\n") {
+		if layout.MatchString(line) {
+			continue
+		}
 		if m := tag.FindStringSubmatch(line); m != nil && !lintianAllowed[m[1]] {
 			t.Errorf("lintian: %s", line)
 		}
