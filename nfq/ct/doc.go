@@ -6,7 +6,8 @@
 //
 // Guarantees: updates change only the bits asked for (mark and labels are
 // masked); an entry that does not exist yet (unconfirmed, its first packet
-// still queued) is retried by the Updater for up to 100 ms, and updates of
+// still queued) is retried by the Updater for up to a second (at most
+// 16,384 waiting), and updates of
 // one entry waiting together apply in submission order. Errors wrap
 // ErrNotFound and ErrNoLabelSpace. A Conn is opened in the calling thread's
 // network namespace and stays in it; it is safe for concurrent use.

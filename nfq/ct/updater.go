@@ -8,17 +8,27 @@ import (
 	"time"
 )
 
-// Retry schedule for updates of entries that are not confirmed yet.
+// Retry schedule for updates of entries that are not confirmed yet. A new
+// connection's entry appears once its first packet has passed the verdict
+// and left the stack, which on a loaded machine (a queue reader
+// descheduled between the callback and its burst's verdicts) can take
+// longer than 100 ms, the window this had before: the update was then
+// given up and the connection never got its mark. A second, retried every
+// 20 ms at most, costs an entry that never appears (its packet dropped)
+// about 56 attempts, as many as the old schedule's 100 ms did.
+// maxPending bounds the updates waiting at once (each retry pass looks at
+// all of them); past it a submission fails, counted.
 const (
 	retryFirst  = 200 * time.Microsecond
-	retryMax    = 2 * time.Millisecond
-	retryWindow = 100 * time.Millisecond
+	retryMax    = 20 * time.Millisecond
+	retryWindow = time.Second
+	maxPending  = 16384
 )
 
 // Updater applies conntrack updates off the packet path. Submit never
 // blocks; Run applies the updates in batches and retries those whose entry
 // is not confirmed yet (a new connection's entry appears once its first
-// packet has passed the verdict) for up to 100 ms. Updates of the same entry
+// packet has passed the verdict) for up to a second. Updates of the same entry
 // that are waiting are merged in submission order, so they apply as if one
 // after the other.
 type Updater struct {
@@ -153,6 +163,10 @@ func (u *Updater) add(pending map[Tuple]*pendingUpdate, it item) {
 	if p, ok := pending[it.t]; ok {
 		p.u = merge(p.u, it.u)
 		p.n++
+		return
+	}
+	if len(pending) >= maxPending {
+		u.failed.Add(1)
 		return
 	}
 	now := time.Now()
