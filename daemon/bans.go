@@ -15,6 +15,7 @@ import (
 
 	"github.com/luafw/luafw/host/state"
 	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/internal/tokenbucket"
 	"github.com/luafw/luafw/nfq/rules"
 )
 
@@ -107,7 +108,7 @@ type banMap struct {
 	n    atomic.Int64 // elements in view, for Status
 
 	sent, refused, overflows, rebuilds, errors atomic.Uint64
-	lastLog                                    atomic.Int64
+	warned                                     tokenbucket.Every
 }
 
 func newBanMirror(log *slog.Logger, table string) *banMirror {
@@ -403,8 +404,7 @@ func (m *banMap) flush(ctx context.Context) time.Time {
 
 // logf logs at most every 10 s per map.
 func (m *banMap) logf(msg string, args ...any) {
-	now := time.Now().UnixNano()
-	if last := m.lastLog.Load(); now-last < int64(10*time.Second) || !m.lastLog.CompareAndSwap(last, now) {
+	if !m.warned.Allow(time.Now().UnixNano(), 10*time.Second) {
 		return
 	}
 	m.m.log.Warn(msg, append([]any{"map", m.km.Name, "set", m.set}, args...)...)

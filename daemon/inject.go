@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/internal/engine"
+	"github.com/luafw/luafw/internal/tokenbucket"
 	"github.com/luafw/luafw/nfq/inject"
 	"github.com/luafw/luafw/nfq/rules"
 )
@@ -26,7 +27,7 @@ type sender struct {
 	log      *slog.Logger
 
 	sent, dropped, failed atomic.Uint64
-	lastLog               atomic.Int64
+	warned                tokenbucket.Every
 }
 
 func newSender(in *inject.Injector, rs rules.Set, log *slog.Logger) *sender {
@@ -67,9 +68,7 @@ func (s *sender) submit(list []engine.Injected) {
 
 // logLimited logs at most once a second.
 func (s *sender) logLimited(msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := s.lastLog.Load()
-	if now-last < int64(time.Second) || !s.lastLog.CompareAndSwap(last, now) {
+	if !s.warned.Allow(time.Now().UnixNano(), time.Second) {
 		return
 	}
 	s.log.Warn(msg, append(args, "sent", s.sent.Load(), "dropped", s.dropped.Load(), "failed", s.failed.Load())...)

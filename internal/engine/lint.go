@@ -376,9 +376,7 @@ func (l *linter) exprs(es []ast.Expr) {
 func (l *linter) expr(e ast.Expr) {
 	switch e := e.(type) {
 	case *ast.AttrGetExpr:
-		l.field(e, false)
-		l.expr(e.Object)
-		l.expr(e.Key)
+		l.attr(e, false)
 	case *ast.TableExpr:
 		for _, f := range e.Fields {
 			l.expr(f.Key)
@@ -390,9 +388,7 @@ func (l *linter) expr(e ast.Expr) {
 			l.method(e.Line(), e.Receiver, e.Method)
 			l.expr(e.Receiver)
 		} else if f, ok := e.Func.(*ast.AttrGetExpr); ok {
-			l.field(f, true)
-			l.expr(f.Object)
-			l.expr(f.Key)
+			l.attr(f, true)
 		} else {
 			l.expr(e.Func)
 		}
@@ -418,6 +414,14 @@ func (l *linter) expr(e ast.Expr) {
 	case *ast.FunctionExpr:
 		l.function(e, false)
 	}
+}
+
+// attr checks a field read (called: as the function of a call) and the
+// expressions inside it.
+func (l *linter) attr(e *ast.AttrGetExpr, called bool) {
+	l.field(e, called)
+	l.expr(e.Object)
+	l.expr(e.Key)
 }
 
 func (l *linter) function(f *ast.FunctionExpr, method bool) {

@@ -1,5 +1,7 @@
 // Package tokenbucket owns the one token-bucket formula of luafw: a bucket
-// holds up to burst tokens and refills at rate tokens per second.
+// holds up to burst tokens and refills at rate tokens per second. Every is
+// its lock-free special case of one token a period, for warnings that must
+// not flood the log.
 //
 // # Guarantees
 //

@@ -3,6 +3,7 @@ package tokenbucket
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func TestRefill(t *testing.T) {
@@ -98,5 +99,23 @@ func BenchmarkRefillTake(b *testing.B) {
 		now += 1000
 		bk.Refill(now, 1e6, 1e6)
 		bk.Take(1)
+	}
+}
+
+func TestEvery(t *testing.T) {
+	const s = int64(1e9)
+	var e Every
+	now := 1000 * s
+	if !e.Allow(now, 10*time.Second) {
+		t.Fatal("the first event was refused")
+	}
+	if e.Allow(now+9*s, 10*time.Second) {
+		t.Fatal("an event 9 s later was allowed at a 10 s period")
+	}
+	if !e.Allow(now+10*s, 10*time.Second) {
+		t.Fatal("an event a whole period later was refused")
+	}
+	if e.Allow(now+11*s, 10*time.Second) {
+		t.Fatal("the period counts from the last event allowed")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/luafw/luafw/host/state"
+	"github.com/luafw/luafw/internal/tokenbucket"
 )
 
 // Map is a cluster-wide map: reads and writes go to a local copy, writes
@@ -396,8 +397,8 @@ type Bucket struct {
 	fallback *state.Bucket
 	floor    float64
 	// mismatchLog limits the warnings about other nodes using this name
-	// with another rate or burst.
-	mismatchLog everyLimit
+	// with another rate or burst to one a minute.
+	mismatchLog tokenbucket.Every
 	// charges are the tokens taken here since the last sync, per key;
 	// sharded like the buckets so that workers rarely share a lock.
 	charges [chargeShards]chargeShard
@@ -446,12 +447,4 @@ func (b *Bucket) take(out []charge) []charge {
 		sh.mu.Unlock()
 	}
 	return out
-}
-
-// everyLimit allows one event per minute.
-type everyLimit struct{ next atomic.Int64 }
-
-func (l *everyLimit) allow(now time.Time) bool {
-	next := l.next.Load()
-	return now.UnixNano() >= next && l.next.CompareAndSwap(next, now.Add(time.Minute).UnixNano())
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/luafw/luafw/host/state"
+	"github.com/luafw/luafw/internal/tokenbucket"
 )
 
 // Defaults of Options.
@@ -140,11 +141,11 @@ type Store struct {
 	// scriptLoaded is false until applyScript is in Redis's script cache
 	// (and again after a NOSCRIPT answer: Redis restarted).
 	scriptLoaded atomic.Bool
-	lastCheck    time.Time    // of the anti-entropy pass; sync loop only
-	lastSync     atomic.Int64 // unix ns of the last successful pipeline
-	reason       atomic.Int32 // a failure: why Redis was last unreachable
-	lagUS        atomic.Int64 // Stats.Lag, µs
-	refusedLog   everyLimit   // of "redis refused map writes"
+	lastCheck    time.Time         // of the anti-entropy pass; sync loop only
+	lastSync     atomic.Int64      // unix ns of the last successful pipeline
+	reason       atomic.Int32      // a failure: why Redis was last unreachable
+	lagUS        atomic.Int64      // Stats.Lag, µs
+	refusedLog   tokenbucket.Every // of "redis refused map writes", once a minute
 
 	mu       sync.Mutex
 	maps     map[string]*Map

@@ -82,7 +82,7 @@ func (s *Store) apply(payload string) error {
 	for _, p := range msg.Params {
 		if b, ok := s.buckets[p.Bucket]; ok && (p.Rate != b.shared.Rate() || p.Burst != b.shared.Burst()) {
 			s.stats.mismatches.Add(1)
-			if b.mismatchLog.allow(time.Now()) {
+			if b.mismatchLog.Allow(time.Now().UnixNano(), time.Minute) {
 				s.log.Warn("cluster bucket used with other limits on another node: the fleet enforces neither; give a changed bucket a new name",
 					"bucket", p.Bucket, "node", msg.Node, "their_rate", p.Rate, "their_burst", p.Burst,
 					"our_rate", b.shared.Rate(), "our_burst", b.shared.Burst())

@@ -306,7 +306,7 @@ func (s *Store) flush(ctx context.Context) error {
 			default:
 				s.stats.refused.Add(uint64(len(c.ops)))
 				c.m.load.Store(true)
-				if s.refusedLog.allow(time.Now()) {
+				if s.refusedLog.Allow(time.Now().UnixNano(), time.Minute) {
 					s.log.Warn("redis refused map writes", "map", c.m.name, "writes", len(c.ops), "err", err)
 				}
 			}
