@@ -18,7 +18,7 @@ type collector struct {
 	d *Daemon
 
 	generation, reloads, restored, packets      *prometheus.Desc
-	ctUpdates                                   *prometheus.Desc
+	ctUpdates, ctApplied                        *prometheus.Desc
 	queueReceived, queueErrors                  *prometheus.Desc
 	kernelWaiting, kernelDropped                *prometheus.Desc
 	quarantined, cbVerdicts, cbFailures, cbTime *prometheus.Desc
@@ -40,6 +40,8 @@ func newCollector(d *Daemon) *collector {
 			"Packets decided, by segment (hook@chain priority) and verdict.", []string{"segment", "verdict"}, nil),
 		ctUpdates: prometheus.NewDesc("luafw_ct_updates_total",
 			"Conntrack updates handed to the updater (submitted), or dropped because its queue was full.", []string{"segment", "result"}, nil),
+		ctApplied: prometheus.NewDesc("luafw_ct_updater_total",
+			"What the conntrack updater did: applied (written to the entry), retried (the entry did not exist yet), failed (no entry within a second, or refused).", []string{"result"}, nil),
 		queueReceived: prometheus.NewDesc("luafw_queue_received_total",
 			"Packets received per socket (named by its first queue number).", []string{"queue"}, nil),
 		queueErrors: prometheus.NewDesc("luafw_queue_errors_total",
@@ -69,7 +71,7 @@ func newCollector(d *Daemon) *collector {
 
 // Describe sends every family's description.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.generation, c.reloads, c.restored, c.packets, c.ctUpdates, c.queueReceived, c.queueErrors,
+	for _, d := range []*prometheus.Desc{c.generation, c.reloads, c.restored, c.packets, c.ctUpdates, c.ctApplied, c.queueReceived, c.queueErrors,
 		c.kernelWaiting, c.kernelDropped, c.quarantined, c.pluginMemory, c.memoryOverruns, c.streamEvents, c.housekeepingPause, c.cbVerdicts, c.cbFailures, c.cbTime} {
 		ch <- d
 	}
@@ -121,6 +123,12 @@ func (c *collector) collectDaemon(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.ctUpdates, prometheus.CounterValue, float64(s.ctSubmit.Load()), k, "submitted")
 		ch <- prometheus.MustNewConstMetric(c.ctUpdates, prometheus.CounterValue, float64(s.ctDrop.Load()), k, "dropped")
+	}
+	if d.updater != nil {
+		st := d.updater.Stats()
+		for result, n := range map[string]uint64{"applied": st.Applied, "retried": st.Retries, "failed": st.Failed} {
+			ch <- prometheus.MustNewConstMetric(c.ctApplied, prometheus.CounterValue, float64(n), result)
+		}
 	}
 	for _, r := range d.runners {
 		for _, s := range r.socks {

@@ -27,6 +27,7 @@ type queueReader struct {
 	// (the engine keeps it only until the next run).
 	pkt    engine.Packet
 	tagBuf []string // p.Tags decoded from the mark (tags.go), reused
+	ct     []ctItem // the burst's conntrack updates, sent after its verdicts
 	// Counts of the current burst, added to the segment's at its end.
 	verdicts  [len(segStats{}.verdicts)]uint64
 	rewritten uint64
@@ -82,8 +83,21 @@ func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 			r.d.inj.submit(dec.Injected)
 		}
 		if dec.CT.Any() && r.d.updater != nil {
-			r.submitCT(m.Payload, dec.CT)
+			if it, ok := r.ctUpdateOf(m.Payload, dec.CT); ok {
+				q.ct = append(q.ct, it)
+			}
 		}
+	}
+}
+
+// sent runs after the burst's verdicts are written (queue.Socket.ServeThen):
+// the connections of accepted first packets now have their entries, so
+// their updates apply at the updater's first try.
+func (q *queueReader) sent() {
+	if len(q.ct) > 0 {
+		q.r.submitCT(q.ct)
+		clear(q.ct)
+		q.ct = q.ct[:0]
 	}
 }
 

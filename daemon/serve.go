@@ -231,7 +231,7 @@ func (r *segRunner) serve(ctx context.Context, sock *queue.Socket, lookup *ct.Co
 		q.w.SetCgroupSource(q.cgroups)
 	}
 	q.obs = r.d.out.obs.Load() // nil when events and capture are off
-	err := sock.Serve(ctx, q.burst)
+	err := sock.ServeThen(ctx, q.burst, q.sent)
 	if err != nil && ctx.Err() == nil {
 		// The queue now has no reader and its traffic bypasses luafw:
 		// stop the daemon rather than filter silently less.
@@ -280,24 +280,40 @@ func verdict(d *engine.Decision, kernelMark uint32, last bool, skip, reject uint
 	return v
 }
 
-// submitCT hands a conntrack update to the updater and remembers the new
-// mark so later packets read it before the kernel has it.
-func (r *segRunner) submitCT(data []byte, u engine.CTUpdate) {
+// ctUpdateOf is the conntrack update a decision asks for, keyed by the
+// packet's tuple; it also remembers the new mark so later packets read it
+// before the kernel has it. ok is false for a packet with no tuple.
+func (r *segRunner) ctUpdateOf(data []byte, u engine.CTUpdate) (ctItem, bool) {
 	var p packet.Parsed
 	p.Decode(data)
 	t, ok := tupleOf(&p, data)
 	if !ok {
-		return
+		return ctItem{}, false
 	}
-	up := ct.Update{Mark: u.Mark, MarkMask: u.MarkMask, SetMark: u.SetMark, Timeout: u.Timeout,
-		SetTimeout: u.SetTimeout, Labels: u.Labels, SetLabels: u.SetLabels}
 	if u.SetMark {
 		r.d.marks.update(t, u.Mark, u.MarkMask)
 	}
-	if r.d.updater.Submit(t, up) {
-		r.stats.ctSubmit.Add(1)
-	} else {
-		r.stats.ctDrop.Add(1)
+	return ctItem{t, ct.Update{Mark: u.Mark, MarkMask: u.MarkMask, SetMark: u.SetMark, Timeout: u.Timeout,
+		SetTimeout: u.SetTimeout, Labels: u.Labels, SetLabels: u.SetLabels}}, true
+}
+
+// ctItem is one conntrack update waiting for its burst's verdicts.
+type ctItem struct {
+	t  ct.Tuple
+	up ct.Update
+}
+
+// submitCT hands a burst's conntrack updates to the updater. It runs once
+// the burst's verdicts are written (queue.Socket.ServeThen): a new
+// connection's entry exists only once its first packet has passed, so an
+// update sent before that would find nothing and wait for a retry.
+func (r *segRunner) submitCT(items []ctItem) {
+	for _, it := range items {
+		if r.d.updater.Submit(it.t, it.up) {
+			r.stats.ctSubmit.Add(1)
+		} else {
+			r.stats.ctDrop.Add(1)
+		}
 	}
 }
 

@@ -10,10 +10,11 @@ import (
 
 // Retry schedule for updates of entries that are not confirmed yet. A new
 // connection's entry appears once its first packet has passed the verdict
-// and left the stack, which on a loaded machine (a queue reader
-// descheduled between the callback and its burst's verdicts) can take
-// longer than 100 ms, the window this had before: the update was then
-// given up and the connection never got its mark. A second, retried every
+// and left the stack. The daemon submits after its verdicts are written
+// (queue.Socket.ServeThen), so retries are for packets queued again at a
+// later hook and for callers that submit earlier; on a loaded machine the
+// entry can take longer than 100 ms, the window this had before (the
+// update was then given up and the connection never got its mark). A second, retried every
 // 20 ms at most, costs an entry that never appears (its packet dropped)
 // about 56 attempts, as many as the old schedule's 100 ms did.
 // maxPending bounds the updates waiting at once (each retry pass looks at

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"encoding/binary"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -64,5 +66,82 @@ iptables -A FORWARD -p udp --dport 5006 -j NFQUEUE --queue-num 8`)
 		if n != uint64(i+1) {
 			t.Fatalf("ct packets %v, want 1, 2, 3, ... along one flow", counts)
 		}
+	}
+}
+
+// TestQueueLabServeThenAfterVerdicts: ServeThen's sent runs once the kernel
+// has acted on the burst's verdicts: the conntrack entry of a new flow,
+// unconfirmed (not found) while its first packet is in the handler, exists
+// when sent runs. The daemon sends its conntrack updates there.
+func TestQueueLabServeThenAfterVerdicts(t *testing.T) {
+	l := lab.New(t, lab.Options{NoIPv6: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	labRules(t, ctx, l, `iptables -A FORWARD -p udp --dport 5007 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 9`)
+	var c *ct.Conn
+	if err := l.Router.Do(func() (err error) { c, err = ct.Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sink := newLabSink(t, l.Server, 5007)
+	s := openIn(t, l.Router, Config{Queues: []uint16{9}})
+
+	var mu sync.Mutex
+	var tuples []ct.Tuple
+	var inHandler, inSent []bool
+	lookup := func(tu ct.Tuple) bool {
+		_, found, err := c.Get(tu)
+		if err != nil {
+			t.Errorf("conntrack get %v: %v", tu, err)
+		}
+		return found
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ServeThen(sctx, func(msgs []Msg, out []Verdict) {
+			mu.Lock()
+			defer mu.Unlock()
+			for i, m := range msgs {
+				p := m.Payload
+				if len(p) < 28 {
+					t.Errorf("short packet %x", p)
+					continue
+				}
+				ihl := int(p[0]&0xf) * 4
+				tu := ct.Tuple{Proto: p[9], Src: netip.AddrFrom4([4]byte(p[12:16])), Dst: netip.AddrFrom4([4]byte(p[16:20])),
+					SPort: binary.BigEndian.Uint16(p[ihl:]), DPort: binary.BigEndian.Uint16(p[ihl+2:])}
+				tuples = append(tuples, tu)
+				inHandler = append(inHandler, lookup(tu))
+				out[i].Verdict = VerdictAccept
+			}
+		}, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tu := range tuples[len(inSent):] {
+				inSent = append(inSent, lookup(tu))
+			}
+		})
+	}()
+	if err := labSend(ctx, l, 5007, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.waitN(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	scancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tuples) != 1 || len(inSent) != 1 {
+		t.Fatalf("handler saw %d packets, sent ran for %d; want 1 and 1", len(tuples), len(inSent))
+	}
+	if inHandler[0] {
+		t.Errorf("the entry of %v existed while its first packet was in the handler; want unconfirmed (not found)", tuples[0])
+	}
+	if !inSent[0] {
+		t.Errorf("no entry for %v when sent ran; want it confirmed by the accept verdict", tuples[0])
 	}
 }

@@ -146,6 +146,7 @@ type Socket struct {
 	st queueCounters
 
 	// Hot path state, owned by Serve.
+	sent    func() // ServeThen's after-verdicts call, nil when none
 	slot    int
 	bufs    []byte
 	iovs    []unix.Iovec

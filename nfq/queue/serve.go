@@ -89,10 +89,22 @@ func (s *Socket) allocHotPath() {
 // and logged and Serve goes on. A verdict that still cannot be sent after
 // retries is logged at error level and counted in SendErrors.
 func (s *Socket) Serve(ctx context.Context, h func(msgs []Msg, out []Verdict)) error {
+	return s.ServeThen(ctx, h, nil)
+}
+
+// ServeThen is Serve with sent, when not nil, called on the serving
+// goroutine after each burst's verdicts have been written. The kernel has
+// then acted on them: an accepted packet has gone on through the stack
+// within the write, so a new connection's conntrack entry is confirmed
+// (unless a later hook queued the packet again). Work that needs that, such
+// as updating the entry, belongs there rather than in h.
+func (s *Socket) ServeThen(ctx context.Context, h func(msgs []Msg, out []Verdict), sent func()) error {
 	if !s.serveMu.TryLock() {
 		return errors.New("nfq/queue: serve: already serving this socket")
 	}
 	defer s.serveMu.Unlock()
+	s.sent = sent
+	defer func() { s.sent = nil }()
 	if s.closing.Load() {
 		return fmt.Errorf("nfq/queue: serve: %w", os.ErrClosed)
 	}
@@ -223,6 +235,9 @@ func (s *Socket) process(dgrams [][]byte, h func([]Msg, []Verdict)) {
 		s.log.Warn("nfqueue: answered unparseable packets without the handler", "count", len(forced), "verdict", v.Verdict)
 	}
 	s.flush()
+	if s.sent != nil && len(msgs) > 0 {
+		s.sent()
+	}
 }
 
 // callHandler runs h. A panic is logged and counted, and the whole burst
