@@ -105,8 +105,8 @@ func TestEveryHook(t *testing.T) {
 				if res.Outcome != lab.TimedOut {
 					t.Errorf("reject in postrouting: %v, want dropped (the kernel cannot reject there)", res)
 				}
-			} else if res.Outcome != lab.Refused || res.Elapsed > time.Second {
-				t.Errorf("reject: %v after %v, want refused at once", res.Outcome, res.Elapsed)
+			} else if res.Outcome != lab.Refused {
+				t.Errorf("reject: %v after %v, want refused (a reset or unreachable, not a timeout)", res.Outcome, res.Elapsed)
 			}
 			// REPEAT
 			if res := connect(ctx, c.from, dst, c.base+4, 3*time.Second); res.Outcome != lab.Connected {

@@ -246,6 +246,36 @@ func (l *Lab) build(ctx context.Context) error {
 			return err
 		}
 	}
+	return l.waitLinksUp(ctx)
+}
+
+// waitLinksUp waits (up to 10 s) until every lab interface is
+// operationally up. The kernel brings a link's queueing discipline up from
+// a work queue after `ip link set up`; until then what is sent on it is
+// dropped, which on a loaded machine lost a test's first UDP datagrams.
+func (l *Lab) waitLinksUp(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range l.Namespaces() {
+		for _, ifc := range n.Ifaces {
+			for {
+				out, err := n.Run(ctx, "ip", "-o", "link", "show", "dev", ifc.Name)
+				if err != nil {
+					return err
+				}
+				if strings.Contains(out, " state UP ") {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("lab: [%s] %s not up after 10s: %s", n.Name, ifc.Name, strings.TrimSpace(out))
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+	}
 	return nil
 }
 
