@@ -168,7 +168,6 @@ EOF`); err != nil {
 	}
 	t.Logf("flood dropped: luafw kernel ban %.0f pkt/s, static nftables set %.0f pkt/s: ratio %.3f (runs %v, %v)",
 		mean(ours), mean(static), mean(ours)/mean(static), ours, static)
-	fmt.Printf("KBAN_RATIO %.3f %.0f %.0f\n", mean(ours)/mean(static), mean(ours), mean(static))
 
 	// A reload that adds a mirrored map keeps the ban in the kernel.
 	files := kbanConfig("local", "")
