@@ -36,7 +36,7 @@ type queueReader struct {
 	rewritten uint64
 }
 
-// burst is the socket's handler (queue.Socket.Serve).
+// burst is the socket's handler (queue.Socket.ServeThen; sent runs after).
 func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 	q.beat.enter()
 	defer q.endBurst()
