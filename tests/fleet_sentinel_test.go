@@ -33,25 +33,11 @@ func TestFleetSentinelFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	serveTCP(t, f.l.Server, 8081, 2323)
-	start := func(name string, args ...string) *exec.Cmd {
-		t.Helper()
-		pctx, cancel := context.WithCancel(context.Background())
-		cmd, err := f.st.Command(pctx, name, args...)
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-		return cmd
-	}
 	server := func(port string, extra ...string) *exec.Cmd {
-		return start("redis-server", append([]string{"--bind", "10.201.5.2", "--protected-mode", "no", "--port", port,
+		cmd, _ := f.startStore(t, "10.201.5.2:"+port, "redis-server", append([]string{"--bind", "10.201.5.2", "--protected-mode", "no", "--port", port,
 			"--requirepass", fleetPassword, "--masterauth", fleetPassword, "--repl-diskless-sync-delay", "0",
 			"--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extra...)...)
+		return cmd
 	}
 	master := server("6380")
 	server("6381", "--replicaof", "10.201.5.2", "6380")
@@ -84,7 +70,7 @@ sentinel failover-timeout fleet 5000
 `, dir, fleetPassword)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start("redis-sentinel", conf)
+	f.startStore(t, "10.201.5.2:26379", "redis-sentinel", conf)
 	sentinel := func(args ...string) string {
 		out, _ := f.st.Shell(ctx, "redis-cli -h 10.201.5.2 -p 26379 "+strings.Join(args, " "))
 		return out

@@ -45,10 +45,9 @@ const (
 )
 
 type fleet struct {
-	l      *lab.Lab
-	b, st  *lab.NS
-	redis  *exec.Cmd
-	cancel context.CancelFunc
+	l     *lab.Lab
+	b, st *lab.NS
+	stop  func() // ends the fleet's redis-server (startStore), nil when none runs
 }
 
 func needRedis(t *testing.T) {
@@ -114,10 +113,19 @@ func (f *fleet) startRedisOpen(t *testing.T) {
 
 func (f *fleet) startRedisArgs(t *testing.T, extra ...string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	args := append([]string{"--bind", "10.201.5.2", "10.201.6.2", "--protected-mode", "no",
 		"--port", "6379", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, extra...)
-	cmd, err := f.st.Command(ctx, "redis-server", args...)
+	// Listening is enough: the password is the daemons' business.
+	_, f.stop = f.startStore(t, "10.201.5.2:6379", "redis-server", args...)
+}
+
+// startStore starts a server in the fleet's store namespace and, when
+// listen is not empty, waits (up to 5 s) until it accepts TCP there. stop
+// ends it and waits for it; it runs at most once, and at cleanup.
+func (f *fleet) startStore(t *testing.T, listen, name string, args ...string) (cmd *exec.Cmd, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd, err := f.st.Command(ctx, name, args...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -126,25 +134,28 @@ func (f *fleet) startRedisArgs(t *testing.T, extra ...string) {
 		cancel()
 		t.Fatal(err)
 	}
-	f.redis, f.cancel = cmd, cancel
-	for i := 0; ; i++ {
-		c, err := f.st.Dial(ctx, "tcp", "10.201.5.2:6379") // listening: the password is the daemons' business
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); _ = cmd.Wait() }) }
+	t.Cleanup(stop)
+	for i := 0; listen != ""; i++ {
+		c, err := f.st.Dial(ctx, "tcp", listen)
 		if err == nil {
 			c.Close()
-			return
+			break
 		}
 		if i == 100 {
-			t.Fatalf("redis-server did not listen: %v", err)
+			stop()
+			t.Fatalf("%s did not listen on %s: %v", name, listen, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return cmd, stop
 }
 
 func (f *fleet) stopRedis() {
-	if f.cancel != nil {
-		f.cancel()
-		_ = f.redis.Wait()
-		f.cancel = nil
+	if f.stop != nil {
+		f.stop()
+		f.stop = nil
 	}
 }
 

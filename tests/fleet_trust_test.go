@@ -173,30 +173,9 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 // dir and the fleet's password; it returns its stopper.
 func startTLSRedis(t *testing.T, f *fleet, dir string) func() {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd, err := f.st.Command(ctx, "redis-server", "--bind", "10.201.5.2", "--protected-mode", "no", "--port", "0",
+	_, stop := f.startStore(t, "10.201.5.2:6390", "redis-server", "--bind", "10.201.5.2", "--protected-mode", "no", "--port", "0",
 		"--tls-port", "6390", "--tls-cert-file", filepath.Join(dir, "server.crt"), "--tls-key-file", filepath.Join(dir, "server.key"),
 		"--tls-ca-cert-file", filepath.Join(dir, "ca.pem"), "--tls-auth-clients", "no", "--requirepass", fleetPassword,
 		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		c, err := f.st.Dial(ctx, "tcp", "10.201.5.2:6390")
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 100 {
-			cancel()
-			t.Fatalf("redis-server with TLS did not listen: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return func() { cancel(); _ = cmd.Wait() }
+	return stop
 }
