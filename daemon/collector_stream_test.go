@@ -1,15 +1,8 @@
 package daemon
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"strings"
 	"testing"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/luafw/luafw/host/packet"
 	"github.com/luafw/luafw/internal/engine"
@@ -37,19 +30,7 @@ fw.register{hook="forward", fn=function(pkt) stream.tls_hello(pkt) end}`,
 			w.Run(&engine.Packet{Hook: engine.Forward, Data: b})
 		}
 	}
-	srv := httptest.NewServer(d.MetricsHandler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, fams := scrapeFamilies(t, d)
 	got := map[string]float64{}
 	for _, m := range fams["luafw_stream_events_total"].GetMetric() {
 		if hasLabels(m, map[string]string{"plugin": "hello"}) {

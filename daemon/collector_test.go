@@ -45,24 +45,8 @@ fw.register{name="rej", hook="forward", priority=10, fn=function(pkt) if pkt.dpo
 	}
 	d.reloads.Add(2)
 
-	srv := httptest.NewServer(d.MetricsHandler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("status %d, %v", resp.StatusCode, err)
-	}
-	text := string(body)
+	text, fams := scrapeFamilies(t, d)
 	assertContiguous(t, text)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatalf("the exposition does not parse: %v\n%s", err, text)
-	}
 
 	get := func(name string, labels map[string]string) float64 {
 		t.Helper()
@@ -129,6 +113,31 @@ fw.register{name="rej", hook="forward", priority=10, fn=function(pkt) if pkt.dpo
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
 	}
+}
+
+// scrapeFamilies GETs the daemon's metrics handler over HTTP and parses
+// the exposition with the Prometheus text parser; it returns the text and
+// the families by name.
+func scrapeFamilies(t *testing.T, d *Daemon) (string, map[string]*dto.MetricFamily) {
+	t.Helper()
+	srv := httptest.NewServer(d.MetricsHandler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d, %v", resp.StatusCode, err)
+	}
+	text := string(body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("the exposition does not parse: %v\n%s", err, text)
+	}
+	return text, fams
 }
 
 // assertContiguous fails when a family's samples are split by another

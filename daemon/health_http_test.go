@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/luafw/luafw/internal/engine"
 )
@@ -80,18 +78,7 @@ end}`,
 	for _, port := range []uint16{22, 23, 25, 22} {
 		w.Run(&engine.Packet{Hook: engine.Forward, Data: udpTo(t, port)})
 	}
-	srv := httptest.NewServer(d.MetricsHandler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, fams := scrapeFamilies(t, d)
 	bi := fams["luafw_build_info"]
 	if bi == nil || len(bi.Metric) != 1 || bi.Metric[0].GetGauge().GetValue() != 1 ||
 		!hasLabels(bi.Metric[0], map[string]string{"version": "v9.9.9-test", "goversion": runtime.Version()}) {
