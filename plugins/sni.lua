@@ -169,6 +169,15 @@ local function judge(pkt, hello)
 	return v or nil
 end
 
+-- judge_stream judges a packet of a reassembled flow (TCP, or QUIC's
+-- Initial): nil until the flow's hello is complete.
+local function judge_stream(pkt)
+	local hello = stream.tls_hello(pkt)
+	if hello then
+		return judge(pkt, hello)
+	end
+end
+
 -- Only traffic to the TLS ports (and QUIC's, when blocked) reaches the
 -- plugin.
 local port_list = fw.keys(ports)
@@ -187,10 +196,7 @@ fw.register{
 				return verdict == "reset" and fw.REJECT or verdict
 			end
 			if quic then
-				local hello = stream.tls_hello(pkt)
-				if hello then
-					return judge(pkt, hello)
-				end
+				return judge_stream(pkt)
 			end
 			return
 		end
@@ -204,11 +210,7 @@ fw.register{
 			end
 		end
 		if reassemble then
-			local hello = stream.tls_hello(pkt)
-			if hello then
-				return judge(pkt, hello)
-			end
-			return
+			return judge_stream(pkt)
 		end
 		local data = pkt.payload
 		if #data == 0 or data:byte(1) ~= 0x16 then
