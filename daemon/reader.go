@@ -27,10 +27,10 @@ type queueReader struct {
 	// (the engine keeps it only until the next run).
 	pkt    engine.Packet
 	tagBuf []string // p.Tags decoded from the mark (tags.go), reused
-	ct     []ctItem // the burst's conntrack updates, sent after its verdicts
-	// whole: the burst ran to its end (a handler panic gives the whole
-	// burst the fail verdict, and then its updates are not sent).
-	whole bool
+	// ct holds the burst's conntrack updates until its verdicts are
+	// written (sent); a burst that panicked has no sent, and the next
+	// burst starts them afresh.
+	ct []ctItem
 	// Counts of the current burst, added to the segment's at its end.
 	verdicts  [len(segStats{}.verdicts)]uint64
 	rewritten uint64
@@ -40,7 +40,8 @@ type queueReader struct {
 func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 	q.beat.enter()
 	defer q.endBurst()
-	q.whole = false
+	clear(q.ct)
+	q.ct = q.ct[:0]
 	r := q.r
 	seg := r.seg.Load()
 	tags := r.d.tags.Load() // tags.go; nil when none cross
@@ -92,7 +93,6 @@ func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 			}
 		}
 	}
-	q.whole = true
 }
 
 // sent runs after the burst's verdicts are written (queue.Socket.ServeThen):
@@ -100,11 +100,7 @@ func (q *queueReader) burst(msgs []queue.Msg, out []queue.Verdict) {
 // their updates apply at the updater's first try.
 func (q *queueReader) sent() {
 	if len(q.ct) > 0 {
-		if q.whole {
-			q.r.submitCT(q.ct)
-		}
-		clear(q.ct)
-		q.ct = q.ct[:0]
+		q.r.submitCT(q.ct)
 	}
 }
 

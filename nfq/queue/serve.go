@@ -93,7 +93,8 @@ func (s *Socket) Serve(ctx context.Context, h func(msgs []Msg, out []Verdict)) e
 }
 
 // ServeThen is Serve with sent, when not nil, called on the serving
-// goroutine after each burst's verdicts have been written. The kernel has
+// goroutine after each burst's verdicts have been written (not after a
+// burst whose handler panicked: its packets got the fail verdict). The kernel has
 // then acted on them: an accepted packet has gone on through the stack
 // within the write, so a new connection's conntrack entry is confirmed
 // (unless a later hook queued the packet again). Work that needs that, such
@@ -209,13 +210,14 @@ func (s *Socket) process(dgrams [][]byte, h func([]Msg, []Verdict)) {
 	}
 	s.msgs, s.forced = msgs, forced
 
+	handled := false // h ran to its end on this burst's packets
 	if len(msgs) > 0 {
 		if cap(s.out) < len(msgs) {
 			s.out = make([]Verdict, len(msgs))
 		}
 		out := s.out[:len(msgs)]
 		clear(out)
-		s.callHandler(h, msgs, out)
+		handled = s.callHandler(h, msgs, out)
 		n := uint64(len(msgs))
 		s.st.received.Add(n)
 		s.st.bursts.Add(1)
@@ -235,15 +237,15 @@ func (s *Socket) process(dgrams [][]byte, h func([]Msg, []Verdict)) {
 		s.log.Warn("nfqueue: answered unparseable packets without the handler", "count", len(forced), "verdict", v.Verdict)
 	}
 	s.flush()
-	if s.sent != nil && len(msgs) > 0 {
+	if s.sent != nil && handled {
 		s.sent()
 	}
 }
 
-// callHandler runs h. A panic is logged and counted, and the whole burst
-// gets the fail verdict: the socket keeps serving, and no packet is left
-// without a verdict.
-func (s *Socket) callHandler(h func([]Msg, []Verdict), msgs []Msg, out []Verdict) {
+// callHandler runs h and reports whether it returned. A panic is logged
+// and counted, and the whole burst gets the fail verdict: the socket keeps
+// serving, and no packet is left without a verdict.
+func (s *Socket) callHandler(h func([]Msg, []Verdict), msgs []Msg, out []Verdict) (returned bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.st.panics.Add(1)
@@ -256,6 +258,7 @@ func (s *Socket) callHandler(h func([]Msg, []Verdict), msgs []Msg, out []Verdict
 		}
 	}()
 	h(msgs, out)
+	return true
 }
 
 // failVerdict is the verdict for packets the handler cannot judge.

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/binary"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,9 +111,14 @@ func (p *pair) readVerdicts(t testing.TB) []gotVerdict {
 // serve runs Serve in the background; the returned function cancels it and
 // returns Serve's result.
 func (p *pair) serve(t testing.TB, h func([]Msg, []Verdict)) (stop func() error) {
+	return p.serveThen(t, h, nil)
+}
+
+// serveThen is serve with ServeThen's sent.
+func (p *pair) serveThen(t testing.TB, h func([]Msg, []Verdict), sent func()) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.s.Serve(ctx, h) }()
+	go func() { done <- p.s.ServeThen(ctx, h, sent) }()
 	return func() error {
 		cancel()
 		select {
@@ -242,7 +248,8 @@ func TestQueueServeHandlerPanic(t *testing.T) {
 	p := newQPair(t, Config{FailOpen: true})
 	p.write(t, testPacket{queue: 1, id: 1, payload: []byte{1}}.marshal(t))
 	calls := 0
-	stop := p.serve(t, func(msgs []Msg, out []Verdict) {
+	var sent atomic.Int32 // ServeThen's sent: not after the burst that panicked
+	stop := p.serveThen(t, func(msgs []Msg, out []Verdict) {
 		calls++
 		if calls == 1 {
 			panic("script bug")
@@ -250,7 +257,7 @@ func TestQueueServeHandlerPanic(t *testing.T) {
 		for i := range out {
 			out[i].Verdict = VerdictRepeat
 		}
-	})
+	}, func() { sent.Add(1) })
 	got := p.readVerdicts(t)
 	if len(got) != 1 || got[0].id != 1 || got[0].verdict != VerdictAccept {
 		t.Errorf("after a panic with FailOpen: verdicts %+v, want accept for id 1", got)
@@ -265,6 +272,9 @@ func TestQueueServeHandlerPanic(t *testing.T) {
 	}
 	if st := p.s.Stats(); st.Panics != 1 || st.VerdictsSent != 2 {
 		t.Errorf("stats %+v", st)
+	}
+	if n := sent.Load(); n != 1 {
+		t.Errorf("sent ran %d times, want once: after the second burst, not after the one that panicked", n)
 	}
 }
 
