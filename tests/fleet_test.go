@@ -167,13 +167,16 @@ func fleetConfig(redisAddr string) map[string]string {
     options: {rate: %v, burst: %v}
 divert:
   forward: {protos: [tcp]}
-state:
-  backend: redis
-  redis: {addrs: ["%s"], password: %s}
-  sync_interval: %v
-  fallback_share: 0.5
-`, fleetRate, fleetBurst, redisAddr, fleetPassword, fleetInterval),
+%s  fallback_share: 0.5
+`, fleetRate, fleetBurst, fleetState(redisAddr)),
 	}
+}
+
+// fleetState is the configuration's state section for a fleet daemon
+// reaching Redis at redisAddr with the fleet's password and interval.
+func fleetState(redisAddr string) string {
+	return fmt.Sprintf("state:\n  backend: redis\n  redis: {addrs: [\"%s\"], password: %s}\n  sync_interval: %v\n",
+		redisAddr, fleetPassword, fleetInterval)
 }
 
 // dialFrom tries one connection from the shared source address.

@@ -226,11 +226,8 @@ func TestFleetKernelBan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	state := func(addr string) string {
-		return fmt.Sprintf("state:\n  backend: redis\n  redis: {addrs: [\"%s\"], password: %s}\n  sync_interval: %v\n", addr, fleetPassword, fleetInterval)
-	}
-	startDaemon(t, f.l.Router, kbanConfig("cluster", state("10.201.5.2:6379")))
-	startDaemon(t, f.b, kbanConfig("cluster", state("10.201.6.2:6379")))
+	startDaemon(t, f.l.Router, kbanConfig("cluster", fleetState("10.201.5.2:6379")))
+	startDaemon(t, f.b, kbanConfig("cluster", fleetState("10.201.6.2:6379")))
 	time.Sleep(5 * fleetInterval)
 	if !dialFrom(ctx, f.l.Client, viaB+":8081", time.Second) {
 		t.Fatal("before any ban: the source cannot connect through B")
